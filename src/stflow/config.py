@@ -1,0 +1,276 @@
+"""The TOML run configuration: schema, validation, and building the run's objects.
+
+One table per section (``problem``, ``graph``, ``flow``, ``compressor``, ``solver``, ``init``);
+:data:`SCHEMA` lists every key with its default and meaning, and drives both validation
+(unknown keys are errors that list the valid ones) and ``docs/config.md``. Paths in a config
+file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["SCHEMA", "load_config", "resolve_config", "build_run", "Run", "run_config"]
+
+_REQUIRED = object()
+
+#: section -> key -> (default, description). ``_REQUIRED`` marks keys without a default.
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "problem": {
+        "kind": ("quadratic", "quadratic | least_squares | logistic"),
+        "agents": (10, "number of agents N (ignored when `data` is given)"),
+        "dim": (8, "dimension d of the decision variable (ignored when `data` is given)"),
+        "seed": (0, "seed of the generated data"),
+        "data": (None, "path to a .npz with the problem's arrays (Q,b | A,b | A,y)"),
+        "regularization": (0.0, "L2 weight of the logistic problem (>= 0)"),
+        "samples": (None, "samples per agent m of generated least_squares / logistic data"),
+    },
+    "graph": {
+        "kind": ("ring", "ring | path | star | complete | grid | erdos_renyi | geometric | edges"),
+        "edges": (None, "list of [i, j] pairs (kind = \"edges\")"),
+        "weights": (None, "edge weights: one number, or one per edge (kind = \"edges\")"),
+        "seed": (0, "seed of random graphs"),
+        "p": (None, "edge probability (erdos_renyi; default 2 ln(N)/N)"),
+        "radius": (None, "connection radius (geometric)"),
+        "chords": (0, "extra random edges added to a ring"),
+    },
+    "flow": {
+        "kind": ("observer", "uncompressed | direct | observer"),
+        "alpha": (2.0, "consensus gain (> 0, or \"auto\")"),
+        "beta": (2.0, "dual gain (> 0, or \"auto\")"),
+        "eta": (1.0, "gradient gain (> 0, or \"auto\")"),
+        "gamma": (50.0, "observer gain (> 0, or \"auto\")"),
+    },
+    "compressor": {
+        "spec": ("topk:k=2", "compressor spec, e.g. topk:k=2, quantize:bits=4, A|B, py:mod:attr"),
+    },
+    "solver": {
+        "method": ("euler", "euler | continuous (solve_ivp, no bits)"),
+        "step": (1e-3, "Euler step h = time of one communication round"),
+        "horizon": (30.0, "final time; steps = round(horizon / step)"),
+        "record_every": (100, "record metrics every this many steps (and at 0 and the end)"),
+        "tolerance": (1e-8, "converged when the final relative error <= tolerance"),
+    },
+    "init": {
+        "x0": (None, "X(0): N rows of d numbers, one row of d (copied), or a .npy path"),
+        "v0": (None, "V(0) with zero column sums: N rows of d numbers or a .npy path"),
+    },
+}
+
+_INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
+             ("problem", "samples"), ("graph", "seed"), ("graph", "chords"),
+             ("solver", "record_every")}
+_FLOAT_KEYS = {("problem", "regularization"), ("graph", "p"), ("graph", "radius"),
+               ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance")}
+_STR_KEYS = {("problem", "kind"), ("problem", "data"), ("graph", "kind"), ("flow", "kind"),
+             ("compressor", "spec"), ("solver", "method")}
+GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
+
+
+def load_config(path) -> dict:
+    """Read a TOML file and return the validated config with defaults filled in.
+
+    Relative paths (``problem.data``, ``init.x0``/``v0`` given as files) are resolved against
+    the config file's folder.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"config file {str(path)!r} not found: check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return resolve_config(raw, base_dir=path.resolve().parent)
+
+
+def resolve_config(raw: dict, *, base_dir=None) -> dict:
+    """Validate a config mapping against :data:`SCHEMA` and fill in defaults.
+
+    Examples
+    --------
+    >>> cfg = resolve_config({"compressor": {"spec": "quantize:bits=4"}})
+    >>> cfg["compressor"]["spec"], cfg["solver"]["step"], cfg["flow"]["kind"]
+    ('quantize:bits=4', 0.001, 'observer')
+    >>> resolve_config({"solver": {"stepsize": 0.1}})
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are method, step, horizon, record_every, tolerance
+    """
+    if not isinstance(raw, dict):
+        raise InputError("config must be a table of sections")
+    out: dict = {}
+    for section in raw:
+        if section not in SCHEMA:
+            raise InputError(
+                f"unknown section [{section}]: valid sections are {', '.join(SCHEMA)}"
+            )
+        if not isinstance(raw[section], dict):
+            raise InputError(f"[{section}] must be a table of keys")
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise InputError(
+                    f"unknown key [{section}] {key}: valid keys are {', '.join(keys)}"
+                )
+        sec = {}
+        for key, (default, _doc) in keys.items():
+            value = copy.deepcopy(given.get(key, default))
+            sec[key] = _check_type(section, key, value)
+        out[section] = sec
+    if base_dir is not None:
+        base = Path(base_dir)
+        if out["problem"]["data"] is not None:
+            out["problem"]["data"] = str((base / out["problem"]["data"]).resolve())
+        for key in ("x0", "v0"):
+            if isinstance(out["init"][key], str):
+                out["init"][key] = str((base / out["init"][key]).resolve())
+    return out
+
+
+def _check_type(section: str, key: str, value):
+    where = f"[{section}] {key}"
+    if value is None:
+        return None
+    if (section, key) in _INT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{where} must be an integer (got {value!r})")
+        if key in ("agents", "dim", "record_every", "samples") and value < 1:
+            raise InputError(f"{where} must be >= 1 (got {value})")
+        if key == "chords" and value < 0:
+            raise InputError(f"{where} must be >= 0 (got {value})")
+        return value
+    if (section, key) in _FLOAT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{where} must be a number (got {value!r})")
+        value = float(value)
+        if not math.isfinite(value):
+            raise InputError(f"{where} must be finite (got {value})")
+        if key in ("step", "horizon", "tolerance") and value <= 0:
+            raise InputError(f"{where} must be > 0 (got {value}): e.g. step = 1e-3")
+        if key == "regularization" and value < 0:
+            raise InputError(f"{where} must be >= 0 (got {value})")
+        return value
+    if (section, key) in _STR_KEYS:
+        if not isinstance(value, str):
+            raise InputError(f"{where} must be a string (got {value!r})")
+        return value
+    if section == "flow" and key in GAIN_KEYS:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f'{where} must be a positive number or "auto" (got {value!r})')
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(
+                f'`{key}` must be a positive finite number (got {value!r}): '
+                f'set [flow] {key} > 0 or "auto"'
+            )
+        return float(value)
+    return value
+
+
+@dataclass
+class Run:
+    """Everything one run needs, built from a resolved config."""
+
+    config: dict
+    problem: object
+    graph: object
+    compressor: object
+    flow: object
+    x0: np.ndarray | None
+    v0: np.ndarray | None
+
+
+def _load_init(value, name):
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return np.load(value)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"[init] {name}: cannot read {value!r} ({exc}): give a .npy file")
+
+
+def build_run(config: dict) -> Run:
+    """Build problem, graph, compressor and flow from a resolved config.
+
+    ``"auto"`` gains are replaced by :func:`stflow.flows.auto_gains` and written back into the
+    returned ``Run.config`` (so ``summary.json`` shows the values used).
+    """
+    from .compressors import make_compressor
+    from .flows import Gains, PrimalDualFlow, auto_gains
+    from .graphs import make_graph
+    from .problems import make_problem
+
+    cfg = copy.deepcopy(config)
+    p = cfg["problem"]
+    problem = make_problem(
+        p["kind"],
+        agents=p["agents"],
+        dim=p["dim"],
+        seed=p["seed"],
+        data=p["data"],
+        regularization=p["regularization"],
+        samples=p["samples"],
+    )
+    g = cfg["graph"]
+    graph_kw = {k: g[k] for k in ("edges", "weights", "p", "radius") if g[k] is not None}
+    graph = make_graph(g["kind"], problem.n_agents, seed=g["seed"], chords=g["chords"], **graph_kw)
+    if graph.n != problem.n_agents:
+        raise InputError(
+            f"[graph] has {graph.n} agents but the problem has {problem.n_agents}: "
+            "make the edge list cover agents 0..N-1"
+        )
+    f = cfg["flow"]
+    compressor = None
+    if f["kind"] != "uncompressed":
+        compressor = make_compressor(cfg["compressor"]["spec"], problem.dim)
+    if any(f[k] == "auto" for k in GAIN_KEYS):
+        rate = None
+        if compressor is not None and f["kind"] == "observer":
+            from .certify import certify
+
+            rate = certify(compressor).rate
+        auto = auto_gains(
+            lambda_2=graph.lambda_2,
+            lambda_max=graph.lambda_max,
+            smoothness=problem.smoothness,
+            compressor_rate=rate,
+            step=cfg["solver"]["step"],
+        )
+        for k in GAIN_KEYS:
+            if f[k] == "auto":
+                f[k] = getattr(auto, k)
+    gains = Gains(**{k: f[k] for k in GAIN_KEYS})
+    flow = PrimalDualFlow(f["kind"], problem, graph, compressor, gains=gains)
+    x0 = _load_init(cfg["init"]["x0"], "x0")
+    v0 = _load_init(cfg["init"]["v0"], "v0")
+    return Run(cfg, problem, graph, compressor, flow, x0, v0)
+
+
+def run_config(config: dict, *, progress: bool = False):
+    """Build and solve a resolved config; returns ``(run, solution)``."""
+    from .solve import solve
+
+    run = build_run(config)
+    s = run.config["solver"]
+    sol = solve(
+        run.flow,
+        step=s["step"],
+        horizon=s["horizon"],
+        method=s["method"],
+        record_every=s["record_every"],
+        tolerance=s["tolerance"],
+        x0=run.x0,
+        v0=run.v0,
+        progress=progress,
+    )
+    return run, sol

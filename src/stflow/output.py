@@ -1,0 +1,102 @@
+"""Writing a run's results: ``metrics.csv``, ``summary.json`` and ``convergence.png``.
+
+Files are written to a temporary name and renamed into place, so a folder never holds a
+half-written file passed off as a result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import METRIC_COLUMNS
+
+__all__ = ["write_metrics_csv", "write_json", "plot_convergence", "write_run_outputs"]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_metrics_csv(path, records: dict[str, np.ndarray]) -> None:
+    """Write the recorded metrics, one row per recorded step, columns :data:`METRIC_COLUMNS`.
+
+    Floats are written with ``repr`` (17 significant digits), so reading the file back gives
+    the same numbers bit for bit.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(METRIC_COLUMNS)
+    n = len(records["step"])
+    for i in range(n):
+        row = [int(records["step"][i])]
+        row += [repr(float(records[c][i])) for c in METRIC_COLUMNS[1:]]
+        writer.writerow(row)
+    _atomic_write(Path(path), buf.getvalue().encode())
+
+
+def read_metrics_csv(path) -> dict[str, np.ndarray]:
+    """Read a ``metrics.csv`` back into one array per column."""
+    data = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
+    data = np.atleast_1d(data)
+    return {name: np.asarray(data[name]) for name in data.dtype.names}
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON (NaN/inf are written as null)."""
+    _atomic_write(Path(path), (json.dumps(_jsonable(obj), indent=2) + "\n").encode())
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def plot_convergence(path, records: dict[str, np.ndarray], *, title: str = "") -> None:
+    """Relative and consensus error against time, log scale, to a PNG file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    t = records["t"]
+    for key, label in (("relative_error", "relative error"), ("consensus_error", "consensus error")):
+        y = np.where(records[key] > 0, records[key], np.nan)
+        ax.semilogy(t, y, label=label)
+    ax.set_xlabel("time t")
+    ax.set_ylabel("error")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_run_outputs(out_dir, records, summary: dict, *, title: str = "") -> None:
+    """Write ``metrics.csv``, ``summary.json`` and ``convergence.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_metrics_csv(out / "metrics.csv", records)
+    plot_convergence(out / "convergence.png", records, title=title)
+    write_json(out / "summary.json", summary)
