@@ -26,7 +26,7 @@ kind = "observer"
 spec = "topk:k=2"
 [solver]
 step = 1e-3
-horizon = 25.0
+horizon = 30.0
 record_every = 500
 """
 
@@ -53,24 +53,24 @@ def test_run_writes_outputs(tmp_path, capsys):
                 "t_final", "bits_per_agent", "fitted_rate", "wall_seconds", "config"):
         assert key in summary
     assert summary["converged"] is True and summary["final_relative_error"] <= 1e-8
-    assert summary["steps"] == 25000
+    assert summary["steps"] == 30000
     # topk k=2, d=4: 2 * (2 index bits + 64) = 132 bits per round
-    assert summary["bits_per_agent"] == 25000 * 132
+    assert summary["bits_per_agent"] == 30000 * 132
     m = read_metrics_csv(out / "metrics.csv")
-    assert m["step"][0] == 0 and m["step"][-1] == 25000 and len(m["step"]) == 51
+    assert m["step"][0] == 0 and m["step"][-1] == 30000 and len(m["step"]) == 61
     np.testing.assert_array_equal(m["bits_per_agent"], m["step"] * 132)
     np.testing.assert_array_equal(m["bits_per_agent_p2p"], m["step"] * 132 * 2)  # ring degree 2
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_not_converged_exits_1(tmp_path, capsys):
-    code, out, cap = _run(tmp_path, BASE.replace("horizon = 25.0", "horizon = 1.0"), capsys)
+    code, out, cap = _run(tmp_path, BASE.replace("horizon = 30.0", "horizon = 1.0"), capsys)
     assert code == 1
     assert json.loads((out / "summary.json").read_text())["converged"] is False
 
 
 def test_divergence_exits_3_and_keeps_records(tmp_path, capsys):
-    text = BASE.replace("step = 1e-3", "step = 0.5").replace("horizon = 25.0", "horizon = 500.0")
+    text = BASE.replace("step = 1e-3", "step = 0.5").replace("horizon = 30.0", "horizon = 500.0")
     code, out, cap = _run(tmp_path, text.replace("record_every = 500", "record_every = 10"),
                           capsys)
     assert code == 3
@@ -91,7 +91,7 @@ BAD = [
     ("[graph]\nkind = \"edges\"\nedges = [[0, 1], [2, 3]]\n[problem]\nagents = 4\n",
      "disconnected"),
     ("[compressor]\nspec = \"py:no_such_module_xyz:make\"\n", "no_such_module_xyz"),
-    ("[init]\nv0 = [[1.0, 0, 0, 0, 0, 0, 0, 0]]\n", "zero column sums"),
+    ("[init]\nv0 = [1.0, 0, 0, 0, 0, 0, 0, 0]\n", "zero column sums"),
 ]
 
 

@@ -22,7 +22,8 @@ EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, like every other bad input
-        self.exit(EXIT_INPUT, f"stflow: error: {message} (see `stflow {self.prog.split()[-1]} -h`)\n")
+        hint = f"see `{self.prog} -h`"
+        self.exit(EXIT_INPUT, f"stflow: error: {message} ({hint})\n")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,7 +16,13 @@ import numpy as np
 
 from .metrics import METRIC_COLUMNS
 
-__all__ = ["write_metrics_csv", "write_json", "plot_convergence", "write_run_outputs"]
+__all__ = [
+    "write_metrics_csv",
+    "read_metrics_csv",
+    "write_json",
+    "plot_convergence",
+    "write_run_outputs",
+]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -77,7 +83,8 @@ def plot_convergence(path, records: dict[str, np.ndarray], *, title: str = "") -
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     t = records["t"]
-    for key, label in (("relative_error", "relative error"), ("consensus_error", "consensus error")):
+    curves = (("relative_error", "relative error"), ("consensus_error", "consensus error"))
+    for key, label in curves:
         y = np.where(records[key] > 0, records[key], np.nan)
         ax.semilogy(t, y, label=label)
     ax.set_xlabel("time t")

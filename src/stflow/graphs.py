@@ -1,0 +1,612 @@
+"""Communication graphs: topologies, the weighted Laplacian and its spectral facts.
+
+`make_graph` builds a connected, undirected, weighted `Graph` of one of `GRAPH_KINDS`
+(SPEC section 1). A `Graph` stores each undirected edge once (``i < j``, sorted) and
+derives everything else from the edge list: the sparse CSR Laplacian, degrees, neighbour
+lists and the eigenvalues ``lambda_2`` (algebraic connectivity) and ``lambda_max``. No
+dense ``n x n`` array is formed unless ``n <= 2000``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from stflow.errors import InputError
+
+__all__ = ["GRAPH_KINDS", "Graph", "make_graph"]
+
+GRAPH_KINDS = ("ring", "path", "star", "complete", "grid", "erdos_renyi", "geometric", "edges")
+
+_DENSE_MAX_N = 2000  # eigenvalues by dense eigvalsh up to this size, ARPACK above
+_MAX_REDRAWS = 100  # random kinds: seeded redraws until the graph is connected
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    r"""An undirected, connected, weighted communication graph on ``n`` agents.
+
+    The weighted Laplacian is
+
+    .. math:: L_{ii} = \sum_j a_{ij}, \qquad L_{ij} = -a_{ij} \quad (i \ne j),
+
+    (SPEC section 1). Build graphs with `make_graph`; the constructor only checks its input.
+
+    Parameters
+    ----------
+    n : int
+        Number of agents, ``n >= 2``.
+    edges : numpy.ndarray, shape (E, 2), int64
+        Each undirected edge once with ``i < j``, rows sorted lexicographically.
+    weights : numpy.ndarray, shape (E,), float64
+        Edge weights ``a_ij > 0``.
+    kind : str
+        The topology it was built as (one of `GRAPH_KINDS`).
+
+    Examples
+    --------
+    >>> g = make_graph("ring", 4)
+    >>> g.edges.tolist()
+    [[0, 1], [0, 3], [1, 2], [2, 3]]
+    >>> g.laplacian.toarray()[0].tolist()
+    [2.0, -1.0, 0.0, -1.0]
+    >>> round(g.lambda_2, 12), round(g.lambda_max, 12)
+    (2.0, 4.0)
+    """
+
+    n: int
+    edges: np.ndarray
+    weights: np.ndarray
+    kind: str
+
+    def __post_init__(self) -> None:
+        n = _check_n(self.n)
+        edges = np.asarray(self.edges)
+        if edges.ndim != 2 or edges.shape[1] != 2 or not np.issubdtype(edges.dtype, np.integer):
+            raise InputError(
+                f"`edges` must be an integer array of shape (E, 2) (got dtype {edges.dtype}, "
+                f"shape {edges.shape}): build graphs with make_graph"
+            )
+        edges = edges.astype(np.int64)
+        weights = np.asarray(self.weights, dtype=np.float64)
+        if weights.shape != (edges.shape[0],):
+            raise InputError(
+                f"`weights` must have shape (E,) = ({edges.shape[0]},) (got {weights.shape}): "
+                "give one weight per edge"
+            )
+        if edges.size and (edges.min() < 0 or edges.max() >= n):
+            raise InputError(
+                f"`edges` indices must lie in [0, {n - 1}] (got {edges.min()}..{edges.max()}): "
+                "fix the edge list or raise n"
+            )
+        if np.any(edges[:, 0] >= edges[:, 1]):
+            raise InputError(
+                "`edges` rows must satisfy i < j: build graphs with make_graph, which "
+                "canonicalises edge lists"
+            )
+        keys = edges[:, 0] * n + edges[:, 1]
+        if np.any(np.diff(keys) <= 0):
+            raise InputError(
+                "`edges` must be sorted lexicographically without duplicates: build graphs "
+                "with make_graph, which canonicalises edge lists"
+            )
+        _check_weight_values(weights)
+        _check_connected(n, edges)
+        edges.setflags(write=False)
+        weights = weights.copy()
+        weights.setflags(write=False)
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "kind", str(self.kind))
+
+    def __repr__(self) -> str:
+        return f"Graph(kind={self.kind!r}, n={self.n}, edges={self.edges.shape[0]})"
+
+    @cached_property
+    def _adjacency(self) -> sp.csr_matrix:
+        """Weighted adjacency, (n, n) CSR, both directions stored."""
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        w = self.weights
+        a = sp.coo_matrix(
+            (np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))),
+            shape=(self.n, self.n),
+        ).tocsr()
+        a.sort_indices()
+        return a
+
+    @cached_property
+    def laplacian(self) -> sp.csr_matrix:
+        r"""Weighted graph Laplacian :math:`L = D - A`, (n, n) CSR float64.
+
+        Examples
+        --------
+        >>> make_graph("path", 3).laplacian.toarray().tolist()
+        [[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]
+        """
+        a = self._adjacency
+        lap = (sp.diags(np.asarray(a.sum(axis=1)).ravel()) - a).tocsr()
+        lap.sort_indices()
+        return lap
+
+    @cached_property
+    def degree(self) -> np.ndarray:
+        """Number of neighbours of each agent, (n,) int64 (unweighted).
+
+        Examples
+        --------
+        >>> make_graph("star", 4).degree.tolist()
+        [3, 1, 1, 1]
+        """
+        deg = np.bincount(self.edges.ravel(), minlength=self.n).astype(np.int64)
+        deg.setflags(write=False)
+        return deg
+
+    def neighbors(self, i: int) -> np.ndarray:
+        """Sorted indices of the neighbours of agent ``i``, int64.
+
+        Examples
+        --------
+        >>> make_graph("ring", 5).neighbors(0).tolist()
+        [1, 4]
+        """
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < self.n:
+            raise InputError(
+                f"agent index `i` must be an integer in [0, {self.n - 1}] (got {i!r}): "
+                "pick an existing agent"
+            )
+        a = self._adjacency
+        return a.indices[a.indptr[i] : a.indptr[i + 1]].astype(np.int64)
+
+    @cached_property
+    def lambda_2(self) -> float:
+        r"""Algebraic connectivity: the second smallest eigenvalue of :math:`L`.
+
+        Dense ``numpy.linalg.eigvalsh`` for ``n <= 2000``. Above, ARPACK: Lanczos on
+        :math:`L + c\,\mathbf{1}\mathbf{1}^T/n` (the zero mode moved to the top) and, when
+        that is slow (long thin graphs such as rings), shift-invert with a small negative
+        shift; the result is polished by a Rayleigh quotient.
+
+        Examples
+        --------
+        >>> n = 8
+        >>> bool(abs(make_graph("ring", n).lambda_2 - 4 * math.sin(math.pi / n) ** 2) < 1e-12)
+        True
+        """
+        if self.n <= _DENSE_MAX_N:
+            return float(self._dense_eigenvalues[1])
+        return _sparse_lambda_2(self.laplacian, self.weights)
+
+    @cached_property
+    def lambda_max(self) -> float:
+        """Largest eigenvalue of :math:`L`.
+
+        Examples
+        --------
+        >>> round(make_graph("star", 6).lambda_max, 12)
+        6.0
+        """
+        if self.n <= _DENSE_MAX_N:
+            return float(self._dense_eigenvalues[-1])
+        return _sparse_lambda_max(self.laplacian)
+
+    @cached_property
+    def _dense_eigenvalues(self) -> np.ndarray:
+        return np.linalg.eigvalsh(self.laplacian.toarray())
+
+    def to_networkx(self) -> Any:
+        """The graph as a ``networkx.Graph`` with nodes ``0..n-1`` and edge attribute ``weight``.
+
+        Examples
+        --------
+        >>> g = make_graph("path", 3).to_networkx()
+        >>> sorted(g.edges(data="weight"))
+        [(0, 1, 1.0), (1, 2, 1.0)]
+        """
+        import networkx as nx
+
+        g = nx.Graph()
+        g.add_nodes_from(range(self.n))
+        g.add_weighted_edges_from(
+            zip(self.edges[:, 0].tolist(), self.edges[:, 1].tolist(), self.weights.tolist(),
+                strict=True)
+        )
+        return g
+
+
+def make_graph(
+    kind: str,
+    n: int | None,
+    *,
+    seed: int = 0,
+    edges: Any = None,
+    weights: Any = None,
+    p: float | None = None,
+    radius: float | None = None,
+    chords: int | None = 0,
+) -> Graph:
+    r"""Build a connected communication graph of a given kind.
+
+    Kinds (`GRAPH_KINDS`):
+
+    - ``ring``: edges ``(i, i+1 mod n)``; ``n == 2`` gives the single edge. ``chords``
+      extra seeded random edges between non-adjacent agents turn it into a ring with chords.
+    - ``path``: edges ``(i, i+1)``. ``star``: centre 0 joined to every other agent.
+    - ``complete``: every pair.
+    - ``grid``: ``rows x cols`` lattice, agent ``r * cols + c``, with ``rows`` the largest
+      divisor of ``n`` not above :math:`\sqrt n` (so a prime ``n`` gives a ``1 x n`` grid,
+      which is the path).
+    - ``erdos_renyi``: each pair independently with probability ``p`` (default
+      :math:`\min(1, 2 \ln n / n)`), redrawn from the seeded generator until connected.
+    - ``geometric``: ``n`` points uniform in the unit square, joined when closer than
+      ``radius`` (default :math:`\min(1.5, \sqrt{2.5 \ln n / n})`), redrawn until connected.
+    - ``edges``: an explicit list of ``[i, j]`` pairs (either order; duplicates merged, they
+      must then carry equal weights); ``n=None`` infers ``n = max index + 1``.
+
+    Options that belong to another kind (``p`` for a ring, ...) are an `InputError`.
+
+    Parameters
+    ----------
+    kind : str
+        One of `GRAPH_KINDS`.
+    n : int or None
+        Number of agents, ``n >= 2`` (``None`` only for ``kind="edges"``).
+    seed : int
+        Seed of ``numpy.random.default_rng`` for the random kinds and for ``chords``.
+    edges : array_like of shape (E, 2), optional
+        The edge list for ``kind="edges"``.
+    weights : float or array_like of shape (E,), optional
+        Edge weights, finite and ``> 0``: a scalar for every kind, or one per given edge for
+        ``kind="edges"``. Default 1.
+    p : float, optional
+        Edge probability for ``erdos_renyi``, ``0 < p <= 1``.
+    radius : float, optional
+        Connection radius for ``geometric``, ``> 0``.
+    chords : int
+        Extra random edges for ``ring``.
+
+    Returns
+    -------
+    Graph
+
+    Raises
+    ------
+    InputError
+        Unknown kind, bad option, or a disconnected graph.
+
+    Examples
+    --------
+    >>> make_graph("grid", 6).edges.tolist()
+    [[0, 1], [0, 3], [1, 2], [1, 4], [2, 5], [3, 4], [4, 5]]
+    >>> make_graph("edges", None, edges=[[1, 0], [1, 2]], weights=[2.0, 0.5]).weights.tolist()
+    [2.0, 0.5]
+    >>> g = make_graph("erdos_renyi", 30, seed=1)
+    >>> bool(np.array_equal(g.edges, make_graph("erdos_renyi", 30, seed=1).edges))
+    True
+    """
+    if kind not in GRAPH_KINDS:
+        raise InputError(
+            f"`kind` must be one of {', '.join(GRAPH_KINDS)} (got {kind!r}): "
+            "set [graph] kind to a known topology"
+        )
+    _check_options_belong(kind, edges=edges, p=p, radius=radius, chords=chords)
+    if isinstance(weights, (list, tuple, np.ndarray)) and kind != "edges":
+        raise InputError(
+            f"`weights` must be a scalar for kind={kind!r} (got an array): "
+            "give per-edge weights with kind='edges'"
+        )
+    if kind == "edges":
+        edge_arr, w = _explicit_edges(edges, weights, n)
+        n = int(edge_arr.max()) + 1 if n is None else n
+        n = _check_n(n)
+        if edge_arr.size and edge_arr.max() >= n:
+            raise InputError(
+                f"`edges` indices must lie in [0, n-1] = [0, {n - 1}] (got index "
+                f"{int(edge_arr.max())}): raise n or fix the edge list"
+            )
+        return Graph(n, edge_arr, w, kind)
+
+    n = _check_n(n)
+    rng = np.random.default_rng(_check_seed(seed))
+    if kind == "ring":
+        e = _ring_edges(n)
+        count = _check_nonneg_int(chords or 0, "chords", "set [graph] chords >= 0")
+        if count:
+            e = np.concatenate([e, _random_new_edges(n, e, count, rng)])
+    elif kind == "path":
+        e = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
+    elif kind == "star":
+        e = np.stack([np.zeros(n - 1, dtype=np.int64), np.arange(1, n)], axis=1)
+    elif kind == "complete":
+        e = np.stack(np.triu_indices(n, k=1), axis=1)
+    elif kind == "grid":
+        e = _grid_edges(n)
+    elif kind == "erdos_renyi":
+        e = _erdos_renyi_edges(n, p, rng)
+    else:
+        e = _geometric_edges(n, radius, rng)
+    e = _canonical(np.asarray(e, dtype=np.int64), n)
+    w = np.full(e.shape[0], _scalar_weight(weights))
+    return Graph(n, e, w, kind)
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _check_n(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+        raise InputError(
+            f"`n` must be an integer >= 2 (got {n!r}): set [graph] n (number of agents) >= 2"
+        )
+    return int(n)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"`seed` must be a non-negative integer (got {seed!r}): set seed >= 0")
+    return int(seed)
+
+
+def _check_nonneg_int(value: Any, name: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InputError(f"`{name}` must be a non-negative integer (got {value!r}): {fix}")
+    return int(value)
+
+
+def _check_options_belong(kind: str, **opts: Any) -> None:
+    owner = {"edges": "edges", "p": "erdos_renyi", "radius": "geometric", "chords": "ring"}
+    for name, value in opts.items():
+        unset = value is None or (
+            name == "chords" and isinstance(value, numbers.Integral) and value == 0
+        )
+        if not unset and owner[name] != kind:
+            raise InputError(
+                f"`{name}` applies to kind={owner[name]!r} only (got {name}={value!r} with "
+                f"kind={kind!r}): remove {name} or set kind = {owner[name]!r}"
+            )
+
+
+def _check_weight_values(w: np.ndarray) -> None:
+    if w.size and not (np.all(np.isfinite(w)) and np.all(w > 0)):
+        bad = w[~(np.isfinite(w) & (w > 0))][0]
+        raise InputError(
+            f"`weights` must be finite and > 0 (got {bad!r}): use positive edge weights"
+        )
+
+
+def _scalar_weight(weights: Any) -> float:
+    if weights is None:
+        return 1.0
+    if isinstance(weights, bool) or not isinstance(weights, numbers.Real):
+        raise InputError(
+            f"`weights` must be a positive number (got {weights!r}): set weights > 0"
+        )
+    w = float(weights)
+    _check_weight_values(np.array([w]))
+    return w
+
+
+def _check_connected(n: int, edges: np.ndarray) -> None:
+    adj = sp.coo_matrix((np.ones(edges.shape[0]), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    count, _ = connected_components(adj, directed=False)
+    if count > 1:
+        raise InputError(
+            f"graph is disconnected ({count} components): add edges so every agent is reachable"
+        )
+
+
+# ------------------------------------------------------------------------------ builders
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique`` for int64 keys by sort + diff (faster than the hash path for big E)."""
+    keys = np.sort(keys)
+    return keys[np.concatenate([[True], np.diff(keys) != 0])] if keys.size else keys
+
+
+def _canonical(e: np.ndarray, n: int) -> np.ndarray:
+    """Rows as (min, max), sorted lexicographically, duplicates removed."""
+    e = np.sort(e.reshape(-1, 2), axis=1)
+    keys = _sorted_unique(e[:, 0] * n + e[:, 1])
+    return np.stack([keys // n, keys % n], axis=1).astype(np.int64)
+
+
+def _explicit_edges(edges: Any, weights: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
+    if edges is None:
+        raise InputError("`edges` is required for kind='edges' (got none): give [[i, j], ...]")
+    try:
+        raw = np.asarray(edges)
+    except ValueError as exc:
+        raise InputError(
+            f"`edges` must be a list of [i, j] pairs (got a ragged list): fix the edge list "
+            f"({exc})"
+        ) from None
+    if raw.size == 0:
+        raise InputError("`edges` must list at least one [i, j] pair (got none): add edges")
+    if raw.ndim != 2 or raw.shape[1] != 2:
+        raise InputError(
+            f"`edges` must have shape (E, 2) (got {raw.shape}): give a list of [i, j] pairs"
+        )
+    if not np.issubdtype(raw.dtype, np.integer):
+        if not (np.issubdtype(raw.dtype, np.floating) and np.all(raw == np.round(raw))):
+            raise InputError(
+                f"`edges` entries must be integers (got dtype {raw.dtype}): "
+                "use integer agent indices"
+            )
+    e = raw.astype(np.int64)
+    if e.min() < 0:
+        raise InputError(
+            f"`edges` indices must be >= 0 (got {int(e.min())}): agents are numbered from 0"
+        )
+    loops = e[:, 0] == e[:, 1]
+    if np.any(loops):
+        raise InputError(
+            f"`edges` must not contain self loops (got [{e[loops][0, 0]}, {e[loops][0, 1]}]): "
+            "remove edges from an agent to itself"
+        )
+    if weights is None or isinstance(weights, numbers.Real) and not isinstance(weights, bool):
+        w = np.full(e.shape[0], _scalar_weight(weights))
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (e.shape[0],):
+            raise InputError(
+                f"`weights` must have shape (E,) = ({e.shape[0]},) to match `edges` "
+                f"(got {w.shape}): give one weight per edge"
+            )
+        _check_weight_values(w)
+    size = int(e.max()) + 1 if n is None else max(int(e.max()) + 1, _check_n(n))
+    e = np.sort(e, axis=1)
+    keys = e[:, 0] * size + e[:, 1]
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if np.any(w != w[first][inverse]):
+        k = int(np.flatnonzero(w != w[first][inverse])[0])
+        raise InputError(
+            f"`weights` of the duplicated edge [{e[k, 0]}, {e[k, 1]}] disagree "
+            f"({w[first][inverse][k]} vs {w[k]}): list each edge once"
+        )
+    return np.stack([uniq // size, uniq % size], axis=1).astype(np.int64), w[first]
+
+
+def _ring_edges(n: int) -> np.ndarray:
+    i = np.arange(n)
+    e = np.stack([i, (i + 1) % n], axis=1)
+    return e[:1] if n == 2 else e
+
+
+def _grid_edges(n: int) -> np.ndarray:
+    rows = max(r for r in range(1, math.isqrt(n) + 1) if n % r == 0)
+    cols = n // rows
+    ids = np.arange(n).reshape(rows, cols)
+    horizontal = np.stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()], axis=1)
+    vertical = np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], axis=1)
+    return np.concatenate([horizontal, vertical])
+
+
+def _pair_from_index(k: np.ndarray) -> np.ndarray:
+    """Invert k = j (j - 1) / 2 + i over pairs i < j (column-major upper triangle)."""
+    j = np.floor((1.0 + np.sqrt(1.0 + 8.0 * k.astype(np.float64))) / 2.0).astype(np.int64)
+    j -= j * (j - 1) // 2 > k
+    j += (j + 1) * j // 2 <= k
+    return np.stack([k - j * (j - 1) // 2, j], axis=1)
+
+
+def _random_new_edges(n: int, existing: np.ndarray, count: int, rng: np.random.Generator):
+    """``count`` distinct uniformly random pairs i < j that are not in ``existing``."""
+    total = n * (n - 1) // 2
+    ex = np.sort(existing, axis=1)
+    taken = _sorted_unique(ex[:, 1] * (ex[:, 1] - 1) // 2 + ex[:, 0])
+    free = total - taken.size
+    if count > free:
+        raise InputError(
+            f"`chords` must be at most the {free} missing pairs of a ring with n={n} "
+            f"(got {count}): lower chords"
+        )
+    if total <= 4_000_000:
+        candidates = np.setdiff1d(np.arange(total), taken, assume_unique=True)
+        return _pair_from_index(rng.choice(candidates, size=count, replace=False))
+    chosen = np.empty(0, dtype=np.int64)
+    while chosen.size < count:
+        draw = rng.integers(0, total, size=2 * (count - chosen.size) + 16)
+        draw = draw[~np.isin(draw, taken) & ~np.isin(draw, chosen)]
+        _, first = np.unique(draw, return_index=True)
+        chosen = np.concatenate([chosen, draw[np.sort(first)]])[:count]
+    return _pair_from_index(chosen)
+
+
+def _is_connected(n: int, e: np.ndarray) -> bool:
+    if e.shape[0] < n - 1:
+        return False
+    adj = sp.coo_matrix((np.ones(e.shape[0]), (e[:, 0], e[:, 1])), shape=(n, n))
+    return connected_components(adj, directed=False)[0] == 1
+
+
+def _erdos_renyi_edges(n: int, p: float | None, rng: np.random.Generator) -> np.ndarray:
+    if p is None:
+        p = min(1.0, 2.0 * math.log(n) / n)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 < p <= 1.0:
+        raise InputError(f"`p` must satisfy 0 < p <= 1 (got {p!r}): set [graph] p in (0, 1]")
+    total = n * (n - 1) // 2
+    for _ in range(_MAX_REDRAWS):
+        m = int(rng.binomial(total, p))
+        e = _pair_from_index(np.sort(rng.choice(total, size=m, replace=False)))
+        if _is_connected(n, e):
+            return e
+    suggestion = min(1.0, max(3.0 * math.log(n) / n, 2.0 * p))
+    raise InputError(
+        f"erdos_renyi graph with n={n}, p={p:.4g} was disconnected in {_MAX_REDRAWS} seeded "
+        f"draws: raise p above ln(n)/n = {math.log(n) / n:.4g} (e.g. p = {suggestion:.4g})"
+    )
+
+
+def _geometric_edges(n: int, radius: float | None, rng: np.random.Generator) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    if radius is None:
+        radius = min(1.5, math.sqrt(2.5 * math.log(n) / n))
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
+        raise InputError(f"`radius` must be > 0 (got {radius!r}): set [graph] radius > 0")
+    for _ in range(_MAX_REDRAWS):
+        points = rng.random((n, 2))
+        e = cKDTree(points).query_pairs(float(radius), output_type="ndarray").astype(np.int64)
+        if _is_connected(n, e):
+            return e
+    raise InputError(
+        f"geometric graph with n={n}, radius={radius:.4g} was disconnected in {_MAX_REDRAWS} "
+        f"seeded draws: raise radius (e.g. radius = {min(1.5, 2 * radius):.4g})"
+    )
+
+
+# ------------------------------------------------------------------------------- spectra
+
+
+def _start_vector(n: int) -> np.ndarray:
+    v0 = np.random.default_rng(0).standard_normal(n)
+    return v0 - v0.mean()
+
+
+def _sparse_lambda_max(lap: sp.csr_matrix) -> float:
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
+    n = lap.shape[0]
+    v0 = np.random.default_rng(0).standard_normal(n)
+    try:
+        val = eigsh(lap, k=1, which="LA", v0=v0, ncv=32, maxiter=60, tol=1e-12,
+                    return_eigenvectors=False)[0]
+    except ArpackNoConvergence:
+        # Clustered top of the spectrum (rings, paths): shift-invert just above the
+        # Gershgorin bound 2 max_i L_ii >= lambda_max; factorising is cheap for such graphs.
+        upper = 2.0 * float(lap.diagonal().max())
+        val = eigsh(lap.tocsc(), k=1, sigma=upper * (1.0 + 1e-6), which="LM", v0=v0,
+                    return_eigenvectors=False)[0]
+    return float(val)
+
+
+def _sparse_lambda_2(lap: sp.csr_matrix, weights: np.ndarray) -> float:
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    n = lap.shape[0]
+    v0 = _start_vector(n)
+    shift = 2.0 * float(lap.diagonal().max())  # >= lambda_max: moves the zero mode on top
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x).ravel()
+        return lap @ x + shift * x.mean()
+
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    try:
+        _, vec = eigsh(op, k=1, which="SA", v0=v0, ncv=32, maxiter=60, tol=1e-12)
+    except ArpackNoConvergence:
+        # Long thin graphs: shift-invert at a negative shift well below lambda_2
+        # (lambda_2 >= 4 min a_ij / n^2 for a connected graph, Mohar 1991).
+        sigma = -1e-3 * 4.0 * float(weights.min()) / n**2
+        vals, vecs = eigsh(lap.tocsc(), k=2, sigma=sigma, which="LM", v0=v0)
+        vec = vecs[:, [int(np.argmax(vals))]]
+    v = vec[:, 0] - vec[:, 0].mean()
+    return float(v @ (lap @ v) / (v @ v))  # Rayleigh quotient polish
