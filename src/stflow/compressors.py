@@ -66,7 +66,7 @@ COMPRESSOR_DOCS: dict[str, dict[str, tuple[object, str]]] = {
     "scalarize": {
         "basis": ("cyclic", "direction phi(t): cyclic, sinusoid, random or constant"),
         "tau": (0.01, "time each cyclic/random direction is held, > 0"),
-        "freq": (1.0, "sinusoid base frequency f > 0; omega_j = 2 pi f (j + 1)"),
+        "freq": (5.0, "sinusoid base frequency f > 0; omega_j = 2 pi f (j + 1)"),
         "seed": (0, "shared seed of the random basis, >= 0"),
     },
     "sign": {},
@@ -98,7 +98,7 @@ EXAMPLE_SPECS: tuple[str, ...] = (
     "quantize:bits=4",
     "quantize:bits=8",
     "scalarize:basis=cyclic",
-    "scalarize:basis=sinusoid,freq=5",
+    "scalarize:basis=sinusoid",
     "scalarize:basis=random",
     "scalarize:basis=constant",
     "sign",
@@ -517,10 +517,10 @@ class Scalarize(_BitCompressor):
       :math:`\omega_j = 2\pi f (j+1)`. Over one period 1/f,
       :math:`\int \phi\phi^T dt = I/(d f)`, so phi is persistently exciting;
       :math:`\|\phi\|^2 = (1/d)\sum_j (1 + \sin 2\omega_j t) \le 2`. The phase pi/4 keeps
-      :math:`\phi(0) \neq 0`. The default f = 1 gives period 1; the flows need a period
-      short against :math:`1/(\alpha \lambda_{max}(L))` (SPEC section 3), so raise f
-      (``freq=5`` or more) for stiff graphs, at the price of an Euler step below
-      :math:`1/\omega_d`.
+      :math:`\phi(0) \neq 0`. The default f = 5 gives period 0.2; the flows need a period
+      short against :math:`1/(\alpha \lambda_{max}(L))` (SPEC section 3): with f = 1 the
+      observer flow at the default gains on a ring diverges. Raise f for stiffer graphs or
+      larger gains, keeping the Euler step below about :math:`1/\omega_d`.
     - ``random``: unit Gaussian direction from ``default_rng([seed, w])``, the same for every
       agent (shared seed); period :math:`d\tau` (time to span R^d).
     - ``constant``: :math:`\phi = \mathbf{1}/\sqrt{d}`; NOT persistently exciting (period
@@ -541,7 +541,7 @@ class Scalarize(_BitCompressor):
     linear = True
 
     def __init__(
-        self, dim: int, basis: str = "cyclic", tau: float = 0.01, freq: float = 1.0, seed: int = 0
+        self, dim: int, basis: str = "cyclic", tau: float = 0.01, freq: float = 5.0, seed: int = 0
     ):
         self.dim = int(dim)
         if basis not in _BASES:
@@ -884,7 +884,7 @@ def _nonnegative_int(key: str, value: int) -> int:
     return int(value)
 
 
-_EXAMPLE_VALUE = {"tau": 0.01, "freq": 1.0, "step": 0.1}
+_EXAMPLE_VALUE = {"tau": 0.01, "freq": 5.0, "step": 0.1}
 
 _CLASSES = {
     "identity": Identity,

@@ -250,11 +250,12 @@ def build_run(config: dict) -> Run:
 
             rate = certify(compressor).rate
         auto = auto_gains(
-            lambda_2=graph.lambda_2,
             lambda_max=graph.lambda_max,
             smoothness=problem.smoothness,
-            compressor_rate=rate,
             step=cfg["solver"]["step"],
+            compressor_rate=rate,
+            compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
+            observer=f["kind"] == "observer",
         )
         for k in GAIN_KEYS:
             if f[k] == "auto":

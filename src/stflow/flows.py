@@ -65,45 +65,62 @@ class Gains:
             object.__setattr__(self, name, float(value))
 
 
+#: Safety factors of :func:`auto_gains` (measured, see ``docs/gains.md``).
+AUTO_EULER_BUDGET = 0.1  # h * (fastest rate of the flow / 3) <= this
+AUTO_OBSERVER_RATIO = 5.0  # the observer's certified rate gamma*lambda_C over the flow's speed
+
+
 def auto_gains(
     *,
-    lambda_2: float,
     lambda_max: float,
     smoothness: float | None,
-    compressor_rate: float | None,
     step: float,
+    compressor_rate: float | None = None,
+    compressor_period: float = 0.0,
+    observer: bool = True,
 ) -> Gains:
-    r"""Gains derived from the graph spectrum, the cost's smoothness and the compressor.
+    r"""Gains derived from the graph, the cost's smoothness, the compressor and the step.
 
-    The rule (documented in ``docs/gains.md``):
+    All gains are proportional to one speed :math:`s` (the flow is then a time-rescaling of a
+    normalized one, so a larger :math:`s` is faster per unit time), capped three ways:
 
     .. math::
 
-        \eta = 1/L_f, \qquad \alpha = 2/\lambda_2 \ (\text{capped so } h\,\alpha\lambda_{max}
-        \le 0.1), \qquad \beta = \alpha\sqrt{\lambda_2}/2,
-        \qquad \gamma = \min\!\big(0.5/h,\ 20\,\alpha\lambda_{max}/\lambda_C\big)
+        s = \min\Big(\frac{0.1}{h},\ \frac{\gamma \lambda_C}{5},\ \frac{1}{T_C}\Big),
+        \quad \gamma = \frac{0.5}{h}, \quad \eta = \frac{s}{L_f},
+        \quad \alpha = \beta = \frac{2 s}{\lambda_{max}(L)}
 
-    ``eta`` normalizes the cost so its stiffness is 1; ``alpha`` puts the slowest consensus
-    mode at rate about 1; ``beta`` damps that mode critically (roots of
-    :math:`s^2 + \alpha\lambda s + \beta^2\lambda`); ``gamma`` makes the observer's error
-    dynamics (certified rate :math:`\gamma\lambda_C`) twenty times faster than the fastest
-    consensus mode, but never beyond the explicit-Euler limit :math:`h\gamma \le 0.5`.
+    - explicit Euler: :math:`h(\alpha\lambda_{max} + \eta L_f) = 3 s h \le 0.3`;
+    - observer: its error dynamics, certified rate :math:`\gamma\lambda_C`, must be five
+      times faster than the flow's fastest mode; :math:`\gamma = 0.5/h` is the largest gain
+      for which the Euler observer update stays contractive for every compressor with
+      :math:`L_c \le 2` (:math:`h\gamma L_c \le 1`);
+    - excitation period :math:`T_C` (``d * tau`` for a cyclic scalarizer, ``1/freq`` for the
+      sinusoid, 0 for time-invariant compressors): the flow must not move much within one
+      period, or the observer lags (SPEC section 3, practical rule).
+
+    The direct and uncompressed flows skip the observer cap. ``lambda_2`` does not enter:
+    it sets the resulting rate, not the admissible gains. :math:`\alpha = \beta` with
+    :math:`\alpha\lambda_{max} = \eta L_f`-scale stiffness was the fastest pair in a scan of
+    :math:`\alpha\lambda_{max}/s \in \{0.5, 1, 2\}` and :math:`\beta/\alpha \in
+    \{0.5, 1, 2, 4\}` on rings and stars (``docs/gains.md``).
 
     Examples
     --------
-    >>> g = auto_gains(lambda_2=0.5, lambda_max=4.0, smoothness=2.0, compressor_rate=0.2,
-    ...                step=1e-3)
-    >>> round(g.alpha, 3), round(g.beta, 3), g.eta, g.gamma
-    (4.0, 1.414, 0.5, 500.0)
+    >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2)
+    >>> g.alpha, g.beta, g.eta, g.gamma
+    (10.0, 10.0, 10.0, 500.0)
     """
     lf = smoothness if smoothness and smoothness > 0 else 1.0
-    eta = 1.0 / lf
-    alpha = 2.0 / lambda_2
-    alpha = min(alpha, 0.1 / (step * lambda_max))
-    beta = alpha * math.sqrt(lambda_2) / 2.0
-    rate = compressor_rate if compressor_rate and compressor_rate > 0 else 1.0
-    gamma = min(0.5 / step, 20.0 * alpha * lambda_max / rate)
-    return Gains(alpha=alpha, beta=beta, eta=eta, gamma=gamma)
+    speed = AUTO_EULER_BUDGET / step
+    gamma = 0.5 / step
+    if observer:
+        rate = compressor_rate if compressor_rate and compressor_rate > 0 else 1.0
+        speed = min(speed, gamma * rate / AUTO_OBSERVER_RATIO)
+    if compressor_period and math.isfinite(compressor_period) and compressor_period > 0:
+        speed = min(speed, 1.0 / compressor_period)
+    alpha = 2.0 * speed / lambda_max
+    return Gains(alpha=alpha, beta=alpha, eta=speed / lf, gamma=gamma)
 
 
 def primal_dual_update(X, V, LXc, G, h, gains: Gains):
@@ -276,10 +293,10 @@ class PrimalDualFlow:
                     f"scalarizer period too long: period*alpha*lambda_max = "
                     f"{period * g.alpha * lam_max:.3g} (should be << 1); shorten tau or lower alpha"
                 )
-            if g.gamma < 10.0 * g.alpha * lam_max:
+            if g.gamma < 2.0 * g.alpha * lam_max:
                 causes.append(
-                    f"gamma too small: gamma = {g.gamma:.3g} < 10*alpha*lambda_max = "
-                    f"{10.0 * g.alpha * lam_max:.3g}; raise [flow] gamma"
+                    f"gamma too small: gamma = {g.gamma:.3g} < 2*alpha*lambda_max = "
+                    f"{2.0 * g.alpha * lam_max:.3g}; raise [flow] gamma"
                 )
         if self.kind == "direct" and not self.compressor.linear:
             causes.append("nonlinear compressor on the direct flow (no guarantee, SPEC 4)")
