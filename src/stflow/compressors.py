@@ -811,11 +811,20 @@ class Composition(_BitCompressor):
         return out
 
 
+#: Time scale assumed for a user callable that does not declare ``time_scale``: the
+#: certificate then integrates with steps this small, so a C(z, t) that switches every
+#: ``tau >= USER_TIME_SCALE`` is not aliased. Declare ``fn.time_scale = inf`` on a
+#: time-invariant callable to certify it faster.
+USER_TIME_SCALE = 1e-3
+
+
 class CallableCompressor(_BitCompressor):
     r"""Wrap a plain callable ``fn(Z, t) -> (N, d)`` as a compressor.
 
     The message is the raw float64 output: 64 d bits. ``linear`` is False and
-    ``linear_bound`` is inf (unknown) unless given; ``certify`` estimates both.
+    ``linear_bound`` is inf (unknown) unless given; ``certify`` estimates both. A factory's
+    callable may carry the attributes ``linear``, ``linear_bound``, ``period`` and
+    ``time_scale`` (default :data:`USER_TIME_SCALE`).
 
     Examples
     --------
@@ -1024,7 +1033,8 @@ def _load_user(stage: str, dim: int) -> Compressor:
             linear=bool(getattr(result, "linear", False)),
             linear_bound=float(getattr(result, "linear_bound", math.inf)),
             period=float(getattr(result, "period", 0.0)),
-            time_scale=float(getattr(result, "time_scale", math.inf)),
+            # unknown time dependence: sample finely, or a t-varying C could alias
+            time_scale=float(getattr(result, "time_scale", USER_TIME_SCALE)),
         )
     else:
         raise InputError(
