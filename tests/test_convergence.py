@@ -95,6 +95,6 @@ def test_auto_gains_converge_across_matrix():
                 })
                 with warnings.catch_warnings():
                     run = build_run(cfg)
-                sol = solve(run.flow, step=1e-3, horizon=15.0, record_every=1000,
+                sol = solve(run.flow, step=1e-3, horizon=25.0, record_every=1000,
                             tolerance=1e-6)
                 assert sol.converged, (spec, graph, kind, sol.message, run.config["flow"])

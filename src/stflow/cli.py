@@ -1,7 +1,8 @@
 """The ``stflow`` command line: ``run``, ``certify`` (and the commands later issues add).
 
 Exit codes: 0 success (``run``: converged), 1 ``run`` ended above tolerance, 2 bad input
-(one line on stderr; ``--debug`` shows the traceback), 3 ``run`` diverged.
+(one line on stderr; ``--debug`` shows the traceback), 3 ``run`` diverged. ``reproduce``
+exits 1 when an experiment failed (the report says which, the others still ran).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
+    run.add_argument(
+        "--backend", choices=("sim", "mpi"), default="sim",
+        help="sim: one process (default); mpi: one block of agents per rank, under mpiexec",
+    )
+    run.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                     help="mpi: write a restartable checkpoint every K rounds")
+    run.add_argument("--resume", action="store_true",
+                     help="mpi: continue from the last checkpoint in --out")
 
     cert = sub.add_parser("certify", help="numerical spatio-temporal certificate of a compressor")
     cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"')
@@ -43,13 +52,29 @@ def _parser() -> argparse.ArgumentParser:
     cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories")
     cert.add_argument("--json", action="store_true", help="print one JSON object")
     cert.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    rep = sub.add_parser("reproduce", help="run the reproduction suite E1..E8: report.md/.html")
+    rep.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    rep.add_argument("--quick", action="store_true", help="smaller sizes (under 90 s)")
+    rep.add_argument("--only", default=None, metavar="E1,E3", help="comma-separated subset")
+    rep.add_argument("--jobs", type=int, default=None, metavar="J",
+                     help="experiments run in parallel (default: min(2, CPUs))")
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    rep.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
 def _cmd_run(args) -> int:
     from .config import load_config, run_config
-    from .output import write_run_outputs
 
+    if args.backend == "mpi":
+        return _cmd_run_mpi(args)
+    if args.checkpoint_every or args.resume:
+        raise InputError(
+            "--checkpoint-every and --resume need --backend mpi (got --backend sim): "
+            "add --backend mpi and launch with mpiexec, or drop them"
+        )
     config = load_config(args.config)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -58,6 +83,32 @@ def _cmd_run(args) -> int:
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         run, sol = run_config(config, progress=not args.quiet and sys.stderr.isatty())
+    return _finish_run(Path(args.out), run, sol)
+
+
+def _cmd_run_mpi(args) -> int:
+    from .mpi import run_mpi
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            result = run_mpi(
+                args.config, args.out, checkpoint_every=args.checkpoint_every, resume=args.resume
+            )
+    except InputError as exc:
+        if getattr(exc, "quiet", False):  # rank 0 prints the one line
+            return EXIT_INPUT
+        raise
+    if result.is_root:
+        return _finish_run(Path(args.out), result.run, result.solution)
+    return _exit_code(result.solution)
+
+
+def _finish_run(out: Path, run, sol) -> int:
+    """Write metrics.csv, summary.json and the figure, print the outcome (both backends)."""
+    from .output import write_run_outputs
+
     summary = sol.summary()
     graph = run.graph
     summary.update(
@@ -79,11 +130,15 @@ def _cmd_run(args) -> int:
     )
     if sol.status == "diverged":
         print(f"stflow: diverged: {sol.message}", file=sys.stderr)
-        return EXIT_DIVERGED
-    if not sol.converged:
+    elif not sol.converged:
         print(f"stflow: {sol.message}", file=sys.stderr)
-        return EXIT_NOT_CONVERGED
-    return EXIT_OK
+    return _exit_code(sol)
+
+
+def _exit_code(sol) -> int:
+    if sol.status == "diverged":
+        return EXIT_DIVERGED
+    return EXIT_OK if sol.converged else EXIT_NOT_CONVERGED
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -110,7 +165,54 @@ def _cmd_certify(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "certify": _cmd_certify}
+def _cmd_reproduce(args) -> int:
+    import os
+
+    from .experiments import experiment_names, run_suite
+
+    known = experiment_names()
+    names = known
+    if args.only is not None:
+        names = [n.strip().upper() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise InputError(
+                f"--only must list experiments among {','.join(known)} (got "
+                f"{args.only!r}): e.g. --only E1,E3"
+            )
+        names = [n for n in known if n in names]
+    jobs = min(2, os.cpu_count() or 1) if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise InputError(f"--jobs must be >= 1 (got {jobs}): e.g. --jobs 2")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} exists and is not a folder: give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise InputError(
+            f"--out {str(out)!r} exists and is not empty: give a new folder or add --force"
+        )
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".stflow-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise InputError(
+            f"--out {str(out)!r} is not writable ({exc.strerror or exc}): choose another folder"
+        ) from None
+    results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
+    failed = [r for r in results if not r["ok"]]
+    for r in failed:
+        print(f"stflow: {r['name']} failed: {r['error']}", file=sys.stderr)
+    print(f"{len(results) - len(failed)} of {len(results)} experiments ok; open "
+          f"{out / 'report.html'} (or {out / 'report.md'})")
+    return EXIT_NOT_CONVERGED if failed else EXIT_OK
+
+
+COMMANDS = {"run": _cmd_run, "certify": _cmd_certify, "reproduce": _cmd_reproduce}
 
 
 def main(argv=None) -> int:

@@ -416,10 +416,16 @@ class TopK(_BitCompressor):
         A = np.abs(Z)
         k, d = self.k, self.dim
         thr = np.partition(A, d - k, axis=1)[:, d - k : d - k + 1]  # k-th largest |z_j|
-        above = A > thr
-        tie = A == thr
-        room = k - above.sum(axis=1, keepdims=True)
-        return above | (tie & (np.cumsum(tie, axis=1) <= room))
+        keep = A >= thr
+        # Fast path: a row with exactly k entries >= its threshold has no tie to break.
+        bad = np.flatnonzero(np.count_nonzero(keep, axis=1) != k)
+        if bad.size:  # ties at the threshold (or NaN): keep the lowest indices among them
+            Ab, tb = A[bad], thr[bad]
+            above = Ab > tb
+            tie = Ab == tb
+            room = k - above.sum(axis=1, keepdims=True)
+            keep[bad] = above | (tie & (np.cumsum(tie, axis=1) <= room))
+        return keep
 
     def indices(self, Z: np.ndarray) -> np.ndarray:
         """(N, k) kept indices per row, increasing."""

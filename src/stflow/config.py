@@ -34,12 +34,18 @@ _REQUIRED = object()
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
         "kind": ("quadratic", "quadratic | least_squares | logistic"),
-        "agents": (10, "number of agents N (ignored when `data` is given)"),
+        "agents": (10, "number of agents N (ignored when `data` holds problem arrays)"),
         "dim": (8, "dimension d of the decision variable (ignored when `data` is given)"),
-        "seed": (0, "seed of the generated data"),
-        "data": (None, "path to a .npz with the problem's arrays (Q,b | A,b | A,y)"),
+        "seed": (0, "seed of the generated data (of the shuffle, for a data table)"),
+        "data": (None, "path to a .npz with the problem's arrays (Q,b | A,b | A,y), or a data "
+                 "table: a .csv with a header row, or a .npz with X and `target` (docs/reproduce.md)"),
         "regularization": (0.0, "L2 weight of the logistic problem (>= 0)"),
         "samples": (None, "samples per agent m of generated least_squares / logistic data"),
+        "dataset": (None, "built-in data table: breast_cancer | diabetes (no download)"),
+        "target": (None, "data table: name of the target column (CSV default: the last one)"),
+        "standardize": (True, "data table: standardize features (and a least-squares target)"),
+        "intercept": (True, "data table: append a column of ones"),
+        "test_fraction": (0.0, "data table: share of rows held out, 0 <= f < 1"),
     },
     "graph": {
         "kind": ("ring", "ring | path | star | complete | grid | erdos_renyi | geometric | edges"),
@@ -51,11 +57,25 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "chords": (0, "extra random edges added to a ring"),
     },
     "flow": {
-        "kind": ("observer", "uncompressed | direct | observer"),
+        "kind": (
+            "observer",
+            "uncompressed | direct | observer, or a peer method (docs/peers.md): dgd | "
+            "gradient_tracking | nids | choco | lead",
+        ),
         "alpha": (2.0, "consensus gain (> 0, or \"auto\")"),
         "beta": (2.0, "dual gain (> 0, or \"auto\")"),
         "eta": (1.0, "gradient gain (> 0, or \"auto\")"),
         "gamma": (50.0, "observer gain (> 0, or \"auto\")"),
+        "lr": (
+            "auto",
+            "peer methods: step size (> 0, or \"auto\" = c / L_f, L_f = max_i Lipschitz "
+            "constant of grad f_i; c = 0.5 dgd, 0.3 gradient_tracking, 1.0 nids, 0.5 choco, "
+            "0.5 lead)",
+        ),
+        "choco_gamma": (0.1, "choco: consensus step gamma in (0, 1]"),
+        "lead_alpha": (0.1, "lead: weight alpha in (0, 1] of the compressed-state tracking H"),
+        "lead_gamma": (1.0, "lead: dual step gamma in (0, 2]"),
+        "nids_c": (0.5, "nids: mixing W~ = I - c (I - W), c in (0, 1]; 0.5 = exact diffusion"),
     },
     "compressor": {
         "spec": ("topk:k=2", "compressor spec, e.g. topk:k=2, quantize:bits=4, A|B, py:mod:attr"),
@@ -77,7 +97,9 @@ _INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
              ("problem", "samples"), ("graph", "seed"), ("graph", "chords"),
              ("solver", "record_every")}
 _FLOAT_KEYS = {("problem", "regularization"), ("graph", "p"), ("graph", "radius"),
-               ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance")}
+               ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance"),
+               ("flow", "choco_gamma"), ("flow", "lead_alpha"), ("flow", "lead_gamma"),
+               ("flow", "nids_c")}
 _STR_KEYS = {("problem", "kind"), ("problem", "data"), ("graph", "kind"), ("flow", "kind"),
              ("compressor", "spec"), ("solver", "method")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
@@ -171,7 +193,7 @@ def _check_type(section: str, key: str, value):
         if not isinstance(value, str):
             raise InputError(f"{where} must be a string (got {value!r})")
         return value
-    if section == "flow" and key in GAIN_KEYS:
+    if section == "flow" and key in (*GAIN_KEYS, "lr"):
         if value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -216,21 +238,27 @@ def build_run(config: dict) -> Run:
     returned ``Run.config`` (so ``summary.json`` shows the values used).
     """
     from .compressors import make_compressor
-    from .flows import Gains, PrimalDualFlow, auto_gains
+    from .flows import FLOW_KINDS, Gains, PrimalDualFlow, auto_gains
     from .graphs import make_graph
+    from .peers import PEER_KINDS, make_peer
     from .problems import make_problem
 
     cfg = copy.deepcopy(config)
     p = cfg["problem"]
-    problem = make_problem(
-        p["kind"],
-        agents=p["agents"],
-        dim=p["dim"],
-        seed=p["seed"],
-        data=p["data"],
-        regularization=p["regularization"],
-        samples=p["samples"],
-    )
+    if p["dataset"] is not None or p["target"] is not None or str(p["data"]).endswith(".csv"):
+        from .datasets import problem_from_config
+
+        problem = problem_from_config(p)
+    else:
+        problem = make_problem(
+            p["kind"],
+            agents=p["agents"],
+            dim=p["dim"],
+            seed=p["seed"],
+            data=p["data"],
+            regularization=p["regularization"],
+            samples=p["samples"],
+        )
     g = cfg["graph"]
     graph_kw = {k: g[k] for k in ("edges", "weights", "p", "radius") if g[k] is not None}
     graph = make_graph(g["kind"], problem.n_agents, seed=g["seed"], chords=g["chords"], **graph_kw)
@@ -240,6 +268,27 @@ def build_run(config: dict) -> Run:
             "make the edge list cover agents 0..N-1"
         )
     f = cfg["flow"]
+    x0 = _load_init(cfg["init"]["x0"], "x0")
+    v0 = _load_init(cfg["init"]["v0"], "v0")
+    if f["kind"] in PEER_KINDS:
+        compressor = None
+        if f["kind"] in ("choco", "lead"):
+            compressor = make_compressor(cfg["compressor"]["spec"], problem.dim)
+        params = {"lr": f["lr"]}
+        if f["kind"] == "choco":
+            params["gamma"] = f["choco_gamma"]
+        elif f["kind"] == "lead":
+            params.update(alpha=f["lead_alpha"], gamma=f["lead_gamma"])
+        elif f["kind"] == "nids":
+            params["c"] = f["nids_c"]
+        flow = make_peer(f["kind"], problem, graph, compressor, **params)
+        f["lr"] = flow.lr  # "auto" -> the value used, shown in summary.json
+        return Run(cfg, problem, graph, compressor, flow, x0, v0)
+    if f["kind"] not in FLOW_KINDS:
+        raise InputError(
+            f"[flow] kind must be one of {', '.join(FLOW_KINDS + PEER_KINDS)} "
+            f"(got {f['kind']!r}): pick one of those"
+        )
     compressor = None
     if f["kind"] != "uncompressed":
         compressor = make_compressor(cfg["compressor"]["spec"], problem.dim)
@@ -262,8 +311,6 @@ def build_run(config: dict) -> Run:
                 f[k] = getattr(auto, k)
     gains = Gains(**{k: f[k] for k in GAIN_KEYS})
     flow = PrimalDualFlow(f["kind"], problem, graph, compressor, gains=gains)
-    x0 = _load_init(cfg["init"]["x0"], "x0")
-    v0 = _load_init(cfg["init"]["v0"], "v0")
     return Run(cfg, problem, graph, compressor, flow, x0, v0)
 
 

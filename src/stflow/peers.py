@@ -6,22 +6,23 @@ Each peer is a discrete-time method with the interface :func:`stflow.solve.solve
 ``divergence_cause``). One ``step`` is one iteration = one communication round; the solver's
 ``step`` h only sets the clock ``t_k = k h`` handed to time-varying compressors and, with
 ``horizon``, the number of rounds ``round(horizon / h)``. The method's own step sizes are
-constructor arguments (``[flow] lr``, ``choco_gamma``, ``lead_alpha``, ``lead_gamma``).
+constructor arguments (``[flow] lr``, ``choco_gamma``, ``lead_alpha``, ``lead_gamma``,
+``nids_c``).
 
 All peers mix with the Metropolis-Hastings matrix :func:`metropolis_weights` (sparse, doubly
 stochastic). Bits per round follow SPEC section 6 (what one agent broadcasts):
 
-=====================  =====================================  ==========================
-kind                   source                                 bits per round
-=====================  =====================================  ==========================
-``dgd``                Nedic & Ozdaglar 2009; Yuan et al. 2016  64 d
-``gradient_tracking``  DIGing, Nedic, Olshevsky & Shi 2017      128 d (x and y)
-``nids``               Li, Shi & Yan 2019 (c = 1/2: exact      64 d
+=====================  ==========================================  ========================
+kind                   source                                      bits per round
+=====================  ==========================================  ========================
+``dgd``                Nedic & Ozdaglar 2009; Yuan et al. 2016     64 d
+``gradient_tracking``  DIGing, Nedic, Olshevsky & Shi 2017         128 d (x and y)
+``nids``               Li, Shi & Yan 2019 (c = 1/2: exact          64 d
                        diffusion, Yuan et al. 2019)
-``choco``              CHOCO-SGD, Koloskova, Stich & Jaggi     the compressor's message
-                       2019 (Algorithm 2)
-``lead``               LEAD, Liu et al. ICLR 2021 (Alg. 1)     the compressor's message
-=====================  =====================================  ==========================
+``choco``              CHOCO-SGD, Koloskova, Stich & Jaggi 2019    the compressor's message
+                       (Algorithm 2)
+``lead``               LEAD, Liu et al. ICLR 2021 (Algorithm 1)    the compressor's message
+=====================  ==========================================  ========================
 
 The compressed peers (``choco``, ``lead``) live in :mod:`stflow.peers_compressed`; this
 module re-exports them. None of the peers runs on the MPI backend yet.
@@ -30,7 +31,6 @@ module re-exports them. None of the peers runs on the MPI backend yet.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from .errors import InputError
 from .peers_base import AUTO_LR, PeerMethod, _positive, metropolis_weights
@@ -133,15 +133,20 @@ class NIDS(PeerMethod):
 
     Source: Li, Shi & Yan, "A decentralized proximal-gradient method with network
     independent step-sizes and separated convergence rates", IEEE TSP 2019; with
-    :math:`c = 1/2` it is exact diffusion (Yuan, Ying, Zhao & Sayed, IEEE TSP 2019). In
-    exact-diffusion form, :math:`\tilde W = I - c (I - W)`, :math:`\Psi^0 = X^0`:
+    :math:`c = 1/2` it is exact diffusion (Yuan, Ying, Zhao & Sayed, IEEE TSP 2019):
 
-    .. math:: \Psi^{k+1} = X^k - \eta \nabla F(X^k), \quad
-              \Phi^{k+1} = \Psi^{k+1} + X^k - \Psi^k, \quad
-              X^{k+1} = \tilde W \Phi^{k+1},
+    .. math:: X^{k+1} = \tilde W \big(2X^k - X^{k-1} - \eta(\nabla F(X^k) - \nabla F(X^{k-1}))\big),
+              \qquad \tilde W = I - c (I - W), \qquad X^1 = \tilde W (X^0 - \eta \nabla F(X^0)).
 
-    i.e. :math:`X^{k+1} = \tilde W (2X^k - X^{k-1} - \eta(\nabla F(X^k) - \nabla F(X^{k-1})))`.
-    Agents broadcast :math:`\phi_i`: 64 d bits per round.
+    Computed in the equivalent primal-dual form (LEAD's uncompressed case, Liu et al. 2021,
+    with :math:`D^0 = 0`), whose invariant :math:`\mathbf 1^T D = 0` does not drift in
+    floating point (the two-step form above loses about 1e-16 relative per round):
+
+    .. math:: Y^k = X^k - \eta \nabla F(X^k) - \eta D^k, \quad
+              D^{k+1} = D^k + \tfrac{c}{\eta} (I - W) Y^k, \quad
+              X^{k+1} = X^k - \eta \nabla F(X^k) - \eta D^{k+1} = \tilde W Y^k.
+
+    Agents broadcast :math:`y_i`: 64 d bits per round.
 
     Examples
     --------
@@ -155,23 +160,22 @@ class NIDS(PeerMethod):
     """
 
     kind = "nids"
-    _keys = ("X", "Psi")
+    _keys = ("X", "D")
 
     def __init__(self, problem, graph, compressor=None, *, lr="auto", c: float = 0.5):
         super().__init__(problem, graph, None, lr=lr)
         self.c = _positive("nids_c", c, upper=1.0, fix="use c = 0.5 (exact diffusion)")
-        n = self.n_agents
-        self.mixing_tilde = ((1.0 - self.c) * sp.identity(n) + self.c * self.mixing).tocsr()
 
     def _init(self, X):
-        return {"X": X, "Psi": X.copy()}
+        return {"X": X, "D": np.zeros_like(X)}
 
     def step(self, state, t: float, h: float) -> dict[str, np.ndarray]:
-        """One round: adapt, correct, combine."""
-        X = state["X"]
-        psi = X - self.lr * self.problem.grad(X)
-        phi = psi + (X - state["Psi"])
-        return {"X": self.mixing_tilde @ phi, "Psi": psi}
+        """One round: predict Y, send it, dual update, primal update."""
+        lr = self.lr
+        base = state["X"] - lr * self.problem.grad(state["X"])
+        Y = base - lr * state["D"]
+        D = state["D"] + (self.c / lr) * (Y - self.mixing @ Y)
+        return {"X": base - lr * D, "D": D}
 
 
 _CLASSES = {"dgd": DGD, "gradient_tracking": GradientTracking, "nids": NIDS,

@@ -1,0 +1,97 @@
+"""Restartable checkpoints of an MPI run: one file per rank, one manifest written by rank 0.
+
+Every K rounds each rank writes ``OUT/checkpoint/rank{r}.step{k}.npz`` (its rows of ``X``,
+``V``, its observer copies, its byte counters; rank 0 also the recorded metrics) and, once
+all ranks have written, rank 0 writes ``OUT/checkpoint/state.json`` (step, P, config hash).
+A checkpoint is complete once the manifest names it, so a run killed while writing resumes
+from the previous one. Resuming replays the same deterministic rounds, so the final metrics
+are those of an uninterrupted run, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["checkpoint_dir", "save_checkpoint", "load_checkpoint"]
+
+
+def checkpoint_dir(runner) -> Path:
+    """``OUT/checkpoint``: where every rank keeps its checkpoint files."""
+    return runner.out / "checkpoint"
+
+
+def save_checkpoint(runner, step, state, rec, ex, prev):
+    """Write this rank's state after ``step`` rounds, then (rank 0) the manifest (collective).
+
+    Returns ``step`` (the new ``prev``); the file of step ``prev`` is removed afterwards.
+    """
+    folder = checkpoint_dir(runner)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"rank{runner.rank}.step{step}.npz"
+    tmp = folder / f".rank{runner.rank}.tmp.npz"
+    extra = {"rows": np.array(rec.rows, dtype=float)} if rec is not None else {}
+    counters = np.array([ex.bytes_mpi, ex.bytes_same_rank, ex.messages], dtype=np.int64)
+    np.savez(tmp, step=step, counters=counters, **state, **extra)
+    os.replace(tmp, path)
+    runner.comm.Barrier()
+    if runner.rank == 0:
+        from ..output import write_json
+
+        write_json(folder / "state.json",
+                   {"step": step, "ranks": runner.size, "config_hash": runner.hash})
+    runner.comm.Barrier()
+    if prev is not None:
+        (folder / f"rank{runner.rank}.step{prev}.npz").unlink(missing_ok=True)
+    return step
+
+
+def load_checkpoint(runner, state, rec, ex):
+    """Fill ``state``, the byte counters and (rank 0) the recorder from the last checkpoint.
+
+    Collective; returns the step to continue from. A missing checkpoint, or one written for
+    another config or P, is an input error on every rank.
+    """
+    from .runner import agree
+
+    def manifest():
+        if runner.rank != 0:
+            return None
+        path = checkpoint_dir(runner) / "state.json"
+        if not path.is_file():
+            raise InputError(
+                f"--resume: no checkpoint in {str(checkpoint_dir(runner))!r}: run first with "
+                "--checkpoint-every K, or drop --resume"
+            )
+        info = json.loads(path.read_text())
+        if info["ranks"] != runner.size or info["config_hash"] != runner.hash:
+            raise InputError(
+                f"--resume: the checkpoint was written by {info['ranks']} ranks for another "
+                f"config or P (got P={runner.size}): resume with the same config and -n "
+                f"{info['ranks']}, or drop --resume"
+            )
+        return info
+
+    info = runner.comm.bcast(agree(runner.comm, manifest), root=0)
+    step = int(info["step"])
+
+    def load():
+        path = checkpoint_dir(runner) / f"rank{runner.rank}.step{step}.npz"
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except OSError as exc:
+            raise InputError(f"--resume: cannot read {str(path)!r} ({exc})") from None
+
+    data = agree(runner.comm, load)
+    for key in state:
+        state[key] = data[key]
+    ex.bytes_mpi, ex.bytes_same_rank, ex.messages = (int(v) for v in data["counters"])
+    if rec is not None:
+        rec.rows = [(int(r[0]), *map(float, r[1:])) for r in data["rows"]]
+    return step

@@ -1,0 +1,302 @@
+"""The MPI backend against the simulator: metrics, bytes on the wire, faults, resume, bad input.
+
+Runs ``mpiexec -n P`` in subprocesses (each with a timeout). mpiexec comes from the ``mpich``
+wheel installed by ``pip install -e ".[all]"``; when it is missing these tests FAIL with
+that advice instead of skipping.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stflow.cli import main
+from stflow.compressors import EXAMPLE_SPECS, make_compressor
+from stflow.graphs import make_graph
+from stflow.mpi_backend.data import block_offsets, generate_block
+from stflow.mpi_backend.exchange import ExchangePlan
+from stflow.output import read_metrics_csv
+from stflow.problems import make_problem
+
+RTOL = 1e-9
+BASE = """
+[problem]
+kind = "{kind}"
+agents = {agents}
+dim = 4
+{problem_extra}
+[graph]
+kind = "{graph}"
+[flow]
+kind = "{flow}"
+[compressor]
+spec = "{spec}"
+[solver]
+step = {step}
+horizon = {horizon}
+record_every = 20
+"""
+
+
+def _mpiexec() -> str:
+    exe = shutil.which("mpiexec")
+    assert exe, (
+        "mpiexec not found: the MPI tests need it; install it with "
+        '`pip install -e ".[all]"` (mpi4py and the mpich wheel)'
+    )
+    return exe
+
+
+def _config(path: Path, *, kind="quadratic", agents=5, graph="ring", flow="observer",
+            spec="topk:k=2", step=1e-3, horizon=0.1, problem_extra="") -> Path:
+    path.write_text(BASE.format(kind=kind, agents=agents, graph=graph, flow=flow, spec=spec,
+                                step=step, horizon=horizon, problem_extra=problem_extra))
+    return path
+
+
+def _mpirun(n, args, *, timeout=60, env=None, python=("-m", "stflow.cli")):
+    cmd = [_mpiexec(), "-n", str(n), sys.executable, *python, *map(str, args)]
+    full_env = {**os.environ, **(env or {})}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return proc, time.perf_counter() - start
+
+
+def _sim(cfg: Path, out: Path) -> int:
+    return main(["run", str(cfg), "--out", str(out), "--quiet"])
+
+
+def _max_rel(a: dict, b: dict) -> float:
+    worst = 0.0
+    for col in a:
+        assert a[col].shape == b[col].shape, col
+        diff = np.abs(a[col] - b[col])
+        scale = np.maximum(np.abs(a[col]), np.abs(b[col]))
+        rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, 1.0))
+        worst = max(worst, float(rel.max(initial=0.0)))
+    return worst
+
+
+# --------------------------------------------------------------------------- equivalence
+
+_CASES = [("observer", spec) for spec in EXAMPLE_SPECS] + [
+    ("uncompressed", "identity"),
+    ("direct", "scalarize:basis=cyclic"),
+    ("direct", "topk:k=1"),
+    ("direct", "randk:k=2"),
+]
+_KINDS = [
+    ("least_squares", "quantize:bits=4", ""),
+    ("logistic", "topk:k=2", "regularization = 0.1"),
+]
+# one launch runs many configs; the figure (0.3 s each, checked by test_cli) is skipped
+_DRIVER = (
+    "import sys; import stflow.output as o; o.plot_convergence = lambda *a, **k: None; "
+    "from stflow.cli import main; a = sys.argv[1:]; "
+    "codes = [main(['run', c, '--backend', 'mpi', '--out', o]) for c, o in zip(a[::2], a[1::2])];"
+    " print('codes', codes)"
+)
+
+
+@pytest.fixture(scope="module")
+def equivalence_runs(tmp_path_factory):
+    """Every case run by the simulator and, in one mpiexec launch per P, by the MPI backend."""
+    root = tmp_path_factory.mktemp("equiv")
+    cases = []
+    for i, (flow, spec) in enumerate(_CASES):
+        cases.append((f"{flow}:{spec}", _config(root / f"c{i}.toml", flow=flow, spec=spec)))
+    for i, (kind, spec, extra) in enumerate(_KINDS):
+        cases.append((f"{kind}:{spec}", _config(root / f"k{i}.toml", kind=kind, spec=spec,
+                                                  problem_extra=extra)))
+    data = root / "data.npz"
+    np.savez(data, **make_problem("quadratic", agents=5, dim=4, seed=7).arrays())
+    cases.append(("npz data", _config(root / "npz.toml", problem_extra=f'data = "{data}"')))
+    sims = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("stflow.output.plot_convergence", lambda *a, **k: None)
+        for name, cfg in cases:
+            out = root / f"sim-{cfg.stem}"
+            _sim(cfg, out)
+            sims[name] = out
+    mpi = {}
+    for p in (1, 2, 4):
+        args = []
+        for _name, cfg in cases:
+            args += [cfg, root / f"mpi{p}-{cfg.stem}"]
+        proc, _ = _mpirun(p, args, timeout=120, python=("-c", _DRIVER))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        mpi[p] = {name: root / f"mpi{p}-{cfg.stem}" for name, cfg in cases}
+    return sims, mpi
+
+
+@pytest.mark.parametrize("p", [1, 2, 4])
+def test_metrics_equal_simulator_for_every_compressor(equivalence_runs, p):
+    sims, mpi = equivalence_runs
+    worst = {}
+    for name, sim_out in sims.items():
+        a = read_metrics_csv(sim_out / "metrics.csv")
+        b = read_metrics_csv(mpi[p][name] / "metrics.csv")
+        worst[name] = _max_rel(a, b)
+        sa = json.loads((sim_out / "summary.json").read_text())
+        sb = json.loads((mpi[p][name] / "summary.json").read_text())
+        assert sorted(sa) == sorted(sb), name
+        assert sa["status"] == sb["status"] and sa["steps"] == sb["steps"] == 100, name
+        comm = json.loads((mpi[p][name] / "comm.json").read_text())
+        assert comm["bytes_match_accounting"] is True, name
+    print(f"P={p} max relative differences:", json.dumps(worst))
+    assert max(worst.values()) <= RTOL, worst
+
+
+def test_comm_json_counts_the_bytes_on_the_wire(equivalence_runs):
+    # ring of 5 agents, blocks [0, 3) and [3, 5): cross edges 2-3 and 4-0 -> 4 MPI deliveries
+    _, mpi = equivalence_runs
+    comm = json.loads((mpi[2]["observer:topk:k=2|quantize:bits=4"] / "comm.json").read_text())
+    nbytes = -(-(2 * 2 + 64 + 2 * 4) // 8)  # 2 indices of 2 bits, m, 2 levels of 4 bits
+    assert nbytes == make_compressor("topk:k=2|quantize:bits=4", 4).bytes_per_message() == 10
+    assert comm["agent_blocks"] == [[0, 3], [3, 5]]
+    assert comm["messages_per_round"] == 10 and comm["rounds"] == 100
+    assert comm["bytes_mpi_per_rank"] == [2 * nbytes * 100, 2 * nbytes * 100]
+    assert comm["bytes_total"] == comm["expected_bytes_total"] == 10 * nbytes * 100
+
+
+# --------------------------------------------------------------------------- faults, resume
+
+
+def test_failing_rank_stops_every_rank_quickly(tmp_path):
+    cfg = _config(tmp_path / "c.toml", horizon=30.0)
+    proc, seconds = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", tmp_path / "o"],
+                            timeout=30, env={"STFLOW_MPI_FAULT": "1:40"})
+    assert proc.returncode != 0
+    assert "rank 1 of 2 failed: RuntimeError: injected fault at step 40" in proc.stderr
+    assert seconds < 10.0, seconds
+
+
+def test_bad_data_on_one_rank_is_one_line_exit_2(tmp_path):
+    arrays = {k: v.copy() for k, v in make_problem("quadratic", agents=4, dim=4).arrays().items()}
+    arrays["b"][3, 1] = np.nan  # agent 3 lives on rank 1 only
+    np.savez(tmp_path / "bad.npz", **arrays)
+    cfg = _config(tmp_path / "c.toml", problem_extra='data = "bad.npz"')
+    proc, seconds = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", tmp_path / "o"])
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stflow: error: rank 1 of 2:"), lines
+    assert "NaN" in lines[0] or "finite" in lines[0]
+    assert seconds < 10.0
+
+
+def test_resume_gives_exactly_the_uninterrupted_metrics(tmp_path):
+    cfg = _config(tmp_path / "c.toml", horizon=0.2)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    proc, _ = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", whole])
+    assert proc.returncode in (0, 1), proc.stderr
+    args = ["run", cfg, "--backend", "mpi", "--out", part, "--checkpoint-every", "50"]
+    proc, _ = _mpirun(2, args, env={"STFLOW_MPI_STOP_AFTER": "130"})
+    assert proc.returncode != 0 and not (part / "metrics.csv").exists()
+    assert json.loads((part / "checkpoint" / "state.json").read_text())["step"] == 100
+    proc, _ = _mpirun(2, [*args, "--resume"])
+    assert proc.returncode in (0, 1), proc.stderr
+    assert (whole / "metrics.csv").read_bytes() == (part / "metrics.csv").read_bytes()
+    a = json.loads((whole / "comm.json").read_text())
+    assert a == json.loads((part / "comm.json").read_text())
+    proc, _ = _mpirun(1, [*args, "--resume"])  # another P: refused, one line
+    assert proc.returncode == 2 and "--resume: the checkpoint was written by 2 ranks" in (
+        proc.stderr
+    )
+
+
+def test_divergence_is_reported_like_the_simulator(tmp_path):
+    cfg = _config(tmp_path / "c.toml", step=0.2, horizon=100.0)
+    assert _sim(cfg, tmp_path / "sim") == 3
+    proc, _ = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", tmp_path / "mpi"])
+    assert proc.returncode == 3
+    assert "diverged" in proc.stderr and "step too large" in proc.stderr
+    a = read_metrics_csv(tmp_path / "sim" / "metrics.csv")
+    b = read_metrics_csv(tmp_path / "mpi" / "metrics.csv")
+    assert _max_rel(a, b) == 0.0
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_more_ranks_than_agents_is_one_line_exit_2(tmp_path):
+    cfg = _config(tmp_path / "c.toml", agents=3)
+    proc, _ = _mpirun(4, ["run", cfg, "--backend", "mpi", "--out", tmp_path / "o"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "stflow: error: MPI ranks P must satisfy 1 <= P <= N (got P=4, N=3): "
+        "launch mpiexec -n 3 or fewer"
+    ]
+
+
+def test_mpi_backend_without_mpiexec_gives_advice(tmp_path):
+    cfg = _config(tmp_path / "c.toml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "MPI_", "HYDRA"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stflow.cli", "run", str(cfg), "--backend", "mpi",
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "mpiexec -n P stflow run CONFIG --backend mpi" in proc.stderr
+
+
+def test_configs_differing_across_ranks_is_one_line_exit_2(tmp_path):
+    a = _config(tmp_path / "a.toml")
+    b = _config(tmp_path / "b.toml", horizon=0.2)
+    cmd = [_mpiexec()]
+    for cfg in (a, b):
+        cmd += ["-n", "1", sys.executable, "-m", "stflow.cli", "run", str(cfg),
+                "--backend", "mpi", "--out", str(tmp_path / "o"), ":"]
+    proc = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "config differs across ranks (rank 1" in lines[0], lines
+
+
+def test_checkpoint_flags_need_the_mpi_backend(tmp_path, capsys):
+    cfg = _config(tmp_path / "c.toml")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--resume"]) == 2
+    assert "--backend mpi" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- no mpiexec needed
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "least_squares", "logistic"])
+def test_generated_block_equals_the_simulators_rows(kind):
+    full = make_problem(kind, agents=7, dim=3, seed=5).arrays()
+    for start, stop in ((0, 3), (3, 5), (5, 7)):
+        part = generate_block(kind, agents=7, dim=3, seed=5, samples=None, start=start,
+                              stop=stop)
+        for key, value in full.items():
+            assert np.array_equal(part[key], value[start:stop]), (kind, key)
+
+
+@pytest.mark.parametrize("graph", ["ring", "star", "complete", "erdos_renyi"])
+@pytest.mark.parametrize("p", [1, 3, 4])
+def test_exchange_plan_delivers_every_directed_edge_once(graph, p):
+    g = make_graph(graph, 9, seed=1)
+    offsets = block_offsets(9, p)
+    deliveries = set()
+    lap = g.laplacian.toarray()
+    for r in range(p):
+        plan = ExchangePlan(g, offsets, r)
+        sent = int(plan.send_counts.sum())
+        assert sent == plan.send_rows.size
+        for i in range(offsets[r], offsets[r + 1]):
+            for j in np.flatnonzero(lap[i]):
+                if j != i:
+                    deliveries.add((i, int(j)))
+        rows = plan.laplacian.toarray()
+        full = np.zeros((offsets[r + 1] - offsets[r], 9))
+        full[:, plan.cols] = rows
+        assert np.array_equal(full, lap[offsets[r] : offsets[r + 1]])
+        assert plan.same_rank + sent == int(g.degree[offsets[r] : offsets[r + 1]].sum())
+    assert len(deliveries) == int(g.degree.sum())
