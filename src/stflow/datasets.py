@@ -1,0 +1,476 @@
+r"""Real data sets: the two shipped with stflow, a user's CSV / NPZ table, and the split.
+
+A *table* is n samples of p features plus one target column. :func:`load_dataset` reads the
+built-in ones (``breast_cancer``: 569 x 30, binary; ``diabetes``: 442 x 10, regression; both
+extracted once from scikit-learn by ``scripts/make_datasets.py`` and shipped in
+``stflow/data/``, so nothing is downloaded); :func:`load_table` reads a user's CSV (header
+row, numeric columns, one of them the target) or NPZ (array ``X`` (n, p) and a 1-D target
+array, default ``y``). :func:`split_table` shuffles with a seeded generator, holds out a test
+fraction, standardizes with the *training* statistics, appends an intercept column, and deals
+the training rows over N agents in contiguous blocks, giving the arrays of a
+:class:`stflow.problems.LeastSquaresProblem` (``A, b``) or
+:class:`stflow.problems.LogisticProblem` (``A, y``).
+
+Blocks that are one row shorter than the largest (n is rarely a multiple of N) are padded
+with all-zero rows (target 0 for least squares, label +1 for logistic). A zero row has zero
+gradient everywhere, so the minimizer, the gradients and the flows are exactly those of the
+unpadded data; the logistic value of each padded row is the constant :math:`\log 2`, which
+cancels in the optimality gap.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "DATASETS",
+    "Table",
+    "Split",
+    "load_dataset",
+    "load_table",
+    "split_table",
+    "dataset_problem",
+    "problem_from_config",
+    "accuracy",
+    "r2_score",
+]
+
+#: Built-in data sets: name -> (task, suggested problem kind).
+DATASETS: dict[str, tuple[str, str]] = {
+    "breast_cancer": ("classification", "logistic"),
+    "diabetes": ("regression", "least_squares"),
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Samples ``X: (n, p)``, target ``y: (n,)``, and the column names."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    target_name: str
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+
+@dataclass
+class Split:
+    """A table prepared for one problem kind and N agents.
+
+    Attributes
+    ----------
+    arrays : dict
+        ``{"A": (N, m, d), "b": (N, m)}`` (least_squares) or ``{"A", "y"}`` (logistic),
+        ready for ``make_problem(kind, data=arrays)``; ``d = p + 1`` with an intercept.
+    X_train, y_train, X_test, y_test : ndarray
+        Standardized features (intercept column included) and targets (labels in {-1, +1}
+        for logistic; standardized target for least squares when ``standardize``).
+    block_sizes : list of int
+        Real (unpadded) training rows of each agent.
+    """
+
+    kind: str
+    arrays: dict
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    block_sizes: list
+    feature_names: tuple
+    info: dict = field(default_factory=dict)
+
+
+def _data_path(name: str):
+    return resources.files("stflow").joinpath("data", f"{name}.npz")
+
+
+def load_dataset(name: str) -> Table:
+    """One of the built-in data sets of :data:`DATASETS` (no download).
+
+    Examples
+    --------
+    >>> t = load_dataset("breast_cancer")
+    >>> t.X.shape, sorted(set(t.y.tolist()))
+    ((569, 30), [0.0, 1.0])
+    >>> load_dataset("diabetes").X.shape
+    (442, 10)
+    """
+    if name not in DATASETS:
+        raise InputError(
+            f"[problem] dataset must be one of {', '.join(DATASETS)} (got {name!r}): "
+            'pick one, or give your own table with data = "file.csv" and target = "column"'
+        )
+    with resources.as_file(_data_path(name)) as path, np.load(path, allow_pickle=False) as z:
+        return Table(
+            name=name,
+            X=np.array(z["X"], dtype=np.float64),
+            y=np.array(z["y"], dtype=np.float64),
+            feature_names=tuple(str(s) for s in z["feature_names"]),
+            target_name=str(z["target_name"]),
+        )
+
+
+def load_table(path, *, target: str | None = None) -> Table:
+    """A user's table: CSV with a header row, or NPZ with ``X`` and a target array.
+
+    CSV: every column numeric; ``target`` names the target column (default: the last
+    column). NPZ: array ``X`` (n, p) and a 1-D array named ``target`` (default ``"y"``),
+    optionally ``feature_names``. Rows with an empty cell, NaN or inf are errors.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = p.write_text("a,b,label\\n1,2,0\\n3,4,1\\n5,7,1\\n")
+    >>> t = load_table(p, target="label")
+    >>> t.X.tolist(), t.y.tolist(), t.feature_names
+    ([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]], [0.0, 1.0, 1.0], ('a', 'b'))
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"[problem] data: file {str(path)!r} not found: check the path")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _load_csv(path, target)
+    if suffix == ".npz":
+        return _load_npz_table(path, target)
+    raise InputError(
+        f"[problem] data: a table must be a .csv or .npz file (got {path.name!r}): "
+        "convert it to CSV with a header row"
+    )
+
+
+def _load_csv(path: Path, target: str | None) -> Table:
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise InputError(
+            f"[problem] data: {path.name!r} needs a header row and at least one data row "
+            f"(got {len(rows)} rows): add them"
+        )
+    header = [h.strip() for h in rows[0]]
+    tname = header[-1] if target is None else target
+    if tname not in header:
+        raise InputError(
+            f"[problem] target must name a column of {path.name!r} (got {tname!r}; columns: "
+            f"{', '.join(header)}): set target to one of them"
+        )
+    values = np.empty((len(rows) - 1, len(header)))
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise InputError(
+                f"[problem] data: line {i} of {path.name!r} has {len(row)} cells, the header "
+                f"has {len(header)}: fix the row"
+            )
+        for j, cell in enumerate(row):
+            try:
+                values[i - 2, j] = float(cell)
+            except ValueError:
+                raise InputError(
+                    f"[problem] data: line {i}, column {header[j]!r} of {path.name!r} is not a "
+                    f"number (got {cell!r}): encode it numerically or drop the column"
+                ) from None
+    j = header.index(tname)
+    feats = [h for k, h in enumerate(header) if k != j]
+    X = np.delete(values, j, axis=1)
+    return _checked(Table(path.stem, X, values[:, j], tuple(feats), tname), path.name)
+
+
+def _load_npz_table(path: Path, target: str | None) -> Table:
+    tname = "y" if target is None else target
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if "X" not in keys or tname not in keys:
+                raise InputError(
+                    f"[problem] data: {path.name!r} must hold arrays X (n, p) and {tname!r} "
+                    f"(n,) (got {', '.join(sorted(keys)) or 'none'}): save them with numpy.savez"
+                )
+            X = np.array(z["X"], dtype=np.float64)
+            y = np.array(z[tname], dtype=np.float64)
+            names = (
+                tuple(str(s) for s in z["feature_names"]) if "feature_names" in keys else None
+            )
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"[problem] data: cannot read {path.name!r} as .npz ({exc}): write it with "
+            "numpy.savez"
+        ) from None
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise InputError(
+            f"[problem] data: X must be (n, p) and {tname!r} (n,) (got {X.shape} and "
+            f"{y.shape}): one row per sample"
+        )
+    if names is None or len(names) != X.shape[1]:
+        names = tuple(f"x{j}" for j in range(X.shape[1]))
+    return _checked(Table(path.stem, X, y, names, tname), path.name)
+
+
+def _checked(table: Table, where: str) -> Table:
+    for arr, what in ((table.X, "features"), (table.y, "target")):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise InputError(
+                f"[problem] data: {where} has NaN, inf or an empty cell in the {what} (first "
+                f"at data row {row + 1}): remove or impute those rows"
+            )
+    if table.n_features < 1:
+        raise InputError(f"[problem] data: {where} has no feature columns: add at least one")
+    return table
+
+
+def split_table(
+    table: Table,
+    kind: str,
+    agents: int,
+    *,
+    standardize: bool = True,
+    intercept: bool = True,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+) -> Split:
+    r"""Shuffle, hold out a test set, standardize, and deal the rows over ``agents`` agents.
+
+    Rows are permuted by ``numpy.random.default_rng(seed)``; the last
+    ``round(test_fraction * n)`` of the permutation are the test set. With ``standardize``
+    every feature is mapped to :math:`(x - \mu)/\sigma` with the training mean and standard
+    deviation (and, for least squares, the target too). ``intercept`` appends a column of
+    ones (its weight is regularized like the others). Agent i gets the i-th contiguous block
+    of ``numpy.array_split`` of the training rows, zero-padded to the largest block (see the
+    module docstring). For ``logistic`` the target must have exactly two values; the larger
+    one becomes +1.
+
+    Examples
+    --------
+    >>> s = split_table(load_dataset("breast_cancer"), "logistic", 10, test_fraction=0.2)
+    >>> s.arrays["A"].shape, sum(s.block_sizes), s.X_test.shape
+    ((10, 46, 31), 455, (114, 31))
+    """
+    if kind not in ("least_squares", "logistic"):
+        raise InputError(
+            f"[problem] kind must be least_squares or logistic for a data table (got {kind!r}):"
+            " set kind accordingly"
+        )
+    if isinstance(agents, bool) or not isinstance(agents, int | np.integer) or agents < 1:
+        raise InputError(f"[problem] agents must be an integer >= 1 (got {agents!r})")
+    if not (isinstance(test_fraction, int | float) and 0.0 <= test_fraction < 1.0):
+        raise InputError(
+            f"[problem] test_fraction must satisfy 0 <= test_fraction < 1 (got "
+            f"{test_fraction!r}): e.g. 0.2"
+        )
+    n = table.n_samples
+    n_test = int(round(test_fraction * n))
+    n_train = n - n_test
+    if n_train < agents:
+        raise InputError(
+            f"[problem] agents must be <= the {n_train} training rows of {table.name!r} (got "
+            f"agents={agents}): lower agents or test_fraction"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    tr, te = perm[:n_train], perm[n_train:]
+    X, y = table.X, table.y.copy()
+    if kind == "logistic":
+        values = np.unique(y)
+        if values.size != 2:
+            raise InputError(
+                f"[problem] logistic needs a target with exactly 2 values (got {values.size} "
+                f"distinct values in {table.target_name!r}): pick a binary column or use "
+                "kind = \"least_squares\""
+            )
+        y = np.where(y == values[1], 1.0, -1.0)
+    Xtr, Xte, ytr, yte = X[tr], X[te], y[tr], y[te]
+    info = {"n_samples": n, "n_train": n_train, "n_test": n_test, "seed": seed}
+    if standardize:
+        mu, sd = Xtr.mean(axis=0), Xtr.std(axis=0)
+        const = np.flatnonzero(sd == 0)
+        if const.size:
+            raise InputError(
+                f"[problem] data: feature {table.feature_names[const[0]]!r} is constant on the "
+                "training rows, so it cannot be standardized: drop the column"
+            )
+        Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+        if kind == "least_squares":
+            ym, ys = ytr.mean(), ytr.std()
+            if ys == 0:
+                raise InputError("[problem] data: the target is constant: nothing to fit")
+            ytr, yte = (ytr - ym) / ys, (yte - ym) / ys
+            info["target_mean"], info["target_std"] = float(ym), float(ys)
+    names = table.feature_names
+    if intercept:
+        Xtr = np.hstack([Xtr, np.ones((Xtr.shape[0], 1))])
+        Xte = np.hstack([Xte, np.ones((Xte.shape[0], 1))])
+        names = (*names, "intercept")
+    blocks = np.array_split(np.arange(n_train), agents)
+    m = max(len(b) for b in blocks)
+    d = Xtr.shape[1]
+    A = np.zeros((agents, m, d))
+    t = np.zeros((agents, m)) if kind == "least_squares" else np.ones((agents, m))
+    for i, b in enumerate(blocks):
+        A[i, : len(b)] = Xtr[b]
+        t[i, : len(b)] = ytr[b]
+    arrays = {"A": A, "b": t} if kind == "least_squares" else {"A": A, "y": t}
+    return Split(
+        kind=kind,
+        arrays=arrays,
+        X_train=Xtr,
+        y_train=ytr,
+        X_test=Xte,
+        y_test=yte,
+        block_sizes=[len(b) for b in blocks],
+        feature_names=names,
+        info=info,
+    )
+
+
+def dataset_problem(
+    source,
+    kind: str | None = None,
+    *,
+    agents: int = 10,
+    regularization: float = 0.0,
+    target: str | None = None,
+    standardize: bool = True,
+    intercept: bool = True,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+):
+    """Build ``(problem, split)`` from a built-in name, a CSV/NPZ path, or a :class:`Table`.
+
+    ``kind`` defaults to the data set's suggested kind (built-ins) or ``"logistic"`` when the
+    target has two values, else ``"least_squares"``.
+
+    Examples
+    --------
+    >>> p, s = dataset_problem("diabetes", agents=5)
+    >>> p.kind, p.n_agents, p.dim
+    ('least_squares', 5, 11)
+    """
+    from .problems import make_problem
+
+    if isinstance(source, Table):
+        table = source
+    elif isinstance(source, str) and source in DATASETS:
+        table = load_dataset(source)
+    elif isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in (".csv", ".npz"):
+        table = load_table(source, target=target)
+    else:
+        raise InputError(
+            f"data set must be one of {', '.join(DATASETS)} or a .csv/.npz path (got "
+            f"{source!r}): pick a built-in name or a file"
+        )
+    if kind is None:
+        if table.name in DATASETS:
+            kind = DATASETS[table.name][1]
+        else:
+            kind = "logistic" if np.unique(table.y).size == 2 else "least_squares"
+    split = split_table(
+        table,
+        kind,
+        agents,
+        standardize=standardize,
+        intercept=intercept,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    problem = make_problem(
+        kind, agents=agents, dim=split.X_train.shape[1], data=split.arrays,
+        regularization=regularization,
+    )
+    return problem, split
+
+
+def accuracy(X: np.ndarray, labels: np.ndarray, w: np.ndarray) -> float:
+    r"""Fraction of rows with :math:`\operatorname{sign}(x^T w) = y` (labels in {-1, +1};
+    a zero score counts as +1).
+
+    Examples
+    --------
+    >>> accuracy(np.array([[1.0], [-2.0], [0.5]]), np.array([1.0, -1.0, -1.0]), np.array([1.0]))
+    0.6666666666666666
+    """
+    if len(labels) == 0:
+        return float("nan")
+    pred = np.where(X @ w >= 0, 1.0, -1.0)
+    return float(np.mean(pred == labels))
+
+
+def r2_score(X: np.ndarray, target: np.ndarray, w: np.ndarray) -> float:
+    r"""Coefficient of determination :math:`1 - \sum (y - Xw)^2 / \sum (y - \bar y)^2`.
+
+    Examples
+    --------
+    >>> r2_score(np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 2.0, 3.0]), np.array([1.0]))
+    1.0
+    """
+    if len(target) < 2:
+        return float("nan")
+    res = np.sum((target - X @ w) ** 2)
+    tot = np.sum((target - target.mean()) ** 2)
+    return float(1.0 - res / tot) if tot > 0 else float("nan")
+
+
+def problem_from_config(section: dict):
+    """The problem of a ``[problem]`` config section that names a data table.
+
+    Used by :func:`stflow.config.build_run` when ``dataset``, ``target`` or a ``.csv``
+    ``data`` is given; checks the types of the table keys.
+
+    Examples
+    --------
+    >>> p = problem_from_config({"kind": "logistic", "dataset": "breast_cancer", "agents": 4,
+    ...                          "regularization": 0.01, "test_fraction": 0.25})
+    >>> p.n_agents, p.dim
+    (4, 31)
+    """
+    for key in ("standardize", "intercept"):
+        if not isinstance(section.get(key, True), bool):
+            raise InputError(
+                f"[problem] {key} must be true or false (got {section.get(key)!r})"
+            )
+    frac = section.get("test_fraction", 0.0)
+    if isinstance(frac, bool) or not isinstance(frac, int | float):
+        raise InputError(f"[problem] test_fraction must be a number (got {frac!r}): e.g. 0.2")
+    for key in ("dataset", "target"):
+        if section.get(key) is not None and not isinstance(section[key], str):
+            raise InputError(f"[problem] {key} must be a string (got {section[key]!r})")
+    if section.get("dataset") is not None and section.get("data") is not None:
+        raise InputError(
+            "[problem] give either dataset (built-in) or data (your file), not both: "
+            "remove one"
+        )
+    source = section.get("dataset") or section.get("data")
+    if source is None:
+        raise InputError(
+            '[problem] target needs a data table: set data = "file.csv" or dataset = '
+            '"breast_cancer"'
+        )
+    problem, _split = dataset_problem(
+        source,
+        section.get("kind"),
+        agents=section.get("agents", 10),
+        regularization=section.get("regularization", 0.0),
+        target=section.get("target"),
+        standardize=section.get("standardize", True),
+        intercept=section.get("intercept", True),
+        test_fraction=float(frac),
+        seed=section.get("seed", 0),
+    )
+    return problem
