@@ -302,10 +302,11 @@ class PrimalDualFlow:
                     f"> 2; lower [solver] step or gamma"
                 )
             period = getattr(self.compressor, "period", None)
-            if period is not None and math.isfinite(period) and period * g.alpha * lam_max > 0.5:
+            if period is not None and math.isfinite(period) and period * g.alpha * lam_max > 1.0:
                 causes.append(
                     f"scalarizer period too long: period*alpha*lambda_max = "
-                    f"{period * g.alpha * lam_max:.3g} (should be << 1); shorten tau or lower alpha"
+                    f"{period * g.alpha * lam_max:.3g} (stable below about 1-2, measured in "
+                    f"E7); shorten tau or lower alpha"
                 )
             if g.gamma < 2.0 * g.alpha * lam_max:
                 causes.append(
