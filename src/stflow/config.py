@@ -26,6 +26,7 @@ __all__ = [
     "Run",
     "run_config",
     "config_markdown",
+    "resolve_auto_gains",
 ]
 
 _REQUIRED = object()
@@ -238,7 +239,7 @@ def build_run(config: dict) -> Run:
     returned ``Run.config`` (so ``summary.json`` shows the values used).
     """
     from .compressors import make_compressor
-    from .flows import FLOW_KINDS, Gains, PrimalDualFlow, auto_gains
+    from .flows import FLOW_KINDS, Gains, PrimalDualFlow
     from .graphs import make_graph
     from .peers import PEER_KINDS, make_peer
     from .problems import make_problem
@@ -292,26 +293,44 @@ def build_run(config: dict) -> Run:
     compressor = None
     if f["kind"] != "uncompressed":
         compressor = make_compressor(cfg["compressor"]["spec"], problem.dim)
-    if any(f[k] == "auto" for k in GAIN_KEYS):
-        rate = None
-        if compressor is not None and f["kind"] == "observer":
-            from .certify import certify
-
-            rate = certify(compressor).rate
-        auto = auto_gains(
-            lambda_max=graph.lambda_max,
-            smoothness=problem.smoothness,
-            step=cfg["solver"]["step"],
-            compressor_rate=rate,
-            compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
-            observer=f["kind"] == "observer",
-        )
-        for k in GAIN_KEYS:
-            if f[k] == "auto":
-                f[k] = getattr(auto, k)
+    resolve_auto_gains(
+        f, graph=graph, smoothness=problem.smoothness, compressor=compressor,
+        step=cfg["solver"]["step"],
+    )
     gains = Gains(**{k: f[k] for k in GAIN_KEYS})
     flow = PrimalDualFlow(f["kind"], problem, graph, compressor, gains=gains)
     return Run(cfg, problem, graph, compressor, flow, x0, v0)
+
+
+def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step) -> dict:
+    """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
+
+    Uses :func:`stflow.flows.auto_gains` with the compressor's certified rate (observer flow
+    only) and excitation period; shared by the simulator and the MPI backend so both run
+    with the same gains.
+    """
+    from .flows import auto_gains
+
+    f = flow_section
+    if not any(f[k] == "auto" for k in GAIN_KEYS):
+        return f
+    rate = None
+    if compressor is not None and f["kind"] == "observer":
+        from .certify import certify
+
+        rate = certify(compressor).rate
+    auto = auto_gains(
+        lambda_max=graph.lambda_max,
+        smoothness=smoothness,
+        step=step,
+        compressor_rate=rate,
+        compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
+        observer=f["kind"] == "observer",
+    )
+    for k in GAIN_KEYS:
+        if f[k] == "auto":
+            f[k] = getattr(auto, k)
+    return f
 
 
 def run_config(config: dict, *, progress: bool = False):

@@ -193,8 +193,8 @@ class Runner:
         import copy
 
         from ..compressors import make_compressor
-        from ..config import GAIN_KEYS
-        from ..flows import Gains, PrimalDualFlow, auto_gains
+        from ..config import GAIN_KEYS, resolve_auto_gains
+        from ..flows import Gains, PrimalDualFlow
         from ..graphs import make_graph
 
         cfg = copy.deepcopy(config)
@@ -210,23 +210,11 @@ class Runner:
         compressor = None
         if f["kind"] != "uncompressed":
             compressor = make_compressor(cfg["compressor"]["spec"], d)
-        if self.rank == 0 and any(f[k] == "auto" for k in GAIN_KEYS):
-            rate = None
-            if compressor is not None and f["kind"] == "observer":
-                from ..certify import certify
-
-                rate = certify(compressor).rate
-            auto = auto_gains(
-                lambda_max=graph.lambda_max,
-                smoothness=smoothness,
+        if self.rank == 0:
+            resolve_auto_gains(
+                f, graph=graph, smoothness=smoothness, compressor=compressor,
                 step=cfg["solver"]["step"],
-                compressor_rate=rate,
-                compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
-                observer=f["kind"] == "observer",
             )
-            for k in GAIN_KEYS:
-                if f[k] == "auto":
-                    f[k] = getattr(auto, k)
         cfg["flow"] = f = self.comm.bcast(f, root=0)  # one set of gains on every rank
         gains = Gains(**{k: f[k] for k in GAIN_KEYS})
         problem = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=None)
