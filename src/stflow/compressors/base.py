@@ -1,0 +1,151 @@
+"""The compressor protocol :class:`Compressor` and the bit-stream base class of the
+built-in compressors."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    "Compressor",
+]
+
+
+class Compressor(abc.ABC):
+    r"""The compressor protocol: a row-wise map :math:`C(z, t)` with a wire format.
+
+    Subclasses implement ``__call__``, ``bits_per_message``, ``encode`` and ``decode`` and set
+    the attributes below. ``decode(encode(Z, t), t)`` must equal ``C(Z, t)`` bit for bit and
+    every message must be exactly ``ceil(bits_per_message() / 8)`` bytes.
+
+    Attributes
+    ----------
+    name, spec : str
+        Short name (``"topk"``) and canonical spec (``"topk:k=2"``).
+    dim : int
+        d, fixed at construction.
+    linear : bool
+        True when :math:`C(z, t) = C(t) z`.
+    linear_bound : float
+        Proven :math:`L_c` with :math:`\|C(z, t)\| \le L_c \|z\|` (``inf`` if unknown).
+    period : float
+        Excitation period (time for the directions to span R^d); 0 when C does not depend
+        on t, ``inf`` when it never spans.
+    time_scale : float
+        Largest time step that still resolves how C(., t) changes with t: the window tau of
+        a piecewise-constant C, one radian of the fastest harmonic of a smooth one,
+        ``inf`` when C does not depend on t.
+
+    Examples
+    --------
+    >>> from stflow.compressors import make_compressor
+    >>> c = make_compressor("topk:k=1", 3)
+    >>> isinstance(c, Compressor), c.linear, c.bits_per_message()
+    (True, False, 66)
+    """
+
+    name: str = ""
+    spec: str = ""
+    dim: int = 0
+    linear: bool = False
+    linear_bound: float = math.inf
+    period: float = 0.0
+    time_scale: float = math.inf
+
+    @abc.abstractmethod
+    def __call__(self, Z: np.ndarray, t: float) -> np.ndarray:
+        """C(Z, t) row-wise: (N, d) -> (N, d), or (d,) -> (d,)."""
+
+    @abc.abstractmethod
+    def bits_per_message(self) -> int:
+        """Bits of one message at ``self.dim`` (SPEC section 6)."""
+
+    @abc.abstractmethod
+    def encode(self, Z: np.ndarray, t: float) -> list[bytes]:
+        """One message (bytes) per row of Z."""
+
+    @abc.abstractmethod
+    def decode(self, messages: Sequence[bytes], t: float) -> np.ndarray:
+        """Messages -> (len(messages), d) array equal to C(Z, t)."""
+
+    def bytes_per_message(self) -> int:
+        """``ceil(bits_per_message() / 8)``: bytes of one message on the wire."""
+        return -(-int(self.bits_per_message()) // 8)
+
+    def describe(self) -> dict:
+        """Spec, linearity, bits per message and L_c as a plain dict.
+
+        Examples
+        --------
+        >>> from stflow.compressors import make_compressor
+        >>> make_compressor("sign", 4).describe()["bits_per_message"]
+        68
+        """
+        return {
+            "spec": self.spec,
+            "linear": bool(self.linear),
+            "bits_per_message": int(self.bits_per_message()),
+            "linear_bound": float(self.linear_bound),
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r}, dim={self.dim})"
+
+    def _rows(self, Z: np.ndarray, arg: str = "Z") -> tuple[np.ndarray, bool]:
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim == 1 and Z.shape[0] == self.dim:
+            return Z.reshape(1, -1), True
+        if Z.ndim == 2 and Z.shape[1] == self.dim:
+            return Z, False
+        raise InputError(
+            f"`{arg}` must have shape (N, d) or (d,) with d={self.dim} (got shape {Z.shape}): "
+            f"pass one row per agent to compressor {self.spec!r}"
+        )
+
+    def _check_messages(self, messages: Sequence[bytes]) -> np.ndarray:
+        """Messages -> (M, nbytes) uint8, after checking every length."""
+        nbytes = self.bytes_per_message()
+        bad = [i for i, m in enumerate(messages) if len(m) != nbytes]
+        if bad:
+            raise InputError(
+                f"`messages` must be {nbytes} bytes each for {self.spec!r} at d={self.dim} "
+                f"(message {bad[0]} has {len(messages[bad[0]])}): decode what encode produced"
+            )
+        buf = np.frombuffer(b"".join(bytes(m) for m in messages), dtype=np.uint8)
+        return buf.reshape(len(messages), nbytes)
+
+
+class _BitCompressor(Compressor):
+    """Built-in compressor defined by ``_apply``, ``_encode_bits`` and ``_decode_bits``."""
+
+    def __call__(self, Z: np.ndarray, t: float) -> np.ndarray:
+        Z2, one = self._rows(Z)
+        out = self._apply(Z2, float(t))
+        return out[0] if one else out
+
+    def encode(self, Z: np.ndarray, t: float) -> list[bytes]:
+        Z2, _ = self._rows(Z)
+        bits = self._encode_bits(Z2, float(t))
+        return [row.tobytes() for row in np.packbits(bits, axis=1)]
+
+    def decode(self, messages: Sequence[bytes], t: float) -> np.ndarray:
+        buf = self._check_messages(messages)
+        if buf.shape[0] == 0:
+            return np.zeros((0, self.dim))
+        nbits = int(self.bits_per_message())
+        bits = np.unpackbits(buf, axis=1, count=nbits)
+        return self._decode_bits(bits, float(t))
+
+    @abc.abstractmethod
+    def _apply(self, Z: np.ndarray, t: float) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _encode_bits(self, Z: np.ndarray, t: float) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _decode_bits(self, bits: np.ndarray, t: float) -> np.ndarray: ...

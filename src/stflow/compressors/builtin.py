@@ -1,0 +1,419 @@
+"""The built-in compressors: Identity, TopK, Quantize, Scalarize, Sign, RandK, FixedQuant."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InputError
+from ._bits import _bits_raw, _bits_uint, _index_width, _raw_bits, _uint_bits
+from ._common import (
+    _BASES,
+    _MAX_LEVEL_BITS,
+    _check_k,
+    _nonnegative_int,
+    _positive,
+    _shared_draw,
+    _window,
+)
+from .base import _BitCompressor
+
+__all__ = [
+    "Identity",
+    "TopK",
+    "Quantize",
+    "Scalarize",
+    "Sign",
+    "RandK",
+    "FixedQuant",
+]
+
+
+class Identity(_BitCompressor):
+    r"""No compression, :math:`C(z, t) = z`; message d float64 (64 d bits).
+
+    Examples
+    --------
+    >>> c = Identity(3)
+    >>> c(np.array([1.0, -2.0, 3.0]), 0.0).tolist(), c.bits_per_message()
+    ([1.0, -2.0, 3.0], 192)
+    """
+
+    name = "identity"
+    linear = True
+    linear_bound = 1.0
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self.spec = "identity"
+
+    def bits_per_message(self) -> int:
+        return 64 * self.dim
+
+    def _apply(self, Z, t):
+        return Z.copy()
+
+    def _encode_bits(self, Z, t):
+        return _raw_bits(Z)
+
+    def _decode_bits(self, bits, t):
+        return _bits_raw(bits, self.dim)
+
+
+class TopK(_BitCompressor):
+    r"""Greedy sparsifier: keep the k entries of largest :math:`|z_j|`, ties to the lower index.
+
+    .. math:: C(z)_j = z_j \,[j \in S_k(z)], \qquad
+              \frac{d}{dt}\|z\|^2 = -2\|C(z)\|^2 \le -\frac{2k}{d}\|z\|^2,
+
+    so :math:`\|z\|` decays at rate at least k/d and :math:`L_c = 1` (SPEC section 3).
+    Message: the k kept indices in increasing order, ``ceil(log2 d)`` bits each, then their
+    k float64 values: :math:`k(\lceil \log_2 d \rceil + 64)` bits.
+
+    Examples
+    --------
+    >>> c = TopK(3, k=1)
+    >>> c(np.array([1.0, -1.0, 1.0]), 0.0).tolist()  # tie: the lower index wins
+    [1.0, 0.0, 0.0]
+    >>> c.bits_per_message()  # 1 * (2 + 64)
+    66
+    """
+
+    name = "topk"
+    linear = False
+    linear_bound = 1.0
+
+    def __init__(self, dim: int, k: int = 1):
+        self.dim, self.k = int(dim), int(k)
+        _check_k(self.k, self.dim)
+        self.spec = f"topk:k={self.k}"
+
+    def bits_per_message(self) -> int:
+        return self.k * (_index_width(self.dim) + 64)
+
+    def mask(self, Z: np.ndarray) -> np.ndarray:
+        """(N, d) boolean mask of the kept entries, exactly k per row."""
+        A = np.abs(Z)
+        k, d = self.k, self.dim
+        thr = np.partition(A, d - k, axis=1)[:, d - k : d - k + 1]  # k-th largest |z_j|
+        keep = A >= thr
+        # Fast path: a row with exactly k entries >= its threshold has no tie to break.
+        bad = np.flatnonzero(np.count_nonzero(keep, axis=1) != k)
+        if bad.size:  # ties at the threshold (or NaN): keep the lowest indices among them
+            Ab, tb = A[bad], thr[bad]
+            above = Ab > tb
+            tie = Ab == tb
+            room = k - above.sum(axis=1, keepdims=True)
+            keep[bad] = above | (tie & (np.cumsum(tie, axis=1) <= room))
+        return keep
+
+    def indices(self, Z: np.ndarray) -> np.ndarray:
+        """(N, k) kept indices per row, increasing."""
+        return np.nonzero(self.mask(Z))[1].reshape(Z.shape[0], self.k)
+
+    def _apply(self, Z, t):
+        return np.where(self.mask(Z), Z, 0.0)
+
+    def _encode_bits(self, Z, t):
+        idx = self.indices(Z)
+        vals = np.take_along_axis(Z, idx, axis=1)
+        return np.concatenate([_uint_bits(idx, _index_width(self.dim)), _raw_bits(vals)], 1)
+
+    def _decode_bits(self, bits, t):
+        nib = self.k * _index_width(self.dim)
+        idx = _bits_uint(bits[:, :nib], self.k, _index_width(self.dim))
+        out = np.zeros((bits.shape[0], self.dim))
+        np.put_along_axis(out, idx, _bits_raw(bits[:, nib:], self.k), axis=1)
+        return out
+
+
+class Quantize(_BitCompressor):
+    r"""Norm-scaled uniform quantizer with b bits per entry (SPEC section 3).
+
+    .. math:: s = 2^{b-1} - 1, \quad m = \max_j |z_j|, \quad
+              C(z) = m\,\mathrm{rint}(s z / m) / s \quad (C = 0 \text{ when } m = 0),
+
+    with round-half-to-even. The largest entry is kept exactly. Every nonzero entry has
+    :math:`|z_j| > m / 2s` and :math:`|C_j| \le |z_j| + m/2s < 2|z_j|`, so
+    :math:`\|C\|^2 \le m^2 + 4(\|z\|^2 - m^2) \le (4 - 3/d)\|z\|^2`; also
+    :math:`\|C - z\| \le \sqrt{d-1}\, m / 2s`. Hence
+    :math:`L_c = \min(\sqrt{4 - 3/d},\ 1 + \sqrt{d-1}/2s)`.
+    Message: float64 m, then d levels stored as ``level + s`` in b bits: 64 + b d bits.
+
+    Examples
+    --------
+    >>> c = Quantize(3, bits=3)  # s = 3, m = 1: rint([1.5, -3, 0.75]) = [2, -3, 1]
+    >>> (c(np.array([0.5, -1.0, 0.25]), 0.0) * 3).round(12).tolist()
+    [2.0, -3.0, 1.0]
+    >>> c.bits_per_message()
+    73
+    """
+
+    name = "quantize"
+    linear = False
+
+    def __init__(self, dim: int, bits: int = 4):
+        self.dim, self.bits = int(dim), int(bits)
+        if not 2 <= self.bits <= _MAX_LEVEL_BITS:
+            raise InputError(
+                f"`bits` must satisfy 2 <= bits <= {_MAX_LEVEL_BITS} (got bits={self.bits}): "
+                "use at least 2 bits (a sign and one level)"
+            )
+        self.s = 2 ** (self.bits - 1) - 1
+        self.spec = f"quantize:bits={self.bits}"
+        d, s = self.dim, self.s
+        self.linear_bound = float(min(math.sqrt(4.0 - 3.0 / d), 1.0 + math.sqrt(d - 1) / (2 * s)))
+
+    def bits_per_message(self) -> int:
+        return 64 + self.dim * self.bits
+
+    def _levels(self, Z):
+        m = np.abs(Z).max(axis=1, keepdims=True, initial=0.0)
+        if np.all(m > 0):
+            return m, np.rint(self.s * Z / m)
+        safe = np.where(m > 0, m, 1.0)
+        return m, np.where(m > 0, np.rint(self.s * Z / safe), 0.0)
+
+    def _apply(self, Z, t):
+        m, L = self._levels(Z)
+        return m * L / self.s
+
+    def _encode_bits(self, Z, t):
+        m, L = self._levels(Z)
+        codes = (L + self.s).astype(np.int64)
+        return np.concatenate([_raw_bits(m), _uint_bits(codes, self.bits)], axis=1)
+
+    def _decode_bits(self, bits, t):
+        m = _bits_raw(bits[:, :64], 1)
+        L = (_bits_uint(bits[:, 64:], self.dim, self.bits) - self.s).astype(np.float64)
+        return m * L / self.s
+
+
+class Scalarize(_BitCompressor):
+    r"""Scalarizer: one scalar per message along a known, moving direction :math:`\phi(t)`.
+
+    .. math:: C(z, t) = \phi(t)\,\phi(t)^T z, \qquad \text{message } \phi(t)^T z
+              \text{ (one float64, 64 bits)}.
+
+    Bases (a basis is data, one function :math:`\phi(t)`; :math:`w = \lfloor t/\tau + 10^{-9}
+    \rfloor` is the window index):
+
+    - ``cyclic``: :math:`\phi = e_{w \bmod d}`; period :math:`d\tau`.
+    - ``sinusoid``: :math:`\phi_j = \sqrt{2/d}\,\sin(\omega_j t + \pi/4)`,
+      :math:`\omega_j = 2\pi f (j+1)`. Over one period 1/f,
+      :math:`\int \phi\phi^T dt = I/(d f)`, so phi is persistently exciting;
+      :math:`\|\phi\|^2 = (1/d)\sum_j (1 + \sin 2\omega_j t) \le 2`. The phase pi/4 keeps
+      :math:`\phi(0) \neq 0`. The default f = 5 gives period 0.2; the flows need a period
+      short against :math:`1/(\alpha \lambda_{max}(L))` (SPEC section 3): with f = 1 the
+      observer flow at the default gains on a ring diverges. Raise f for stiffer graphs or
+      larger gains, keeping the Euler step below about :math:`1/\omega_d`.
+    - ``random``: unit Gaussian direction from ``default_rng([seed, w])``, the same for every
+      agent (shared seed); period :math:`d\tau` (time to span R^d).
+    - ``constant``: :math:`\phi = \mathbf{1}/\sqrt{d}`; NOT persistently exciting (period
+      inf): the certificate rejects it.
+
+    Linear in z; :math:`L_c = \sup_t \|\phi(t)\|^2` (1, or 2 for ``sinusoid``).
+
+    Examples
+    --------
+    >>> c = Scalarize(4, basis="cyclic", tau=0.1)
+    >>> int(np.argmax(c.phi(0.3)))  # floor(0.3 / 0.1 + 1e-9) = 3 despite 0.3/0.1 < 3
+    3
+    >>> c(np.array([1.0, 2.0, 3.0, 4.0]), 0.3).tolist(), c.bits_per_message()
+    ([0.0, 0.0, 0.0, 4.0], 64)
+    """
+
+    name = "scalarize"
+    linear = True
+
+    def __init__(
+        self, dim: int, basis: str = "cyclic", tau: float = 0.01, freq: float = 5.0, seed: int = 0
+    ):
+        self.dim = int(dim)
+        if basis not in _BASES:
+            raise InputError(
+                f"`basis` must be one of {', '.join(_BASES)} (got basis={basis!r}): "
+                "pick one of these"
+            )
+        self.basis = basis
+        self.tau = _positive("tau", tau)
+        self.freq = _positive("freq", freq)
+        self.seed = _nonnegative_int("seed", seed)
+        self.spec = f"scalarize:basis={basis},tau={self.tau!r},freq={self.freq!r},seed={self.seed}"
+        d = self.dim
+        self.linear_bound = 2.0 if basis == "sinusoid" else 1.0
+        self.period = {
+            "cyclic": d * self.tau,
+            "random": d * self.tau,
+            "sinusoid": 1.0 / self.freq,
+            "constant": math.inf,
+        }[basis]
+        self.time_scale = {
+            "cyclic": self.tau,
+            "random": self.tau,
+            "sinusoid": 1.0 / (2 * math.pi * self.freq * d),
+            "constant": math.inf,
+        }[basis]
+        self._omega = 2.0 * math.pi * self.freq * np.arange(1, d + 1)
+
+    def phi(self, t: float) -> np.ndarray:
+        """The direction :math:`\\phi(t)`, shape (d,)."""
+        t = float(t)
+        d = self.dim
+        if self.basis == "sinusoid":
+            _window(t, 1.0)  # only checks t >= 0
+            return math.sqrt(2.0 / d) * np.sin(self._omega * t + math.pi / 4)
+        if self.basis == "constant":
+            return np.full(d, 1.0 / math.sqrt(d))
+        w = _window(t, self.tau)
+        if self.basis == "cyclic":
+            phi = np.zeros(d)
+            phi[w % d] = 1.0
+            return phi
+        return _shared_draw("unit", self.seed, w, d, 0).copy()
+
+    def bits_per_message(self) -> int:
+        return 64
+
+    def _apply(self, Z, t):
+        phi = self.phi(t)
+        return (Z @ phi)[:, None] * phi
+
+    def _encode_bits(self, Z, t):
+        return _raw_bits((Z @ self.phi(t))[:, None])
+
+    def _decode_bits(self, bits, t):
+        return _bits_raw(bits, 1) * self.phi(t)
+
+
+class Sign(_BitCompressor):
+    r"""Scaled sign: :math:`C(z) = (\|z\|_1 / d)\,\mathrm{sgn}(z)`, sgn(0) = +1.
+
+    :math:`\|C\| = \|z\|_1/\sqrt{d} \le \|z\|`, so :math:`L_c = 1` (equality for entries of
+    equal magnitude); :math:`z^T C = \|z\|_1^2/d \ge \|z\|^2/d` gives decay at rate >= 1/d.
+    Message: float64 scale, then d sign bits (1 = nonnegative): 64 + d bits.
+
+    Examples
+    --------
+    >>> Sign(4)(np.array([2.0, 0.0, -1.0, 1.0]), 0.0).tolist()
+    [1.0, 1.0, -1.0, 1.0]
+    """
+
+    name = "sign"
+    linear = False
+    linear_bound = 1.0
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self.spec = "sign"
+
+    def bits_per_message(self) -> int:
+        return 64 + self.dim
+
+    @staticmethod
+    def _scale(Z):
+        return np.abs(Z).sum(axis=1, keepdims=True) / Z.shape[1]
+
+    def _apply(self, Z, t):
+        return self._scale(Z) * np.where(Z >= 0, 1.0, -1.0)
+
+    def _encode_bits(self, Z, t):
+        return np.concatenate([_raw_bits(self._scale(Z)), (Z >= 0).astype(np.uint8)], axis=1)
+
+    def _decode_bits(self, bits, t):
+        return _bits_raw(bits[:, :64], 1) * np.where(bits[:, 64:] == 1, 1.0, -1.0)
+
+
+class RandK(_BitCompressor):
+    r"""Shared-seed random sparsifier: :math:`C(z, t) = P_{S(t)} z`.
+
+    :math:`S(t)` = ``default_rng([seed, w]).choice(d, k, replace=False)`` with
+    :math:`w = \lfloor t/\tau + 10^{-9} \rfloor`: the SAME set for every agent and row, so
+    indices are never sent. Message: the k kept values in increasing index order, 64 k bits.
+    Linear, :math:`L_c = 1`; period :math:`\tau d / k` (time for the sets to cover R^d on
+    average).
+
+    Examples
+    --------
+    >>> c = RandK(5, k=2, seed=0, tau=0.1)
+    >>> bool(np.array_equal(c.support(0.05), c.support(0.0)))  # same window, same set
+    True
+    >>> c.support(0.0).size, c.bits_per_message()
+    (2, 128)
+    """
+
+    name = "randk"
+    linear = True
+    linear_bound = 1.0
+
+    def __init__(self, dim: int, k: int = 1, seed: int = 0, tau: float = 0.01):
+        self.dim, self.k = int(dim), int(k)
+        _check_k(self.k, self.dim)
+        self.seed = _nonnegative_int("seed", seed)
+        self.tau = _positive("tau", tau)
+        self.spec = f"randk:k={self.k},seed={self.seed},tau={self.tau!r}"
+        self.period = self.tau * self.dim / self.k
+        self.time_scale = self.tau
+
+    def support(self, t: float) -> np.ndarray:
+        """S(t): the k kept coordinates, increasing, shape (k,)."""
+        return _shared_draw("subset", self.seed, _window(float(t), self.tau), self.dim, self.k)
+
+    def bits_per_message(self) -> int:
+        return 64 * self.k
+
+    def _apply(self, Z, t):
+        S = self.support(t)
+        out = np.zeros_like(Z)
+        out[:, S] = Z[:, S]
+        return out
+
+    def _encode_bits(self, Z, t):
+        return _raw_bits(Z[:, self.support(t)])
+
+    def _decode_bits(self, bits, t):
+        out = np.zeros((bits.shape[0], self.dim))
+        out[:, self.support(t)] = _bits_raw(bits, self.k)
+        return out
+
+
+class FixedQuant(_BitCompressor):
+    r"""Fixed-step quantizer :math:`C(z) = \Delta\,\mathrm{rint}(z/\Delta)` (NOT ST).
+
+    Entries below :math:`\Delta/2` are zeroed (dead zone), so dz/dt = -C(z) stops once
+    :math:`\|z\|_\infty \le \Delta/2`: not exponentially stable. Nonzero entries satisfy
+    :math:`|C_j| < 2|z_j|`, so :math:`L_c = 2`. Message: d int64 levels, 64 d bits.
+
+    Examples
+    --------
+    >>> FixedQuant(3, step=0.5)(np.array([0.2, 0.8, -1.3]), 0.0).tolist()
+    [0.0, 1.0, -1.5]
+    """
+
+    name = "fixedquant"
+    linear = False
+    linear_bound = 2.0
+
+    def __init__(self, dim: int, step: float = 0.1):
+        self.dim = int(dim)
+        self.step = _positive("step", step)
+        self.spec = f"fixedquant:step={self.step!r}"
+
+    def bits_per_message(self) -> int:
+        return 64 * self.dim
+
+    def _apply(self, Z, t):
+        return self.step * np.rint(Z / self.step)
+
+    def _encode_bits(self, Z, t):
+        L = np.rint(Z / self.step)
+        if not np.all(np.abs(L) < 2.0**62):
+            raise InputError(
+                f"`Z` is too large for {self.spec!r}: levels |z/step| must stay below 2^62 "
+                "and be finite; raise step"
+            )
+        return _raw_bits(L.astype(np.int64), "<i8")
+
+    def _decode_bits(self, bits, t):
+        return self.step * _bits_raw(bits, self.dim, "<i8").astype(np.float64)

@@ -1,0 +1,252 @@
+"""The spec grammar: the key tables (COMPRESSOR_DOCS, COMPRESSOR_SUMMARY, EXAMPLE_SPECS),
+the composition ``A|B`` it builds, the parser and :func:`make_compressor`.
+
+:class:`Composition` lives here, not in its own module, because it rebuilds its second
+stage with :func:`make_compressor` while :func:`make_compressor` builds compositions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ._bits import _bits_uint, _index_width, _uint_bits
+from ._common import _parse_pairs
+from .base import Compressor, _BitCompressor
+from .builtin import FixedQuant, Identity, Quantize, RandK, Scalarize, Sign, TopK
+from .user import _load_user
+
+__all__ = [
+    "Composition",
+    "make_compressor",
+    "compressor_names",
+    "COMPRESSOR_DOCS",
+    "COMPRESSOR_SUMMARY",
+    "EXAMPLE_SPECS",
+]
+
+
+#: Every key of every compressor: ``{name: {key: (default, description)}}``.
+COMPRESSOR_DOCS: dict[str, dict[str, tuple[object, str]]] = {
+    "identity": {},
+    "topk": {"k": (1, "entries kept per message, 1 <= k <= d")},
+    "quantize": {"bits": (4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels")},
+    "scalarize": {
+        "basis": ("cyclic", "direction phi(t): cyclic, sinusoid, random or constant"),
+        "tau": (0.01, "time each cyclic/random direction is held, > 0"),
+        "freq": (5.0, "sinusoid base frequency f > 0; omega_j = 2 pi f (j + 1)"),
+        "seed": (0, "shared seed of the random basis, >= 0"),
+    },
+    "sign": {},
+    "randk": {
+        "k": (1, "coordinates sent per message, 1 <= k <= d"),
+        "seed": (0, "shared seed of the coordinate sets, >= 0"),
+        "tau": (0.01, "time each coordinate set is held, > 0"),
+    },
+    "fixedquant": {"step": (0.1, "quantization step Delta > 0 (not spatio-temporal)")},
+}
+
+#: One line per compressor, for ``--help`` and the docs.
+COMPRESSOR_SUMMARY: dict[str, str] = {
+    "identity": "C(z) = z (no compression)",
+    "topk": "greedy sparsifier: keep the k largest |z_j|, ties to the lower index",
+    "quantize": "norm-scaled uniform quantizer: m rint(s z / m) / s with m = max |z_j|",
+    "scalarize": "one scalar per message: C = phi(t) phi(t)^T z",
+    "sign": "scaled sign: (||z||_1 / d) sgn(z), sgn(0) = +1",
+    "randk": "shared-seed random sparsifier: keep k coordinates redrawn every tau",
+    "fixedquant": "fixed-step quantizer Delta rint(z / Delta); NOT spatio-temporal",
+}
+
+#: Example specs covering every compressor and two kinds of composition (valid for d >= 3).
+EXAMPLE_SPECS: tuple[str, ...] = (
+    "identity",
+    "topk:k=1",
+    "topk:k=3",
+    "quantize:bits=2",
+    "quantize:bits=4",
+    "quantize:bits=8",
+    "scalarize:basis=cyclic",
+    "scalarize:basis=sinusoid",
+    "scalarize:basis=random",
+    "scalarize:basis=constant",
+    "sign",
+    "randk:k=2",
+    "fixedquant:step=0.1",
+    "topk:k=2|quantize:bits=4",
+    "randk:k=2|quantize:bits=3",
+    "quantize:bits=3|topk:k=2",
+)
+
+
+def compressor_names() -> tuple[str, ...]:
+    """Names of the built-in compressors (``py:MODULE:ATTR`` loads user ones).
+
+    Examples
+    --------
+    >>> compressor_names()[:3]
+    ('identity', 'topk', 'quantize')
+    """
+    return tuple(COMPRESSOR_DOCS)
+
+
+class Composition(_BitCompressor):
+    r"""Composition ``A|B``: :math:`C(z, t) = B(A(z, t), t)`.
+
+    Linear when both are; :math:`L_c = L_A L_B`. The message is B's message about A's
+    output, except when A is ``topk`` or ``randk`` and B is ``quantize`` or ``identity``:
+    then it is A's indices (topk: k indices of ``ceil(log2 d)`` bits; randk: none) followed
+    by B's message about the k kept values as a k-vector (B at dimension k, and
+    :math:`L_B` at dimension k). Both give the same C because B maps zeros to zeros and a
+    max over the kept entries is the max over the whole sparse vector.
+
+    Examples
+    --------
+    >>> c = make_compressor("topk:k=4|quantize:bits=4", 100)
+    >>> c.bits_per_message()  # 4 * 7 + 64 + 4 * 4
+    108
+    """
+
+    def __init__(self, first: Compressor, second: Compressor):
+        if first.dim != second.dim:
+            raise InputError(
+                f"composition {first.spec!r}|{second.spec!r} mixes dims {first.dim} and "
+                f"{second.dim}: build both parts at the same d"
+            )
+        self.first, self.second = first, second
+        self.dim = first.dim
+        self.name = f"{first.name}|{second.name}"
+        self.spec = f"{first.spec}|{second.spec}"
+        self.linear = bool(first.linear and second.linear)
+        self.period = max(first.period, second.period)
+        self.time_scale = min(first.time_scale, second.time_scale)
+        self._sparse = type(first) in (TopK, RandK) and type(second) in (Quantize, Identity)
+        self._inner = make_compressor(second.spec, first.k) if self._sparse else second
+        self.linear_bound = float(first.linear_bound) * float(self._inner.linear_bound)
+
+    def bits_per_message(self) -> int:
+        if not self._sparse:
+            return int(self.second.bits_per_message())
+        return self._index_bits() + self._inner.bits_per_message()
+
+    def _index_bits(self) -> int:
+        return self.first.k * _index_width(self.dim) if type(self.first) is TopK else 0
+
+    def _apply(self, Z, t):
+        return self.second(self.first(Z, t), t)
+
+    def encode(self, Z: np.ndarray, t: float) -> list[bytes]:
+        if self._sparse:
+            return super().encode(Z, t)
+        return self.second.encode(self.first(Z, t), t)
+
+    def decode(self, messages: Sequence[bytes], t: float) -> np.ndarray:
+        if self._sparse:
+            return super().decode(messages, t)
+        return self.second.decode(messages, t)
+
+    def _kept(self, Z, t):
+        if type(self.first) is TopK:
+            return self.first.indices(Z)
+        return np.broadcast_to(self.first.support(t), (Z.shape[0], self.first.k))
+
+    def _encode_bits(self, Z, t):
+        idx = self._kept(Z, t)
+        vals = np.take_along_axis(Z, idx, axis=1)
+        parts = [self._inner._encode_bits(vals, t)]
+        if type(self.first) is TopK:
+            parts.insert(0, _uint_bits(idx, _index_width(self.dim)))
+        return np.concatenate(parts, axis=1)
+
+    def _decode_bits(self, bits, t):
+        nib, k = self._index_bits(), self.first.k
+        if type(self.first) is TopK:
+            idx = _bits_uint(bits[:, :nib], k, _index_width(self.dim))
+        else:
+            idx = np.broadcast_to(self.first.support(t), (bits.shape[0], k))
+        out = np.zeros((bits.shape[0], self.dim))
+        np.put_along_axis(out, idx, self._inner._decode_bits(bits[:, nib:], t), axis=1)
+        return out
+
+
+# --------------------------------------------------------------------------- spec parser
+
+
+_CLASSES = {
+    "identity": Identity,
+    "topk": TopK,
+    "quantize": Quantize,
+    "scalarize": Scalarize,
+    "sign": Sign,
+    "randk": RandK,
+    "fixedquant": FixedQuant,
+}
+
+
+def _convert(name: str, key: str, value: str):
+    default = COMPRESSOR_DOCS[name][key][0]
+    try:
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise InputError(
+            f"`{key}` of {name} must be {kind} (got {key}={value!r}): e.g. {key}={default}"
+        ) from None
+    return value
+
+
+def _build_stage(stage: str, dim: int) -> Compressor:
+    stage = stage.strip()
+    if stage.startswith("py:"):
+        return _load_user(stage, dim)
+    name, _, args = stage.partition(":")
+    name = name.strip()
+    if name not in COMPRESSOR_DOCS:
+        raise InputError(
+            f"`spec` names an unknown compressor {name!r} (valid: "
+            f"{', '.join(compressor_names())}, or py:MODULE:ATTR): fix the name"
+        )
+    raw = _parse_pairs(args, stage) if args.strip() else {}
+    keys = COMPRESSOR_DOCS[name]
+    for key in raw:
+        if key not in keys:
+            valid = ", ".join(keys) if keys else "none"
+            raise InputError(
+                f"compressor `{name}` has no key `{key}` (valid keys: {valid}): fix {stage!r}"
+            )
+    params = {key: _convert(name, key, v) for key, v in raw.items()}
+    return _CLASSES[name](dim, **params)
+
+
+def make_compressor(spec: str, dim: int) -> Compressor:
+    """Build a compressor from a spec string at dimension ``dim``.
+
+    Grammar: ``name[:key=value[,key=value...]]``; ``A|B|...`` composes left to right
+    (:math:`C = B \\circ A`); ``py:MODULE:ATTR[:key=value,...]`` (or
+    ``py:path/to/file.py:ATTR``) calls ``ATTR(dim, **kwargs)``, which returns a
+    :class:`Compressor` or a plain callable ``C(Z, t)`` (wrapped in
+    :class:`CallableCompressor`; kwargs are parsed as int, then float, then str). Missing
+    keys take the defaults in :data:`COMPRESSOR_DOCS`.
+
+    Examples
+    --------
+    >>> make_compressor("topk:k=2", 10).spec
+    'topk:k=2'
+    >>> make_compressor("topk:k=4 | quantize", 100).bits_per_message()
+    108
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
+        raise InputError(f"`dim` must be an integer >= 1 (got dim={dim!r}): pass the problem's d")
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"`spec` must be a non-empty string (got {spec!r}): e.g. 'topk:k=2'")
+    stages = spec.split("|")
+    if any(not s.strip() for s in stages):
+        raise InputError(f"`spec` {spec!r} has an empty stage around '|': write A|B")
+    comp = _build_stage(stages[0], int(dim))
+    for stage in stages[1:]:
+        comp = Composition(comp, _build_stage(stage, int(dim)))
+    return comp

@@ -1,0 +1,188 @@
+"""User compressors: :class:`CallableCompressor` wrapping a plain callable, and loading
+``py:MODULE:ATTR[:key=value,...]`` specs from a module or a file."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ._bits import _bits_raw, _raw_bits
+from ._common import _parse_pairs
+from .base import Compressor, _BitCompressor
+
+__all__ = [
+    "CallableCompressor",
+    "USER_TIME_SCALE",
+]
+
+
+#: Time scale assumed for a user callable that does not declare ``time_scale``: the
+#: certificate then integrates with steps this small, so a C(z, t) that switches every
+#: ``tau >= USER_TIME_SCALE`` is not aliased. Declare ``fn.time_scale = inf`` on a
+#: time-invariant callable to certify it faster.
+USER_TIME_SCALE = 1e-3
+
+
+class CallableCompressor(_BitCompressor):
+    r"""Wrap a plain callable ``fn(Z, t) -> (N, d)`` as a compressor.
+
+    The message is the raw float64 output: 64 d bits. ``linear`` is False and
+    ``linear_bound`` is inf (unknown) unless given; ``certify`` estimates both. A factory's
+    callable may carry the attributes ``linear``, ``linear_bound``, ``period`` and
+    ``time_scale`` (default :data:`USER_TIME_SCALE`).
+
+    Examples
+    --------
+    >>> c = CallableCompressor(lambda Z, t: 0.5 * Z, 2, spec="py:halve", linear=True)
+    >>> c(np.array([2.0, -4.0]), 0.0).tolist(), c.bits_per_message()
+    ([1.0, -2.0], 128)
+    """
+
+    name = "py"
+
+    def __init__(
+        self,
+        fn: Callable,
+        dim: int,
+        *,
+        spec: str = "py",
+        linear: bool = False,
+        linear_bound: float = math.inf,
+        period: float = 0.0,
+        time_scale: float = math.inf,
+    ):
+        self.fn, self.dim, self.spec = fn, int(dim), spec
+        self.linear, self.linear_bound = bool(linear), float(linear_bound)
+        self.period, self.time_scale = float(period), float(time_scale)
+
+    def bits_per_message(self) -> int:
+        return 64 * self.dim
+
+    def _apply(self, Z, t):
+        out = np.asarray(self.fn(Z, t), dtype=np.float64)
+        if out.shape != Z.shape:
+            raise InputError(
+                f"compressor `{self.spec}` returned shape {out.shape} for input {Z.shape}: "
+                "return one row per input row"
+            )
+        return out
+
+    def _encode_bits(self, Z, t):
+        return _raw_bits(self._apply(Z, t))
+
+    def _decode_bits(self, bits, t):
+        return _bits_raw(bits, self.dim)
+
+
+def _user_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _load_user(stage: str, dim: int) -> Compressor:
+    parts = stage[3:].split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InputError(
+            f"compressor `{stage}` must read py:MODULE:ATTR[:key=value,...]: "
+            "give a module (or .py path) and an attribute"
+        )
+    modname, attr = parts[0].strip(), parts[1].strip()
+    kwargs = {}
+    if len(parts) == 3 and parts[2].strip():
+        kwargs = {k: _user_value(v) for k, v in _parse_pairs(parts[2], stage).items()}
+    module = _import_user(stage, modname)
+    if not hasattr(module, attr):
+        raise InputError(
+            f"compressor `{stage}`: module {modname!r} has no attribute {attr!r}: "
+            "check the name after the second colon"
+        )
+    try:
+        result = getattr(module, attr)(dim, **kwargs)
+    except Exception as exc:  # the user's factory: report any failure as input
+        raise InputError(
+            f"compressor `{stage}`: {attr}({dim}, **{kwargs}) raised "
+            f"{type(exc).__name__}: {exc}: fix the factory or its keys"
+        ) from exc
+    if isinstance(result, Compressor):
+        comp = result
+    elif callable(result) and not hasattr(result, "encode"):
+        comp = CallableCompressor(
+            result,
+            dim,
+            spec=stage,
+            linear=bool(getattr(result, "linear", False)),
+            linear_bound=float(getattr(result, "linear_bound", math.inf)),
+            period=float(getattr(result, "period", 0.0)),
+            # unknown time dependence: sample finely, or a t-varying C could alias
+            time_scale=float(getattr(result, "time_scale", USER_TIME_SCALE)),
+        )
+    else:
+        raise InputError(
+            f"compressor `{stage}`: {attr}({dim}) returned {type(result).__name__}: return a "
+            "stflow.compressors.Compressor subclass instance or a callable C(Z, t)"
+        )
+    try:
+        probe = np.asarray(comp(np.zeros((2, dim)), 0.0))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"compressor `{stage}`: C(zeros((2, {dim})), 0) raised {type(exc).__name__}: "
+            f"{exc}: make C accept (N, d) arrays"
+        ) from exc
+    if probe.shape != (2, dim) or getattr(comp, "dim", None) != dim:
+        raise InputError(
+            f"compressor `{stage}`: C(zeros((2, {dim})), 0) has shape {probe.shape} and dim "
+            f"{getattr(comp, 'dim', None)}: return (N, d) = (2, {dim}) at dim {dim}"
+        )
+    return comp
+
+
+def _import_user(stage: str, modname: str):
+    if modname.endswith(".py") or "/" in modname or "\\" in modname:
+        path = Path(modname)
+        if not path.is_file():
+            raise InputError(
+                f"compressor `{stage}`: file '{modname}' not found: give a path relative to "
+                "the working directory or an absolute one"
+            )
+        key = f"stflow_user_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[key]
+            raise InputError(
+                f"compressor `{stage}`: importing '{modname}' raised {type(exc).__name__}: "
+                f"{exc}: fix the file"
+            ) from exc
+        return module
+    try:
+        return importlib.import_module(modname)
+    except ModuleNotFoundError as exc:
+        if exc.name == modname or modname.startswith(f"{exc.name}."):
+            raise InputError(
+                f"compressor `{stage}`: module '{modname}' not found: check PYTHONPATH or "
+                "give a file path"
+            ) from None
+        raise InputError(
+            f"compressor `{stage}`: importing '{modname}' failed: {exc}: install what it needs"
+        ) from exc
+    except Exception as exc:
+        raise InputError(
+            f"compressor `{stage}`: importing '{modname}' raised {type(exc).__name__}: {exc}: "
+            "fix the module"
+        ) from exc

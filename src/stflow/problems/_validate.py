@@ -1,0 +1,117 @@
+"""Argument and data checks shared by the problem classes, :func:`make_problem` and the MPI
+block loader: counts, the ridge weight, and the keys, shapes and values of problem arrays."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from stflow.errors import InputError
+
+__all__ = [
+    "_KEYS",
+    "_check_regularization",
+    "_check_count",
+    "_raise_keys",
+    "_validate_arrays",
+    "_check_quadratic",
+]
+
+
+_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y")}
+
+
+def _check_regularization(reg: Any) -> float:
+    ok = isinstance(reg, numbers.Real) and not isinstance(reg, bool)
+    if not ok or not np.isfinite(reg) or reg < 0:
+        raise InputError(
+            f"`regularization` must be a finite number >= 0 (got {reg!r}): "
+            "set [problem] regularization >= 0"
+        )
+    return float(reg)
+
+
+def _check_count(value: Any, name: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"`{name}` must be a positive integer (got {value!r}): {fix}")
+    return int(value)
+
+
+def _raise_keys(kind: str, arrays: Mapping, fix: str) -> None:
+    raise InputError(
+        f"problem data for kind={kind!r} must hold exactly the arrays "
+        f"{', '.join(_KEYS[kind])} (got {', '.join(sorted(map(str, arrays))) or 'none'}): {fix}"
+    )
+
+
+def _validate_arrays(kind: str, arrays: Mapping, *, fix: str) -> dict[str, np.ndarray]:
+    """Check keys, dtypes, shapes, finiteness and kind-specific rules; float64 read-only."""
+    if set(arrays) != set(_KEYS[kind]):
+        _raise_keys(kind, arrays, fix)
+    out = {}
+    for key in _KEYS[kind]:
+        try:
+            a = np.array(arrays[key], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"problem data: `{key}` must be a numeric array (got "
+                f"{type(arrays[key]).__name__}): {fix}"
+            ) from None
+        out[key] = a
+    first = out["Q"] if kind == "quadratic" else out["A"]
+    name = "Q" if kind == "quadratic" else "A"
+    want = "(N, d, d)" if kind == "quadratic" else "(N, m, d)"
+    bad = first.ndim != 3 or 0 in first.shape
+    if bad or (kind == "quadratic" and first.shape[1] != first.shape[2]):
+        raise InputError(
+            f"problem data: `{name}` must have shape {want} (got {first.shape}): {fix}"
+        )
+    n, m, d = first.shape
+    second, shape = ("b", (n, d)) if kind == "quadratic" else (_KEYS[kind][1], (n, m))
+    if out[second].shape != shape:
+        axes = "(N, d)" if kind == "quadratic" else "(N, m)"
+        raise InputError(
+            f"problem data: `{second}` must have shape {axes} = {shape} "
+            f"(got {out[second].shape}): {fix}"
+        )
+    for key, a in out.items():
+        if not np.all(np.isfinite(a)):
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            raise InputError(
+                f"problem data: `{key}` contains NaN or inf (first at index {where}): {fix}"
+            )
+    if kind == "quadratic":
+        _check_quadratic(out, fix)
+    if kind == "logistic" and not np.all(np.abs(out["y"]) == 1.0):
+        seen = ", ".join(f"{v:g}" for v in np.unique(out["y"])[:5])
+        raise InputError(
+            f"problem data: `y` must contain only -1 and +1 (got values {seen}): "
+            "map 0/1 labels with y = 2 y - 1"
+        )
+    for a in out.values():
+        a.setflags(write=False)
+    return out
+
+
+def _check_quadratic(out: dict[str, np.ndarray], fix: str) -> None:
+    q = out["Q"]
+    scale = max(1.0, float(np.abs(q).max()))
+    asym = np.abs(q - np.swapaxes(q, 1, 2)).max(axis=(1, 2))
+    if np.any(asym > 1e-10 * scale):
+        i = int(np.argmax(asym))
+        raise InputError(
+            f"problem data: `Q[{i}]` must be symmetric within 1e-10 (got max |Q - Q^T| = "
+            f"{asym[i]:.3g}): {fix}"
+        )
+    q = 0.5 * (q + np.swapaxes(q, 1, 2))
+    low = np.linalg.eigvalsh(q)[:, 0]
+    if np.any(low < -1e-10 * scale):
+        i = int(np.argmin(low))
+        raise InputError(
+            f"problem data: `Q[{i}]` must be positive semidefinite so f_{i} is convex (got "
+            f"smallest eigenvalue {low[i]:.3g}): {fix}"
+        )
+    out["Q"] = q

@@ -1,0 +1,243 @@
+"""The :class:`Problem` base class: stacked local costs, their sums, and the centralized
+optimum x* (solved, then Newton-polished)."""
+
+from __future__ import annotations
+
+import abc
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from stflow.errors import InputError
+
+__all__ = [
+    "Problem",
+]
+
+
+_NEWTON_POLISH_STEPS = 3
+
+
+class Problem(abc.ABC):
+    """Base class: N local costs f_i on R^d, evaluated batched on ``X: (N, d)``.
+
+    Subclasses: `QuadraticProblem`, `LeastSquaresProblem`, `LogisticProblem`.
+
+    Attributes
+    ----------
+    kind : str
+        One of `PROBLEM_KINDS`.
+    n_agents : int
+        Number of agents N.
+    dim : int
+        Dimension d of each decision variable.
+
+    Examples
+    --------
+    >>> from stflow.problems import make_problem
+    >>> p = make_problem("quadratic", agents=3, dim=2, seed=0)
+    >>> p.values(np.zeros((3, 2))).tolist()
+    [0.0, 0.0, 0.0]
+    >>> bool(np.linalg.norm(p.total_grad(p.x_star)) < 1e-10)
+    True
+    """
+
+    kind: str = ""
+
+    def __init__(self, n_agents: int, dim: int, *, x_star: Any = None, f_star: Any = None):
+        self.n_agents = int(n_agents)
+        self.dim = int(dim)
+        self._is_subset = False
+        self._given_f_star = None if f_star is None else float(f_star)
+        self._given_x_star = None
+        if x_star is not None:
+            x = np.array(x_star, dtype=np.float64)
+            if x.shape != (self.dim,) or not np.all(np.isfinite(x)):
+                raise InputError(
+                    f"`x_star` must be a finite array of shape (d,) = ({self.dim},) "
+                    f"(got shape {x.shape}): pass the parent's x_star"
+                )
+            x.setflags(write=False)
+            self._given_x_star = x
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_agents={self.n_agents}, dim={self.dim})"
+
+    # -- batched local costs -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """Local costs ``f_i(x_i)``: X (N, d) -> (N,)."""
+
+    @abc.abstractmethod
+    def grad(self, X: np.ndarray) -> np.ndarray:
+        """Local gradients ``grad f_i(x_i)`` stacked row-wise: X (N, d) -> (N, d)."""
+
+    @abc.abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The data arrays, keyed as in the .npz file."""
+
+    @abc.abstractmethod
+    def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
+        """Sum of the local Hessians at x, (d, d)."""
+
+    @abc.abstractmethod
+    def _minimize(self) -> np.ndarray:
+        """A minimizer of sum_i f_i before Newton polishing."""
+
+    @property
+    @abc.abstractmethod
+    def smoothness(self) -> float:
+        """max_i of the Lipschitz constant of grad f_i."""
+
+    @property
+    @abc.abstractmethod
+    def strong_convexity(self) -> float:
+        """Strong-convexity modulus mu of sum_i f_i (0.0: convex only)."""
+
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape != (self.n_agents, self.dim):
+            raise InputError(
+                f"`X` must have shape (N, d) = ({self.n_agents}, {self.dim}) (got {X.shape}): "
+                "stack one row per agent"
+            )
+        return X
+
+    def _stack(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.dim,):
+            raise InputError(
+                f"`x` must have shape (d,) = ({self.dim},) (got {x.shape}): pass one point"
+            )
+        return np.broadcast_to(x, (self.n_agents, self.dim))
+
+    # -- the sum -------------------------------------------------------------------------
+
+    def total_value(self, x: np.ndarray) -> float:
+        r""":math:`\sum_i f_i(x)` for one point ``x: (d,)``.
+
+        Examples
+        --------
+        >>> from stflow.problems import make_problem
+        >>> p = make_problem("least_squares", agents=2, dim=3, seed=1)
+        >>> bool(np.isclose(p.total_value(np.zeros(3)), 0.5 * np.sum(p.arrays()["b"] ** 2)))
+        True
+        """
+        return float(self.values(self._stack(x)).sum())
+
+    def total_grad(self, x: np.ndarray) -> np.ndarray:
+        r""":math:`\sum_i \nabla f_i(x)` for one point ``x: (d,)``, shape (d,).
+
+        Examples
+        --------
+        >>> from stflow.problems import make_problem
+        >>> p = make_problem("quadratic", agents=2, dim=3, seed=1)
+        >>> bool(np.allclose(p.total_grad(np.zeros(3)), -p.arrays()["b"].sum(axis=0)))
+        True
+        """
+        return self.grad(self._stack(x)).sum(axis=0)
+
+    @cached_property
+    def x_star(self) -> np.ndarray:
+        r"""Centralized minimizer :math:`x^\star \in \arg\min_x \sum_i f_i(x)`, shape (d,).
+
+        Closed form for quadratic and least squares (``numpy.linalg.solve`` / minimum-norm
+        ``lstsq``), ``scipy.optimize.minimize(method="trust-exact")`` for logistic, then up
+        to three Newton steps with the exact Hessian (iterative refinement).
+
+        Examples
+        --------
+        >>> from stflow.problems import make_problem
+        >>> p = make_problem("logistic", agents=4, dim=3, seed=0)
+        >>> bool(np.linalg.norm(p.total_grad(p.x_star)) < 1e-10)
+        True
+        """
+        if self._given_x_star is not None:
+            return self._given_x_star
+        if self._is_subset:
+            raise RuntimeError(
+                "this problem is a subset of a larger one and carries no x_star: "
+                "pass x_star= (the parent's) to Problem.subset"
+            )
+        x = self._polish(self._minimize())
+        x.setflags(write=False)
+        return x
+
+    @cached_property
+    def f_star(self) -> float:
+        r"""Optimal value :math:`\sum_i f_i(x^\star)`.
+
+        Examples
+        --------
+        >>> from stflow.problems import make_problem
+        >>> p = make_problem("quadratic", agents=2, dim=2, seed=0)
+        >>> bool(p.f_star <= p.total_value(np.zeros(2)))
+        True
+        """
+        if self._given_f_star is not None:
+            return self._given_f_star
+        return self.total_value(self.x_star)
+
+    def _polish(self, x: np.ndarray) -> np.ndarray:
+        g = self.total_grad(x)
+        for _ in range(_NEWTON_POLISH_STEPS):
+            if not np.linalg.norm(g) > 0:
+                break
+            step = np.linalg.lstsq(self._hessian_sum(x), g, rcond=None)[0]
+            g_new = self.total_grad(x - step)
+            if not np.linalg.norm(g_new) < np.linalg.norm(g):
+                break
+            x, g = x - step, g_new
+        return np.array(x, dtype=np.float64)
+
+    def _grad_scale(self, x: np.ndarray) -> float:
+        """sum_i ||grad f_i(x)||: the size of the terms that cancel in the total gradient."""
+        return float(np.linalg.norm(self.grad(self._stack(x)), axis=1).sum())
+
+    # -- distribution ----------------------------------------------------------------------
+
+    def subset(self, rows: slice, *, x_star: Any = None, f_star: Any = None) -> Problem:
+        """The same costs restricted to the agents ``rows`` (a contiguous slice).
+
+        The result holds copies of only those agents' arrays (one MPI rank's share). It
+        does not solve anything: its ``x_star`` is the one passed here (an error to read
+        otherwise) and its ``f_star`` defaults to this problem's full sum at ``x_star``.
+
+        Examples
+        --------
+        >>> from stflow.problems import make_problem
+        >>> p = make_problem("least_squares", agents=6, dim=3, seed=0)
+        >>> X = np.ones((6, 3))
+        >>> bool(np.array_equal(p.subset(slice(2, 5)).grad(X[2:5]), p.grad(X)[2:5]))
+        True
+        """
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise InputError(
+                f"`rows` must be a contiguous slice such as slice(2, 5) (got {rows!r}): "
+                "give each rank a contiguous block of agents"
+            )
+        start, stop, _ = rows.indices(self.n_agents)
+        if stop <= start:
+            raise InputError(
+                f"`rows` must select at least one of the {self.n_agents} agents (got {rows!r}):"
+                " give each rank one agent or more"
+            )
+        part = {k: v[start:stop].copy() for k, v in self.arrays().items()}
+        if x_star is not None and f_star is None:
+            f_star = self.total_value(np.asarray(x_star, dtype=np.float64))
+        child = self._from_arrays(part, x_star=x_star, f_star=f_star)
+        child._is_subset = True
+        return child
+
+    @abc.abstractmethod
+    def _from_arrays(self, arrays: dict[str, np.ndarray], **kw: Any) -> Problem:
+        """A problem of the same kind and options on other arrays."""
+
+
+def _smallest_eigenvalue(h: np.ndarray) -> float:
+    """Smallest eigenvalue of a PSD matrix, 0.0 when within rounding of singular."""
+    eig = np.linalg.eigvalsh(h)
+    tol = h.shape[0] * np.finfo(np.float64).eps * max(float(np.abs(eig).max()), 1e-300)
+    return float(eig[0]) if eig[0] > tol else 0.0

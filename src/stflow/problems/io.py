@@ -1,0 +1,220 @@
+"""Building problems: :func:`make_problem` from seeded synthetic data, a .npz file or a dict
+of arrays; loading and saving .npz data; :func:`centralized_solution`."""
+
+from __future__ import annotations
+
+import numbers
+import os
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from stflow.errors import InputError
+
+from ._validate import _KEYS, _check_count, _check_regularization, _raise_keys, _validate_arrays
+from .base import Problem
+from .least_squares import LeastSquaresProblem
+from .logistic import LogisticProblem
+from .quadratic import QuadraticProblem
+
+__all__ = [
+    "PROBLEM_KINDS",
+    "centralized_solution",
+    "make_problem",
+    "load_problem_data",
+    "save_problem_data",
+]
+
+
+PROBLEM_KINDS = ("quadratic", "least_squares", "logistic")
+
+
+def centralized_solution(problem: Problem) -> np.ndarray:
+    """A copy of ``problem.x_star``, the minimizer of the sum of the local costs.
+
+    Examples
+    --------
+    >>> p = make_problem("quadratic", agents=3, dim=2)
+    >>> bool(np.array_equal(centralized_solution(p), p.x_star))
+    True
+    """
+    return np.array(problem.x_star)
+
+
+_CLASSES: dict[str, type[Problem]] = {
+    "quadratic": QuadraticProblem,
+    "least_squares": LeastSquaresProblem,
+    "logistic": LogisticProblem,
+}
+
+
+def make_problem(
+    kind: str,
+    *,
+    agents: int,
+    dim: int,
+    seed: int = 0,
+    data: Any = None,
+    regularization: float = 0.0,
+    samples: int | None = None,
+) -> Problem:
+    r"""Build a problem from seeded synthetic data, a .npz file or a dict of arrays.
+
+    Synthetic data (``numpy.random.default_rng(seed)``), all per agent i:
+
+    - quadratic: :math:`Q_i = M_i M_i^T / d + 0.1 I` with :math:`M_i` a d x d standard
+      Gaussian matrix (each f_i 0.1-strongly convex; the largest eigenvalue is about 4 for
+      large d, Marchenko-Pastur), :math:`b_i \sim N(0, I)`.
+    - least_squares: m = ``samples`` (default d) rows, :math:`A_i \sim N(0, 1/m)`,
+      :math:`b_i = A_i x_{true} + 0.1\,\varepsilon`, :math:`x_{true}, \varepsilon \sim N(0, I)`.
+    - logistic: m = ``samples`` (default 20) rows :math:`a_{ij} \sim N(0, I/d)`,
+      :math:`y_{ij} = \operatorname{sign}(a_{ij}^T x_{true})` with 10% of the labels
+      flipped; with ``regularization == 0`` this needs N m well above d, else the labels
+      are separable and ``x_star`` raises.
+
+    With ``data`` (a path to a .npz or a dict of arrays), N and d come from the arrays and
+    ``agents``, ``dim``, ``seed`` and ``samples`` are ignored.
+
+    Parameters
+    ----------
+    kind : str
+        One of `PROBLEM_KINDS`.
+    agents : int
+        Number of agents N >= 1 (synthetic data).
+    dim : int
+        Dimension d >= 1 (synthetic data).
+    seed : int
+        Seed of the data generator.
+    data : str, os.PathLike or Mapping, optional
+        Arrays ``Q, b`` / ``A, b`` / ``A, y`` (see `load_problem_data`).
+    regularization : float
+        Ridge weight of the logistic costs (must be 0 for the other kinds).
+    samples : int, optional
+        Rows m per agent for least_squares and logistic.
+
+    Returns
+    -------
+    Problem
+
+    Examples
+    --------
+    >>> p = make_problem("logistic", agents=5, dim=3, seed=2, regularization=0.1)
+    >>> p.n_agents, p.dim, p.A.shape, p.strong_convexity
+    (5, 3, (5, 20, 3), 0.5)
+    """
+    if kind not in PROBLEM_KINDS:
+        raise InputError(
+            f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
+            "set [problem] kind to a known cost"
+        )
+    reg = _check_regularization(regularization)
+    if reg != 0.0 and kind != "logistic":
+        raise InputError(
+            f"`regularization` applies to kind='logistic' only (got {reg} with kind={kind!r}):"
+            " remove [problem] regularization"
+        )
+    if data is None:
+        arrays = _generate(kind, agents, dim, seed, samples)
+    elif isinstance(data, (str, os.PathLike)):
+        arrays = load_problem_data(kind, data)
+    elif isinstance(data, Mapping):
+        arrays = dict(data)
+    else:
+        raise InputError(
+            f"`data` must be a path to a .npz file or a dict of arrays (got "
+            f"{type(data).__name__}): set [problem] data to a file path"
+        )
+    if set(arrays) != set(_KEYS[kind]):
+        _raise_keys(kind, arrays, "fix the data arrays")
+    if kind == "logistic":
+        return LogisticProblem(arrays["A"], arrays["y"], regularization=reg)
+    problem = _CLASSES[kind](**arrays)
+    if kind == "quadratic" and problem.strong_convexity == 0.0:
+        problem._minimize()  # raises the singular-sum error
+    return problem
+
+
+def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load and validate the arrays of a problem from a .npz file.
+
+    Keys: ``Q, b`` (quadratic), ``A, b`` (least_squares), ``A, y`` (logistic); shapes as in
+    the module docstring; all entries finite, logistic labels in {-1, +1}.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ls.npz"
+    >>> save_problem_data(make_problem("least_squares", agents=2, dim=3), path)
+    >>> {k: v.shape for k, v in load_problem_data("least_squares", path).items()}
+    {'A': (2, 3, 3), 'b': (2, 3)}
+    """
+    if kind not in PROBLEM_KINDS:
+        raise InputError(
+            f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
+            "set [problem] kind to a known cost"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"problem data: cannot read {os.fspath(path)!r} as .npz ({exc}): check the path "
+            "and write it with numpy.savez"
+        ) from None
+    return _validate_arrays(kind, arrays, fix=f"fix the arrays in {os.fspath(path)!r}")
+
+
+def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
+    """Write ``problem.arrays()`` to ``path`` (exactly that name) with ``numpy.savez``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "q.npz"
+    >>> p = make_problem("quadratic", agents=2, dim=2)
+    >>> save_problem_data(p, path)
+    >>> q = make_problem("quadratic", agents=2, dim=2, data=path)
+    >>> bool(np.array_equal(q.x_star, p.x_star))
+    True
+    """
+    if not isinstance(problem, Problem):
+        raise InputError(
+            f"`problem` must be a stflow Problem (got {type(problem).__name__}): "
+            "build it with make_problem"
+        )
+    with open(path, "wb") as fh:
+        np.savez(fh, **problem.arrays())
+
+
+def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any) -> dict:
+    n = _check_count(agents, "agents", "set [problem] agents >= 1")
+    d = _check_count(dim, "dim", "set [problem] dim >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"`seed` must be a non-negative integer (got {seed!r}): set seed >= 0")
+    if kind == "quadratic" and samples is not None:
+        raise InputError(
+            f"`samples` applies to least_squares and logistic only (got {samples!r} with "
+            "kind='quadratic'): remove [problem] samples"
+        )
+    rng = np.random.default_rng(int(seed))
+    if kind == "quadratic":
+        mm = rng.standard_normal((n, d, d))
+        q = mm @ np.swapaxes(mm, 1, 2) / d + 0.1 * np.eye(d)
+        return {"Q": 0.5 * (q + np.swapaxes(q, 1, 2)), "b": rng.standard_normal((n, d))}
+    m = _check_count(
+        (d if kind == "least_squares" else 20) if samples is None else samples,
+        "samples", "set [problem] samples >= 1",
+    )
+    if kind == "least_squares":
+        a = rng.standard_normal((n, m, d)) / np.sqrt(m)
+        x_true = rng.standard_normal(d)
+        return {"A": a, "b": a @ x_true + 0.1 * rng.standard_normal((n, m))}
+    a = rng.standard_normal((n, m, d)) / np.sqrt(d)
+    x_true = rng.standard_normal(d)
+    y = np.where(a @ x_true >= 0, 1.0, -1.0)
+    y[rng.random((n, m)) < 0.1] *= -1.0
+    return {"A": a, "y": y}

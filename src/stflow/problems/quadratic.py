@@ -1,0 +1,81 @@
+"""Quadratic local costs ``f_i(x) = 1/2 x^T Q_i x - b_i^T x``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from stflow.errors import InputError
+
+from ._validate import _validate_arrays
+from .base import Problem, _smallest_eigenvalue
+
+__all__ = [
+    "QuadraticProblem",
+]
+
+
+class QuadraticProblem(Problem):
+    r"""Quadratic costs :math:`f_i(x) = \tfrac12 x^T Q_i x - b_i^T x`.
+
+    Parameters
+    ----------
+    Q : array_like, shape (N, d, d)
+        Symmetric positive semidefinite matrices (symmetric within 1e-10, then symmetrized).
+    b : array_like, shape (N, d)
+    x_star, f_star : optional
+        A known optimum (skips the solve), as `Problem.subset` passes it.
+
+    Examples
+    --------
+    >>> p = QuadraticProblem(np.stack([np.eye(2), 3 * np.eye(2)]), np.ones((2, 2)))
+    >>> p.x_star.tolist(), p.smoothness, p.strong_convexity
+    ([0.5, 0.5], 3.0, 4.0)
+    """
+
+    kind = "quadratic"
+
+    def __init__(self, Q: Any, b: Any, *, x_star: Any = None, f_star: Any = None):
+        arr = _validate_arrays("quadratic", {"Q": Q, "b": b}, fix="fix the data arrays")
+        self.Q, self.b = arr["Q"], arr["b"]
+        super().__init__(self.b.shape[0], self.b.shape[1], x_star=x_star, f_star=f_star)
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        X = self._check_X(X)
+        return np.einsum("ni,ni->n", X, 0.5 * (self.Q @ X[:, :, None])[:, :, 0] - self.b)
+
+    def grad(self, X: np.ndarray) -> np.ndarray:
+        X = self._check_X(X)
+        return (self.Q @ X[:, :, None])[:, :, 0] - self.b
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"Q": self.Q, "b": self.b}
+
+    @cached_property
+    def _Q_sum(self) -> np.ndarray:
+        return self.Q.sum(axis=0)
+
+    def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
+        return self._Q_sum
+
+    @cached_property
+    def smoothness(self) -> float:
+        return float(np.linalg.eigvalsh(self.Q)[:, -1].max())
+
+    @cached_property
+    def strong_convexity(self) -> float:
+        return _smallest_eigenvalue(self._Q_sum)
+
+    def _minimize(self) -> np.ndarray:
+        if self.strong_convexity == 0.0:
+            raise InputError(
+                "quadratic data: sum of Q_i is singular (smallest eigenvalue "
+                f"{np.linalg.eigvalsh(self._Q_sum)[0]:.3g}), so x* is not unique: make the sum "
+                "of the Q_i positive definite"
+            )
+        return np.linalg.solve(self._Q_sum, self.b.sum(axis=0))
+
+    def _from_arrays(self, arrays: dict[str, np.ndarray], **kw: Any) -> Problem:
+        return QuadraticProblem(arrays["Q"], arrays["b"], **kw)
