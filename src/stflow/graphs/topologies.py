@@ -1,18 +1,11 @@
-"""Communication graphs: topologies, the weighted Laplacian and its spectral facts.
-
-`make_graph` builds a connected, undirected, weighted `Graph` of one of `GRAPH_KINDS`
-(SPEC section 1). A `Graph` stores each undirected edge once (``i < j``, sorted) and
-derives everything else from the edge list: the sparse CSR Laplacian, degrees, neighbour
-lists and the eigenvalues ``lambda_2`` (algebraic connectivity) and ``lambda_max``. No
-dense ``n x n`` array is formed unless ``n <= 2000``.
-"""
+"""Topologies: :func:`make_graph` and the edge-list generators behind each of
+:data:`GRAPH_KINDS` (ring with chords, path, star, complete, grid, Erdos-Renyi, random
+geometric, explicit edges)."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -21,204 +14,24 @@ from scipy.sparse.csgraph import connected_components
 
 from stflow.errors import InputError
 
-__all__ = ["GRAPH_KINDS", "Graph", "make_graph"]
+from ._validate import (
+    _check_n,
+    _check_nonneg_int,
+    _check_options_belong,
+    _check_seed,
+    _check_weight_values,
+    _scalar_weight,
+)
+from .graph import Graph
+
+__all__ = [
+    "GRAPH_KINDS",
+    "make_graph",
+]
 
 GRAPH_KINDS = ("ring", "path", "star", "complete", "grid", "erdos_renyi", "geometric", "edges")
 
-_DENSE_MAX_N = 2000  # eigenvalues by dense eigvalsh up to this size, ARPACK above
 _MAX_REDRAWS = 100  # random kinds: seeded redraws until the graph is connected
-
-
-@dataclass(frozen=True, eq=False)
-class Graph:
-    r"""An undirected, connected, weighted communication graph on ``n`` agents.
-
-    The weighted Laplacian is
-
-    .. math:: L_{ii} = \sum_j a_{ij}, \qquad L_{ij} = -a_{ij} \quad (i \ne j),
-
-    (SPEC section 1). Build graphs with `make_graph`; the constructor only checks its input.
-
-    Parameters
-    ----------
-    n : int
-        Number of agents, ``n >= 2``.
-    edges : numpy.ndarray, shape (E, 2), int64
-        Each undirected edge once with ``i < j``, rows sorted lexicographically.
-    weights : numpy.ndarray, shape (E,), float64
-        Edge weights ``a_ij > 0``.
-    kind : str
-        The topology it was built as (one of `GRAPH_KINDS`).
-
-    Examples
-    --------
-    >>> g = make_graph("ring", 4)
-    >>> g.edges.tolist()
-    [[0, 1], [0, 3], [1, 2], [2, 3]]
-    >>> g.laplacian.toarray()[0].tolist()
-    [2.0, -1.0, 0.0, -1.0]
-    >>> round(g.lambda_2, 12), round(g.lambda_max, 12)
-    (2.0, 4.0)
-    """
-
-    n: int
-    edges: np.ndarray
-    weights: np.ndarray
-    kind: str
-
-    def __post_init__(self) -> None:
-        n = _check_n(self.n)
-        edges = np.asarray(self.edges)
-        if edges.ndim != 2 or edges.shape[1] != 2 or not np.issubdtype(edges.dtype, np.integer):
-            raise InputError(
-                f"`edges` must be an integer array of shape (E, 2) (got dtype {edges.dtype}, "
-                f"shape {edges.shape}): build graphs with make_graph"
-            )
-        edges = edges.astype(np.int64)
-        weights = np.asarray(self.weights, dtype=np.float64)
-        if weights.shape != (edges.shape[0],):
-            raise InputError(
-                f"`weights` must have shape (E,) = ({edges.shape[0]},) (got {weights.shape}): "
-                "give one weight per edge"
-            )
-        if edges.size and (edges.min() < 0 or edges.max() >= n):
-            raise InputError(
-                f"`edges` indices must lie in [0, {n - 1}] (got {edges.min()}..{edges.max()}): "
-                "fix the edge list or raise n"
-            )
-        if np.any(edges[:, 0] >= edges[:, 1]):
-            raise InputError(
-                "`edges` rows must satisfy i < j: build graphs with make_graph, which "
-                "canonicalises edge lists"
-            )
-        keys = edges[:, 0] * n + edges[:, 1]
-        if np.any(np.diff(keys) <= 0):
-            raise InputError(
-                "`edges` must be sorted lexicographically without duplicates: build graphs "
-                "with make_graph, which canonicalises edge lists"
-            )
-        _check_weight_values(weights)
-        _check_connected(n, edges)
-        edges.setflags(write=False)
-        weights = weights.copy()
-        weights.setflags(write=False)
-        object.__setattr__(self, "n", n)
-        object.__setattr__(self, "edges", edges)
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "kind", str(self.kind))
-
-    def __repr__(self) -> str:
-        return f"Graph(kind={self.kind!r}, n={self.n}, edges={self.edges.shape[0]})"
-
-    @cached_property
-    def _adjacency(self) -> sp.csr_matrix:
-        """Weighted adjacency, (n, n) CSR, both directions stored."""
-        i, j = self.edges[:, 0], self.edges[:, 1]
-        w = self.weights
-        a = sp.coo_matrix(
-            (np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))),
-            shape=(self.n, self.n),
-        ).tocsr()
-        a.sort_indices()
-        return a
-
-    @cached_property
-    def laplacian(self) -> sp.csr_matrix:
-        r"""Weighted graph Laplacian :math:`L = D - A`, (n, n) CSR float64.
-
-        Examples
-        --------
-        >>> make_graph("path", 3).laplacian.toarray().tolist()
-        [[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]
-        """
-        a = self._adjacency
-        lap = (sp.diags(np.asarray(a.sum(axis=1)).ravel()) - a).tocsr()
-        lap.sort_indices()
-        return lap
-
-    @cached_property
-    def degree(self) -> np.ndarray:
-        """Number of neighbours of each agent, (n,) int64 (unweighted).
-
-        Examples
-        --------
-        >>> make_graph("star", 4).degree.tolist()
-        [3, 1, 1, 1]
-        """
-        deg = np.bincount(self.edges.ravel(), minlength=self.n).astype(np.int64)
-        deg.setflags(write=False)
-        return deg
-
-    def neighbors(self, i: int) -> np.ndarray:
-        """Sorted indices of the neighbours of agent ``i``, int64.
-
-        Examples
-        --------
-        >>> make_graph("ring", 5).neighbors(0).tolist()
-        [1, 4]
-        """
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < self.n:
-            raise InputError(
-                f"agent index `i` must be an integer in [0, {self.n - 1}] (got {i!r}): "
-                "pick an existing agent"
-            )
-        a = self._adjacency
-        return a.indices[a.indptr[i] : a.indptr[i + 1]].astype(np.int64)
-
-    @cached_property
-    def lambda_2(self) -> float:
-        r"""Algebraic connectivity: the second smallest eigenvalue of :math:`L`.
-
-        Dense ``numpy.linalg.eigvalsh`` for ``n <= 2000``. Above, ARPACK: Lanczos on
-        :math:`L + c\,\mathbf{1}\mathbf{1}^T/n` (the zero mode moved to the top) and, when
-        that is slow (long thin graphs such as rings), shift-invert with a small negative
-        shift; the result is polished by a Rayleigh quotient.
-
-        Examples
-        --------
-        >>> n = 8
-        >>> bool(abs(make_graph("ring", n).lambda_2 - 4 * math.sin(math.pi / n) ** 2) < 1e-12)
-        True
-        """
-        if self.n <= _DENSE_MAX_N:
-            return float(self._dense_eigenvalues[1])
-        return _sparse_lambda_2(self.laplacian, self.weights)
-
-    @cached_property
-    def lambda_max(self) -> float:
-        """Largest eigenvalue of :math:`L`.
-
-        Examples
-        --------
-        >>> round(make_graph("star", 6).lambda_max, 12)
-        6.0
-        """
-        if self.n <= _DENSE_MAX_N:
-            return float(self._dense_eigenvalues[-1])
-        return _sparse_lambda_max(self.laplacian)
-
-    @cached_property
-    def _dense_eigenvalues(self) -> np.ndarray:
-        return np.linalg.eigvalsh(self.laplacian.toarray())
-
-    def to_networkx(self) -> Any:
-        """The graph as a ``networkx.Graph`` with nodes ``0..n-1`` and edge attribute ``weight``.
-
-        Examples
-        --------
-        >>> g = make_graph("path", 3).to_networkx()
-        >>> sorted(g.edges(data="weight"))
-        [(0, 1, 1.0), (1, 2, 1.0)]
-        """
-        import networkx as nx
-
-        g = nx.Graph()
-        g.add_nodes_from(range(self.n))
-        g.add_weighted_edges_from(
-            zip(self.edges[:, 0].tolist(), self.edges[:, 1].tolist(), self.weights.tolist(),
-                strict=True)
-        )
-        return g
 
 
 def make_graph(
@@ -335,71 +148,6 @@ def make_graph(
     e = _canonical(np.asarray(e, dtype=np.int64), n)
     w = np.full(e.shape[0], _scalar_weight(weights))
     return Graph(n, e, w, kind)
-
-
-# ---------------------------------------------------------------------------- validation
-
-
-def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-        raise InputError(
-            f"`n` must be an integer >= 2 (got {n!r}): set [graph] n (number of agents) >= 2"
-        )
-    return int(n)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise InputError(f"`seed` must be a non-negative integer (got {seed!r}): set seed >= 0")
-    return int(seed)
-
-
-def _check_nonneg_int(value: Any, name: str, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise InputError(f"`{name}` must be a non-negative integer (got {value!r}): {fix}")
-    return int(value)
-
-
-def _check_options_belong(kind: str, **opts: Any) -> None:
-    owner = {"edges": "edges", "p": "erdos_renyi", "radius": "geometric", "chords": "ring"}
-    for name, value in opts.items():
-        unset = value is None or (
-            name == "chords" and isinstance(value, numbers.Integral) and value == 0
-        )
-        if not unset and owner[name] != kind:
-            raise InputError(
-                f"`{name}` applies to kind={owner[name]!r} only (got {name}={value!r} with "
-                f"kind={kind!r}): remove {name} or set kind = {owner[name]!r}"
-            )
-
-
-def _check_weight_values(w: np.ndarray) -> None:
-    if w.size and not (np.all(np.isfinite(w)) and np.all(w > 0)):
-        bad = w[~(np.isfinite(w) & (w > 0))][0]
-        raise InputError(
-            f"`weights` must be finite and > 0 (got {bad!r}): use positive edge weights"
-        )
-
-
-def _scalar_weight(weights: Any) -> float:
-    if weights is None:
-        return 1.0
-    if isinstance(weights, bool) or not isinstance(weights, numbers.Real):
-        raise InputError(
-            f"`weights` must be a positive number (got {weights!r}): set weights > 0"
-        )
-    w = float(weights)
-    _check_weight_values(np.array([w]))
-    return w
-
-
-def _check_connected(n: int, edges: np.ndarray) -> None:
-    adj = sp.coo_matrix((np.ones(edges.shape[0]), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    count, _ = connected_components(adj, directed=False)
-    if count > 1:
-        raise InputError(
-            f"graph is disconnected ({count} components): add edges so every agent is reachable"
-        )
 
 
 # ------------------------------------------------------------------------------ builders
@@ -561,52 +309,3 @@ def _geometric_edges(n: int, radius: float | None, rng: np.random.Generator) -> 
         f"geometric graph with n={n}, radius={radius:.4g} was disconnected in {_MAX_REDRAWS} "
         f"seeded draws: raise radius (e.g. radius = {min(1.5, 2 * radius):.4g})"
     )
-
-
-# ------------------------------------------------------------------------------- spectra
-
-
-def _start_vector(n: int) -> np.ndarray:
-    v0 = np.random.default_rng(0).standard_normal(n)
-    return v0 - v0.mean()
-
-
-def _sparse_lambda_max(lap: sp.csr_matrix) -> float:
-    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
-
-    n = lap.shape[0]
-    v0 = np.random.default_rng(0).standard_normal(n)
-    try:
-        val = eigsh(lap, k=1, which="LA", v0=v0, ncv=32, maxiter=60, tol=1e-12,
-                    return_eigenvectors=False)[0]
-    except ArpackNoConvergence:
-        # Clustered top of the spectrum (rings, paths): shift-invert just above the
-        # Gershgorin bound 2 max_i L_ii >= lambda_max; factorising is cheap for such graphs.
-        upper = 2.0 * float(lap.diagonal().max())
-        val = eigsh(lap.tocsc(), k=1, sigma=upper * (1.0 + 1e-6), which="LM", v0=v0,
-                    return_eigenvectors=False)[0]
-    return float(val)
-
-
-def _sparse_lambda_2(lap: sp.csr_matrix, weights: np.ndarray) -> float:
-    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
-
-    n = lap.shape[0]
-    v0 = _start_vector(n)
-    shift = 2.0 * float(lap.diagonal().max())  # >= lambda_max: moves the zero mode on top
-
-    def matvec(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x).ravel()
-        return lap @ x + shift * x.mean()
-
-    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    try:
-        _, vec = eigsh(op, k=1, which="SA", v0=v0, ncv=32, maxiter=60, tol=1e-12)
-    except ArpackNoConvergence:
-        # Long thin graphs: shift-invert at a negative shift well below lambda_2
-        # (lambda_2 >= 4 min a_ij / n^2 for a connected graph, Mohar 1991).
-        sigma = -1e-3 * 4.0 * float(weights.min()) / n**2
-        vals, vecs = eigsh(lap.tocsc(), k=2, sigma=sigma, which="LM", v0=v0)
-        vec = vecs[:, [int(np.argmax(vals))]]
-    v = vec[:, 0] - vec[:, 0].mean()
-    return float(v @ (lap @ v) / (v @ v))  # Rayleigh quotient polish
