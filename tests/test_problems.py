@@ -80,7 +80,7 @@ def test_quadratic_x_star_closed_form_and_constants():
     assert np.allclose(p.x_star, expected, rtol=1e-12, atol=1e-12)
     assert p.strong_convexity == pytest.approx(np.linalg.eigvalsh(qsum)[0], rel=1e-10)
     assert p.smoothness == pytest.approx(max(np.linalg.eigvalsh(Q[i])[-1] for i in range(7)))
-    assert 1.0 < p.smoothness < 8.0
+    assert 8.0 > p.smoothness > 1.0
     for i in range(7):  # each local cost strongly convex
         assert np.allclose(Q[i], Q[i].T) and np.linalg.eigvalsh(Q[i])[0] >= 0.1 - 1e-12
 
