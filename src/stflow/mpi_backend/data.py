@@ -377,18 +377,10 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
 
 
 def _logistic_minimize(sums: DistributedSums) -> np.ndarray:
-    from scipy.optimize import minimize
+    from ..problems.logistic import trust_exact_minimize
 
     loc = sums.local
-    res = minimize(
-        sums.total_value,
-        np.zeros(sums.dim),
-        jac=sums.total_grad,
-        hess=sums._hessian_sum,
-        method="trust-exact",
-        options={"gtol": 1e-12, "maxiter": 500},
-    )
-    x = Problem._polish(sums, res.x)
+    x = trust_exact_minimize(sums, sums.dim)
     z = loc._margins(sums._stack(x))
     gnorm = float(np.linalg.norm(sums.total_grad(x)))
     all_positive = not sums.max(0.0 if np.all(z > 0) else 1.0)

@@ -14,8 +14,28 @@ from ._validate import _check_regularization, _validate_arrays
 from .base import Problem
 
 __all__ = [
+    "trust_exact_minimize",
     "LogisticProblem",
 ]
+
+
+def trust_exact_minimize(objective, dim: int) -> np.ndarray:
+    """Minimize a smooth convex sum by trust-region Newton, then Newton polishing.
+
+    ``objective`` offers ``total_value``, ``total_grad`` and ``_hessian_sum`` (a
+    :class:`Problem`, or the MPI backend's distributed sums, so both find x* the same way).
+    """
+    from scipy.optimize import minimize
+
+    res = minimize(
+        objective.total_value,
+        np.zeros(dim),
+        jac=objective.total_grad,
+        hess=objective._hessian_sum,
+        method="trust-exact",
+        options={"gtol": 1e-12, "maxiter": 500},
+    )
+    return Problem._polish(objective, res.x)
 
 
 class LogisticProblem(Problem):
@@ -94,17 +114,7 @@ class LogisticProblem(Problem):
         return float(self.n_agents * self.regularization)
 
     def _minimize(self) -> np.ndarray:
-        from scipy.optimize import minimize
-
-        res = minimize(
-            self.total_value,
-            np.zeros(self.dim),
-            jac=self.total_grad,
-            hess=self._hessian_sum,
-            method="trust-exact",
-            options={"gtol": 1e-12, "maxiter": 500},
-        )
-        x = self._polish(res.x)
+        x = trust_exact_minimize(self, self.dim)
         z = self._margins(np.broadcast_to(x, (self.n_agents, self.dim)))
         gnorm = float(np.linalg.norm(self.total_grad(x)))
         separable = self.regularization == 0.0 and bool(np.all(z > 0))
