@@ -209,7 +209,7 @@ def test_lowrank_is_certified_spatio_temporal():
     from stflow.certify import certify
 
     c = LowRank(9 + 2 * 4 + 3, rank=1, shapes=[(3, 3), (2, 4), (3,)])
-    cert = certify(c)
+    cert = certify(c, horizon=30.0)  # the default 5 d = 100 only takes longer
     assert cert.spatio_temporal, cert.reason
     # greedy in the singular basis: ||W||_F^2 decays at rate >= 2 r / min(rows, cols),
     # so ||z|| at rate >= 1 / 3 (the 3 x 3 block)
@@ -226,3 +226,16 @@ def test_lowrank_bad_input():
         make_compressor("lowrank:rank=0", 9, shapes=[(3, 3)])
     with pytest.raises(InputError, match="compressor `lowrank` has no key `k`"):
         make_compressor("lowrank:k=2", 9, shapes=[(3, 3)])
+
+
+def test_make_mlp_problem_infers_classes_and_padding():
+    pytest.importorskip("torch")
+    from stflow.problems.mlp import make_mlp_problem
+
+    F, y, tF, _ = _data()
+    F[1, 5:] = 0.0  # agent 1: rows 5 and 6 are padding
+    p = make_mlp_problem(F, y, hidden=[4], test_features=tF, test_labels=np.full(11, 6))
+    assert p.classes == 7 and p.rows_per_agent.tolist() == [7, 5, 7]
+    q = make_mlp_problem(F, y, hidden=[4])
+    assert not q.has_test and np.isnan(q.test_accuracy(np.zeros((2, q.dim)))).all()
+    assert p.test_accuracy(np.zeros(p.dim)).shape == (1,)  # one model, e.g. xbar

@@ -198,6 +198,10 @@ class MLPProblem(Problem):
                 "classes, e.g. 10 for digits"
             )
         self.classes = int(classes)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise InputError(
+                f"`seed` must be a non-negative integer (got {seed!r}): set [problem] seed >= 0"
+            )
         self.seed = int(seed)
         self.features = F
         self.labels = _check_labels(labels, "labels", (n, m), self.classes)
@@ -340,34 +344,31 @@ class MLPProblem(Problem):
         """True when held-out rows were given."""
         return self.test_features is not None
 
-    def _need_test(self) -> None:
-        if not self.has_test:
-            raise InputError(
-                "test accuracy needs held-out rows (got test_features=None): pass "
-                "test_features and test_labels, or set [problem] test_fraction > 0"
-            )
-
     def test_accuracy(self, X: np.ndarray) -> np.ndarray:
-        """Each agent's own model's accuracy on the held-out rows: X (N, d) -> (N,)."""
-        X = self._check_X(X)
-        self._need_test()
-        torch = self._torch
-        with torch.no_grad():
+        """Accuracy of each model (row of ``X: (r, d)``, e.g. every agent's own x_i, or
+        ``xbar[None]``) on the held-out rows, shape (r,); NaN without held-out rows."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise InputError(
+                f"`X` must have shape (r, d) with d = {self.dim} (got {X.shape}): one model "
+                "per row"
+            )
+        if not self.has_test:
+            return np.full(X.shape[0], np.nan)
+        with self._torch.no_grad():
             logits = self._batched_logits(self._tensor(X), self._tensor(self.test_features))
         hits = logits.argmax(dim=2).numpy() == self.test_labels[None, :]
         return hits.mean(axis=1)
 
     def accuracy_at(self, x: np.ndarray) -> float:
-        """Held-out accuracy of one model ``x: (d,)`` (e.g. the average xbar)."""
+        """Held-out accuracy of one model ``x: (d,)`` (e.g. the average xbar); NaN without
+        held-out rows."""
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.dim,):
             raise InputError(
                 f"`x` must have shape (d,) = ({self.dim},) (got {x.shape}): pass one point"
             )
-        self._need_test()
-        with self._torch.no_grad():
-            logits = self._forward(self._tensor(x), self._tensor(self.test_features))
-        return float(np.mean(logits.argmax(dim=1).numpy() == self.test_labels))
+        return float(self.test_accuracy(x[None, :])[0])
 
     def train_loss(self, x: np.ndarray) -> float:
         r""":math:`\sum_i f_i(x) / \sum_i m_i` at one point ``x: (d,)`` (this block's agents)."""
@@ -483,21 +484,27 @@ def make_mlp_problem(
     classes: int | None = None,
     test_features: Any = None,
     test_labels: Any = None,
+    rows_per_agent: Any = None,
     **kwargs: Any,
 ) -> MLPProblem:
     """Build an :class:`MLPProblem` from split arrays, inferring ``classes``.
 
     ``features`` (N, m, p) and integer ``labels`` (N, m) are the per-agent arrays of a split
     (the softmax problem's ``A`` and labels: the digits split of ``[problem] split``);
-    ``classes`` defaults to 1 + the largest label in train and test. Other keywords
-    (``batch``, ``seed``, ``rows_per_agent``, ``agent_ids``) go to :class:`MLPProblem`.
+    ``classes`` defaults to 1 + the largest label in train and test; ``rows_per_agent``
+    defaults to the rows up to each agent's last row that is not all zeros (the padding
+    convention of :mod:`stflow.datasets`: padded rows are all zeros, real ones carry the
+    intercept 1). Other keywords (``batch``, ``seed``, ``agent_ids``) go to
+    :class:`MLPProblem`.
 
     Examples
     --------
     >>> import pytest; _ = pytest.importorskip("torch")
-    >>> p = make_mlp_problem(np.ones((2, 3, 4)), [[0, 1, 2], [2, 1, 0]], hidden=[5])
-    >>> p.classes, p.dim  # 5 * 4 + 5 + 3 * 5 + 3
-    (3, 43)
+    >>> F = np.ones((2, 3, 4))
+    >>> F[1, 2] = 0.0  # agent 1: two rows and one padding row
+    >>> p = make_mlp_problem(F, [[0, 1, 2], [2, 1, 0]], hidden=[5])
+    >>> p.classes, p.dim, p.rows_per_agent.tolist()  # dim: 5 * 4 + 5 + 3 * 5 + 3
+    (3, 43, [3, 2])
     """
     if classes is None:
         ys = [np.asarray(labels).ravel()]
@@ -506,7 +513,10 @@ def make_mlp_problem(
         y = np.concatenate(ys)
         classes = max(2, int(np.max(y)) + 1) if y.size and np.issubdtype(y.dtype, np.number) \
             else 2
+    if rows_per_agent is None:
+        nonzero = np.any(np.asarray(features) != 0, axis=2)
+        rows_per_agent = nonzero.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
     return MLPProblem(
         features, labels, hidden=hidden, classes=classes, test_features=test_features,
-        test_labels=test_labels, **kwargs,
+        test_labels=test_labels, rows_per_agent=rows_per_agent, **kwargs,
     )
