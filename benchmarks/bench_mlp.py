@@ -9,7 +9,9 @@ the same state:
 - ``round``: a whole observer-flow round in numpy around that call (SPEC section 5,
   ``euler``): ``G = stochastic_grad(X, k)``, ``Q = topk(X - Xhat)`` (stflow's ``TopK``,
   k = 1% of d), ``X += h(-alpha L Xhat - beta V - eta G)``, ``V += h beta L Xhat``,
-  ``Xhat += h gamma Q`` with L a ``scipy.sparse`` ring Laplacian.
+  ``Xhat += h gamma Q`` with L a ``scipy.sparse`` ring Laplacian;
+- ``round_lowrank``: the same round with ``lowrank:rank=2`` (SVD of every agent's two
+  weight matrices) instead of top-k, for reference (no goal).
 
 ``ratio = round / grad``; goal: ratio <= 2 (the issue's prototype: 1.65 ms gradient,
 2.7 ms round). Times are the minimum over interleaved batches of calls, one BLAS and one
@@ -100,6 +102,7 @@ def measure(seconds: float = 5.0) -> dict:
     d = problem.dim
     k = max(1, round(0.01 * d))
     topk = make_compressor(f"topk:k={k}", d)
+    lowrank = make_compressor("lowrank:rank=2", d, shapes=problem.param_shapes)
     lap = make_graph("ring", N).laplacian
     rng = np.random.default_rng(0)
     state = {
@@ -113,17 +116,19 @@ def measure(seconds: float = 5.0) -> dict:
     def grad():
         problem.stochastic_grad(state["X"], state["draw"])
 
-    def round_():
+    def round_(comp=topk):
         X, V, Xhat, k_ = state["X"], state["V"], state["Xhat"], state["draw"]
         G = problem.stochastic_grad(X, k_)
-        Q = topk(X - Xhat, k_ * H)
+        Q = comp(X - Xhat, k_ * H)
         LX = lap @ Xhat
         state["X"] = X + H * (-a * LX - b * V - e * G)
         state["V"] = V + (H * b) * LX
         state["Xhat"] = Xhat + (H * g) * Q
         state["draw"] = k_ + 1
 
-    times = _time_all({"grad": grad, "round": round_}, seconds)
+    times = _time_all(
+        {"grad": grad, "round": round_, "round_lowrank": lambda: round_(lowrank)}, seconds
+    )
     assert np.all(np.isfinite(state["X"]))
     return {
         "N": N,
@@ -136,6 +141,7 @@ def measure(seconds: float = 5.0) -> dict:
         "grad_ms": 1e3 * times["grad"],
         "round_ms": 1e3 * times["round"],
         "ratio": times["round"] / times["grad"],
+        "round_lowrank_ms": 1e3 * times["round_lowrank"],
         "goal_ratio": 2.0,
         "rounds_run": state["draw"],
         "mean_agent_test_accuracy": float(problem.test_accuracy(state["X"]).mean()),
@@ -153,7 +159,8 @@ def main(argv=None) -> int:
     else:
         print(f"N={r['N']} hidden={r['hidden']} B={r['batch']} d={r['d']} ({r['source']}): "
               f"grad {r['grad_ms']:.3f} ms, round {r['round_ms']:.3f} ms, "
-              f"ratio {r['ratio']:.2f} (goal <= 2)")
+              f"ratio {r['ratio']:.2f} (goal <= 2); lowrank:rank=2 round "
+              f"{r['round_lowrank_ms']:.3f} ms")
     return 0
 
 
