@@ -144,6 +144,8 @@ def test_accuracy_per_agent_and_at_a_point():
         assert acc[i] == np.mean(logits.argmax(axis=1) == ty)
         assert p.accuracy_at(X[i]) == acc[i]
     assert p.has_test and p.x_star is None and p.kind == "mlp"
+    same = _problem(test_features=None, test_labels=None, test=(tF, ty))
+    assert np.array_equal(same.test_accuracy(X), acc) and same.test_set[0].shape == (11, P)
     assert 0.0 < p.smoothness < np.inf
 
 

@@ -151,6 +151,8 @@ class MLPProblem(Problem):
         :math:`m_i` (default: m for everyone).
     agent_ids : array_like of int, shape (N,), optional
         Global agent ids (default ``0 .. N-1``; ``subset`` keeps the parent's).
+    test : (test_features, test_labels), optional
+        The same held-out rows as one pair (the softmax problem's keyword).
 
     Attributes
     ----------
@@ -186,8 +188,22 @@ class MLPProblem(Problem):
         test_labels: Any = None,
         rows_per_agent: Any = None,
         agent_ids: Any = None,
+        test: Any = None,
     ):
         torch = _import_torch()
+        if test is not None:
+            if test_features is not None or test_labels is not None:
+                raise InputError(
+                    "`test` and `test_features`/`test_labels` were both given: pass the "
+                    "held-out rows once"
+                )
+            try:
+                test_features, test_labels = test
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"`test` must be a pair (test_features, test_labels) (got "
+                    f"{type(test).__name__}): pass the held-out rows"
+                ) from None
         self._torch = torch
         F = _features(features, "features", 3)
         n, m, p = F.shape
@@ -343,6 +359,11 @@ class MLPProblem(Problem):
     def has_test(self) -> bool:
         """True when held-out rows were given."""
         return self.test_features is not None
+
+    @property
+    def test_set(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The held-out rows ``(test_features (t, p), test_labels (t,))``, or None."""
+        return None if self.test_features is None else (self.test_features, self.test_labels)
 
     def test_accuracy(self, X: np.ndarray) -> np.ndarray:
         """Accuracy of each model (row of ``X: (r, d)``, e.g. every agent's own x_i, or
