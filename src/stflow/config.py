@@ -61,32 +61,23 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "kind": (
             "observer",
             "uncompressed | direct | observer, or a peer method (docs/peers.md): dgd | "
-            "gradient_tracking | nids | choco | lead",
+            "gradient_tracking | nids | choco | lead; the other keys of [flow] are the "
+            "chosen method's own parameters (tables below)",
         ),
-        "alpha": (2.0, "consensus gain (> 0, or \"auto\")"),
-        "beta": (2.0, "dual gain (> 0, or \"auto\")"),
-        "eta": (1.0, "gradient gain (> 0, or \"auto\")"),
-        "gamma": (50.0, "observer gain (> 0, or \"auto\")"),
-        "lr": (
-            "auto",
-            "peer methods: step size (> 0, or \"auto\" = c / L_f, L_f = max_i Lipschitz "
-            "constant of grad f_i; c = 0.5 dgd, 0.3 gradient_tracking, 1.0 nids, 0.5 choco, "
-            "0.5 lead)",
-        ),
-        "choco_gamma": (0.1, "choco: consensus step gamma in (0, 1]"),
-        "lead_alpha": (0.1, "lead: weight alpha in (0, 1] of the compressed-state tracking H"),
-        "lead_gamma": (1.0, "lead: dual step gamma in (0, 2]"),
-        "nids_c": (0.5, "nids: mixing W~ = I - c (I - W), c in (0, 1]; 0.5 = exact diffusion"),
     },
     "compressor": {
         "spec": ("topk:k=2", "compressor spec, e.g. topk:k=2, quantize:bits=4, A|B, py:mod:attr"),
     },
     "solver": {
-        "method": ("euler", "euler | continuous (solve_ivp, no bits)"),
+        "method": ("euler", "scheme of the primal-dual flows: euler (SPEC 5, pinned) | predict | "
+                   "gauss_seidel (docs/schemes.md); the peers run their paper's update under "
+                   "each; continuous = solve_ivp (flows only, no bits)"),
         "step": (1e-3, "Euler step h = time of one communication round"),
         "horizon": (30.0, "final time; steps = round(horizon / step)"),
         "record_every": (100, "record metrics every this many steps (and at 0 and the end)"),
         "tolerance": (1e-8, "converged when the final relative error <= tolerance"),
+        "local_steps": (1, "K: per round, K - 1 local updates without messages, then the "
+                        "round (SPEC section 7; flows, dgd and choco)"),
     },
     "init": {
         "x0": (None, "X(0): N rows of d numbers, one row of d (copied), or a .npy path"),
@@ -96,11 +87,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 
 _INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
              ("problem", "samples"), ("graph", "seed"), ("graph", "chords"),
-             ("solver", "record_every")}
+             ("solver", "record_every"), ("solver", "local_steps")}
 _FLOAT_KEYS = {("problem", "regularization"), ("graph", "p"), ("graph", "radius"),
-               ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance"),
-               ("flow", "choco_gamma"), ("flow", "lead_alpha"), ("flow", "lead_gamma"),
-               ("flow", "nids_c")}
+               ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance")}
 _STR_KEYS = {("problem", "kind"), ("problem", "data"), ("graph", "kind"), ("flow", "kind"),
              ("compressor", "spec"), ("solver", "method")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
@@ -133,7 +122,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     >>> resolve_config({"solver": {"stepsize": 0.1}})
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are method, step, horizon, record_every, tolerance
+    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are method, step, horizon, record_every, tolerance, local_steps
     """
     if not isinstance(raw, dict):
         raise InputError("config must be a table of sections")
@@ -147,6 +136,9 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             raise InputError(f"[{section}] must be a table of keys")
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
+        if section == "flow":
+            out["flow"] = _resolve_flow(given)
+            continue
         for key in given:
             if key not in keys:
                 raise InputError(
@@ -174,7 +166,7 @@ def _check_type(section: str, key: str, value):
     if (section, key) in _INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"{where} must be an integer (got {value!r})")
-        if key in ("agents", "dim", "record_every", "samples") and value < 1:
+        if key in ("agents", "dim", "record_every", "samples", "local_steps") and value < 1:
             raise InputError(f"{where} must be >= 1 (got {value})")
         if key == "chords" and value < 0:
             raise InputError(f"{where} must be >= 0 (got {value})")
@@ -194,18 +186,31 @@ def _check_type(section: str, key: str, value):
         if not isinstance(value, str):
             raise InputError(f"{where} must be a string (got {value!r})")
         return value
-    if section == "flow" and key in (*GAIN_KEYS, "lr"):
-        if value == "auto":
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f'{where} must be a positive number or "auto" (got {value!r})')
-        if not (math.isfinite(value) and value > 0):
-            raise InputError(
-                f'`{key}` must be a positive finite number (got {value!r}): '
-                f'set [flow] {key} > 0 or "auto"'
-            )
-        return float(value)
     return value
+
+
+def _resolve_flow(given: dict) -> dict:
+    """``[flow]``: ``kind`` plus exactly the chosen method's declared parameters."""
+    from .methods import METHOD_KINDS, method_params
+
+    kind = given.get("kind", SCHEMA["flow"]["kind"][0])
+    if not isinstance(kind, str) or kind not in METHOD_KINDS:
+        raise InputError(
+            f"[flow] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
+            "of those"
+        )
+    params = method_params(kind)
+    names = [p.name for p in params]
+    for key in given:
+        if key != "kind" and key not in names:
+            raise InputError(
+                f'unknown key [flow] {key} for kind = "{kind}": its keys are '
+                f"{', '.join(['kind', *names])} (docs/config.md lists every method's keys)"
+            )
+    out = {"kind": kind}
+    for p in params:
+        out[p.name] = p.check(copy.deepcopy(given.get(p.name, p.default)), kind)
+    return out
 
 
 @dataclass
@@ -233,15 +238,13 @@ def _load_init(value, name):
 
 
 def build_run(config: dict) -> Run:
-    """Build problem, graph, compressor and flow from a resolved config.
+    """Build problem, graph, compressor and method from a resolved config.
 
-    ``"auto"`` gains are replaced by :func:`stflow.flows.auto_gains` and written back into the
-    returned ``Run.config`` (so ``summary.json`` shows the values used).
+    ``"auto"`` gains and step sizes are replaced by the values used and written back into the
+    returned ``Run.config`` (so ``summary.json`` shows them).
     """
     from .compressors import make_compressor
-    from .flows import FLOW_KINDS, Gains, PrimalDualFlow
     from .graphs import make_graph
-    from .peers import PEER_KINDS, make_peer
     from .problems import make_problem
 
     cfg = copy.deepcopy(config)
@@ -268,51 +271,46 @@ def build_run(config: dict) -> Run:
             f"[graph] has {graph.n} agents but the problem has {problem.n_agents}: "
             "make the edge list cover agents 0..N-1"
         )
-    f = cfg["flow"]
     x0 = _load_init(cfg["init"]["x0"], "x0")
     v0 = _load_init(cfg["init"]["v0"], "v0")
-    if f["kind"] in PEER_KINDS:
-        compressor = None
-        if f["kind"] in ("choco", "lead"):
-            compressor = make_compressor(cfg["compressor"]["spec"], problem.dim)
-        params = {"lr": f["lr"]}
-        if f["kind"] == "choco":
-            params["gamma"] = f["choco_gamma"]
-        elif f["kind"] == "lead":
-            params.update(alpha=f["lead_alpha"], gamma=f["lead_gamma"])
-        elif f["kind"] == "nids":
-            params["c"] = f["nids_c"]
-        flow = make_peer(f["kind"], problem, graph, compressor, **params)
-        f["lr"] = flow.lr  # "auto" -> the value used, shown in summary.json
-        return Run(cfg, problem, graph, compressor, flow, x0, v0)
-    if f["kind"] not in FLOW_KINDS:
-        raise InputError(
-            f"[flow] kind must be one of {', '.join(FLOW_KINDS + PEER_KINDS)} "
-            f"(got {f['kind']!r}): pick one of those"
-        )
+    compressor, method = build_method(cfg, problem, graph, smoothness=problem.smoothness)
+    return Run(cfg, problem, graph, compressor, method, x0, v0)
+
+
+def build_method(cfg: dict, problem, graph, *, smoothness):
+    """``(compressor, method)`` of a resolved config on ``problem`` (all agents, or one MPI
+    block's local costs): ``"auto"`` values in ``cfg["flow"]`` are resolved in place."""
+    from .compressors import make_compressor
+    from .methods import FLOW_KINDS, SCHEMES, make_method, method_class
+
+    f = cfg["flow"]
+    cls = method_class(f["kind"])
     compressor = None
-    if f["kind"] != "uncompressed":
+    if "compressed" in getattr(cls, "channels", ()) or f["kind"] in ("direct", "observer"):
         compressor = make_compressor(cfg["compressor"]["spec"], problem.dim)
-    resolve_auto_gains(
-        f, graph=graph, smoothness=problem.smoothness, compressor=compressor,
-        step=cfg["solver"]["step"],
-    )
-    gains = Gains(**{k: f[k] for k in GAIN_KEYS})
-    flow = PrimalDualFlow(f["kind"], problem, graph, compressor, gains=gains)
-    return Run(cfg, problem, graph, compressor, flow, x0, v0)
+    scheme = cfg["solver"]["method"]
+    if f["kind"] in FLOW_KINDS:
+        resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=compressor,
+                           step=cfg["solver"]["step"])
+    params = {k: v for k, v in f.items() if k != "kind"}
+    method = make_method(f["kind"], problem, graph, compressor,
+                         scheme=scheme if scheme in SCHEMES else "euler", **params)
+    for k in params:  # "auto" -> the value used, shown in summary.json
+        f[k] = getattr(method, k)
+    return compressor, method
 
 
 def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step) -> dict:
     """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
 
-    Uses :func:`stflow.flows.auto_gains` with the compressor's certified rate (observer flow
-    only) and excitation period; shared by the simulator and the MPI backend so both run
+    Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
+    only) and excitation period; shared by the simulator and the MPI engine so both run
     with the same gains.
     """
-    from .flows import auto_gains
+    from .methods import auto_gains
 
     f = flow_section
-    if not any(f[k] == "auto" for k in GAIN_KEYS):
+    if not any(f.get(k) == "auto" for k in GAIN_KEYS):
         return f
     rate = None
     if compressor is not None and f["kind"] == "observer":
@@ -328,14 +326,14 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         observer=f["kind"] == "observer",
     )
     for k in GAIN_KEYS:
-        if f[k] == "auto":
+        if f.get(k) == "auto":
             f[k] = getattr(auto, k)
     return f
 
 
-def run_config(config: dict, *, progress: bool = False):
-    """Build and solve a resolved config; returns ``(run, solution)``."""
-    from .solve import solve
+def run_config(config: dict, *, progress: bool = False, stop=None):
+    """Build and solve a resolved config on the simulator; returns ``(run, solution)``."""
+    from .engines.simulate import solve
 
     run = build_run(config)
     s = run.config["solver"]
@@ -349,6 +347,8 @@ def run_config(config: dict, *, progress: bool = False):
         x0=run.x0,
         v0=run.v0,
         progress=progress,
+        local_steps=s["local_steps"],
+        stop=stop,
     )
     return run, sol
 
@@ -371,4 +371,20 @@ def config_markdown() -> str:
             shown = "none" if default is None else repr(default).replace("'", '"')
             lines.append(f"| `{key}` | `{shown}` | {doc.replace('|', chr(92) + '|')} |")
         lines.append("")
+        if section == "flow":
+            lines += _method_tables()
     return "\n".join(lines)
+
+
+def _method_tables() -> list[str]:
+    from .methods import METHOD_KINDS, method_params
+
+    lines = []
+    for kind in METHOD_KINDS:
+        lines += [f"### [flow] kind = \"{kind}\"", "", "| key | default | meaning |",
+                  "|---|---|---|"]
+        for p in method_params(kind):
+            shown = repr(p.default).replace("'", '"')
+            lines.append(f"| `{p.name}` | `{shown}` | {p.doc.replace('|', chr(92) + '|')} |")
+        lines.append("")
+    return lines
