@@ -197,7 +197,8 @@ def test_bad_inputs(setting):
         solve(m, step=1.0, horizon=10, method="continuous")
     with pytest.raises(InputError, match="lr"):
         DGD(problem, graph, lr=-1.0)
-    with pytest.raises(InputError, match=r'\[flow\] gamma must be a number in \(0, 1\] for kind = "choco"'):
+    choco_msg = r'\[flow\] gamma must be a number in \(0, 1\] for kind = "choco"'
+    with pytest.raises(InputError, match=choco_msg):
         CHOCO(problem, graph, make_compressor("sign", 4), gamma=1.5)
     with pytest.raises(InputError, match="needs a compressor"):
         make_peer("lead", problem, graph)
@@ -211,7 +212,8 @@ def test_config_builds_every_peer():
     for kind in PEER_KINDS:
         run = build_run(resolve_config({"flow": {"kind": kind}}))
         assert run.flow.kind == kind and isinstance(run.config["flow"]["lr"], float)
-    with pytest.raises(InputError, match=r'\[flow\] alpha must be a number in \(0, 1\] for kind = "lead"'):
+    lead_msg = r'\[flow\] alpha must be a number in \(0, 1\] for kind = "lead"'
+    with pytest.raises(InputError, match=lead_msg):
         build_run(resolve_config({"flow": {"kind": "lead", "alpha": 2.0}}))
     with pytest.raises(InputError, match='unknown key \\[flow\\] lead_alpha for kind = "lead"'):
         resolve_config({"flow": {"kind": "lead", "lead_alpha": 0.1}})

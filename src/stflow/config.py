@@ -23,6 +23,8 @@ __all__ = [
     "load_config",
     "resolve_config",
     "build_run",
+    "build_problem",
+    "build_method",
     "Run",
     "run_config",
     "config_markdown",
@@ -243,26 +245,10 @@ def build_run(config: dict) -> Run:
     ``"auto"`` gains and step sizes are replaced by the values used and written back into the
     returned ``Run.config`` (so ``summary.json`` shows them).
     """
-    from .compressors import make_compressor
     from .graphs import make_graph
-    from .problems import make_problem
 
     cfg = copy.deepcopy(config)
-    p = cfg["problem"]
-    if p["dataset"] is not None or p["target"] is not None or str(p["data"]).endswith(".csv"):
-        from .datasets import problem_from_config
-
-        problem = problem_from_config(p)
-    else:
-        problem = make_problem(
-            p["kind"],
-            agents=p["agents"],
-            dim=p["dim"],
-            seed=p["seed"],
-            data=p["data"],
-            regularization=p["regularization"],
-            samples=p["samples"],
-        )
+    problem = build_problem(cfg["problem"])
     g = cfg["graph"]
     graph_kw = {k: g[k] for k in ("edges", "weights", "p", "radius") if g[k] is not None}
     graph = make_graph(g["kind"], problem.n_agents, seed=g["seed"], chords=g["chords"], **graph_kw)
@@ -275,6 +261,25 @@ def build_run(config: dict) -> Run:
     v0 = _load_init(cfg["init"]["v0"], "v0")
     compressor, method = build_method(cfg, problem, graph, smoothness=problem.smoothness)
     return Run(cfg, problem, graph, compressor, method, x0, v0)
+
+
+def build_problem(p: dict):
+    """The problem of a resolved ``[problem]`` section (all agents)."""
+    from .problems import make_problem
+
+    if p["dataset"] is not None or p["target"] is not None or str(p["data"]).endswith(".csv"):
+        from .datasets import problem_from_config
+
+        return problem_from_config(p)
+    return make_problem(
+        p["kind"],
+        agents=p["agents"],
+        dim=p["dim"],
+        seed=p["seed"],
+        data=p["data"],
+        regularization=p["regularization"],
+        samples=p["samples"],
+    )
 
 
 def build_method(cfg: dict, problem, graph, *, smoothness):
