@@ -80,6 +80,19 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "tolerance": (1e-8, "converged when the final relative error <= tolerance"),
         "local_steps": (1, "K: per round, K - 1 local updates without messages, then the "
                         "round (SPEC section 7; flows, dgd and choco)"),
+        "step_decay": (None, "k0: decaying step h_k = h / (1 + k / k0) (the flows' h, the "
+                       "peers' lr), to get below the constant-step noise floor of stochastic "
+                       "gradients; none = constant"),
+        "target_accuracy": (None, "classification: converged when the mean agent test "
+                            "accuracy reaches this (in (0, 1]); problems without x* need it"),
+    },
+    "network": {
+        "bandwidth": (None, "bits per second per link (none = infinite); modeled_seconds "
+                      "(SPEC section 8)"),
+        "latency": (0.0, "seconds per round (>= 0)"),
+    },
+    "compute": {
+        "seconds_per_sample": (0.0, "seconds per row of a gradient evaluation (>= 0)"),
     },
     "init": {
         "x0": (None, "X(0): N rows of d numbers, one row of d (copied), or a .npy path"),
@@ -91,7 +104,10 @@ _INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
              ("problem", "samples"), ("graph", "seed"), ("graph", "chords"),
              ("solver", "record_every"), ("solver", "local_steps")}
 _FLOAT_KEYS = {("problem", "regularization"), ("graph", "p"), ("graph", "radius"),
-               ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance")}
+               ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance"),
+               ("solver", "step_decay"), ("solver", "target_accuracy"),
+               ("network", "bandwidth"), ("network", "latency"),
+               ("compute", "seconds_per_sample")}
 _STR_KEYS = {("problem", "kind"), ("problem", "data"), ("graph", "kind"), ("flow", "kind"),
              ("compressor", "spec"), ("solver", "method")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
@@ -124,7 +140,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     >>> resolve_config({"solver": {"stepsize": 0.1}})
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are method, step, horizon, record_every, tolerance, local_steps
+    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are method, step, horizon, record_every, tolerance, local_steps, step_decay, target_accuracy
     """
     if not isinstance(raw, dict):
         raise InputError("config must be a table of sections")
@@ -183,6 +199,12 @@ def _check_type(section: str, key: str, value):
             raise InputError(f"{where} must be > 0 (got {value}): e.g. step = 1e-3")
         if key == "regularization" and value < 0:
             raise InputError(f"{where} must be >= 0 (got {value})")
+        if key in ("bandwidth", "step_decay") and value <= 0:
+            raise InputError(f"{where} must be > 0 (got {value}): e.g. {key} = 1e6, or omit it")
+        if key in ("latency", "seconds_per_sample") and value < 0:
+            raise InputError(f"{where} must be >= 0 (got {value}): e.g. {key} = 0")
+        if key == "target_accuracy" and not 0 < value <= 1:
+            raise InputError(f"{where} must be in (0, 1] (got {value}): e.g. 0.93, or omit it")
         return value
     if (section, key) in _STR_KEYS:
         if not isinstance(value, str):
@@ -354,8 +376,22 @@ def run_config(config: dict, *, progress: bool = False, stop=None):
         progress=progress,
         local_steps=s["local_steps"],
         stop=stop,
+        step_decay=s["step_decay"],
+        target_accuracy=s["target_accuracy"],
+        time_model=time_model(run.config),
     )
     return run, sol
+
+
+def time_model(config: dict):
+    """The :class:`stflow.metrics.TimeModel` of a resolved config's ``[network]`` and
+    ``[compute]`` sections."""
+    from .metrics import TimeModel
+
+    bw = config["network"]["bandwidth"]
+    return TimeModel(bandwidth=math.inf if bw is None else bw,
+                     latency=config["network"]["latency"],
+                     seconds_per_sample=config["compute"]["seconds_per_sample"])
 
 
 def config_markdown() -> str:

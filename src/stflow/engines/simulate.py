@@ -116,6 +116,9 @@ def solve(
     atol: float = 1e-12,
     local_steps: int = 1,
     stop=None,
+    step_decay: float | None = None,
+    target_accuracy: float | None = None,
+    time_model=None,
 ) -> Solution:
     r"""Run method ``flow`` from ``X(0) = x0, V(0) = v0`` over ``[0, horizon]`` on one block.
 
@@ -128,7 +131,11 @@ def solve(
     run with status ``"diverged"``, keeping the rows recorded so far. ``local_steps = K``
     makes K - 1 local updates without messages before each round (SPEC section 7). Ctrl-C
     (``KeyboardInterrupt``) or ``stop.requested`` becoming true ends the run after the current
-    step with status ``"interrupted"`` and a last row at the step reached.
+    step with status ``"interrupted"`` and a last row at the step reached. ``step_decay = k0``
+    scales step k by :math:`1 / (1 + k / k_0)` (the flows' h, the peers' lr; the clock
+    advances by the scaled step). ``target_accuracy`` judges classification runs by the mean
+    agent test accuracy; ``time_model`` (:class:`stflow.metrics.TimeModel`) fills
+    ``modeled_seconds``.
 
     Examples
     --------
@@ -184,7 +191,29 @@ def solve(
         flow.scheme = method
     state = flow.initial_state(x0=x0, v0=v0)
     return _solve_rounds(flow, state, step, n_steps, int(record_every), tolerance, progress,
-                         int(local_steps), stop)
+                         int(local_steps), stop, step_decay, target_accuracy, time_model)
+
+
+def samples_per_eval(problem) -> tuple[float, float]:
+    """(mean, max) over agents of the rows one gradient evaluation reads (1 without rows)."""
+    spe = getattr(problem, "samples_per_eval", None)
+    if spe is None:
+        return 1.0, 1.0
+    arr = np.asarray(spe, dtype=float).reshape(-1)
+    return float(arr.mean()), float(arr.max())
+
+
+def make_recorder(flow, problem, *, local_steps: int = 1, time_model=None,
+                  samples=None) -> Recorder:
+    """The :class:`Recorder` of a run (shared by both engines)."""
+    mean_spe, max_spe = samples_per_eval(problem) if samples is None else samples
+    rs = 0.0
+    if time_model is not None:
+        rs = time_model.round_seconds(bits_per_message=flow.bits_per_message,
+                                      samples_per_eval=max_spe, local_steps=local_steps)
+    return Recorder(problem, bits_per_message=flow.bits_per_message,
+                    mean_degree=float(np.mean(flow.graph.degree)),
+                    samples_per_eval=mean_spe, round_seconds=rs)
 
 
 def _check_continuous(flow) -> None:
@@ -214,12 +243,8 @@ def _blown_up(state, limit: float) -> bool:
 
 
 def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, local_steps,
-                  stop) -> Solution:
-    rec = Recorder(
-        flow.problem,
-        bits_per_message=flow.bits_per_message,
-        mean_degree=float(np.mean(flow.graph.degree)),
-    )
+                  stop, step_decay=None, target_accuracy=None, time_model=None) -> Solution:
+    rec = make_recorder(flow, flow.problem, local_steps=local_steps, time_model=time_model)
     limit = GROWTH_LIMIT * _scale(flow, state)
     check_every = min(record_every, 50)
     start = time.perf_counter()
@@ -232,13 +257,21 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     diverged_at = interrupted_at = None
     done = 0
     step = flow.step
+    t_next = 0.0
+    hk = h
     try:
         for k in range(n_steps):
-            t = k * h
+            if step_decay is None:
+                t = k * h
+            else:
+                scale = 1.0 / (1.0 + k / step_decay)
+                flow.set_step_scale(scale)
+                t, hk = t_next, h * scale
+                t_next = t + hk
             if local_steps > 1:
                 for _ in range(local_steps - 1):
-                    state = flow.local_update(state, t, h)
-            new = step(state, t, h)
+                    state = flow.local_update(state, t, hk)
+            new = step(state, t, hk)
             done = k + 1
             if done % check_every == 0 or done == n_steps:
                 if _blown_up(new, limit):
@@ -246,7 +279,8 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     break
             state = new
             if done % record_every == 0 or done == n_steps:
-                rec.record(done, done * h, state["X"])
+                rec.record(done, done * h if step_decay is None else t_next, state["X"],
+                           draws=flow.draws)
                 if bar is not None:
                     bar.update(done - bar.n)
             if stop is not None and stop.requested and done < n_steps:
@@ -258,7 +292,8 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
         bar.close()
     wall = time.perf_counter() - start
     if interrupted_at is not None and rec.last_step != interrupted_at:
-        rec.record(interrupted_at, interrupted_at * h, state["X"])
+        rec.record(interrupted_at, interrupted_at * h if step_decay is None else t_next,
+                   state["X"], draws=flow.draws)
     records = rec.columns()
     steps_run = diverged_at if diverged_at is not None else rec.last_step
     if diverged_at is not None:
@@ -271,7 +306,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
         status = "interrupted"
         message = f"interrupted after {interrupted_at} of {n_steps} steps; kept what was recorded"
     else:
-        status, message = _classify(records, tolerance)
+        status, message = _classify(records, tolerance, target_accuracy)
     return Solution(
         status=status,
         message=message,
@@ -287,7 +322,24 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     )
 
 
-def _classify(records, tolerance) -> tuple[str, str]:
+def _classify(records, tolerance, target_accuracy=None) -> tuple[str, str]:
+    acc = records.get("mean_agent_test_accuracy")
+    if target_accuracy is not None:
+        if acc is None:
+            raise InputError(
+                "[solver] target_accuracy needs a classification problem with held-out test "
+                "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
+                "it or set test_fraction"
+            )
+        final = float(acc[-1])
+        if final >= target_accuracy:
+            return "converged", (f"mean agent test accuracy {final:.4f} >= target "
+                                 f"{target_accuracy:.4f}")
+        return "not_converged", (f"mean agent test accuracy {final:.4f} < target "
+                                 f"{target_accuracy:.4f}: raise [solver] horizon or tune")
+    if not np.any(np.isfinite(records["relative_error"])):
+        return "not_converged", ("no optimum x* for this problem, so no relative error: set "
+                                 "[solver] target_accuracy to judge the run")
     err = records["relative_error"]
     final = float(err[-1])
     if final <= tolerance:
