@@ -248,7 +248,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     limit = GROWTH_LIMIT * _scale(flow, state)
     check_every = min(record_every, 50)
     start = time.perf_counter()
-    rec.record(0, 0.0, state["X"])
+    rec.record(0, 0.0, state["X"], draws=flow.draws)
     bar = None
     if progress:
         from tqdm import tqdm
