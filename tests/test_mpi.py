@@ -105,6 +105,14 @@ _CASES = [("observer", spec) for spec in EXAMPLE_SPECS] + [
 _SCHEMES = [("observer", "topk:k=2", "predict"), ("observer", "quantize:bits=4", "gauss_seidel"),
             ("direct", "scalarize:basis=cyclic", "predict"), ("uncompressed", "identity",
                                                              "predict")]
+# local steps, decaying steps and the network time model (SPEC sections 7 and 8)
+_EXTRAS = [
+    ("observer", "topk:k=2", "local_steps = 3\nmethod = \"predict\""),
+    ("dgd", "identity", "local_steps = 2\nstep_decay = 20.0"),
+    ("choco", "quantize:bits=4", "local_steps = 2\n[network]\nbandwidth = 1e6\nlatency = 1e-3"
+     "\n[compute]\nseconds_per_sample = 1e-5"),
+    ("lead", "topk:k=2", "step_decay = 50.0"),
+]
 _KINDS = [
     ("least_squares", "quantize:bits=4", ""),
     ("logistic", "topk:k=2", "regularization = 0.1"),
@@ -129,6 +137,9 @@ def equivalence_runs(tmp_path_factory):
         cases.append((f"{flow}:{spec}:{scheme}",
                       _config(root / f"s{i}.toml", flow=flow, spec=spec,
                               solver_extra=f'method = "{scheme}"')))
+    for i, (flow, spec, extra) in enumerate(_EXTRAS):
+        cases.append((f"{flow}:{spec}:{extra}",
+                      _config(root / f"x{i}.toml", flow=flow, spec=spec, solver_extra=extra)))
     for i, (kind, spec, extra) in enumerate(_KINDS):
         cases.append((f"{kind}:{spec}", _config(root / f"k{i}.toml", kind=kind, spec=spec,
                                                   problem_extra=extra)))

@@ -194,12 +194,22 @@ def solve(
                          int(local_steps), stop, step_decay, target_accuracy, time_model)
 
 
+def rows_per_eval(problem) -> np.ndarray:
+    """Rows one gradient evaluation of each agent reads, ``(n,)``: the minibatch B, or all
+    m_i rows for full gradients; 1 for costs without rows (quadratic)."""
+    for name in ("samples_per_eval", "rows_per_agent"):
+        value = getattr(problem, name, None)
+        if value is not None:
+            return np.asarray(value, dtype=float).reshape(-1)
+    A = getattr(problem, "A", None)
+    if isinstance(A, np.ndarray) and A.ndim == 3:
+        return np.full(A.shape[0], float(A.shape[1]))
+    return np.ones(int(problem.n_agents))
+
+
 def samples_per_eval(problem) -> tuple[float, float]:
-    """(mean, max) over agents of the rows one gradient evaluation reads (1 without rows)."""
-    spe = getattr(problem, "samples_per_eval", None)
-    if spe is None:
-        return 1.0, 1.0
-    arr = np.asarray(spe, dtype=float).reshape(-1)
+    """(mean, max) over agents of :func:`rows_per_eval`."""
+    arr = rows_per_eval(problem)
     return float(arr.mean()), float(arr.max())
 
 

@@ -325,8 +325,9 @@ class Runner:
         """(mean, max) over all agents of the rows a gradient evaluation reads."""
         from mpi4py import MPI
 
-        spe = getattr(self.local, "samples_per_eval", None)
-        arr = np.ones(self.stop - self.start) if spe is None else np.asarray(spe, dtype=float)
+        from ...engines.simulate import rows_per_eval
+
+        arr = rows_per_eval(self.local)
         total = self.comm.allreduce(float(arr.sum()), op=MPI.SUM)
         return total / self.n, self.comm.allreduce(float(arr.max()), op=MPI.MAX)
 
