@@ -196,6 +196,35 @@ class Problem(abc.ABC):
         """sum_i ||grad f_i(x)||: the size of the terms that cancel in the total gradient."""
         return float(np.linalg.norm(self.grad(self._stack(x)), axis=1).sum())
 
+    # -- minibatches (SPEC section 7): defaults for costs without data rows -----------------
+
+    #: Rows B per stochastic gradient evaluation (None: full gradients).
+    batch: int | None = None
+    #: True when the problem holds held-out rows (classification).
+    has_test: bool = False
+
+    @property
+    def agent_ids(self) -> np.ndarray:
+        """Global ids of this problem's agents, shape (n,)."""
+        return np.arange(self.n_agents, dtype=np.int64)
+
+    @property
+    def rows_per_agent(self) -> np.ndarray:
+        """Data rows m_i of each agent, shape (n,) (0: a cost without rows)."""
+        return np.zeros(self.n_agents, dtype=np.int64)
+
+    @property
+    def samples_per_eval(self) -> np.ndarray:
+        """Rows one gradient evaluation touches per agent, shape (n,)."""
+        return self.rows_per_agent
+
+    def stochastic_grad(self, X: np.ndarray, draw: int) -> np.ndarray:
+        """Gradient evaluation number ``draw``: exact here (no rows to sample), (n, d)."""
+        return self.grad(X)
+
+    def _subset_options(self, start: int, stop: int) -> dict:
+        return {}
+
     # -- distribution ----------------------------------------------------------------------
 
     def subset(self, rows: slice, *, x_star: Any = None, f_star: Any = None) -> Problem:
@@ -227,7 +256,9 @@ class Problem(abc.ABC):
         part = {k: v[start:stop].copy() for k, v in self.arrays().items()}
         if x_star is not None and f_star is None:
             f_star = self.total_value(np.asarray(x_star, dtype=np.float64))
-        child = self._from_arrays(part, x_star=x_star, f_star=f_star)
+        child = self._from_arrays(
+            part, x_star=x_star, f_star=f_star, **self._subset_options(start, stop)
+        )
         child._is_subset = True
         return child
 
