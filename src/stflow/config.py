@@ -36,19 +36,26 @@ _REQUIRED = object()
 #: section -> key -> (default, description). ``_REQUIRED`` marks keys without a default.
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
-        "kind": ("quadratic", "quadratic | least_squares | logistic"),
+        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax (docs/problems.md)"),
         "agents": (10, "number of agents N (ignored when `data` holds problem arrays)"),
         "dim": (8, "dimension d of the decision variable (ignored when `data` is given)"),
         "seed": (0, "seed of the generated data (of the shuffle, for a data table)"),
         "data": (None, "path to a .npz with the problem's arrays (Q,b | A,b | A,y), or a data "
                  "table: a .csv with a header row, or a .npz with X and `target` (docs/reproduce.md)"),
-        "regularization": (0.0, "L2 weight of the logistic problem (>= 0)"),
-        "samples": (None, "samples per agent m of generated least_squares / logistic data"),
-        "dataset": (None, "built-in data table: breast_cancer | diabetes (no download)"),
+        "regularization": (0.0, "L2 weight of each logistic / softmax cost (>= 0; softmax "
+                           "needs > 0 to be strongly convex)"),
+        "samples": (None, "samples per agent m of generated least_squares / logistic / softmax "
+                    "data"),
+        "classes": (None, "softmax on generated data: classes K (default 2); dim = features x K"),
+        "batch": (None, "rows B per stochastic gradient evaluation (SPEC section 7; none = full "
+                  "gradients; least_squares / logistic / softmax)"),
+        "dataset": (None, "built-in data table: breast_cancer | diabetes | digits (no download)"),
         "target": (None, "data table: name of the target column (CSV default: the last one)"),
         "standardize": (True, "data table: standardize features (and a least-squares target)"),
         "intercept": (True, "data table: append a column of ones"),
         "test_fraction": (0.0, "data table: share of rows held out, 0 <= f < 1"),
+        "split": ("iid", "data table: iid (shuffled rows) | by_label (rows sorted by label, "
+                  "then dealt: each agent sees few classes)"),
     },
     "graph": {
         "kind": ("ring", "ring | path | star | complete | grid | erdos_renyi | geometric | edges"),
@@ -101,14 +108,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 }
 
 _INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
-             ("problem", "samples"), ("graph", "seed"), ("graph", "chords"),
+             ("problem", "samples"), ("problem", "classes"), ("problem", "batch"),
+             ("graph", "seed"), ("graph", "chords"),
              ("solver", "record_every"), ("solver", "local_steps")}
 _FLOAT_KEYS = {("problem", "regularization"), ("graph", "p"), ("graph", "radius"),
                ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance"),
                ("solver", "step_decay"), ("solver", "target_accuracy"),
                ("network", "bandwidth"), ("network", "latency"),
                ("compute", "seconds_per_sample")}
-_STR_KEYS = {("problem", "kind"), ("problem", "data"), ("graph", "kind"), ("flow", "kind"),
+_STR_KEYS = {("problem", "kind"), ("problem", "data"), ("problem", "split"),
+             ("graph", "kind"), ("flow", "kind"),
              ("compressor", "spec"), ("solver", "method")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
 
@@ -293,6 +302,11 @@ def build_problem(p: dict):
         from .datasets import problem_from_config
 
         return problem_from_config(p)
+    if p["split"] != "iid":
+        raise InputError(
+            f"[problem] split = {p['split']!r} needs a data table: set dataset = \"digits\""
+            " (or data/target), or remove split"
+        )
     return make_problem(
         p["kind"],
         agents=p["agents"],
@@ -301,6 +315,8 @@ def build_problem(p: dict):
         data=p["data"],
         regularization=p["regularization"],
         samples=p["samples"],
+        classes=p["classes"],
+        batch=p["batch"],
     )
 
 

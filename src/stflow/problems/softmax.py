@@ -171,7 +171,7 @@ class SoftmaxProblem(ClassifierRows, Problem):
         _, P = _log_softmax_parts(a @ x.reshape(p, K))  # (M, K)
         H = np.zeros((p, K, p, K))
         k = np.arange(K)
-        H[:, k, :, k] = np.einsum("jf,jk,jg->kfg", a, P, a)  # the diag(p) part
+        H[:, k, :, k] = (a.T[None, :, :] * P.T[:, None, :]) @ a  # diag(p) part, (K, p, p)
         G = (a[:, :, None] * P[:, None, :]).reshape(-1, p * K)
         H = H.reshape(p * K, p * K) - G.T @ G
         return H + self.n_agents * self.regularization * np.eye(self.dim)
