@@ -70,8 +70,9 @@ class LeastSquaresProblem(RowCosts, Problem):
         return (r[:, None, :] @ self.A)[:, 0, :]
 
     def _rows_grad(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        a = np.take_along_axis(self.A, idx[:, :, None], axis=1)  # (n, B, d)
-        r = np.einsum("nbd,nd->nb", a, X) - np.take_along_axis(self.b, idx, axis=1)
+        agent = np.arange(idx.shape[0])[:, None]
+        a = self.A[agent, idx]  # (n, B, d)
+        r = np.einsum("nbd,nd->nb", a, X) - self.b[agent, idx]
         return np.einsum("nb,nbd->nd", r, a)
 
     def arrays(self) -> dict[str, np.ndarray]:

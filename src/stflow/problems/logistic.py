@@ -110,8 +110,8 @@ class LogisticProblem(ClassifierRows, Problem):
     _row_constant = float(np.log(2.0))  # the loss of an all-zero (padding) row
 
     def _rows_grad(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        a = np.take_along_axis(self.A, idx[:, :, None], axis=1)  # (n, B, d)
-        y = np.take_along_axis(self.y, idx, axis=1)
+        agent = np.arange(idx.shape[0])[:, None]
+        a, y = self.A[agent, idx], self.y[agent, idx]  # (n, B, d), (n, B)
         weights = -y * expit(-y * np.einsum("nbd,nd->nb", a, X))
         return np.einsum("nb,nbd->nd", weights, a)
 

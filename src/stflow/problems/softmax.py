@@ -138,16 +138,16 @@ class SoftmaxProblem(ClassifierRows, Problem):
     def _ce_grad(self, A: np.ndarray, labels: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Cross-entropy gradients summed over rows ``A: (n, r, p)``, shape (n, d)."""
         _, P = _log_softmax_parts(A @ self._weights(X))
-        np.put_along_axis(
-            P, labels[:, :, None], np.take_along_axis(P, labels[:, :, None], 2) - 1.0, 2
-        )
+        n, r = labels.shape
+        P[np.arange(n)[:, None], np.arange(r)[None, :], labels] -= 1.0  # P - Y
         return (np.swapaxes(A, 1, 2) @ P).reshape(X.shape[0], self.dim)
 
     def values(self, X: np.ndarray) -> np.ndarray:
         X = self._check_X(X)
         Z = self.A @ self._weights(X)  # (N, m, K)
         lse, _ = _log_softmax_parts(Z)
-        zy = np.take_along_axis(Z, self._labels[:, :, None], axis=2)[:, :, 0]
+        n, m = self._labels.shape
+        zy = Z[np.arange(n)[:, None], np.arange(m)[None, :], self._labels]
         return (lse - zy).sum(axis=1) + 0.5 * self.regularization * np.einsum("nd,nd->n", X, X)
 
     def grad(self, X: np.ndarray) -> np.ndarray:
@@ -155,11 +155,11 @@ class SoftmaxProblem(ClassifierRows, Problem):
         return self._ce_grad(self.A, self._labels, X) + self.regularization * X
 
     def _rows_grad(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        a = np.take_along_axis(self.A, idx[:, :, None], axis=1)  # (n, B, p)
-        return self._ce_grad(a, np.take_along_axis(self._labels, idx, axis=1), X)
+        agent = np.arange(idx.shape[0])[:, None]
+        return self._ce_grad(self.A[agent, idx], self._labels[agent, idx], X)  # (n, B, p)
 
     def _predict(self, X: np.ndarray, A: np.ndarray) -> np.ndarray:
-        scores = np.einsum("tp,rpk->rtk", A, self._weights(X))
+        scores = A @ self._weights(X)  # (r, t, K)
         return np.argmax(scores, axis=2)  # ties -> the lower class index
 
     def arrays(self) -> dict[str, np.ndarray]:
