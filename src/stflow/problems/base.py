@@ -22,7 +22,8 @@ _NEWTON_POLISH_STEPS = 3
 class Problem(abc.ABC):
     """Base class: N local costs f_i on R^d, evaluated batched on ``X: (N, d)``.
 
-    Subclasses: `QuadraticProblem`, `LeastSquaresProblem`, `LogisticProblem`.
+    Subclasses: `QuadraticProblem`, `LeastSquaresProblem`, `LogisticProblem`,
+    `SoftmaxProblem`.
 
     Attributes
     ----------
@@ -205,8 +206,10 @@ class Problem(abc.ABC):
 
     @property
     def agent_ids(self) -> np.ndarray:
-        """Global ids of this problem's agents, shape (n,)."""
-        return np.arange(self.n_agents, dtype=np.int64)
+        """Global ids of this problem's agents, shape (n,): 0..N-1, or the parent's ids of
+        the agents a :meth:`subset` holds (they seed the minibatches)."""
+        ids = getattr(self, "_agent_ids", None)
+        return np.arange(self.n_agents, dtype=np.int64) if ids is None else ids
 
     @property
     def rows_per_agent(self) -> np.ndarray:
@@ -221,9 +224,6 @@ class Problem(abc.ABC):
     def stochastic_grad(self, X: np.ndarray, draw: int) -> np.ndarray:
         """Gradient evaluation number ``draw``: exact here (no rows to sample), (n, d)."""
         return self.grad(X)
-
-    def _subset_options(self, start: int, stop: int) -> dict:
-        return {}
 
     # -- distribution ----------------------------------------------------------------------
 
@@ -256,10 +256,9 @@ class Problem(abc.ABC):
         part = {k: v[start:stop].copy() for k, v in self.arrays().items()}
         if x_star is not None and f_star is None:
             f_star = self.total_value(np.asarray(x_star, dtype=np.float64))
-        child = self._from_arrays(
-            part, x_star=x_star, f_star=f_star, **self._subset_options(start, stop)
-        )
+        child = self._from_arrays(part, x_star=x_star, f_star=f_star)
         child._is_subset = True
+        child._agent_ids = self.agent_ids[start:stop]
         return child
 
     @abc.abstractmethod

@@ -90,11 +90,6 @@ class RowCosts:
         self._sampler: BatchSampler | None = None
 
     @property
-    def agent_ids(self) -> np.ndarray:
-        """Global ids of this problem's agents, shape (n,): they seed the batches."""
-        return self._agent_ids
-
-    @property
     def rows_per_agent(self) -> np.ndarray:
         """m_i, the real (unpadded) rows of each agent, shape (n,)."""
         return self._rows
@@ -150,12 +145,9 @@ class RowCosts:
         scale = self._rows / self.batch
         return scale[:, None] * self._rows_grad(X, idx) + self._reg_grad(X)
 
-    def _subset_options(self, start: int, stop: int) -> dict:
-        return {"agent_ids": self._agent_ids[start:stop]}
-
     def _row_options(self, arrays: dict, kw: dict) -> dict:
         """Options of :meth:`_from_arrays`: the same batch and seed; the same agent ids when
-        the arrays hold as many agents (the subset passes its own)."""
+        the arrays hold as many agents (``Problem.subset`` sets its own)."""
         kw.setdefault("batch", self.batch)
         kw.setdefault("seed", self.seed)
         if "agent_ids" not in kw and len(arrays["A"]) == self.n_agents:
