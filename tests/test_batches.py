@@ -81,7 +81,7 @@ def test_full_gradient_without_batch():
     q = make_problem("quadratic", agents=3, dim=2)
     assert q.batch is None and np.array_equal(q.stochastic_grad(np.ones((3, 2)), 0),
                                               q.grad(np.ones((3, 2))))
-    assert q.samples_per_eval.tolist() == [0, 0, 0] and q.agent_ids.tolist() == [0, 1, 2]
+    assert q.samples_per_eval.tolist() == [1, 1, 1] and q.agent_ids.tolist() == [0, 1, 2]
     assert q.subset(slice(1, 3)).agent_ids.tolist() == [1, 2]
 
 

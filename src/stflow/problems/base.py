@@ -218,8 +218,9 @@ class Problem(abc.ABC):
 
     @property
     def samples_per_eval(self) -> np.ndarray:
-        """Rows one gradient evaluation touches per agent, shape (n,)."""
-        return self.rows_per_agent
+        """Rows one gradient evaluation touches per agent, shape (n,); a cost without rows
+        counts one sample per evaluation (its whole cost)."""
+        return np.ones(self.n_agents, dtype=np.int64)
 
     def stochastic_grad(self, X: np.ndarray, draw: int) -> np.ndarray:
         """Gradient evaluation number ``draw``: exact here (no rows to sample), (n, d)."""
