@@ -227,14 +227,16 @@ class MLPProblem(Problem):
                 f"`rows_per_agent` must be N = {n} integers in 1 .. m = {m} (got "
                 f"{np.asarray(rows_per_agent).tolist()!r}): give each agent's real row count"
             )
-        self.rows_per_agent = rpa.astype(np.int64)
+        self._rows = rpa.astype(np.int64)
+        self._rows.setflags(write=False)
         ids = np.arange(n) if agent_ids is None else np.asarray(agent_ids)
         if ids.shape != (n,) or not np.all(ids == np.round(ids)) or np.any(ids < 0):
             raise InputError(
                 f"`agent_ids` must be N = {n} integers >= 0 (got {np.asarray(agent_ids)!r}): "
                 "pass the global ids of these agents"
             )
-        self.agent_ids = ids.astype(np.int64)
+        self._agent_ids = ids.astype(np.int64)  # read by Problem.agent_ids
+        self._agent_ids.setflags(write=False)
         self.batch = None
         self._sampler = None
         if batch is not None:
@@ -345,6 +347,11 @@ class MLPProblem(Problem):
             return self.grad(X)
         F, y, w = self._gather(draw)
         return self._batched_grad(self._tensor(X), F, y, w).numpy()
+
+    @property
+    def rows_per_agent(self) -> np.ndarray:
+        """m_i, the real (unpadded) rows of each agent, shape (N,)."""
+        return self._rows
 
     @property
     def samples_per_eval(self) -> np.ndarray:
