@@ -79,8 +79,9 @@ def _max_rel(a: dict, b: dict) -> float:
     worst = 0.0
     for col in a:
         assert a[col].shape == b[col].shape, col
-        diff = np.abs(a[col] - b[col])
-        scale = np.maximum(np.abs(a[col]), np.abs(b[col]))
+        assert np.array_equal(np.isnan(a[col]), np.isnan(b[col])), col
+        diff = np.abs(np.nan_to_num(a[col]) - np.nan_to_num(b[col]))
+        scale = np.maximum(np.abs(np.nan_to_num(a[col])), np.abs(np.nan_to_num(b[col])))
         rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, 1.0))
         worst = max(worst, float(rel.max(initial=0.0)))
     return worst
@@ -116,7 +117,15 @@ _EXTRAS = [
 _KINDS = [
     ("least_squares", "quantize:bits=4", ""),
     ("logistic", "topk:k=2", "regularization = 0.1"),
+    # learning workloads: every rank builds the (small) problem and keeps its block; the
+    # counter-based minibatches make both engines draw the same rows
+    ("softmax", "topk:k=40", 'dataset = "digits"\nsplit = "by_label"\nbatch = 16\n'
+     "test_fraction = 0.25\nregularization = 0.01"),
+    ("mlp", "topk:k=20", 'hidden = [8]\nbatch = 8\ntest_fraction = 0.25'),
 ]
+#: metrics of a PyTorch network may differ by rounding between a vmap over all agents and
+#: one over a rank's block (issue 14 asks for relative 1e-6)
+MLP_RTOL = 1e-6
 # one launch runs many configs; the figure (0.3 s each, checked by test_cli) is skipped
 _DRIVER = (
     "import sys; import stflow.output as o; o.plot_convergence = lambda *a, **k: None; "
@@ -179,7 +188,8 @@ def test_metrics_equal_simulator_for_every_compressor(equivalence_runs, p):
         comm = json.loads((mpi[p][name] / "comm.json").read_text())
         assert comm["bytes_match_accounting"] is True, name
     print(f"P={p} max relative differences:", json.dumps(worst))
-    assert max(worst.values()) <= RTOL, worst
+    assert max(v for k, v in worst.items() if not k.startswith("mlp")) <= RTOL, worst
+    assert max(v for k, v in worst.items() if k.startswith("mlp")) <= MLP_RTOL, worst
 
 
 def test_comm_json_counts_the_bytes_on_the_wire(equivalence_runs):

@@ -36,7 +36,9 @@ _REQUIRED = object()
 #: section -> key -> (default, description). ``_REQUIRED`` marks keys without a default.
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
-        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax (docs/problems.md)"),
+        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax (docs/problems.md)"
+                 " | mlp (a neural network, PyTorch: docs/mlp.md)"),
+        "hidden": ([64], "mlp: widths of the hidden layers (ReLU), e.g. [64] or [128, 64]"),
         "agents": (10, "number of agents N (ignored when `data` holds problem arrays)"),
         "dim": (8, "dimension d of the decision variable (ignored when `data` is given)"),
         "seed": (0, "seed of the generated data (of the shuffle, for a data table)"),
@@ -190,6 +192,12 @@ def _check_type(section: str, key: str, value):
     where = f"[{section}] {key}"
     if value is None:
         return None
+    if (section, key) == ("problem", "hidden"):
+        if (not isinstance(value, list) or not value or any(
+                isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in value)):
+            raise InputError(f"{where} must be a list of positive integers (got {value!r}): "
+                             "e.g. hidden = [64]")
+        return value
     if (section, key) in _INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"{where} must be an integer (got {value!r})")
@@ -289,15 +297,33 @@ def build_run(config: dict) -> Run:
             "make the edge list cover agents 0..N-1"
         )
     x0 = _load_init(cfg["init"]["x0"], "x0")
+    if x0 is None:
+        x0 = default_x0(problem)
     v0 = _load_init(cfg["init"]["v0"], "v0")
     compressor, method = build_method(cfg, problem, graph, smoothness=problem.smoothness)
     return Run(cfg, problem, graph, compressor, method, x0, v0)
+
+
+def default_x0(problem):
+    """``X(0)`` when ``[init] x0`` is not given: the problem's initial point for every agent
+    (a network's PyTorch initialization), else None (zeros)."""
+    init = getattr(problem, "initial_point", None)
+    if init is None:
+        return None
+    return np.tile(np.asarray(init(), dtype=np.float64), (problem.n_agents, 1))
 
 
 def build_problem(p: dict):
     """The problem of a resolved ``[problem]`` section (all agents)."""
     from .problems import make_problem
 
+    if p["kind"] == "mlp" and p["dataset"] is None and p["data"] is None:
+        p = {**p, "dataset": "digits"}  # the network's default data set
+    if p["kind"] != "mlp" and p["hidden"] != SCHEMA["problem"]["hidden"][0]:
+        raise InputError(
+            f"[problem] hidden applies to kind = \"mlp\" only (got hidden = {p['hidden']!r} "
+            f"with kind = {p['kind']!r}): remove hidden"
+        )
     if p["dataset"] is not None or p["target"] is not None or str(p["data"]).endswith(".csv"):
         from .datasets import problem_from_config
 
@@ -330,7 +356,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
     cls = method_class(f["kind"])
     compressor = None
     if "compressed" in getattr(cls, "channels", ()) or f["kind"] in ("direct", "observer"):
-        compressor = make_compressor(cfg["compressor"]["spec"], problem.dim)
+        compressor = make_compressor(cfg["compressor"]["spec"], problem.dim,
+                                     shapes=getattr(problem, "param_shapes", None))
     scheme = cfg["solver"]["method"]
     if f["kind"] in FLOW_KINDS:
         resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=compressor,

@@ -424,8 +424,12 @@ def dataset_problem(
     seed: int = 0,
     split: str = "iid",
     batch: int | None = None,
+    hidden=(64,),
 ):
     """Build ``(problem, split)`` from a built-in name, a CSV/NPZ path, or a :class:`Table`.
+
+    ``kind = "mlp"`` builds :class:`stflow.problems.mlp.MLPProblem` (``hidden`` widths) on the
+    softmax problem's split (needs PyTorch: ``pip install "stflow[torch]"``).
 
     ``kind`` defaults to the data set's suggested kind (built-ins) or ``"logistic"`` when the
     target has two values, else ``"least_squares"``. ``seed`` seeds the shuffle of
@@ -462,7 +466,7 @@ def dataset_problem(
             kind = "logistic" if np.unique(table.y).size == 2 else "least_squares"
     split = split_table(
         table,
-        kind,
+        "softmax" if kind == "mlp" else kind,
         agents,
         standardize=standardize,
         intercept=intercept,
@@ -470,6 +474,16 @@ def dataset_problem(
         seed=seed,
         split=split,
     )
+    if kind == "mlp":
+        from .problems.mlp import make_mlp_problem
+
+        problem = make_mlp_problem(
+            split.arrays["A"], split.arrays["y"], hidden=list(hidden), classes=split.classes,
+            batch=batch, seed=seed, rows_per_agent=split.block_sizes,
+            test_features=split.X_test if split.info["n_test"] > 0 else None,
+            test_labels=split.y_test if split.info["n_test"] > 0 else None,
+        )
+        return problem, split
     extra = {}
     if kind == "softmax":
         extra["classes"] = split.classes
@@ -565,5 +579,6 @@ def problem_from_config(section: dict):
         seed=section.get("seed", 0),
         split=section.get("split") or "iid",
         batch=section.get("batch"),
+        hidden=section.get("hidden") or (64,),
     )
     return problem

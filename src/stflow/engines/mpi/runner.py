@@ -170,10 +170,10 @@ class Runner:
         n, d, local, costs, x_star, f_star, smoothness = self._problem(config)
         self.offsets = self._offsets
         start, stop = int(self.offsets[self.rank]), int(self.offsets[self.rank + 1])
+        self.local, self.costs = local, costs
         self.config, self.graph, self.compressor, self.method = agree(
             comm, lambda: self._build_shared(config, n, d, smoothness, x_star)
         )
-        self.local, self.costs = local, costs
         self.x_star, self.f_star = x_star, f_star
         self.n, self.d, self.start, self.stop = n, d, start, stop
 
@@ -256,7 +256,8 @@ class Runner:
                 resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=comp,
                                    step=cfg["solver"]["step"])
             cfg["flow"] = f = self.comm.bcast(f, root=0)
-        shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star)
+        shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star,
+                                param_shapes=getattr(self.local, "param_shapes", None))
         with warnings.catch_warnings():
             if self.rank != 0:
                 warnings.simplefilter("ignore")
@@ -270,6 +271,10 @@ class Runner:
 
         def build():
             x0 = _load_init(self.config["init"]["x0"], "x0")
+            if x0 is None and self.sums is None:
+                from ...config import default_x0
+
+                x0 = default_x0(self.costs)
             v0 = _load_init(self.config["init"]["v0"], "v0")
             return initial_arrays(self.method, x0, v0)
 
