@@ -21,15 +21,29 @@ def _index_width(d: int) -> int:
     return (int(d) - 1).bit_length()
 
 
+def _uint_dtype(width: int) -> type:
+    """Smallest unsigned numpy type with at least ``width`` bits (width <= 64)."""
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if width <= 8 * np.dtype(dtype).itemsize:
+            return dtype
+    raise ValueError(f"width {width} > 64")
+
+
 def _uint_bits(values: np.ndarray, width: int) -> np.ndarray:
-    """(N, n) nonnegative ints -> (N, n * width) bits, most significant bit first."""
+    """(N, n) nonnegative ints -> (N, n * width) bits, most significant bit first.
+
+    Whole-array: one shift per bit position (at most 64), never a loop over rows.
+    """
     values = np.asarray(values)
     n_rows = values.shape[0]
     if width == 0:
         return np.zeros((n_rows, 0), dtype=np.uint8)
-    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
-    bits = (values.astype(np.uint64)[..., None] >> shifts) & np.uint64(1)
-    return bits.reshape(n_rows, -1).astype(np.uint8)
+    v = values.reshape(n_rows, -1).astype(_uint_dtype(width))
+    out = np.empty(v.shape + (width,), dtype=np.uint8)
+    for j in range(width):
+        out[:, :, j] = v >> (width - 1 - j)  # keeps the low byte, masked below
+    out &= 1
+    return out.reshape(n_rows, -1)
 
 
 def _bits_uint(bits: np.ndarray, count: int, width: int) -> np.ndarray:
@@ -37,8 +51,13 @@ def _bits_uint(bits: np.ndarray, count: int, width: int) -> np.ndarray:
     n_rows = bits.shape[0]
     if width == 0:
         return np.zeros((n_rows, count), dtype=np.int64)
-    weights = np.left_shift(np.int64(1), np.arange(width - 1, -1, -1, dtype=np.int64))
-    return (bits.reshape(n_rows, count, width).astype(np.int64) * weights).sum(axis=2)
+    b3 = bits.reshape(n_rows, count, width)
+    dtype = _uint_dtype(width)
+    out = np.zeros((n_rows, count), dtype=dtype)
+    for j in range(width):
+        out <<= dtype(1)
+        out |= b3[:, :, j]
+    return out.astype(np.int64)
 
 
 def _raw_bits(values: np.ndarray, dtype: str = "<f8") -> np.ndarray:

@@ -19,6 +19,10 @@ from ._common import (
 )
 from .base import _BitCompressor
 
+_SCALES = ("float64", "pow2")
+_POW2_CODE_BITS = 12  # exponent code e + 1075 of the power-of-two scale
+_POW2_BIAS = 1075  # code 0 means m = 0; e >= -1074 (smallest subnormal) gives code >= 1
+
 __all__ = [
     "Identity",
     "TopK",
@@ -141,6 +145,19 @@ class Quantize(_BitCompressor):
     :math:`L_c = \min(\sqrt{4 - 3/d},\ 1 + \sqrt{d-1}/2s)`.
     Message: float64 m, then d levels stored as ``level + s`` in b bits: 64 + b d bits.
 
+    ``scale="pow2"`` (SPEC section 3, "Power-of-two scale") sends the exponent
+    :math:`e = \min\{e \in \mathbb{Z} : 2^e \ge m\}` (exact, from ``frexp``) as a 12-bit
+    code :math:`e + 1075` (code 0 means m = 0) instead of the float64 m, and uses
+    :math:`m' = 2^e`:
+
+    .. math:: C(z) = m'\,\mathrm{rint}(s z / m') / s, \qquad m \le m' < 2m.
+
+    The largest entry has :math:`|s z_j / m'| > s/2 \ge 1/2`, so it never rounds to 0 and
+    the flow stays ST. Every entry moves by at most :math:`m'/2s < m/s`, and an entry that
+    does not round to 0 has :math:`|z_j| \ge m'/2s`, so :math:`|C_j| \le 2|z_j|` and
+    :math:`L_c = \min(2,\ 1 + \sqrt{d}/s)`.
+    Message: 12 + b d bits.
+
     Examples
     --------
     >>> c = Quantize(3, bits=3)  # s = 3, m = 1: rint([1.5, -3, 0.75]) = [2, -3, 1]
@@ -148,45 +165,76 @@ class Quantize(_BitCompressor):
     [2.0, -3.0, 1.0]
     >>> c.bits_per_message()
     73
+    >>> p = Quantize(3, bits=3, scale="pow2")  # m = 0.75 -> m' = 1: rint([1.5, -2.25, 0.75])
+    >>> (p(np.array([0.5, -0.75, 0.25]), 0.0) * 3).tolist(), p.bits_per_message()
+    ([2.0, -2.0, 1.0], 21)
     """
 
     name = "quantize"
     linear = False
 
-    def __init__(self, dim: int, bits: int = 4):
+    def __init__(self, dim: int, bits: int = 4, scale: str = "float64"):
         self.dim, self.bits = int(dim), int(bits)
         if not 2 <= self.bits <= _MAX_LEVEL_BITS:
             raise InputError(
                 f"`bits` must satisfy 2 <= bits <= {_MAX_LEVEL_BITS} (got bits={self.bits}): "
-                "use at least 2 bits (a sign and one level)"
+                f"pick bits between 2 (a sign and one level) and {_MAX_LEVEL_BITS}"
             )
+        if scale not in _SCALES:
+            raise InputError(
+                f"`scale` of quantize must be one of {', '.join(_SCALES)} (got scale={scale!r}): "
+                "use scale=float64 (default) or scale=pow2"
+            )
+        self.scale = scale
         self.s = 2 ** (self.bits - 1) - 1
-        self.spec = f"quantize:bits={self.bits}"
+        # canonical spec: the default float64 scale is not spelled out (older specs unchanged)
+        self.spec = f"quantize:bits={self.bits}" + (",scale=pow2" if scale == "pow2" else "")
         d, s = self.dim, self.s
-        self.linear_bound = float(min(math.sqrt(4.0 - 3.0 / d), 1.0 + math.sqrt(d - 1) / (2 * s)))
+        if scale == "pow2":
+            self.linear_bound = float(min(2.0, 1.0 + math.sqrt(d) / s))
+        else:
+            self.linear_bound = float(
+                min(math.sqrt(4.0 - 3.0 / d), 1.0 + math.sqrt(d - 1) / (2 * s))
+            )
 
     def bits_per_message(self) -> int:
-        return 64 + self.dim * self.bits
+        head = _POW2_CODE_BITS if self.scale == "pow2" else 64
+        return head + self.dim * self.bits
 
-    def _levels(self, Z):
+    def _scale_of(self, Z):
+        """Per row: the scale used (m, or m' = 2^e) and, for pow2, the 12-bit codes."""
         m = np.abs(Z).max(axis=1, keepdims=True, initial=0.0)
+        if self.scale != "pow2":
+            return m, None
+        frac, ex = np.frexp(m)
+        e = np.where(frac == 0.5, ex - 1, ex)  # smallest e with 2^e >= m (m = 2^(ex-1) exact)
+        codes = np.where(m > 0, e + _POW2_BIAS, 0).astype(np.int64)
+        return np.where(m > 0, np.ldexp(1.0, e), 0.0), codes
+
+    def _levels_at(self, Z, m):
         if np.all(m > 0):
-            return m, np.rint(self.s * Z / m)
+            return np.rint(self.s * Z / m)
         safe = np.where(m > 0, m, 1.0)
-        return m, np.where(m > 0, np.rint(self.s * Z / safe), 0.0)
+        return np.where(m > 0, np.rint(self.s * Z / safe), 0.0)
 
     def _apply(self, Z, t):
-        m, L = self._levels(Z)
-        return m * L / self.s
+        m, _ = self._scale_of(Z)
+        return m * self._levels_at(Z, m) / self.s
 
     def _encode_bits(self, Z, t):
-        m, L = self._levels(Z)
-        codes = (L + self.s).astype(np.int64)
-        return np.concatenate([_raw_bits(m), _uint_bits(codes, self.bits)], axis=1)
+        m, codes = self._scale_of(Z)
+        levels = (self._levels_at(Z, m) + self.s).astype(np.int64)
+        head = _raw_bits(m) if codes is None else _uint_bits(codes, _POW2_CODE_BITS)
+        return np.concatenate([head, _uint_bits(levels, self.bits)], axis=1)
 
     def _decode_bits(self, bits, t):
-        m = _bits_raw(bits[:, :64], 1)
-        L = (_bits_uint(bits[:, 64:], self.dim, self.bits) - self.s).astype(np.float64)
+        nh = _POW2_CODE_BITS if self.scale == "pow2" else 64
+        if self.scale == "pow2":
+            codes = _bits_uint(bits[:, :nh], 1, nh)
+            m = np.where(codes > 0, np.ldexp(1.0, codes - _POW2_BIAS), 0.0)
+        else:
+            m = _bits_raw(bits[:, :nh], 1)
+        L = (_bits_uint(bits[:, nh:], self.dim, self.bits) - self.s).astype(np.float64)
         return m * L / self.s
 
 

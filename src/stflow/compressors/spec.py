@@ -32,7 +32,10 @@ __all__ = [
 COMPRESSOR_DOCS: dict[str, dict[str, tuple[object, str]]] = {
     "identity": {},
     "topk": {"k": (1, "entries kept per message, 1 <= k <= d")},
-    "quantize": {"bits": (4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels")},
+    "quantize": {
+        "bits": (4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels"),
+        "scale": ("float64", "how m is sent: float64 (64 bits) or pow2 (12-bit exponent of 2^e >= m)"),
+    },
     "scalarize": {
         "basis": ("cyclic", "direction phi(t): cyclic, sinusoid, random or constant"),
         "tau": (0.01, "time each cyclic/random direction is held, > 0"),
@@ -67,6 +70,8 @@ EXAMPLE_SPECS: tuple[str, ...] = (
     "quantize:bits=2",
     "quantize:bits=4",
     "quantize:bits=8",
+    "quantize:bits=2,scale=pow2",
+    "quantize:bits=4,scale=pow2",
     "scalarize:basis=cyclic",
     "scalarize:basis=sinusoid",
     "scalarize:basis=random",
@@ -75,6 +80,7 @@ EXAMPLE_SPECS: tuple[str, ...] = (
     "randk:k=2",
     "fixedquant:step=0.1",
     "topk:k=2|quantize:bits=4",
+    "topk:k=2|quantize:bits=4,scale=pow2",
     "randk:k=2|quantize:bits=3",
     "quantize:bits=3|topk:k=2",
 )
@@ -145,6 +151,16 @@ class Composition(_BitCompressor):
         if self._sparse:
             return super().decode(messages, t)
         return self.second.decode(messages, t)
+
+    def encode_array(self, Z: np.ndarray, t: float) -> np.ndarray:
+        if self._sparse:
+            return super().encode_array(Z, t)
+        return self.second.encode_array(self.first(Z, t), t)
+
+    def decode_array(self, buf: np.ndarray, t: float) -> np.ndarray:
+        if self._sparse:
+            return super().decode_array(buf, t)
+        return self.second.decode_array(buf, t)
 
     def _kept(self, Z, t):
         if type(self.first) is TopK:
