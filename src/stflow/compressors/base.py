@@ -88,7 +88,7 @@ class Compressor(abc.ABC):
         >>> from stflow.compressors import make_compressor
         >>> c = make_compressor("sign", 4)
         >>> buf = c.encode_array(np.array([[2.0, 0.0, -1.0, 1.0]]), 0.0)
-        >>> buf.shape, buf.dtype.name, buf[0, -1] == 0b11010000
+        >>> buf.shape, buf.dtype.name, int(buf[0, -1]) == 0b11010000
         ((1, 9), 'uint8', True)
         """
         Z2, _ = self._rows(Z)
