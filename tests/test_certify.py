@@ -229,3 +229,32 @@ def test_huge_dimension_is_refused_with_an_estimate():
 def test_seed_must_be_nonnegative():
     with pytest.raises(InputError, match="`seed` must be an integer >= 0"):
         certify("sign", 3, seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["topk:k=2", "--dim", "10", "--seed", "-1"], "--seed must be an integer >= 0"),
+        (["topk:k=2", "--dim", "100000000"], r"needs about .* GB, above the limits"),
+        (["|".join(["topk:k=1"] * 2000), "--dim", "10"], "2000 stages, more than 32"),
+        (["topk:k=1|" * 2000, "--dim", "10"], "stages, more than 32"),
+    ],
+)
+def test_cli_bad_certify_is_one_line_exit_2(capsys, argv, match):
+    from stflow.cli import main
+
+    assert main(["certify", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("stflow: error: ")
+    assert __import__("re").search(match, err), err
+
+
+def test_cli_certify_json_has_the_uniformity_fields(capsys):
+    import json
+
+    from stflow.cli import main
+
+    assert main(["certify", "topk:k=2", "--dim", "6", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["spatio_temporal"] and out["start_times"][0] == 0.0
+    assert out["start_times"][-1] >= 1e3 and min(out["start_rates"]) > 0.3  # k/d = 1/3

@@ -120,7 +120,8 @@ def initial_conditions(
         labels.append("sparse")
     extra = rng.permutation(np.arange(1, d - 1))[:2] if d > 2 else np.array([], dtype=int)
     for j in dict.fromkeys([0, d - 1, *extra.tolist()]):
-        rows.append(np.eye(d)[j])
+        rows.append(np.zeros(d))
+        rows[-1][j] = 1.0
         labels.append(f"basis e_{j}")
     rows.append(np.ones(d))
     labels.append("constant")
@@ -521,7 +522,8 @@ def _probe_bound(comp: Compressor, rng: np.random.Generator) -> float:
     d = comp.dim
     Z = rng.standard_normal((64, d)) * 10.0 ** rng.uniform(-3, 3, (64, 1))
     Z[:16] *= rng.random((16, d)) < 0.25
-    Z[16:24] = np.eye(d)[rng.integers(0, d, 8)]
+    Z[16:24] = 0.0
+    Z[np.arange(16, 24), rng.integers(0, d, 8)] = 1.0
     Z = Z[np.linalg.norm(Z, axis=1) > 0]
     best = 0.0
     for t in rng.uniform(0.0, 10.0, 4):

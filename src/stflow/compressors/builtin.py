@@ -303,7 +303,7 @@ class Scalarize(_BitCompressor):
             "sinusoid": 1.0 / (2 * math.pi * self.freq * d),
             "constant": math.inf,
         }[basis]
-        self._omega = 2.0 * math.pi * self.freq * np.arange(1, d + 1)
+        self._omega = None  # sinusoid frequencies, built on first use
 
     def phi(self, t: float) -> np.ndarray:
         """The direction :math:`\\phi(t)`, shape (d,)."""
@@ -311,6 +311,8 @@ class Scalarize(_BitCompressor):
         d = self.dim
         if self.basis == "sinusoid":
             _window(t, 1.0)  # only checks t >= 0
+            if self._omega is None:
+                self._omega = 2.0 * math.pi * self.freq * np.arange(1, d + 1)
             return math.sqrt(2.0 / d) * np.sin(self._omega * t + math.pi / 4)
         if self.basis == "constant":
             return np.full(d, 1.0 / math.sqrt(d))

@@ -18,7 +18,12 @@ from .base import Compressor, _BitCompressor
 from .builtin import FixedQuant, Identity, Quantize, RandK, Scalarize, Sign, TopK
 from .user import _load_user
 
+#: Most stages ``A|B|...`` a spec may compose (a deeper chain only repeats work and would
+#: nest calls past Python's recursion limit).
+MAX_STAGES = 32
+
 __all__ = [
+    "MAX_STAGES",
     "Composition",
     "make_compressor",
     "compressor_names",
@@ -215,10 +220,10 @@ def _convert(name: str, key: str, value: str):
     return value
 
 
-def _build_stage(stage: str, dim: int) -> Compressor:
+def _build_stage(stage: str, dim: int, base_dir=None) -> Compressor:
     stage = stage.strip()
     if stage.startswith("py:"):
-        return _load_user(stage, dim)
+        return _load_user(stage, dim, base_dir)
     name, _, args = stage.partition(":")
     name = name.strip()
     if name not in COMPRESSOR_DOCS:
@@ -238,15 +243,19 @@ def _build_stage(stage: str, dim: int) -> Compressor:
     return _CLASSES[name](dim, **params)
 
 
-def make_compressor(spec: str, dim: int) -> Compressor:
+def make_compressor(spec: str, dim: int, *, base_dir=None) -> Compressor:
     """Build a compressor from a spec string at dimension ``dim``.
 
     Grammar: ``name[:key=value[,key=value...]]``; ``A|B|...`` composes left to right
-    (:math:`C = B \\circ A`); ``py:MODULE:ATTR[:key=value,...]`` (or
-    ``py:path/to/file.py:ATTR``) calls ``ATTR(dim, **kwargs)``, which returns a
-    :class:`Compressor` or a plain callable ``C(Z, t)`` (wrapped in
-    :class:`CallableCompressor`; kwargs are parsed as int, then float, then str). Missing
-    keys take the defaults in :data:`COMPRESSOR_DOCS`.
+    (:math:`C = B \\circ A`, at most :data:`MAX_STAGES` stages);
+    ``py:MODULE:ATTR[:key=value,...]`` (or ``py:path/to/file.py:ATTR``) calls
+    ``ATTR(dim, **kwargs)``, which returns a :class:`Compressor` or a plain callable
+    ``C(Z, t)`` (wrapped in :class:`CallableCompressor`; kwargs are parsed as int, then
+    float, then str). Missing keys take the defaults in :data:`COMPRESSOR_DOCS`.
+
+    ``base_dir`` (a folder, e.g. the config file's) resolves a relative ``py:`` file path;
+    without it the path is relative to the working directory. A module name (no ``/``, no
+    ``.py``) is imported from ``sys.path`` (``PYTHONPATH``) either way.
 
     Examples
     --------
@@ -260,9 +269,14 @@ def make_compressor(spec: str, dim: int) -> Compressor:
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"`spec` must be a non-empty string (got {spec!r}): e.g. 'topk:k=2'")
     stages = spec.split("|")
+    if len(stages) > MAX_STAGES:
+        raise InputError(
+            f"`spec` has {len(stages)} stages, more than {MAX_STAGES} (starts "
+            f"{spec[:40]!r}): compose at most {MAX_STAGES} compressors"
+        )
     if any(not s.strip() for s in stages):
         raise InputError(f"`spec` {spec!r} has an empty stage around '|': write A|B")
-    comp = _build_stage(stages[0], int(dim))
+    comp = _build_stage(stages[0], int(dim), base_dir)
     for stage in stages[1:]:
-        comp = Composition(comp, _build_stage(stage, int(dim)))
+        comp = Composition(comp, _build_stage(stage, int(dim), base_dir))
     return comp
