@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ._bits import _assemble, _split
 
 __all__ = [
     "Compressor",
@@ -171,7 +172,10 @@ class Compressor(abc.ABC):
 
 
 class _BitCompressor(Compressor):
-    """Built-in compressor defined by ``_apply``, ``_encode_bits`` and ``_decode_bits``."""
+    """Built-in compressor defined by ``_apply`` and its message as segments: ``_segments``
+    (Z -> list of ("bits" | "bytes", (N, n) array)), ``_layout`` (the kinds and sizes) and
+    ``_from_segments`` (segments -> C(Z, t)); see :func:`stflow.compressors._bits._assemble`.
+    """
 
     def __call__(self, Z: np.ndarray, t: float) -> np.ndarray:
         Z2, one = self._rows(Z)
@@ -186,21 +190,22 @@ class _BitCompressor(Compressor):
 
     def encode_array(self, Z: np.ndarray, t: float) -> np.ndarray:
         Z2, _ = self._rows(Z)
-        return np.packbits(self._encode_bits(Z2, float(t)), axis=1)
+        return _assemble(self._segments(Z2, float(t)), Z2.shape[0])
 
     def decode_array(self, buf: np.ndarray, t: float) -> np.ndarray:
         buf = self._check_buffer(buf)
         if buf.shape[0] == 0:
             return np.zeros((0, self.dim))
-        nbits = int(self.bits_per_message())
-        bits = np.unpackbits(buf, axis=1, count=nbits)
-        return self._decode_bits(bits, float(t))
+        return self._from_segments(_split(buf, self._layout()), float(t))
 
     @abc.abstractmethod
     def _apply(self, Z: np.ndarray, t: float) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def _encode_bits(self, Z: np.ndarray, t: float) -> np.ndarray: ...
+    def _segments(self, Z: np.ndarray, t: float) -> list: ...
 
     @abc.abstractmethod
-    def _decode_bits(self, bits: np.ndarray, t: float) -> np.ndarray: ...
+    def _layout(self) -> list: ...
+
+    @abc.abstractmethod
+    def _from_segments(self, segs: list, t: float) -> np.ndarray: ...

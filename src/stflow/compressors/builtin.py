@@ -7,7 +7,16 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from ._bits import _bits_raw, _bits_uint, _index_width, _raw_bits, _uint_bits
+from ._bits import (
+    _bits_uint,
+    _bytes_f8,
+    _f8_bytes,
+    _index_width,
+    _segment_uint,
+    _uint_bits,
+    _uint_layout,
+    _uint_segment,
+)
 from ._common import (
     _BASES,
     _MAX_LEVEL_BITS,
@@ -58,11 +67,14 @@ class Identity(_BitCompressor):
     def _apply(self, Z, t):
         return Z.copy()
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits(Z)
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(Z))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits, self.dim)
+    def _layout(self):
+        return [("bytes", 8 * self.dim)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0])
 
 
 class TopK(_BitCompressor):
@@ -119,16 +131,18 @@ class TopK(_BitCompressor):
     def _apply(self, Z, t):
         return np.where(self.mask(Z), Z, 0.0)
 
-    def _encode_bits(self, Z, t):
+    def _segments(self, Z, t):
         idx = self.indices(Z)
         vals = np.take_along_axis(Z, idx, axis=1)
-        return np.concatenate([_uint_bits(idx, _index_width(self.dim)), _raw_bits(vals)], 1)
+        return [("bits", _uint_bits(idx, _index_width(self.dim))), ("bytes", _f8_bytes(vals))]
 
-    def _decode_bits(self, bits, t):
-        nib = self.k * _index_width(self.dim)
-        idx = _bits_uint(bits[:, :nib], self.k, _index_width(self.dim))
-        out = np.zeros((bits.shape[0], self.dim))
-        np.put_along_axis(out, idx, _bits_raw(bits[:, nib:], self.k), axis=1)
+    def _layout(self):
+        return [("bits", self.k * _index_width(self.dim)), ("bytes", 8 * self.k)]
+
+    def _from_segments(self, segs, t):
+        idx = _bits_uint(segs[0], self.k, _index_width(self.dim))
+        out = np.zeros((segs[1].shape[0], self.dim))
+        np.put_along_axis(out, idx, _bytes_f8(segs[1]), axis=1)
         return out
 
 
@@ -221,20 +235,25 @@ class Quantize(_BitCompressor):
         m, _ = self._scale_of(Z)
         return m * self._levels_at(Z, m) / self.s
 
-    def _encode_bits(self, Z, t):
+    def _segments(self, Z, t):
         m, codes = self._scale_of(Z)
         levels = (self._levels_at(Z, m) + self.s).astype(np.int64)
-        head = _raw_bits(m) if codes is None else _uint_bits(codes, _POW2_CODE_BITS)
-        return np.concatenate([head, _uint_bits(levels, self.bits)], axis=1)
+        head = ("bytes", _f8_bytes(m)) if codes is None else (
+            "bits", _uint_bits(codes, _POW2_CODE_BITS)
+        )
+        return [head, _uint_segment(levels, self.bits)]
 
-    def _decode_bits(self, bits, t):
-        nh = _POW2_CODE_BITS if self.scale == "pow2" else 64
+    def _layout(self):
+        head = ("bits", _POW2_CODE_BITS) if self.scale == "pow2" else ("bytes", 8)
+        return [head, _uint_layout(self.dim, self.bits)]
+
+    def _from_segments(self, segs, t):
         if self.scale == "pow2":
-            codes = _bits_uint(bits[:, :nh], 1, nh)
+            codes = _bits_uint(segs[0], 1, _POW2_CODE_BITS)
             m = np.where(codes > 0, np.ldexp(1.0, codes - _POW2_BIAS), 0.0)
         else:
-            m = _bits_raw(bits[:, :nh], 1)
-        L = (_bits_uint(bits[:, nh:], self.dim, self.bits) - self.s).astype(np.float64)
+            m = _bytes_f8(segs[0])
+        L = (_segment_uint(segs[1], self.dim, self.bits) - self.s).astype(np.float64)
         return m * L / self.s
 
 
@@ -330,11 +349,14 @@ class Scalarize(_BitCompressor):
         phi = self.phi(t)
         return (Z @ phi)[:, None] * phi
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits((Z @ self.phi(t))[:, None])
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes((Z @ self.phi(t))[:, None]))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits, 1) * self.phi(t)
+    def _layout(self):
+        return [("bytes", 8)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0]) * self.phi(t)
 
 
 class Sign(_BitCompressor):
@@ -368,11 +390,14 @@ class Sign(_BitCompressor):
     def _apply(self, Z, t):
         return self._scale(Z) * np.where(Z >= 0, 1.0, -1.0)
 
-    def _encode_bits(self, Z, t):
-        return np.concatenate([_raw_bits(self._scale(Z)), (Z >= 0).astype(np.uint8)], axis=1)
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(self._scale(Z))), ("bits", (Z >= 0).view(np.uint8))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits[:, :64], 1) * np.where(bits[:, 64:] == 1, 1.0, -1.0)
+    def _layout(self):
+        return [("bytes", 8), ("bits", self.dim)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0]) * np.where(segs[1] == 1, 1.0, -1.0)
 
 
 class RandK(_BitCompressor):
@@ -419,12 +444,15 @@ class RandK(_BitCompressor):
         out[:, S] = Z[:, S]
         return out
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits(Z[:, self.support(t)])
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(Z[:, self.support(t)]))]
 
-    def _decode_bits(self, bits, t):
-        out = np.zeros((bits.shape[0], self.dim))
-        out[:, self.support(t)] = _bits_raw(bits, self.k)
+    def _layout(self):
+        return [("bytes", 8 * self.k)]
+
+    def _from_segments(self, segs, t):
+        out = np.zeros((segs[0].shape[0], self.dim))
+        out[:, self.support(t)] = _bytes_f8(segs[0])
         return out
 
 
@@ -456,14 +484,17 @@ class FixedQuant(_BitCompressor):
     def _apply(self, Z, t):
         return self.step * np.rint(Z / self.step)
 
-    def _encode_bits(self, Z, t):
+    def _segments(self, Z, t):
         L = np.rint(Z / self.step)
         if not np.all(np.abs(L) < 2.0**62):
             raise InputError(
                 f"`Z` is too large for {self.spec!r}: levels |z/step| must stay below 2^62 "
                 "and be finite; raise step"
             )
-        return _raw_bits(L.astype(np.int64), "<i8")
+        return [("bytes", _f8_bytes(L.astype(np.int64), "<i8"))]
 
-    def _decode_bits(self, bits, t):
-        return self.step * _bits_raw(bits, self.dim, "<i8").astype(np.float64)
+    def _layout(self):
+        return [("bytes", 8 * self.dim)]
+
+    def _from_segments(self, segs, t):
+        return self.step * _bytes_f8(segs[0], "<i8").astype(np.float64)

@@ -172,22 +172,28 @@ class Composition(_BitCompressor):
             return self.first.indices(Z)
         return np.broadcast_to(self.first.support(t), (Z.shape[0], self.first.k))
 
-    def _encode_bits(self, Z, t):
+    def _segments(self, Z, t):
         idx = self._kept(Z, t)
         vals = np.take_along_axis(Z, idx, axis=1)
-        parts = [self._inner._encode_bits(vals, t)]
+        segs = self._inner._segments(vals, t)
         if type(self.first) is TopK:
-            parts.insert(0, _uint_bits(idx, _index_width(self.dim)))
-        return np.concatenate(parts, axis=1)
+            segs.insert(0, ("bits", _uint_bits(idx, _index_width(self.dim))))
+        return segs
 
-    def _decode_bits(self, bits, t):
-        nib, k = self._index_bits(), self.first.k
+    def _layout(self):
+        head = [("bits", self._index_bits())] if type(self.first) is TopK else []
+        return head + self._inner._layout()
+
+    def _from_segments(self, segs, t):
+        k = self.first.k
+        n_rows = segs[0].shape[0]
         if type(self.first) is TopK:
-            idx = _bits_uint(bits[:, :nib], k, _index_width(self.dim))
+            idx = _bits_uint(segs[0], k, _index_width(self.dim))
+            segs = segs[1:]
         else:
-            idx = np.broadcast_to(self.first.support(t), (bits.shape[0], k))
-        out = np.zeros((bits.shape[0], self.dim))
-        np.put_along_axis(out, idx, self._inner._decode_bits(bits[:, nib:], t), axis=1)
+            idx = np.broadcast_to(self.first.support(t), (n_rows, k))
+        out = np.zeros((n_rows, self.dim))
+        np.put_along_axis(out, idx, self._inner._from_segments(segs, t), axis=1)
         return out
 
 

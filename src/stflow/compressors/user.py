@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._bits import _bits_raw, _raw_bits
+from ._bits import _bytes_f8, _f8_bytes
 from ._common import _parse_pairs
 from .base import Compressor, _BitCompressor
 
@@ -68,11 +68,14 @@ class CallableCompressor(_BitCompressor):
     def _apply(self, Z, t):
         return _checked_output(self.spec, _guarded(self.spec, self.fn, Z, t), Z, t)
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits(self._apply(Z, t))
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(self._apply(Z, t)))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits, self.dim)
+    def _layout(self):
+        return [("bytes", 8 * self.dim)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0])
 
 
 def _guarded(spec: str, fn: Callable, *args):
