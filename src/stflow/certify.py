@@ -419,7 +419,7 @@ def _window_rates(t, R, n_groups, n_base):
     cols = np.arange(R.shape[1])
     t_end = t[last]
     rate = np.where(t_end > 0, -R[last, cols] / np.where(t_end > 0, t_end, 1.0), np.inf)
-    return rate.reshape(n_groups, n_base).min(axis=1)
+    return rate.reshape(n_groups, n_base).min(axis=1) + 0.0  # no -0.0
 
 
 def _call(comp: Compressor, Z: np.ndarray, t: float) -> np.ndarray:
