@@ -258,3 +258,12 @@ def test_cli_certify_json_has_the_uniformity_fields(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["spatio_temporal"] and out["start_times"][0] == 0.0
     assert out["start_times"][-1] >= 1e3 and min(out["start_rates"]) > 0.3  # k/d = 1/3
+
+
+def test_progress_bar_on_stderr_only_when_asked(capsys):
+    quiet = certify("topk:k=1", 4)
+    assert capsys.readouterr().err == ""
+    loud = certify("topk:k=1", 4, progress=True)
+    err = capsys.readouterr().err
+    assert "certify topk:k=1" in err and "step" in err
+    assert loud == quiet  # the bar changes nothing else
