@@ -29,6 +29,7 @@ from ._common import (
 from .base import _BitCompressor
 
 _SCALES = ("float64", "pow2")
+_ARGMAX_K = 8  # TopK.indices uses k rounds of argmax up to this k
 _POW2_CODE_BITS = 12  # exponent code e + 1075 of the power-of-two scale
 _POW2_BIAS = 1075  # code 0 means m = 0; e >= -1074 (smallest subnormal) gives code >= 1
 
@@ -125,11 +126,28 @@ class TopK(_BitCompressor):
         return keep
 
     def indices(self, Z: np.ndarray) -> np.ndarray:
-        """(N, k) kept indices per row, increasing."""
-        return np.nonzero(self.mask(Z))[1].reshape(Z.shape[0], self.k)
+        """(N, k) kept indices per row, increasing (the nonzeros of :meth:`mask`).
+
+        For k <= 8: k rounds of ``argmax`` (the first maximum, so ties go to the lower
+        index), each removing the entry it found; otherwise (or with NaN) from the mask.
+        """
+        k = self.k
+        A = np.abs(Z)
+        if k > _ARGMAX_K or np.isnan(A).any():
+            return np.nonzero(self.mask(Z))[1].reshape(Z.shape[0], k)
+        rows = np.arange(A.shape[0])
+        idx = np.empty((A.shape[0], k), dtype=np.intp)
+        for j in range(k):
+            idx[:, j] = np.argmax(A, axis=1)
+            A[rows, idx[:, j]] = -1.0  # below every |z_j|
+        idx.sort(axis=1)
+        return idx
 
     def _apply(self, Z, t):
-        return np.where(self.mask(Z), Z, 0.0)
+        idx = self.indices(Z)
+        out = np.zeros_like(Z)
+        np.put_along_axis(out, idx, np.take_along_axis(Z, idx, axis=1), axis=1)
+        return out
 
     def _segments(self, Z, t):
         idx = self.indices(Z)

@@ -145,7 +145,15 @@ class Composition(_BitCompressor):
         return self.first.k * _index_width(self.dim) if type(self.first) is TopK else 0
 
     def _apply(self, Z, t):
-        return self.second(self.first(Z, t), t)
+        if not self._sparse:
+            return self.second(self.first(Z, t), t)
+        # B on the k kept values only: the same numbers as B(A(z)) (B maps 0 to 0, and
+        # the max over the kept entries is the max over the sparse vector), k/d the work
+        idx = self._kept(Z, t)
+        out = np.zeros_like(Z)
+        kept = self._inner(np.take_along_axis(Z, idx, axis=1), t)
+        np.put_along_axis(out, idx, kept, axis=1)
+        return out
 
     def encode(self, Z: np.ndarray, t: float) -> list[bytes]:
         if self._sparse:
