@@ -9,13 +9,14 @@ import numpy as np
 
 from ._validate import _validate_arrays
 from .base import Problem, _smallest_eigenvalue
+from .minibatch import RowCosts
 
 __all__ = [
     "LeastSquaresProblem",
 ]
 
 
-class LeastSquaresProblem(Problem):
+class LeastSquaresProblem(RowCosts, Problem):
     r"""Least-squares costs :math:`f_i(x) = \tfrac12 \|A_i x - b_i\|^2`.
 
     ``x_star`` is the minimum-norm minimizer when :math:`\sum_i A_i^T A_i` is singular
@@ -27,6 +28,9 @@ class LeastSquaresProblem(Problem):
     b : array_like, shape (N, m)
     x_star, f_star : optional
         A known optimum (skips the solve).
+    batch, seed, agent_ids : optional
+        Minibatches of SPEC section 7 (:meth:`stochastic_grad`): B rows per evaluation (None:
+        full gradients), the ``[problem] seed``, the agents' global ids (default 0..N-1).
 
     Examples
     --------
@@ -38,10 +42,21 @@ class LeastSquaresProblem(Problem):
 
     kind = "least_squares"
 
-    def __init__(self, A: Any, b: Any, *, x_star: Any = None, f_star: Any = None):
+    def __init__(
+        self,
+        A: Any,
+        b: Any,
+        *,
+        x_star: Any = None,
+        f_star: Any = None,
+        batch: int | None = None,
+        seed: int = 0,
+        agent_ids: Any = None,
+    ):
         arr = _validate_arrays("least_squares", {"A": A, "b": b}, fix="fix the data arrays")
         self.A, self.b = arr["A"], arr["b"]
         super().__init__(self.A.shape[0], self.A.shape[2], x_star=x_star, f_star=f_star)
+        self._init_rows(batch=batch, seed=seed, agent_ids=agent_ids)
 
     def _residual(self, X: np.ndarray) -> np.ndarray:
         return (self.A @ X[:, :, None])[:, :, 0] - self.b
@@ -53,6 +68,12 @@ class LeastSquaresProblem(Problem):
     def grad(self, X: np.ndarray) -> np.ndarray:
         r = self._residual(self._check_X(X))
         return (r[:, None, :] @ self.A)[:, 0, :]
+
+    def _rows_grad(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        agent = np.arange(idx.shape[0])[:, None]
+        a = self.A[agent, idx]  # (n, B, d)
+        r = np.einsum("nbd,nd->nb", a, X) - self.b[agent, idx]
+        return np.einsum("nb,nbd->nd", r, a)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"A": self.A, "b": self.b}
@@ -77,4 +98,4 @@ class LeastSquaresProblem(Problem):
         return np.linalg.lstsq(self.A.reshape(-1, self.dim), self.b.ravel(), rcond=None)[0]
 
     def _from_arrays(self, arrays: dict[str, np.ndarray], **kw: Any) -> Problem:
-        return LeastSquaresProblem(arrays["A"], arrays["b"], **kw)
+        return LeastSquaresProblem(arrays["A"], arrays["b"], **self._row_options(arrays, kw))

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..problems import (
+from ...errors import InputError
+from ...problems import (
     LeastSquaresProblem,
     LogisticProblem,
     Problem,
@@ -40,6 +40,7 @@ __all__ = [
     "problem_shape",
     "generate_block",
     "load_block",
+    "supports_blocks",
     "DistributedSums",
     "distributed_optimum",
 ]
@@ -212,6 +213,27 @@ def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str
     return {"A": a, "y": y}
 
 
+def supports_blocks(problem_cfg: dict) -> bool:
+    """True when :func:`load_block` can read or generate one block without the others:
+    generated data or a problem-array ``.npz`` of the quadratic, least-squares or logistic
+    kinds, full gradients. Other problems (data tables, learning problems, minibatches) are
+    small enough for every rank to build whole and keep its block.
+
+    Examples
+    --------
+    >>> supports_blocks({"kind": "quadratic", "data": None, "dataset": None, "target": None})
+    True
+    """
+    p = problem_cfg
+    return (
+        p.get("kind") in _KEYS
+        and p.get("dataset") is None
+        and p.get("target") is None
+        and not str(p.get("data")).endswith(".csv")
+        and p.get("batch") is None
+    )
+
+
 def load_block(problem_cfg: dict, start: int, stop: int, **optimum) -> Problem:
     """The local costs of agents ``start:stop`` only, as a :class:`stflow.problems.Problem`.
 
@@ -377,7 +399,7 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
 
 
 def _logistic_minimize(sums: DistributedSums) -> np.ndarray:
-    from ..problems.logistic import trust_exact_minimize
+    from ...problems.logistic import trust_exact_minimize
 
     loc = sums.local
     x = trust_exact_minimize(sums, sums.dim)
