@@ -138,3 +138,16 @@ def test_user_compressor_class_is_guarded_and_gets_encode_array(tmp_path):
     failing = make_compressor(f"py:{tmp_path / 'halve_class.py'}:make:fail_at=2.0", 3)
     with pytest.raises(InputError, match=r"compressor `py:halve-class` raised KeyError"):
         certify(failing)
+
+
+def test_resolve_user_paths_makes_the_spec_cwd_independent(tmp_path, monkeypatch):
+    from stflow.compressors import resolve_user_paths
+
+    (tmp_path / "lib").mkdir()
+    code = "def make(dim, f=0.5):\n    return lambda Z, t: f * Z\n"
+    (tmp_path / "lib" / "halver.py").write_text(code)
+    spec = resolve_user_paths("py:lib/halver.py:make:f=0.25 | topk:k=1", tmp_path)
+    assert spec == f"py:{tmp_path / 'lib' / 'halver.py'}:make:f=0.25 | topk:k=1"
+    monkeypatch.chdir("/")
+    assert make_compressor(spec, 2)([4.0, -8.0], 0.0).tolist() == [0.0, -2.0]
+    assert resolve_user_paths("topk:k=2|py:mod:make", tmp_path) == "topk:k=2|py:mod:make"

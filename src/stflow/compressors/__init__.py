@@ -57,6 +57,7 @@ from .spec import (
     Composition,
     compressor_names,
     make_compressor,
+    resolve_user_paths,
 )
 from .spec import _build_stage as _build_stage
 from .spec import _convert as _convert
@@ -77,6 +78,7 @@ __all__ = [
     "Composition",
     "CallableCompressor",
     "make_compressor",
+    "resolve_user_paths",
     "compressor_names",
     "COMPRESSOR_DOCS",
     "COMPRESSOR_SUMMARY",

@@ -24,6 +24,7 @@ MAX_STAGES = 32
 
 __all__ = [
     "MAX_STAGES",
+    "resolve_user_paths",
     "Composition",
     "make_compressor",
     "compressor_names",
@@ -255,6 +256,37 @@ def _build_stage(stage: str, dim: int, base_dir=None) -> Compressor:
             )
     params = {key: _convert(name, key, v) for key, v in raw.items()}
     return _CLASSES[name](dim, **params)
+
+
+def resolve_user_paths(spec: str, base_dir) -> str:
+    """The spec with every relative ``py:`` file path made absolute against ``base_dir``.
+
+    For a config loader that wants a spec valid from any working directory (the MPI
+    ranks rebuild the compressor from the spec): stages that are not ``py:`` files, module
+    names and absolute paths are kept as written.
+
+    Examples
+    --------
+    >>> resolve_user_paths("py:lib/c.py:make:tau=0.1|topk:k=2", "/cfg")
+    'py:/cfg/lib/c.py:make:tau=0.1|topk:k=2'
+    >>> resolve_user_paths("py:my_module:make", "/cfg")
+    'py:my_module:make'
+    """
+    from pathlib import Path
+
+    if not isinstance(spec, str):
+        return spec
+    stages = []
+    for stage in spec.split("|"):
+        text = stage.strip()
+        if text.startswith("py:"):
+            module, sep, rest = text[3:].partition(":")
+            path = Path(module.strip()).expanduser()
+            is_file = module.endswith(".py") or "/" in module or "\\" in module
+            if is_file and not path.is_absolute():
+                stage = stage.replace(text, f"py:{Path(base_dir) / path}{sep}{rest}")
+        stages.append(stage)
+    return "|".join(stages)
 
 
 def make_compressor(spec: str, dim: int, *, base_dir=None) -> Compressor:
