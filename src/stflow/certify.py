@@ -318,7 +318,8 @@ def certify(
             np.nanmax(np.exp(Ru + max(lam, 0.0) * tu[:, None])),
         )
     )
-    fades = mu[0] > 0 and bool(np.any(mu[1:] < _UNIFORM_RATIO * mu[0]))
+    # the rate from every far start: positive and at least half the one from t0 = 0
+    fades = bool(np.any(mu[1:] < _UNIFORM_RATIO * mu[0]) or np.any(mu[1:] <= 0))
     if ok_i.all() and lam > 0 and not fades:
         reason = (
             f"every one of {M} trials decays, ||z(t)|| <= kappa exp(-rate (t - t0)) "
