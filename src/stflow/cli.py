@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("certify", help="numerical spatio-temporal certificate of a compressor")
     cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"')
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
-    cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories")
+    cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories (>= 0)")
     cert.add_argument("--json", action="store_true", help="print one JSON object")
+    cert.add_argument("--quiet", action="store_true", help="no progress bar")
     cert.add_argument("--debug", action="store_true", help="show tracebacks")
 
     rep = sub.add_parser("reproduce", help="run the reproduction suite E1..E8: report.md/.html")
@@ -150,8 +151,11 @@ def _cmd_certify(args) -> int:
     from .compressors import make_compressor
 
     if args.dim < 1:
-        raise InputError(f"--dim must be >= 1 (got {args.dim})")
-    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed)
+        raise InputError(f"--dim must be an integer >= 1 (got {args.dim}): e.g. --dim 10")
+    if args.seed < 0:
+        raise InputError(f"--seed must be an integer >= 0 (got {args.seed}): e.g. --seed 0")
+    progress = not args.quiet and sys.stderr.isatty()
+    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed, progress=progress)
     if args.json:
         print(json.dumps(cert.to_dict()))
     else:
