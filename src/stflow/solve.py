@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+from .interrupts import catch_interrupts
 from .metrics import Recorder, fitted_rate
 
 __all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT"]
@@ -185,30 +186,41 @@ def _solve_euler(flow, state, h, n_steps, record_every, tolerance, progress) -> 
         from tqdm import tqdm
 
         bar = tqdm(total=n_steps, unit="step", leave=False)
-    diverged_at = None
-    k = 0
-    for k in range(n_steps):
-        new = flow.step(state, k * h, h)
-        done = k + 1
-        if done % check_every == 0 or done == n_steps:
-            if _blown_up(new, limit):
-                diverged_at = done
+    diverged_at = interrupted = None
+    with catch_interrupts() as flag:
+        for k in range(n_steps):
+            new = flow.step(state, k * h, h)
+            done = k + 1
+            if done % check_every == 0 or done == n_steps:
+                if _blown_up(new, limit):
+                    diverged_at = done
+                    break
+            state = new
+            if done % record_every == 0 or done == n_steps:
+                rec.record(done, done * h, state["X"])
+                if bar is not None:
+                    bar.update(done - bar.n)
+            if flag.requested:
+                if rec.last_step != done:
+                    rec.record(done, done * h, state["X"])
+                interrupted = flag.signal
                 break
-        state = new
-        if done % record_every == 0 or done == n_steps:
-            rec.record(done, done * h, state["X"])
-            if bar is not None:
-                bar.update(done - bar.n)
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - start
-    steps_done = rec.last_step
+    steps_done = rec.last_step if diverged_at is None else diverged_at
     records = rec.columns()
     if diverged_at is not None:
         status = "diverged"
         message = (
             f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step {diverged_at} "
             f"(t = {diverged_at * h:.4g}); likely cause: {flow.divergence_cause(h)}"
+        )
+    elif interrupted is not None:
+        status = "interrupted"
+        message = (
+            f"interrupted by {interrupted} at step {steps_done} of {n_steps} "
+            f"(t = {steps_done * h:.4g}); the rows recorded up to it are kept"
         )
     else:
         status, message = _classify(records, tolerance)
@@ -217,7 +229,7 @@ def _solve_euler(flow, state, h, n_steps, record_every, tolerance, progress) -> 
         message=message,
         steps=int(steps_done),
         t_final=float(steps_done * h),
-        grad_evals=int((diverged_at or n_steps) * flow.n_agents),
+        grad_evals=int(steps_done * flow.n_agents),
         bits_per_message=flow.bits_per_message,
         bits_per_agent=float(steps_done * flow.bits_per_message),
         records=records,
@@ -228,20 +240,9 @@ def _solve_euler(flow, state, h, n_steps, record_every, tolerance, progress) -> 
 
 
 def _classify(records, tolerance) -> tuple[str, str]:
-    err = records["relative_error"]
-    final = float(err[-1])
-    if final <= tolerance:
-        return "converged", f"relative error {final:.3g} <= tolerance {tolerance:.3g}"
-    half = err[len(err) // 2]
-    if len(err) >= 4 and final > 0.5 * half:
-        return "stalled", (
-            f"relative error {final:.3g} > tolerance {tolerance:.3g} and stopped decreasing "
-            f"(it was {half:.3g} halfway through the run)"
-        )
-    return "not_converged", (
-        f"relative error {final:.3g} > tolerance {tolerance:.3g} but still decreasing: "
-        "raise [solver] horizon"
-    )
+    from .status import classify
+
+    return classify(records, tolerance)
 
 
 def _solve_continuous(flow, state, h, n_steps, record_every, tolerance, rtol, atol) -> Solution:
