@@ -278,24 +278,6 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
     ...
     stflow.errors.InputError: [solver] horizon / step = 1e+06 / 0.001 = 1e+09 steps, more than 1e+08: lower horizon or raise step, or add --force to run that many
     """
-    est = estimate_memory(config)
-    total = sum(est.values())
-    memory = total_memory() if memory is None else memory
-    if memory and total > memory:
-        p = config["problem"]
-        gb = 1e9
-        parts = ", ".join(
-            f"{name} {est[key] / gb:.3g} GB"
-            for name, key in (("problem data", "problem"), ("state", "state"),
-                              ("graph", "graph"), ("records", "records"))
-            if est[key] >= 0.1 * total
-        )
-        raise InputError(
-            f"[problem] agents = {p['agents']}, dim = {p['dim']} need about {total / gb:.3g} GB "
-            f"of memory ({parts}), more than this machine's {memory / gb:.3g} GB: lower "
-            "agents, dim or samples"
-            + (" (or raise [solver] record_every)" if est["records"] >= 0.5 * total else "")
-        )
     s = config["solver"]
     steps = _step_count(s)
     if steps > MAX_STEPS and not force:
@@ -304,6 +286,29 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
             f"more than {MAX_STEPS:.0e}: lower horizon or raise step, or add --force to run "
             "that many"
         )
+    est = estimate_memory(config)
+    total = sum(est.values())
+    memory = total_memory() if memory is None else memory
+    if not memory or total <= memory:
+        return
+    gb = 1e9
+    have = f"more than this machine's {memory / gb:.3g} GB"
+    if est["records"] >= 0.5 * total:
+        rows = est["records"] // 400
+        raise InputError(
+            f"[solver] horizon / step / record_every = {rows:.3g} recorded rows need about "
+            f"{total / gb:.3g} GB of memory, {have}: raise record_every or lower horizon"
+        )
+    p = config["problem"]
+    parts = ", ".join(
+        f"{name} {est[key] / gb:.3g} GB"
+        for name, key in (("problem data", "problem"), ("state", "state"), ("graph", "graph"))
+        if est[key] >= 0.1 * total
+    )
+    raise InputError(
+        f"[problem] agents = {p['agents']}, dim = {p['dim']} need about {total / gb:.3g} GB "
+        f"of memory ({parts}), {have}: lower agents, dim or samples"
+    )
 
 
 def _check_type(section: str, key: str, value):
