@@ -387,7 +387,7 @@ def _describe_failure(exc: BaseException, command: str) -> tuple[int, str]:
     if isinstance(exc, InputError):
         return EXIT_INPUT, f"stflow: error: {_one_line(exc)}"
     if isinstance(exc, KeyboardInterrupt):
-        where = " before the first step; nothing was written" if command == "run" else ""
+        where = " before any result was written" if command == "run" else ""
         return EXIT_INTERRUPTED, f"stflow: interrupted{where}"
     user = _user_frame(exc)
     if user is not None:
