@@ -208,6 +208,9 @@ def _config_cases(tmp_path):
         "step_gt_horizon.toml": "[problem]\nagents = 4\ndim = 3\n[solver]\nstep = 10.0\n"
                                 "horizon = 5.0\n",
         "csv_as_txt.toml": '[problem]\nkind = "least_squares"\ndata = "d.txt"\n',
+        "continuous_topk.toml": "[problem]\nagents = 4\ndim = 3\n[compressor]\n"
+                                'spec = "topk:k=2"\n[solver]\nmethod = "continuous"\n'
+                                "horizon = 0.5\n",
         "user_raises.toml": SMALL + f'[compressor]\nspec = "py:{tmp_path}/raises.py:make"\n',
     }
     for name, text in texts.items():
@@ -230,6 +233,8 @@ FAILURES = [
     ("long.toml", "= 1e+303 steps, more than 1e+08: lower horizon or raise step, or add --force"),
     ("step_gt_horizon.toml", "[solver] step must be <= horizon (got step = 10, horizon = 5)"),
     ("csv_as_txt.toml", "'d.txt' is a text table, not an .npz archive"),
+    ("continuous_topk.toml", 'method = "continuous" cannot integrate the compressor '
+                             "`topk:k=2`: topk jumps with z"),
     ("user_raises.toml", "raises.py:4 (in C) raised RuntimeError: boom in the user compressor"),
 ]
 

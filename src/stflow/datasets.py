@@ -196,6 +196,7 @@ def _load_csv(path: Path, target: str | None) -> Table:
 
 def _load_npz_table(path: Path, target: str | None) -> Table:
     tname = "y" if target is None else target
+    check_npz_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -452,6 +453,11 @@ def check_npz_file(path) -> None:
     except OSError:
         return
     if head.startswith(b"PK"):  # a zip archive, as numpy.savez writes
+        if not zipfile.is_zipfile(path):
+            raise InputError(
+                f"[problem] data: {path.name!r} is a damaged .npz archive (truncated or "
+                "corrupt zip): write it again with numpy.savez"
+            )
         return
     try:
         text = head.decode("utf-8")
