@@ -160,14 +160,18 @@ def _one_line_exit(capsys, argv, code):
 def test_help_names_exactly_the_commands_and_the_exit_codes(capsys):
     from stflow.cli import COMMANDS
 
-    assert main(["--help"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "later issues" not in text
     assert f"Commands: {', '.join(COMMANDS)}." in " ".join(text.split())
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
         assert f"\n  {code}" in text
     for command in COMMANDS:
-        assert main([command, "--help"]) == 0
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
         sub = capsys.readouterr().out
         assert "--quiet" in sub and "--debug" in sub and "130  interrupted" in sub
 

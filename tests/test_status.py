@@ -75,8 +75,11 @@ def test_thresholds():
 
 def test_converged_short_and_empty_records():
     assert _status(np.exp(-T))[0] == "converged"
-    status, message = _status([1.0, 0.5], t=np.array([0.0, 1.0]))
+    status, message = _status([0.5], t=np.array([1.0]))
     assert status == "not_converged" and "too few to judge" in message
+    status, message = _status([1.0, 0.5], t=np.array([0.0, 1.0]))  # two rows: exact slope
+    assert status == "not_converged" and "rate 0.693" in message
+    assert _status([1.0, 0.99], t=np.array([0.0, 1.0]))[0] == "stalled"
     assert _status([], t=np.zeros(0))[0] == "not_converged"
     assert _status([1.0, 2.0, math.nan], t=np.array([0.0, 1.0, 2.0]))[0] == "diverging"
 

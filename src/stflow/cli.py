@@ -134,7 +134,10 @@ def _check_out(text: str, *, allow_nonempty: bool) -> Path:
     full = Path(os.path.abspath(out))
     anchor = next(p for p in (full, *full.parents) if os.path.lexists(p))
     if not anchor.is_dir():
-        raise InputError(f"{where} is under {str(anchor)!r}, which is a file: give a folder path")
+        raise InputError(
+            f"{where} is not writable: it is under {str(anchor)!r}, which is a file: give a "
+            "folder path"
+        )
     if out.is_dir() and not allow_nonempty and any(out.iterdir()):
         raise InputError(f"{where} exists and is not empty: give a new folder or add --force")
     if not os.access(anchor, os.W_OK | os.X_OK):
@@ -421,15 +424,16 @@ def _describe_failure(exc: BaseException, command: str) -> tuple[int, str]:
 def main(argv=None) -> int:
     """Entry point of the ``stflow`` command; returns the exit code (see the module doc).
 
+    ``--help``, ``--version`` and usage errors raise ``SystemExit`` (0, 0 and 2) from
+    argparse, as usual.
+
     Examples
     --------
-    >>> main(["run"])
+    >>> main(["certify", "topk:k=5", "--dim", "3"])
     2
     """
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help, --version (0) and usage errors (2)
-        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     except KeyboardInterrupt:
         print("stflow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -30,9 +30,11 @@ class Solution:
     Attributes
     ----------
     status : str
-        ``"converged"`` (final relative error <= tolerance), ``"stalled"`` (above tolerance
-        and the error stopped decreasing over the last half of the run), ``"not_converged"``
-        (above tolerance, still decreasing: run longer) or ``"diverged"``.
+        ``"converged"`` (final relative error <= tolerance); above it, from the trend over
+        the last third of the record (:func:`stflow.status.classify`): ``"not_converged"``
+        (still decreasing: run longer), ``"stalled"`` (stopped decreasing) or
+        ``"diverging"`` (growing); ``"diverged"`` (non-finite or grown
+        :data:`GROWTH_LIMIT`-fold) or ``"interrupted"`` (SIGINT/SIGTERM).
     message : str
         One sentence explaining the status (for ``diverged``: the likely cause).
     records : dict of arrays

@@ -54,8 +54,8 @@ def tail_trend(t, error, *, fraction: float = TAIL_FRACTION) -> tuple[float, flo
     Returns ``(rate, factor, t_start, t_end)``: the fitted decay rate :math:`r` (per unit
     time; negative when the error grows), the fitted change of the error over the window
     :math:`\exp(-r (t_{end} - t_{start}))` (below 1: decreasing), and the window. At least
-    three rows are used (all of them when fewer exist); with fewer than two distinct times
-    the rate is 0 and the factor 1.
+    three rows are used (all of them when fewer exist; two rows give their exact slope);
+    with fewer than two distinct times the rate is 0 and the factor 1.
 
     Examples
     --------
@@ -117,10 +117,10 @@ def classify(records: dict, tolerance: float) -> tuple[str, str]:
     above = f"relative error {final:.3g} > tolerance {tolerance:.3g}"
     if not math.isfinite(final):
         return "diverging", f"{above}: the error is not finite; lower [solver] step"
-    if err.size < 3:
+    if err.size < 2:
         return "not_converged", (
-            f"{above}, and only {err.size} rows were recorded, too few to judge the trend: "
-            "raise [solver] horizon or lower record_every"
+            f"{above}, and only one row was recorded, too few to judge the trend: raise "
+            "[solver] horizon or lower record_every"
         )
     rate, factor, t0, t1 = tail_trend(t, err)
     window = f"over the last third of the run, t = {t0:.4g}..{t1:.4g}"
