@@ -409,3 +409,30 @@ def test_interrupt_in_a_real_process(tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr and "interrupted by SIGINT at step 51" in proc.stderr
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_mpi_out_checks_one_line_and_force_clears_stale(tmp_path):
+    import os
+    import shutil
+
+    exe = shutil.which("mpiexec")
+    assert exe, "mpiexec not found: install with python -m pip install -e '.[all]'"
+    cfg = _write(tmp_path, SMALL)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "comm.json").write_text('{"stale": true}')
+    (out / "convergence.png").write_bytes(b"old")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    base = [exe, "-n", "2", sys.executable, "-m", "stflow.cli", "run", str(cfg), "--backend",
+            "mpi", "--out", str(out), "--quiet"]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"stflow: error: --out {str(out)!r} exists and is not empty: give a new folder or add "
+        "--force"
+    ]
+    proc = subprocess.run([*base, "--force", "--no-figure"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["comm.json", "metrics.csv", "summary.json"]
+    assert "stale" not in (out / "comm.json").read_text()

@@ -214,7 +214,7 @@ def _run_sim(args, out: Path) -> int:
 
 def _cmd_run_mpi(args) -> int:
     from .config import load_config, preflight
-    from .mpi import MPIInputError, require_launcher, run_mpi
+    from .mpi import require_launcher, run_mpi
 
     require_launcher()
     from mpi4py import MPI
@@ -228,8 +228,10 @@ def _cmd_run_mpi(args) -> int:
             config = None  # the runner reports it, agreed across ranks
         if config is not None:
             preflight(config, force=args.force)
-    except InputError as exc:
-        raise MPIInputError(str(exc), quiet=rank != 0) from None
+    except InputError:
+        if rank != 0:  # every rank found the same; rank 0 prints the one line
+            return EXIT_INPUT
+        raise
     if args.force and not args.resume and rank == 0:
         _clear_stale(out)
     try:
