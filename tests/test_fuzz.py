@@ -12,15 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from stflow.cli import main  # noqa: E402
-from stflow.output import read_metrics_csv  # noqa: E402
-from stflow.status import EXIT_CODES  # noqa: E402
+from stflow.cli import main
+from stflow.output import read_metrics_csv
+from stflow.status import EXIT_CODES
 
 SETTINGS = settings(
     max_examples=120,
