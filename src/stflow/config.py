@@ -29,6 +29,11 @@ __all__ = [
     "run_config",
     "config_markdown",
     "resolve_auto_gains",
+    "estimate_memory",
+    "total_memory",
+    "preflight",
+    "MAX_STEPS",
+    "MAX_STAGES",
 ]
 
 _REQUIRED = object()
@@ -122,21 +127,53 @@ _STR_KEYS = {("problem", "kind"), ("problem", "data"), ("problem", "split"),
              ("graph", "kind"), ("flow", "kind"),
              ("compressor", "spec"), ("solver", "method")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
+#: Most stages a ``[compressor] spec`` may compose with ``|``.
+MAX_STAGES = 64
+#: Smallest allowed value of the integer keys, and the fix a message suggests.
+_INT_MIN = {"agents": 2, "dim": 1, "record_every": 1, "samples": 1, "chords": 0, "seed": 0,
+            "local_steps": 1, "batch": 1, "classes": 2}
+_INT_FIX = {
+    "agents": "a network needs at least two agents; set [problem] agents >= 2",
+    "seed": "give a non-negative seed, e.g. seed = 0",
+}
+_EXAMPLES = {"step": 1e-3, "horizon": 30.0, "tolerance": 1e-8, "record_every": 100,
+             "agents": 10, "dim": 8, "samples": 20}
 
 
 def load_config(path) -> dict:
     """Read a TOML file and return the validated config with defaults filled in.
 
     Relative paths (``problem.data``, ``init.x0``/``v0`` given as files) are resolved against
-    the config file's folder.
+    the config file's folder. A missing, unreadable, non-UTF-8, invalid or empty file is an
+    :class:`~stflow.errors.InputError` (an empty config is refused rather than run with every
+    default).
     """
     path = Path(path)
+    where = f"config file {str(path)!r}"
+    if str(path).strip() == "":
+        raise InputError("config file path is empty: give a TOML file, e.g. examples/quickstart.toml")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise InputError(f"config file {str(path)!r} not found: check the path") from None
+        raise InputError(f"{where} not found: check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{where} is a folder: give the TOML file inside it") from None
+    except PermissionError:
+        raise InputError(f"{where} cannot be read (permission denied): fix its permissions") from None
+    except OSError as exc:
+        raise InputError(f"{where} cannot be read ({exc.strerror or exc}): check the path") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{where} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8 (TOML files must be UTF-8)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        raise InputError(f"{where} is not valid TOML: {exc}") from None
+    if not raw:
+        raise InputError(
+            f"{where} is empty: add at least [problem] and [solver], or start from "
+            "examples/quickstart.toml"
+        )
     return resolve_config(raw, base_dir=path.resolve().parent)
 
 
@@ -178,6 +215,12 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             value = copy.deepcopy(given.get(key, default))
             sec[key] = _check_type(section, key, value)
         out[section] = sec
+    solver = out["solver"]
+    if solver["step"] > solver["horizon"]:
+        raise InputError(
+            f"[solver] step must be <= horizon (got step = {solver['step']:g}, horizon = "
+            f"{solver['horizon']:g}): lower step or raise horizon"
+        )
     if base_dir is not None:
         base = Path(base_dir)
         if out["problem"]["data"] is not None:
@@ -186,6 +229,123 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             if isinstance(out["init"][key], str):
                 out["init"][key] = str((base / out["init"][key]).resolve())
     return out
+
+
+def estimate_memory(config: dict) -> dict[str, int]:
+    r"""Bytes a resolved config needs, estimated before anything is allocated.
+
+    Float64 entries of the generated problem data (quadratic :math:`N d^2 + N d`, least
+    squares and logistic :math:`N m d + N m` with :math:`m` = ``samples``), the centralized
+    solve (:math:`3 d^2`), the state and its per-step work arrays (:math:`12 N d`), the
+    graph (:math:`N^2` pair draws for complete, erdos_renyi and geometric graphs, else
+    about 64 bytes per agent and edge) and the recorded rows (400 bytes per row). With
+    ``[problem] data`` or ``dataset`` the arrays come from a file and count 0 (the file's
+    own size bounds them).
+
+    Examples
+    --------
+    >>> est = estimate_memory(resolve_config({"problem": {"agents": 10**9}}))
+    >>> est["problem"] == 8 * (10**9 * 64 + 10**9 * 8 + 3 * 64), est["state"] == 8 * 12 * 8 * 10**9
+    (True, True)
+    """
+    p, g, s = config["problem"], config["graph"], config["solver"]
+    n, d = int(p["agents"]), int(p["dim"])
+    if p["data"] is not None or p["dataset"] is not None:
+        problem = 0
+    elif p["kind"] == "quadratic":
+        problem = 8 * (n * d * d + n * d + 3 * d * d)
+    else:
+        m = p["samples"] or (d if p["kind"] == "least_squares" else 20)
+        problem = 8 * (n * m * d + n * m + 3 * d * d)
+    pairs = n * n if g["kind"] in ("complete", "erdos_renyi", "geometric") else 0
+    graph = 8 * pairs + 64 * (3 * n + int(g["chords"] or 0))
+    steps = _step_count(s)
+    rows = steps // max(1, int(s["record_every"])) + 2
+    return {"problem": problem, "state": 8 * 12 * n * d, "graph": graph, "records": 400 * rows}
+
+
+def total_memory() -> int:
+    """Physical memory of this machine in bytes (0 when the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+#: ``stflow run`` asks for ``--force`` above this many steps.
+MAX_STEPS = 10**8
+
+
+def _step_count(solver: dict) -> int:
+    return max(1, int(round(solver["horizon"] / solver["step"])))
+
+
+def preflight(config: dict, *, force: bool = False, memory: int | None = None) -> None:
+    """Refuse, before anything is built, a run this machine cannot hold or finish.
+
+    Raises :class:`~stflow.errors.InputError` when :func:`estimate_memory` exceeds
+    ``memory`` (default: :func:`total_memory`), naming the estimate and the keys to lower;
+    unless ``force``, when ``horizon / step`` exceeds :data:`MAX_STEPS` steps; and when
+    ``method = "continuous"`` meets a compressor that jumps with z (top-k, quantizers,
+    sign): ``solve_ivp`` would never finish.
+
+    Examples
+    --------
+    >>> preflight(resolve_config({"problem": {"dim": 10**10}}), memory=2**34)
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [problem] agents = 10, dim = 10000000000 need about 1.04e+13 GB of memory (problem data 1.04e+13 GB), more than this machine's 17.2 GB: lower agents, dim or samples
+    >>> preflight(resolve_config({"solver": {"horizon": 1e6}}))
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [solver] horizon / step = 1e+06 / 0.001 = 1e+09 steps, more than 1e+08: lower horizon or raise step, or add --force to run that many
+    """
+    s = config["solver"]
+    steps = _step_count(s)
+    if steps > MAX_STEPS and not force:
+        raise InputError(
+            f"[solver] horizon / step = {s['horizon']:g} / {s['step']:g} = {steps:.3g} steps, "
+            f"more than {MAX_STEPS:.0e}: lower horizon or raise step, or add --force to run "
+            "that many"
+        )
+    if s["method"] == "continuous" and config["flow"]["kind"] in ("direct", "observer"):
+        from .compressors import _CLASSES
+
+        spec = config["compressor"]["spec"]
+        jumps = [n for n in (stage.split(":")[0].strip() for stage in spec.split("|"))
+                 if n in _CLASSES and not _CLASSES[n].linear]
+        if jumps:
+            raise InputError(
+                f'[solver] method = "continuous" cannot integrate the compressor `{spec}`: '
+                f"{jumps[0]} jumps with z, so solve_ivp's step collapses at its switching "
+                'surfaces and never finishes; use method = "euler" (one round per step), or '
+                "a compressor linear in z (identity, scalarize, randk)"
+            )
+    est = estimate_memory(config)
+    total = sum(est.values())
+    memory = total_memory() if memory is None else memory
+    if not memory or total <= memory:
+        return
+    gb = 1e9
+    have = f"more than this machine's {memory / gb:.3g} GB"
+    if est["records"] >= 0.5 * total:
+        rows = est["records"] // 400
+        raise InputError(
+            f"[solver] horizon / step / record_every = {rows:.3g} recorded rows need about "
+            f"{total / gb:.3g} GB of memory, {have}: raise record_every or lower horizon"
+        )
+    p = config["problem"]
+    parts = ", ".join(
+        f"{name} {est[key] / gb:.3g} GB"
+        for name, key in (("problem data", "problem"), ("state", "state"), ("graph", "graph"))
+        if est[key] >= 0.1 * total
+    )
+    raise InputError(
+        f"[problem] agents = {p['agents']}, dim = {p['dim']} need about {total / gb:.3g} GB "
+        f"of memory ({parts}), {have}: lower agents, dim or samples"
+    )
 
 
 def _check_type(section: str, key: str, value):
@@ -200,22 +360,30 @@ def _check_type(section: str, key: str, value):
         return value
     if (section, key) in _INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{where} must be an integer (got {value!r})")
-        if key in ("agents", "dim", "record_every", "samples", "local_steps") and value < 1:
-            raise InputError(f"{where} must be >= 1 (got {value})")
-        if key == "chords" and value < 0:
-            raise InputError(f"{where} must be >= 0 (got {value})")
+            raise InputError(
+                f"{where} must be an integer (got {value!r}): write it without quotes or "
+                f"decimals, e.g. {key} = {_EXAMPLES.get(key, 1)}"
+            )
+        low = _INT_MIN.get(key)
+        if low is not None and value < low:
+            raise InputError(
+                f"{where} must be >= {low} (got {value}): {_INT_FIX.get(key, f'set {key} >= {low}')}"
+            )
         return value
     if (section, key) in _FLOAT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f"{where} must be a number (got {value!r})")
+            raise InputError(
+                f"{where} must be a number (got {value!r}): e.g. {key} = {_EXAMPLES.get(key, 1.0)}"
+            )
         value = float(value)
         if not math.isfinite(value):
-            raise InputError(f"{where} must be finite (got {value})")
+            raise InputError(
+                f"{where} must be finite (got {value}): e.g. {key} = {_EXAMPLES.get(key, 1.0)}"
+            )
         if key in ("step", "horizon", "tolerance") and value <= 0:
-            raise InputError(f"{where} must be > 0 (got {value}): e.g. step = 1e-3")
+            raise InputError(f"{where} must be > 0 (got {value}): e.g. {key} = {_EXAMPLES[key]}")
         if key == "regularization" and value < 0:
-            raise InputError(f"{where} must be >= 0 (got {value})")
+            raise InputError(f"{where} must be >= 0 (got {value}): e.g. regularization = 0.1")
         if key in ("bandwidth", "step_decay") and value <= 0:
             raise InputError(f"{where} must be > 0 (got {value}): e.g. {key} = 1e6, or omit it")
         if key in ("latency", "seconds_per_sample") and value < 0:
@@ -225,7 +393,14 @@ def _check_type(section: str, key: str, value):
         return value
     if (section, key) in _STR_KEYS:
         if not isinstance(value, str):
-            raise InputError(f"{where} must be a string (got {value!r})")
+            raise InputError(
+                f'{where} must be a string (got {value!r}): put it in quotes, e.g. {key} = "..."'
+            )
+        if (section, key) == ("compressor", "spec") and value.count("|") >= MAX_STAGES:
+            raise InputError(
+                f"[compressor] spec must have at most {MAX_STAGES} stages joined by `|` (got "
+                f"{value.count('|') + 1}): compose fewer compressors"
+            )
         return value
     return value
 
@@ -328,6 +503,10 @@ def build_problem(p: dict):
         from .datasets import problem_from_config
 
         return problem_from_config(p)
+    if p["data"] is not None:
+        from .datasets import check_npz_file
+
+        check_npz_file(p["data"])
     if p["split"] != "iid":
         raise InputError(
             f"[problem] split = {p['split']!r} needs a data table: set dataset = \"digits\""

@@ -45,6 +45,7 @@ __all__ = [
     "split_table",
     "dataset_problem",
     "problem_from_config",
+    "check_npz_file",
     "accuracy",
     "r2_score",
 ]
@@ -219,6 +220,7 @@ def _load_csv(path: Path, target: str | None) -> Table:
 
 def _load_npz_table(path: Path, target: str | None) -> Table:
     tname = "y" if target is None else target
+    check_npz_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -524,6 +526,52 @@ def r2_score(X: np.ndarray, target: np.ndarray, w: np.ndarray) -> float:
     res = np.sum((target - X @ w) ** 2)
     tot = np.sum((target - target.mean()) ** 2)
     return float(1.0 - res / tot) if tot > 0 else float("nan")
+
+
+def check_npz_file(path) -> None:
+    """Refuse a ``[problem] data`` file that is not an .npz archive, with a fitting hint.
+
+    A text table (a CSV under another name, e.g. ``.txt``) is told to be named ``.csv``;
+    other files are told to be written with ``numpy.savez``. A missing file is left to the
+    loader (which names it).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+    >>> _ = p.write_text("a,b,y\\n1,2,0\\n")
+    >>> check_npz_file(p)
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [problem] data: 't.txt' is a text table, not an .npz archive (got a file ending in '.txt'): rename it to 't.csv' to load it as a CSV table with a header row
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return
+    if head.startswith(b"PK"):  # a zip archive, as numpy.savez writes
+        if not zipfile.is_zipfile(path):
+            raise InputError(
+                f"[problem] data: {path.name!r} is a damaged .npz archive (truncated or "
+                "corrupt zip): write it again with numpy.savez"
+            )
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and ("," in text or ";" in text or "\t" in text):
+        raise InputError(
+            f"[problem] data: {path.name!r} is a text table, not an .npz archive (got a file "
+            f"ending in {path.suffix!r}): rename it to {path.stem + '.csv'!r} to load it as a "
+            "CSV table with a header row"
+        )
+    raise InputError(
+        f"[problem] data: {path.name!r} is not an .npz archive (it does not start like a zip "
+        "file): write the arrays with numpy.savez, or give a .csv table"
+    )
 
 
 def problem_from_config(section: dict):

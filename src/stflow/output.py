@@ -27,8 +27,11 @@ __all__ = [
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:  # a failed write (disk full, Ctrl-C) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
 
 
 def write_metrics_csv(path, records: dict[str, np.ndarray]) -> None:
@@ -98,15 +101,24 @@ def plot_convergence(path, records: dict[str, np.ndarray], *, title: str = "") -
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
 
 
-def write_run_outputs(out_dir, records, summary: dict, *, title: str = "") -> None:
-    """Write ``metrics.csv``, ``summary.json`` and ``convergence.png`` into ``out_dir``."""
+def write_run_outputs(
+    out_dir, records, summary: dict, *, title: str = "", figure: bool = True
+) -> None:
+    """Write ``metrics.csv``, ``summary.json`` and (``figure=True``) ``convergence.png``.
+
+    The data files come first, so a failing figure never costs the numbers.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out / "metrics.csv", records)
-    plot_convergence(out / "convergence.png", records, title=title)
     write_json(out / "summary.json", summary)
+    if figure:
+        plot_convergence(out / "convergence.png", records, title=title)
