@@ -59,6 +59,7 @@ def make_problem(
     data: Any = None,
     regularization: float = 0.0,
     samples: int | None = None,
+    keep_rows: bool = False,
 ) -> Problem:
     r"""Build a problem from seeded synthetic data, a .npz file or a dict of arrays.
 
@@ -93,6 +94,12 @@ def make_problem(
         Ridge weight of the logistic costs (must be 0 for the other kinds).
     samples : int, optional
         Rows m per agent for least_squares and logistic.
+    keep_rows : bool
+        least_squares with m >= d only: keep ``A`` and ``b`` besides the Gram form
+        (`LeastSquaresProblem`; needed for minibatch gradients and `save_problem_data`).
+        By default only the Gram form is kept, and generated or loaded data is not copied
+        (with m == d the Gram matrices reuse the memory of ``A``). The other kinds always
+        keep their arrays.
 
     Returns
     -------
@@ -115,12 +122,13 @@ def make_problem(
             f"`regularization` applies to kind='logistic' only (got {reg} with kind={kind!r}):"
             " remove [problem] regularization"
         )
+    owned = True  # fresh arrays of this call: no defensive copy needed
     if data is None:
         arrays = _generate(kind, agents, dim, seed, samples)
     elif isinstance(data, (str, os.PathLike)):
-        arrays = load_problem_data(kind, data)
+        arrays = _load(kind, data, freeze=False)
     elif isinstance(data, Mapping):
-        arrays = dict(data)
+        arrays, owned = dict(data), False
     else:
         raise InputError(
             f"`data` must be a path to a .npz file or a dict of arrays (got "
@@ -130,6 +138,11 @@ def make_problem(
         _raise_keys(kind, arrays, "fix the data arrays")
     if kind == "logistic":
         return LogisticProblem(arrays["A"], arrays["y"], regularization=reg)
+    if kind == "least_squares" and owned:
+        arr = _validate_arrays(kind, arrays, fix="fix the data arrays", copy=False, freeze=False)
+        return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=bool(keep_rows))
+    if kind == "least_squares":
+        return LeastSquaresProblem(arrays["A"], arrays["b"], keep_rows=bool(keep_rows))
     problem = _CLASSES[kind](**arrays)
     if kind == "quadratic" and problem.strong_convexity == 0.0:
         problem._minimize()  # raises the singular-sum error
@@ -146,10 +159,14 @@ def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarra
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ls.npz"
-    >>> save_problem_data(make_problem("least_squares", agents=2, dim=3), path)
+    >>> save_problem_data(make_problem("least_squares", agents=2, dim=3, keep_rows=True), path)
     >>> {k: v.shape for k, v in load_problem_data("least_squares", path).items()}
     {'A': (2, 3, 3), 'b': (2, 3)}
     """
+    return _load(kind, path, freeze=True)
+
+
+def _load(kind: str, path: str | os.PathLike, *, freeze: bool) -> dict[str, np.ndarray]:
     if kind not in PROBLEM_KINDS:
         raise InputError(
             f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
@@ -165,11 +182,16 @@ def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarra
             f"problem data: cannot read {os.fspath(path)!r} as .npz ({exc}): check the path "
             "and write it with numpy.savez"
         ) from None
-    return _validate_arrays(kind, arrays, fix=f"fix the arrays in {os.fspath(path)!r}")
+    return _validate_arrays(
+        kind, arrays, fix=f"fix the arrays in {os.fspath(path)!r}", copy=False, freeze=freeze
+    )
 
 
 def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
     """Write ``problem.arrays()`` to ``path`` (exactly that name) with ``numpy.savez``.
+
+    A least-squares problem must hold its rows (``keep_rows=True``, or m < d): the file
+    format is ``A, b``, which its Gram form cannot give back.
 
     Examples
     --------
@@ -185,6 +207,12 @@ def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
         raise InputError(
             f"`problem` must be a stflow Problem (got {type(problem).__name__}): "
             "build it with make_problem"
+        )
+    if problem.kind == "least_squares" and not problem.keeps_rows:
+        raise InputError(
+            "`problem` keeps only the Gram form of its least-squares data, not A and b "
+            "(got a problem built without keep_rows): build it with make_problem(..., "
+            "keep_rows=True) to save it"
         )
     with open(path, "wb") as fh:
         np.savez(fh, **problem.arrays())
@@ -210,7 +238,8 @@ def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any) -> dict
         "samples", "set [problem] samples >= 1",
     )
     if kind == "least_squares":
-        a = rng.standard_normal((n, m, d)) / np.sqrt(m)
+        a = rng.standard_normal((n, m, d))
+        a /= np.sqrt(m)  # in place: the same numbers as a / sqrt(m), without a second copy
         x_true = rng.standard_normal(d)
         return {"A": a, "b": a @ x_true + 0.1 * rng.standard_normal((n, m))}
     a = rng.standard_normal((n, m, d)) / np.sqrt(d)
