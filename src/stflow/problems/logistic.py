@@ -6,7 +6,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from stflow.errors import InputError
 
@@ -91,6 +90,8 @@ class LogisticProblem(Problem):
         return loss + 0.5 * self.regularization * np.einsum("nd,nd->n", X, X)
 
     def grad(self, X: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         X = self._check_X(X)
         weights = -self.y * expit(-self._margins(X))
         return (weights[:, None, :] @ self.A)[:, 0, :] + self.regularization * X
@@ -99,6 +100,8 @@ class LogisticProblem(Problem):
         return {"A": self.A, "y": self.y}
 
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         a = self.A.reshape(-1, self.dim)
         s = expit(a @ x)
         h = a.T @ ((s * (1.0 - s))[:, None] * a)
