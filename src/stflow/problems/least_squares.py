@@ -235,7 +235,9 @@ class LeastSquaresProblem(Problem):
         return self._A, self._b
 
     def _gram_matvec(self, X: np.ndarray) -> np.ndarray:
-        return np.matmul(self.gram, X[:, :, None])[:, :, 0]
+        # x_i^T G_i = (G_i x_i)^T as G_i is exactly symmetric; the row-vector product is the
+        # faster of the two batched products in numpy for small d (same speed at d = 100)
+        return np.matmul(X[:, None, :], self.gram)[:, 0, :]
 
     def _residual(self, X: np.ndarray) -> np.ndarray:
         return (self._A @ X[:, :, None])[:, :, 0] - self._b
