@@ -46,12 +46,10 @@ def _chunk_gram(a: np.ndarray) -> np.ndarray:
     c, _, d = a.shape
     if d < _SMALL_D:
         return np.swapaxes(a, 1, 2) @ a
-    from scipy.linalg.blas import dsyrk
-
     out = np.empty((c, d, d))
-    for j in range(c):  # set-up only: one BLAS syrk per agent (half the flops of a gemm)
-        out[j] = dsyrk(1.0, a[j].T)  # upper triangle of a_j^T a_j, zeros below
-    out += np.swapaxes(np.triu(out, 1), 1, 2)
+    for j in range(c):  # set-up only: numpy turns a^T a into one BLAS syrk, symmetrized
+        aj = a[j]
+        out[j] = aj.T @ aj
     return out
 
 
