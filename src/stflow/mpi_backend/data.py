@@ -320,8 +320,20 @@ class DistributedSums:
         return float(self.gather_all(self.local.values(self._stack(x))).sum())
 
     def total_grad(self, x: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_i \nabla f_i(x)`, (d,)."""
-        return self.chain_sum(self.local.grad(self._stack(x)))
+        r""":math:`\sum_i \nabla f_i(x)`, (d,); least squares in Gram form as
+        :math:`(\sum_i G_i) x - \sum_i c_i`, like the simulator."""
+        loc = self.local
+        if loc.kind == "least_squares" and loc.form == "gram":
+            return self._hessian_sum(x) @ self._stack(x)[0] - self._atb_sum()
+        return self.chain_sum(loc.grad(self._stack(x)))
+
+    def _atb_sum(self) -> np.ndarray:
+        r""":math:`\sum_i A_i^T b_i`, (d,) (least squares)."""
+        if "atb" not in self._cache:
+            loc = self.local
+            atb = loc.atb if loc.form == "gram" else (loc.b[:, None, :] @ loc.A)[:, 0, :]
+            self._cache["atb"] = self.chain_sum(atb)
+        return self._cache["atb"]
 
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
         r""":math:`\sum_i \nabla^2 f_i(x)`, (d, d)."""
@@ -371,8 +383,7 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
         x = np.linalg.solve(q_sum, sums.chain_sum(loc.b))
     elif loc.kind == "least_squares":
         gram = sums._hessian_sum(np.zeros(sums.dim))
-        atb = loc.atb if loc.form == "gram" else (loc.b[:, None, :] @ loc.A)[:, 0, :]
-        atb = sums.chain_sum(atb)
+        atb = sums._atb_sum()
         x = np.linalg.lstsq(gram, atb, rcond=None)[0]
     else:
         x = _logistic_minimize(sums)

@@ -274,6 +274,21 @@ class LeastSquaresProblem(Problem):
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
         return self._normal_equations[0]
 
+    def total_grad(self, x: np.ndarray) -> np.ndarray:
+        r""":math:`\sum_i \nabla f_i(x) = (\sum_i G_i) x - \sum_i c_i` in Gram form (d x d work,
+        no pass over the data); the stacked sum in row form.
+
+        Examples
+        --------
+        >>> p = LeastSquaresProblem(np.eye(2)[None] * 2.0, np.array([[2.0, 4.0]]))
+        >>> p.total_grad(np.ones(2)).tolist()
+        [0.0, -4.0]
+        """
+        if self.form != "gram":
+            return super().total_grad(x)
+        h, c = self._normal_equations
+        return h @ self._stack(x)[0] - c
+
     @cached_property
     def smoothness(self) -> float:
         if self.form == "gram":
