@@ -86,7 +86,7 @@ BAD = [
     ("[solver]\nstepsize = 0.1\n", "unknown key [solver] stepsize: valid keys are"),
     ("[compressor]\nspec = \"topk:k=12\"\n", "`k` must satisfy 1 <= k <= d"),
     ("[compressor]\nspec = \"quantize:bits=1\"\n", "`bits`"),
-    ("[flow]\nalpha = -1.0\n", "`alpha` must be a positive finite number"),
+    ("[flow]\nalpha = -1.0\n", "[flow] alpha must be a number > 0"),
     ("[solver]\nstep = 0.0\n", "[solver] step must be > 0"),
     ("[graph]\nkind = \"edges\"\nedges = [[0, 1], [2, 3]]\n[problem]\nagents = 4\n",
      "disconnected"),

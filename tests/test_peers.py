@@ -184,7 +184,8 @@ def test_bits_per_round(setting, kind, spec, bits):
     assert m.bits_per_message == bits
     sol = solve(m, step=1.0, horizon=30, record_every=10)
     assert sol.records["bits_per_agent"].tolist() == [0.0, 10 * bits, 20 * bits, 30 * bits]
-    assert sol.grad_evals == 30 * problem.n_agents
+    # gradient tracking evaluates one more gradient at initialisation (Y^0 = grad F(X^0))
+    assert sol.grad_evals == (30 + (kind == "gradient_tracking")) * problem.n_agents
 
 
 def test_bad_inputs(setting):
@@ -196,7 +197,8 @@ def test_bad_inputs(setting):
         solve(m, step=1.0, horizon=10, method="continuous")
     with pytest.raises(InputError, match="lr"):
         DGD(problem, graph, lr=-1.0)
-    with pytest.raises(InputError, match="choco_gamma"):
+    choco_msg = r'\[flow\] gamma must be a number in \(0, 1\] for kind = "choco"'
+    with pytest.raises(InputError, match=choco_msg):
         CHOCO(problem, graph, make_compressor("sign", 4), gamma=1.5)
     with pytest.raises(InputError, match="needs a compressor"):
         make_peer("lead", problem, graph)
@@ -210,8 +212,13 @@ def test_config_builds_every_peer():
     for kind in PEER_KINDS:
         run = build_run(resolve_config({"flow": {"kind": kind}}))
         assert run.flow.kind == kind and isinstance(run.config["flow"]["lr"], float)
-    with pytest.raises(InputError, match="lead_alpha"):
-        build_run(resolve_config({"flow": {"kind": "lead", "lead_alpha": 2.0}}))
+    lead_msg = r'\[flow\] alpha must be a number in \(0, 1\] for kind = "lead"'
+    with pytest.raises(InputError, match=lead_msg):
+        build_run(resolve_config({"flow": {"kind": "lead", "alpha": 2.0}}))
+    with pytest.raises(InputError, match='unknown key \\[flow\\] lead_alpha for kind = "lead"'):
+        resolve_config({"flow": {"kind": "lead", "lead_alpha": 0.1}})
+    with pytest.raises(InputError, match='unknown key \\[flow\\] lr for kind = "observer"'):
+        resolve_config({"flow": {"kind": "observer", "lr": 0.1}})
     with pytest.raises(InputError, match="kind must be one of"):
         build_run(resolve_config({"flow": {"kind": "sgd"}}))
 

@@ -70,7 +70,8 @@ def test_gram_form_values_grad_and_optimum_match_the_rows():
     with pytest.raises(InputError, match="keep_rows=True"):
         _ = gram.A
     sub = gram.subset(slice(2, 5))
-    assert sorted(sub.arrays()) == ["atb", "btb", "gram"]
+    assert sorted(sub.arrays()) == ["atb", "btb", "gram", "rows"]
+    assert sub.rows_per_agent.tolist() == [9, 9, 9] and sub.agent_ids.tolist() == [2, 3, 4]
     assert np.array_equal(sub.grad(X[2:5]), gram.grad(X)[2:5])
 
 
@@ -138,3 +139,18 @@ def test_a_small_run_imports_no_matplotlib_scipy_special_or_csgraph():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_gram_form_counts_rows_and_batch_keeps_them():
+    rng = np.random.default_rng(4)
+    A, b = rng.standard_normal((4, 7, 3)), rng.standard_normal((4, 7))
+    A[1, 5:] = 0.0  # padding rows at the end of agent 1's block, as datasets writes them
+    A[2] = 0.0
+    gram = LeastSquaresProblem(A, b, keep_rows=False)
+    assert gram.rows_per_agent.tolist() == [7, 5, 0, 7]
+    assert gram.samples_per_eval.tolist() == [7, 5, 0, 7]
+    p = make_problem("least_squares", agents=3, dim=4, samples=6, seed=1, batch=3)
+    assert p.form == "gram" and p.keeps_rows and p.A.shape == (3, 6, 4)
+    X = rng.standard_normal((3, 4))
+    epoch = (p.stochastic_grad(X, 0) + p.stochastic_grad(X, 1)) / 2
+    assert np.allclose(epoch, p.grad(X), rtol=1e-12, atol=1e-12)

@@ -32,18 +32,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def write_metrics_csv(path, records: dict[str, np.ndarray]) -> None:
-    """Write the recorded metrics, one row per recorded step, columns :data:`METRIC_COLUMNS`.
+    """Write the recorded metrics, one row per recorded step: the columns of
+    :data:`METRIC_COLUMNS` first, then any others (the learning columns).
 
     Floats are written with ``repr`` (17 significant digits), so reading the file back gives
     the same numbers bit for bit.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(METRIC_COLUMNS)
+    cols = [c for c in METRIC_COLUMNS if c in records]
+    cols += [c for c in records if c not in cols]
+    writer.writerow(cols)
     n = len(records["step"])
     for i in range(n):
         row = [int(records["step"][i])]
-        row += [repr(float(records[c][i])) for c in METRIC_COLUMNS[1:]]
+        row += [repr(float(records[c][i])) for c in cols[1:]]
         writer.writerow(row)
     _atomic_write(Path(path), buf.getvalue().encode())
 

@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 
-_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y")}
+_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y"),
+         "softmax": ("A", "y")}
 
 
 def _check_regularization(reg: Any) -> float:

@@ -8,9 +8,10 @@ Two exact representations of the same costs, chosen by the shape of the data:
 - **row form** (``m < d``): ``A`` and ``b`` themselves; a gradient
   :math:`A_i^T (A_i x - b_i)` reads ``A`` twice (``N m d`` floats, fewer than ``N d^2``).
 
-In Gram form the rows are kept only when asked (``keep_rows=True``: minibatch gradients
-need them); :func:`stflow.problems.make_problem` drops them by default so that a large run
-holds the data once (the Gram matrices overwrite ``A``'s memory when ``m == d``).
+In Gram form the rows are kept only when asked (``keep_rows=True``) or needed (``batch``:
+minibatch gradients read rows); :func:`stflow.problems.make_problem` drops them otherwise,
+so that a large run holds the data once (the Gram matrices overwrite ``A``'s memory when
+``m == d``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stflow.errors import InputError
 
 from ._validate import _validate_arrays
 from .base import Problem, _smallest_eigenvalue
+from .minibatch import RowCosts
 
 __all__ = [
     "LeastSquaresProblem",
@@ -53,8 +55,25 @@ def _chunk_gram(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _chunk_rows(a: np.ndarray) -> np.ndarray:
+    """m_i of each agent of a chunk ``a: (c, m, d)``: rows up to its last non-zero row (as
+    :class:`stflow.problems.minibatch.RowCosts` counts them)."""
+    nonzero = np.any(a != 0.0, axis=2)
+    last = a.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    return np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
+
+
+def _rows_per_agent(A: np.ndarray) -> np.ndarray:
+    n, m, d = A.shape
+    out = np.empty(n, dtype=np.int64)
+    for s in _chunks(n, m * d):
+        out[s] = _chunk_rows(A[s])
+    return out
+
+
 def _gram_form(A: np.ndarray, b: np.ndarray, *, overwrite: bool = False):
-    r"""``(G, c, bb)``: :math:`A_i^T A_i` (N, d, d), :math:`A_i^T b_i` (N, d), :math:`\|b_i\|^2` (N,).
+    r"""``(G, c, bb, rows)``: :math:`A_i^T A_i` (N, d, d), :math:`A_i^T b_i` (N, d),
+    :math:`\|b_i\|^2` (N,) and the m_i (N,).
 
     Computed chunk of agents by chunk of agents (one read of ``A``, no copy of it). With
     ``overwrite`` and ``m == d`` the Gram matrices are written over ``A`` (which must be
@@ -64,12 +83,14 @@ def _gram_form(A: np.ndarray, b: np.ndarray, *, overwrite: bool = False):
     in_place = overwrite and m == d and A.flags.writeable and A.flags.c_contiguous
     gram = A if in_place else np.empty((n, d, d))
     atb = np.empty((n, d))
+    rows = np.empty(n, dtype=np.int64)
     for s in _chunks(n, m * d):
         a = A[s]
         atb[s] = (b[s][:, None, :] @ a)[:, 0, :]
+        rows[s] = _chunk_rows(a)
         gram[s] = _chunk_gram(a)  # a is read before its slots are written (in place)
     bb = np.einsum("nm,nm->n", b, b)
-    return gram, atb, bb
+    return gram, atb, bb, rows
 
 
 def _max_top_eigenvalue(gram: np.ndarray) -> float:
@@ -105,7 +126,7 @@ def _max_top_eigenvalue(gram: np.ndarray) -> float:
     return best
 
 
-class LeastSquaresProblem(Problem):
+class LeastSquaresProblem(RowCosts, Problem):
     r"""Least-squares costs :math:`f_i(x) = \tfrac12 \|A_i x - b_i\|^2`.
 
     With ``m >= d`` rows per agent the costs are evaluated from the Gram form
@@ -128,12 +149,15 @@ class LeastSquaresProblem(Problem):
     A : array_like, shape (N, m, d)
     b : array_like, shape (N, m)
     keep_rows : bool
-        Keep a copy of ``A`` and ``b`` (``arrays()`` returns them; needed for minibatch
-        gradients). False in Gram form: only :math:`G_i, c_i, \|b_i\|^2` are kept and
-        ``arrays()`` returns those (keys ``gram``, ``atb``, ``btb``). The row form always
-        keeps the rows.
+        Keep a copy of ``A`` and ``b`` (``arrays()`` returns them). False in Gram form:
+        only :math:`G_i, c_i, \|b_i\|^2` and the m_i are kept and ``arrays()`` returns
+        those (keys ``gram``, ``atb``, ``btb``, ``rows``). The row form, and any ``batch``,
+        always keep the rows.
     x_star, f_star : optional
         A known optimum (skips the solve).
+    batch, seed, agent_ids : optional
+        Minibatches of SPEC section 7 (:meth:`stochastic_grad`): B rows per evaluation (None:
+        full gradients), the ``[problem] seed``, the agents' global ids (default 0..N-1).
 
     Attributes
     ----------
@@ -148,24 +172,35 @@ class LeastSquaresProblem(Problem):
     ('rows', [1.0, 1.0], 4.0, 1.0)
     >>> q = LeastSquaresProblem(np.eye(2)[None] * 2.0, np.array([[2.0, 4.0]]), keep_rows=False)
     >>> q.form, q.grad(np.zeros((1, 2))).tolist(), sorted(q.arrays())
-    ('gram', [[-4.0, -8.0]], ['atb', 'btb', 'gram'])
+    ('gram', [[-4.0, -8.0]], ['atb', 'btb', 'gram', 'rows'])
     """
 
     kind = "least_squares"
 
     def __init__(
-        self, A: Any, b: Any, *, keep_rows: bool = True, x_star: Any = None, f_star: Any = None
+        self,
+        A: Any,
+        b: Any,
+        *,
+        keep_rows: bool = True,
+        x_star: Any = None,
+        f_star: Any = None,
+        batch: int | None = None,
+        seed: int = 0,
+        agent_ids: Any = None,
     ):
         shape = np.shape(A)
-        gram_only = len(shape) == 3 and shape[1] >= shape[2] and not keep_rows
+        keep = keep_rows or batch is not None
+        gram_only = len(shape) == 3 and shape[1] >= shape[2] and not keep
         arr = _validate_arrays(
             "least_squares", {"A": A, "b": b}, fix="fix the data arrays",
             copy=not gram_only, freeze=not gram_only,
         )
-        self._set(arr["A"], arr["b"], keep_rows=keep_rows, overwrite=False)
-        super().__init__(self.n_agents, self.dim, x_star=x_star, f_star=f_star)
+        rows = self._set(arr["A"], arr["b"], keep_rows=keep, overwrite=False)
+        Problem.__init__(self, self.n_agents, self.dim, x_star=x_star, f_star=f_star)
+        self._init_rows(batch=batch, seed=seed, agent_ids=agent_ids, rows=rows)
 
-    def _set(self, A: np.ndarray, b: np.ndarray, *, keep_rows: bool, overwrite: bool) -> None:
+    def _set(self, A: np.ndarray, b: np.ndarray, *, keep_rows: bool, overwrite: bool):
         n, m, d = A.shape
         self.n_agents, self.dim = n, d
         self.form = "gram" if m >= d else "rows"
@@ -175,30 +210,39 @@ class LeastSquaresProblem(Problem):
             self._A, self._b = A, b
             A.setflags(write=False)
             b.setflags(write=False)
-        if self.form == "gram":
-            self.gram, self.atb, self.btb = _gram_form(A, b, overwrite=overwrite and not keep_rows)
-            for a in (self.gram, self.atb, self.btb):
-                a.setflags(write=False)
+        if self.form == "rows":
+            return _rows_per_agent(A)
+        self.gram, self.atb, self.btb, rows = _gram_form(
+            A, b, overwrite=overwrite and not keep_rows
+        )
+        for a in (self.gram, self.atb, self.btb):
+            a.setflags(write=False)
+        return rows
 
     @classmethod
-    def _adopt(cls, A: np.ndarray, b: np.ndarray, *, keep_rows: bool, **kw: Any):
+    def _adopt(cls, A: np.ndarray, b: np.ndarray, *, keep_rows: bool, batch: Any = None,
+               seed: Any = 0, agent_ids: Any = None, **kw: Any):
         """Build from validated arrays the caller hands over (no copy; ``A`` may be reused
         for the Gram matrices)."""
         self = cls.__new__(cls)
-        self._set(A, b, keep_rows=keep_rows, overwrite=True)
+        rows = self._set(A, b, keep_rows=keep_rows or batch is not None, overwrite=True)
         Problem.__init__(self, self.n_agents, self.dim, **kw)
+        self._init_rows(batch=batch, seed=seed, agent_ids=agent_ids, rows=rows)
         return self
 
     @classmethod
-    def _from_gram(cls, gram: Any, atb: Any, btb: Any, **kw: Any):
-        """Build from a Gram form ``(G (N, d, d), c (N, d), ||b||^2 (N,))`` (no rows)."""
+    def _from_gram(cls, gram: Any, atb: Any, btb: Any, rows: Any, *, seed: Any = 0,
+                   agent_ids: Any = None, batch: Any = None, **kw: Any):
+        """Build from a Gram form ``(G (N, d, d), c (N, d), ||b||^2 (N,), m_i (N,))``."""
         gram, atb, btb = (np.asarray(a, dtype=np.float64) for a in (gram, atb, btb))
+        rows = np.asarray(rows, dtype=np.int64)
         n = gram.shape[0] if gram.ndim == 3 else -1
         ok = gram.ndim == 3 and gram.shape[1] == gram.shape[2] and atb.shape == gram.shape[:2]
-        if not ok or btb.shape != (n,):
+        if not ok or btb.shape != (n,) or rows.shape != (n,) or batch is not None:
             raise InputError(
                 f"least-squares Gram data must have shapes gram (N, d, d), atb (N, d), btb (N,)"
-                f" (got {gram.shape}, {atb.shape}, {btb.shape}): pass arrays() of a problem"
+                f", rows (N,) and no batch (got {gram.shape}, {atb.shape}, {btb.shape}, "
+                f"{rows.shape}, batch={batch!r}): pass arrays() of a problem without batch"
             )
         self = cls.__new__(cls)
         self.n_agents, self.dim = n, gram.shape[2]
@@ -206,24 +250,25 @@ class LeastSquaresProblem(Problem):
         self._A = self._b = None
         self.gram, self.atb, self.btb = gram, atb, btb
         Problem.__init__(self, self.n_agents, self.dim, **kw)
+        self._init_rows(batch=None, seed=seed, agent_ids=agent_ids, rows=rows)
         return self
 
     @property
     def A(self) -> np.ndarray:
         """The rows ``A: (N, m, d)`` (only when kept, see ``keep_rows``)."""
-        return self._rows()[0]
+        return self._rows_arrays()[0]
 
     @property
     def b(self) -> np.ndarray:
         """The targets ``b: (N, m)`` (only when kept, see ``keep_rows``)."""
-        return self._rows()[1]
+        return self._rows_arrays()[1]
 
     @property
     def keeps_rows(self) -> bool:
         """Whether ``A`` and ``b`` are held (row form, or ``keep_rows=True``)."""
         return self._A is not None
 
-    def _rows(self) -> tuple[np.ndarray, np.ndarray]:
+    def _rows_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if self._A is None:
             raise InputError(
                 "this least-squares problem keeps only the Gram form of its data (A_i^T A_i, "
@@ -236,6 +281,13 @@ class LeastSquaresProblem(Problem):
         # x_i^T G_i = (G_i x_i)^T as G_i is exactly symmetric; the row-vector product is the
         # faster of the two batched products in numpy for small d (same speed at d = 100)
         return np.matmul(X[:, None, :], self.gram)[:, 0, :]
+
+    def _rows_grad(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        A, b = self._rows_arrays()
+        agent = np.arange(idx.shape[0])[:, None]
+        a = A[agent, idx]  # (n, B, d)
+        r = np.einsum("nbd,nd->nb", a, X) - b[agent, idx]
+        return np.einsum("nb,nbd->nd", r, a)
 
     def _residual(self, X: np.ndarray) -> np.ndarray:
         return (self._A @ X[:, :, None])[:, :, 0] - self._b
@@ -261,7 +313,7 @@ class LeastSquaresProblem(Problem):
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self._A is None:
-            return {"gram": self.gram, "atb": self.atb, "btb": self.btb}
+            return {"gram": self.gram, "atb": self.atb, "btb": self.btb, "rows": self._rows}
         return {"A": self._A, "b": self._b}
 
     @cached_property
@@ -305,7 +357,10 @@ class LeastSquaresProblem(Problem):
 
     def _from_arrays(self, arrays: dict[str, np.ndarray], **kw: Any) -> Problem:
         if "gram" in arrays:
+            kw.setdefault("seed", self.seed)
+            if "agent_ids" not in kw and len(arrays["gram"]) == self.n_agents:
+                kw["agent_ids"] = self._agent_ids
             return LeastSquaresProblem._from_gram(
-                arrays["gram"], arrays["atb"], arrays["btb"], **kw
+                arrays["gram"], arrays["atb"], arrays["btb"], arrays["rows"], **kw
             )
-        return LeastSquaresProblem(arrays["A"], arrays["b"], **kw)
+        return LeastSquaresProblem(arrays["A"], arrays["b"], **self._row_options(arrays, kw))

@@ -1,7 +1,7 @@
 """Restartable checkpoints of an MPI run: one file per rank, one manifest written by rank 0.
 
 Every K rounds each rank writes ``OUT/checkpoint/rank{r}.step{k}.npz`` (its rows of ``X``,
-``V``, its observer copies, its byte counters; rank 0 also the recorded metrics) and, once
+``V``, its copies of public states, its byte and gradient counters; rank 0 also the recorded metrics) and, once
 all ranks have written, rank 0 writes ``OUT/checkpoint/state.json`` (step, P, config hash).
 A checkpoint is complete once the manifest names it, so a run killed while writing resumes
 from the previous one. Resuming replays the same deterministic rounds, so the final metrics
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 __all__ = ["checkpoint_dir", "save_checkpoint", "load_checkpoint"]
 
@@ -36,12 +36,13 @@ def save_checkpoint(runner, step, state, rec, ex, prev):
     path = folder / f"rank{runner.rank}.step{step}.npz"
     tmp = folder / f".rank{runner.rank}.tmp.npz"
     extra = {"rows": np.array(rec.rows, dtype=float)} if rec is not None else {}
-    counters = np.array([ex.bytes_mpi, ex.bytes_same_rank, ex.messages], dtype=np.int64)
+    counters = np.array([ex.bytes_mpi, ex.bytes_same_rank, ex.messages, runner.method.draws],
+                        dtype=np.int64)
     np.savez(tmp, step=step, counters=counters, **state, **extra)
     os.replace(tmp, path)
     runner.comm.Barrier()
     if runner.rank == 0:
-        from ..output import write_json
+        from ...output import write_json
 
         write_json(folder / "state.json",
                    {"step": step, "ranks": runner.size, "config_hash": runner.hash})
@@ -57,7 +58,7 @@ def load_checkpoint(runner, state, rec, ex):
     Collective; returns the step to continue from. A missing checkpoint, or one written for
     another config or P, is an input error on every rank.
     """
-    from .runner import agree
+    from ._collective import agree
 
     def manifest():
         if runner.rank != 0:
@@ -91,7 +92,8 @@ def load_checkpoint(runner, state, rec, ex):
     data = agree(runner.comm, load)
     for key in state:
         state[key] = data[key]
-    ex.bytes_mpi, ex.bytes_same_rank, ex.messages = (int(v) for v in data["counters"])
+    ex.bytes_mpi, ex.bytes_same_rank, ex.messages, draws = (int(v) for v in data["counters"])
+    runner.method.draws = draws
     if rec is not None:
         rec.rows = [(int(r[0]), *map(float, r[1:])) for r in data["rows"]]
     return step

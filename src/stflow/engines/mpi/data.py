@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..problems import (
+from ...errors import InputError
+from ...problems import (
     LeastSquaresProblem,
     LogisticProblem,
     Problem,
@@ -41,6 +41,7 @@ __all__ = [
     "problem_shape",
     "generate_block",
     "load_block",
+    "supports_blocks",
     "DistributedSums",
     "distributed_optimum",
 ]
@@ -211,6 +212,27 @@ def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str
     y = np.where(a @ x_true >= 0, 1.0, -1.0)
     y[s.keep(rng.random, (m,)) < 0.1] *= -1.0
     return {"A": a, "y": y}
+
+
+def supports_blocks(problem_cfg: dict) -> bool:
+    """True when :func:`load_block` can read or generate one block without the others:
+    generated data or a problem-array ``.npz`` of the quadratic, least-squares or logistic
+    kinds, full gradients. Other problems (data tables, learning problems, minibatches) are
+    small enough for every rank to build whole and keep its block.
+
+    Examples
+    --------
+    >>> supports_blocks({"kind": "quadratic", "data": None, "dataset": None, "target": None})
+    True
+    """
+    p = problem_cfg
+    return (
+        p.get("kind") in _KEYS
+        and p.get("dataset") is None
+        and p.get("target") is None
+        and not str(p.get("data")).endswith(".csv")
+        and p.get("batch") is None
+    )
 
 
 def load_block(problem_cfg: dict, start: int, stop: int, **optimum) -> Problem:
@@ -392,7 +414,7 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
 
 
 def _logistic_minimize(sums: DistributedSums) -> np.ndarray:
-    from ..problems.logistic import trust_exact_minimize
+    from ...problems.logistic import trust_exact_minimize
 
     loc = sums.local
     x = trust_exact_minimize(sums, sums.dim)

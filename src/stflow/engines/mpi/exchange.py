@@ -4,9 +4,10 @@ Each round every agent i broadcasts one message (its compressor's bytes, SPEC se
 and 6) to each neighbour j. :class:`NeighbourExchange` delivers them: messages to agents on
 the same rank are used in place (no MPI, but counted), the others go through ONE
 distributed-graph communicator built once (``Create_dist_graph_adjacent``, sources = the
-ranks holding in-neighbours, ``reorder=False``): first the byte counts
-(``Neighbor_alltoall``), then the payloads (``Neighbor_alltoallv`` with explicit counts and
-displacements). One copy is sent per directed edge (i, j), so the bytes handed to MPI plus
+ranks holding in-neighbours, ``reorder=False``): first, once, the byte counts
+(``Neighbor_alltoall``; every message has one size), then each round the payloads
+(non-blocking ``Ineighbor_alltoallv`` with explicit counts and displacements), encoded as
+whole arrays and only for the agents that have a neighbour on another rank. One copy is sent per directed edge (i, j), so the bytes handed to MPI plus
 the same-rank deliveries equal the SPEC's point-to-point count exactly:
 
 .. math::
@@ -22,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["ExchangePlan", "NeighbourExchange", "RawRows", "CompressorRows", "comm_summary"]
+__all__ = ["ExchangePlan", "NeighbourExchange", "encode_rows", "decode_rows", "channel_bytes",
+           "comm_summary"]
 
 
 class ExchangePlan:
@@ -88,66 +90,56 @@ class ExchangePlan:
         )
 
 
-class RawRows:
-    """Uncompressed messages: each row as ``d`` little-endian float64 (64 d bits).
+def encode_rows(compressor, Z: np.ndarray, t: float) -> np.ndarray:
+    """Messages of the rows of ``Z: (n, d)`` as ``(n, nbytes)`` uint8, one whole-array call.
+
+    ``compressor=None`` means raw little-endian float64 rows (``8 d`` bytes each).
 
     Examples
     --------
-    >>> codec = RawRows(2)
-    >>> rows = codec.encode_rows(np.array([[1.0, -2.0]]), 0.0)
-    >>> rows.shape, codec.decode_rows(rows, 0.0).tolist()
-    ((1, 16), [[1.0, -2.0]])
+    >>> encode_rows(None, np.array([[1.0, -2.0]]), 0.0).shape
+    (1, 16)
     """
-
-    def __init__(self, dim: int):
-        self.dim = int(dim)
-        self.bytes_per_message = 8 * self.dim
-        self.bits_per_message = 64 * self.dim
-
-    def encode_rows(self, Z: np.ndarray, t: float) -> np.ndarray:
-        """(n, d) float64 -> (n, 8 d) uint8."""
-        return np.ascontiguousarray(Z, dtype="<f8").view(np.uint8)
-
-    def decode_rows(self, rows: np.ndarray, t: float) -> np.ndarray:
-        """(m, 8 d) uint8 -> (m, d) float64."""
-        return np.ascontiguousarray(rows).view("<f8").reshape(rows.shape[0], self.dim)
+    if compressor is None:
+        return np.ascontiguousarray(Z, dtype="<f8").view(np.uint8).reshape(Z.shape[0], -1)
+    enc = getattr(compressor, "encode_array", None)
+    if enc is not None:
+        return enc(Z, t)
+    msgs = compressor.encode(Z, t)
+    return np.frombuffer(b"".join(msgs), dtype=np.uint8).reshape(len(msgs), -1)
 
 
-class CompressorRows:
-    """A compressor's wire format (``encode`` / ``decode``) as fixed-width uint8 rows.
+def decode_rows(compressor, buf: np.ndarray, t: float, dim: int) -> np.ndarray:
+    """Inverse of :func:`encode_rows`: ``(m, nbytes)`` uint8 -> ``(m, d)`` float64 = C(Z, t).
 
     Examples
     --------
     >>> from stflow.compressors import make_compressor
-    >>> codec = CompressorRows(make_compressor("topk:k=1", 4))
-    >>> rows = codec.encode_rows(np.array([[0.0, -3.0, 1.0, 2.0]]), 0.0)
-    >>> rows.shape, codec.decode_rows(rows, 0.0).tolist()
-    ((1, 9), [[0.0, -3.0, 0.0, 0.0]])
+    >>> c = make_compressor("topk:k=1", 4)
+    >>> Z = np.array([[0.0, -3.0, 1.0, 2.0]])
+    >>> decode_rows(c, encode_rows(c, Z, 0.0), 0.0, 4).tolist()
+    [[0.0, -3.0, 0.0, 0.0]]
     """
+    if compressor is None:
+        return np.ascontiguousarray(buf).view("<f8").reshape(buf.shape[0], dim)
+    dec = getattr(compressor, "decode_array", None)
+    if dec is not None:
+        return dec(np.ascontiguousarray(buf), t)
+    return compressor.decode([r.tobytes() for r in buf], t)
 
-    def __init__(self, compressor):
-        self.compressor = compressor
-        self.bits_per_message = int(compressor.bits_per_message())
-        self.bytes_per_message = int(compressor.bytes_per_message())
 
-    def encode_rows(self, Z: np.ndarray, t: float) -> np.ndarray:
-        """(n, d) -> (n, bytes_per_message) uint8 (one message per row)."""
-        msgs = self.compressor.encode(Z, t)
-        buf = np.frombuffer(b"".join(msgs), dtype=np.uint8)
-        if buf.size != len(msgs) * self.bytes_per_message:
-            raise RuntimeError(
-                f"compressor {self.compressor.spec!r} produced {buf.size} bytes for "
-                f"{len(msgs)} messages (expected {self.bytes_per_message} each)"
-            )
-        return buf.reshape(len(msgs), self.bytes_per_message)
-
-    def decode_rows(self, rows: np.ndarray, t: float) -> np.ndarray:
-        """(m, bytes_per_message) uint8 -> (m, d) equal to C(Z, t) of the senders."""
-        return self.compressor.decode([r.tobytes() for r in rows], t)
+def channel_bytes(compressor, dim: int) -> int:
+    """Bytes of one message of one channel (SPEC section 6, rounded up to whole bytes)."""
+    return 8 * int(dim) if compressor is None else int(compressor.bytes_per_message())
 
 
 class NeighbourExchange:
     """The run's distributed-graph communicator and its message exchange (a context manager).
+
+    Messages have a fixed size, so the byte counts are exchanged once, at construction
+    (``Neighbor_alltoall``), and checked against the plan; each round then posts one
+    non-blocking ``Ineighbor_alltoallv`` (:meth:`start`), which the caller completes with
+    :meth:`finish` after the work that does not need the messages.
 
     Parameters
     ----------
@@ -179,9 +171,21 @@ class NeighbourExchange:
         self._sizes_out = self._scounts.astype(np.int64)
         self._sizes_in = np.zeros(len(plan.neighbours), dtype=np.int64)
         self._recv = np.empty((int(plan.recv_counts.sum()), b), dtype=np.uint8)
+        self._request = None
+        self._send = None
+        # the senders of the outgoing messages, each encoded once (a row may go to several)
+        self.send_agents, self._send_index = np.unique(plan.send_rows, return_inverse=True)
         self.bytes_mpi = 0
         self.bytes_same_rank = 0
         self.messages = 0
+        if plan.neighbours:  # counts before payloads: once, since every message has one size
+            self.graph_comm.Neighbor_alltoall([self._sizes_out, MPI.INT64_T],
+                                              [self._sizes_in, MPI.INT64_T])
+            if not np.array_equal(self._sizes_in, self._rcounts):
+                raise RuntimeError(
+                    f"message sizes from neighbour ranks {plan.neighbours} were "
+                    f"{self._sizes_in.tolist()} bytes, expected {self._rcounts.tolist()}"
+                )
 
     def __enter__(self):
         return self
@@ -192,34 +196,40 @@ class NeighbourExchange:
 
     def free(self) -> None:
         """Free the distributed-graph communicator (idempotent)."""
+        if self._request is not None:
+            self._request.Cancel()
+            self._request = None
         if self.graph_comm is not None and self.graph_comm != self._MPI.COMM_NULL:
             self.graph_comm.Free()
         self.graph_comm = None
 
-    def exchange(self, own: np.ndarray) -> np.ndarray:
-        """Send this rank's messages ``own: (n_r, nbytes)``; return the received ones.
-
-        Returns ``(m, nbytes)`` uint8, message k from agent ``plan.cols[plan.recv_pos[k]]``.
-        """
+    def start(self, encoded: np.ndarray) -> None:
+        """Post this round's messages: ``encoded: (len(send_agents), nbytes)`` uint8, one
+        row per sender in :attr:`send_agents` order (replicated here per directed edge)."""
         plan, MPI = self.plan, self._MPI
         self.bytes_same_rank += plan.same_rank * self.nbytes
         self.messages += plan.same_rank + int(plan.send_counts.sum())
         if not plan.neighbours:
-            return self._recv
-        send = np.ascontiguousarray(own[plan.send_rows])
-        self.graph_comm.Neighbor_alltoall([self._sizes_out, MPI.INT64_T],
-                                          [self._sizes_in, MPI.INT64_T])
-        if not np.array_equal(self._sizes_in, self._rcounts):
-            raise RuntimeError(
-                f"message sizes from neighbour ranks {plan.neighbours} were "
-                f"{self._sizes_in.tolist()} bytes, expected {self._rcounts.tolist()}"
-            )
-        self.graph_comm.Neighbor_alltoallv(
-            [send, (self._scounts, self._sdispl), MPI.BYTE],
+            return
+        self._send = np.ascontiguousarray(encoded[self._send_index])
+        self._request = self.graph_comm.Ineighbor_alltoallv(
+            [self._send, (self._scounts, self._sdispl), MPI.BYTE],
             [self._recv, (self._rcounts, self._rdispl), MPI.BYTE],
         )
-        self.bytes_mpi += int(send.nbytes)
+        self.bytes_mpi += int(self._send.nbytes)
+
+    def finish(self) -> np.ndarray:
+        """Wait for the posted round; ``(m, nbytes)`` uint8, message k from agent
+        ``plan.cols[plan.recv_pos[k]]``."""
+        if self._request is not None:
+            self._request.Wait()
+            self._request = None
         return self._recv
+
+    def exchange(self, own: np.ndarray) -> np.ndarray:
+        """Blocking round: ``own: (n_r, nbytes)`` rows of every own agent -> received rows."""
+        self.start(own[self.send_agents])
+        return self.finish()
 
 
 def comm_summary(per_rank, *, offsets, rounds, bits_per_message, bytes_per_message,

@@ -1,0 +1,411 @@
+"""The simulator: the engine with one block holding every agent (and ``solve_ivp``).
+
+A method (:mod:`stflow.methods`) says what a block of agents sends and how it updates; this
+module steps it round after round on one block, decides when to stop, and
+:class:`stflow.metrics.Recorder` keeps what is recorded. :func:`solve` returns a
+:class:`Solution`. The MPI engine (:mod:`stflow.engines.mpi`) runs the same methods with one
+block per rank.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..metrics import Recorder, fitted_rate
+
+__all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT"]
+
+#: ``[solver] method``: a scheme of the primal-dual flows (the peers have one update,
+#: so every scheme runs their paper's iteration), or ``solve_ivp``.
+SOLVER_METHODS = ("euler", "predict", "gauss_seidel", "continuous")
+#: A run whose state norm exceeds this factor times its initial scale is declared diverged.
+GROWTH_LIMIT = 1e6
+
+
+@dataclass
+class Solution:
+    """Result of :func:`solve`.
+
+    Attributes
+    ----------
+    status : str
+        ``"converged"`` (final relative error <= tolerance), ``"stalled"`` (above tolerance
+        and the error stopped decreasing over the last half of the run), ``"not_converged"``
+        (above tolerance, still decreasing: run longer) or ``"diverged"``.
+    message : str
+        One sentence explaining the status (for ``diverged``: the likely cause).
+    records : dict of arrays
+        One array per column of :data:`stflow.metrics.METRIC_COLUMNS`.
+    state : dict of arrays
+        Final (last finite) state.
+    """
+
+    status: str
+    message: str
+    steps: int
+    t_final: float
+    grad_evals: int
+    bits_per_message: int
+    bits_per_agent: float
+    records: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]
+    tolerance: float
+    wall_seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        """True when the final relative error is within tolerance."""
+        return self.status == "converged"
+
+    @property
+    def final_relative_error(self) -> float:
+        return float(self.records["relative_error"][-1])
+
+    @property
+    def final_consensus_error(self) -> float:
+        return float(self.records["consensus_error"][-1])
+
+    @property
+    def fitted_rate(self) -> float:
+        """Exponential decay rate of the relative error (see :func:`metrics.fitted_rate`)."""
+        return fitted_rate(self.records["t"], self.records["relative_error"])
+
+    def summary(self) -> dict:
+        """The JSON-ready summary (without the config)."""
+
+        def clean(x):
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        return {
+            "converged": self.converged,
+            "status": self.status,
+            "message": self.message,
+            "final_relative_error": clean(self.final_relative_error),
+            "final_consensus_error": clean(self.final_consensus_error),
+            "final_optimality_gap": clean(float(self.records["optimality_gap"][-1])),
+            "steps": self.steps,
+            "t_final": self.t_final,
+            "grad_evals": self.grad_evals,
+            "bits_per_message": self.bits_per_message,
+            "bits_per_agent": self.bits_per_agent,
+            "fitted_rate": clean(self.fitted_rate),
+            "tolerance": self.tolerance,
+            "wall_seconds": self.wall_seconds,
+            **self.extra,
+        }
+
+
+def solve(
+    flow,
+    *,
+    step: float,
+    horizon: float,
+    method: str | None = None,
+    record_every: int = 100,
+    tolerance: float = 1e-8,
+    x0=None,
+    v0=None,
+    progress: bool = False,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    local_steps: int = 1,
+    stop=None,
+    step_decay: float | None = None,
+    target_accuracy: float | None = None,
+    time_model=None,
+) -> Solution:
+    r"""Run method ``flow`` from ``X(0) = x0, V(0) = v0`` over ``[0, horizon]`` on one block.
+
+    ``steps = round(horizon / step)`` rounds, one communication round each (for the
+    primal-dual flows ``method`` picks the scheme: ``euler``, SPEC section 5's pinned one,
+    ``predict`` or ``gauss_seidel``; ``None`` keeps the flow's own), recording metrics at step
+    0, every ``record_every`` steps and at the last step. ``method="continuous"`` uses
+    ``scipy.integrate.solve_ivp`` (RK45, ``rtol``/``atol``) and records at the same times; it
+    reports no bits. A state that turns non-finite or grows :data:`GROWTH_LIMIT`-fold stops the
+    run with status ``"diverged"``, keeping the rows recorded so far. ``local_steps = K``
+    makes K - 1 local updates without messages before each round (SPEC section 7). Ctrl-C
+    (``KeyboardInterrupt``) or ``stop.requested`` becoming true ends the run after the current
+    step with status ``"interrupted"`` and a last row at the step reached. ``step_decay = k0``
+    scales step k by :math:`1 / (1 + k / k_0)` (the flows' h, the peers' lr; the clock
+    advances by the scaled step). ``target_accuracy`` judges classification runs by the mean
+    agent test accuracy; ``time_model`` (:class:`stflow.metrics.TimeModel`) fills
+    ``modeled_seconds``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import scipy.sparse as sp
+    >>> from stflow.flows import Gains, PrimalDualFlow
+    >>> graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                         degree=np.array([1, 1]), n=2, lambda_max=2.0)
+    >>> problem = SimpleNamespace(n_agents=2, dim=1, grad=lambda X: X - [[1.0], [3.0]],
+    ...     x_star=np.array([2.0]), f_star=1.0, smoothness=1.0,
+    ...     total_value=lambda x: float((x[0] - 1) ** 2 / 2 + (x[0] - 3) ** 2 / 2))
+    >>> flow = PrimalDualFlow("uncompressed", problem, graph,
+    ...                       gains=Gains(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0))
+    >>> sol = solve(flow, step=0.01, horizon=40.0, tolerance=1e-8)
+    >>> sol.status, sol.steps, sol.final_relative_error < 1e-8
+    ('converged', 4000, True)
+    """
+    if method is not None and method not in SOLVER_METHODS:
+        raise InputError(
+            f"[solver] method must be one of {', '.join(SOLVER_METHODS)} (got {method!r}): "
+            "pick one of those"
+        )
+    if not (isinstance(step, int | float) and math.isfinite(step) and step > 0):
+        raise InputError(f"[solver] step must be a positive number (got {step!r}): e.g. 1e-3")
+    if not (isinstance(horizon, int | float) and math.isfinite(horizon) and horizon > 0):
+        raise InputError(
+            f"[solver] horizon must be a positive number (got {horizon!r}): e.g. horizon = 30"
+        )
+    if step > horizon * (1 + 1e-12):
+        raise InputError(
+            f"[solver] step must not exceed horizon (got step={step:g} > horizon={horizon:g}): "
+            "lower step or raise horizon"
+        )
+    if int(record_every) < 1:
+        raise InputError(f"[solver] record_every must be >= 1 (got {record_every!r})")
+    if not tolerance > 0:
+        raise InputError(f"[solver] tolerance must be positive (got {tolerance!r}): e.g. 1e-8")
+    if isinstance(local_steps, bool) or not isinstance(local_steps, int) or local_steps < 1:
+        raise InputError(
+            f"[solver] local_steps must be an integer >= 1 (got {local_steps!r}): e.g. 1"
+        )
+    if local_steps > 1 and not flow.local_steps_ok:
+        flow.local_update(None, 0.0, step)  # raises the method's clear error
+    n_steps = max(1, int(round(horizon / step)))
+    if method == "continuous":
+        if not flow.continuous_ok:
+            flow.vector_field(0.0, None)  # raises the method's clear error
+        _check_continuous(flow)
+        state = flow.initial_state(x0=x0, v0=v0)
+        return _solve_continuous(flow, state, step, n_steps, int(record_every), tolerance,
+                                 rtol, atol)
+    if method is not None and hasattr(flow, "scheme"):
+        flow.scheme = method
+    state = flow.initial_state(x0=x0, v0=v0)
+    return _solve_rounds(flow, state, step, n_steps, int(record_every), tolerance, progress,
+                         int(local_steps), stop, step_decay, target_accuracy, time_model)
+
+
+def rows_per_eval(problem) -> np.ndarray:
+    """Rows one gradient evaluation of each agent reads, ``(n,)``: the minibatch B, or all
+    m_i rows for full gradients; 1 for costs without rows (quadratic)."""
+    for name in ("samples_per_eval", "rows_per_agent"):
+        value = getattr(problem, name, None)
+        if value is not None:
+            return np.asarray(value, dtype=float).reshape(-1)
+    A = getattr(problem, "A", None)
+    if isinstance(A, np.ndarray) and A.ndim == 3:
+        return np.full(A.shape[0], float(A.shape[1]))
+    return np.ones(int(problem.n_agents))
+
+
+def samples_per_eval(problem) -> tuple[float, float]:
+    """(mean, max) over agents of :func:`rows_per_eval`."""
+    arr = rows_per_eval(problem)
+    return float(arr.mean()), float(arr.max())
+
+
+def make_recorder(flow, problem, *, local_steps: int = 1, time_model=None,
+                  samples=None) -> Recorder:
+    """The :class:`Recorder` of a run (shared by both engines)."""
+    mean_spe, max_spe = samples_per_eval(problem) if samples is None else samples
+    rs = 0.0
+    if time_model is not None:
+        rs = time_model.round_seconds(bits_per_message=flow.bits_per_message,
+                                      samples_per_eval=max_spe, local_steps=local_steps)
+    return Recorder(problem, bits_per_message=flow.bits_per_message,
+                    mean_degree=float(np.mean(flow.graph.degree)),
+                    samples_per_eval=mean_spe, round_seconds=rs)
+
+
+def _check_continuous(flow) -> None:
+    comp = getattr(flow, "compressor", None)
+    if comp is not None and not comp.linear:
+        raise InputError(
+            f"[solver] method = \"continuous\" needs a compressor continuous in z (got "
+            f"{comp.spec!r}, which switches discontinuously, so solve_ivp's step control "
+            "chatters at its switching surfaces): use method = \"euler\" with a small step, "
+            "or a linear compressor (scalarize, randk)"
+        )
+
+
+def _scale(flow, state) -> float:
+    n = flow.n_agents
+    x_star = getattr(flow.problem, "x_star", None)
+    x_norm = 0.0 if x_star is None else float(np.linalg.norm(x_star))
+    return max(float(np.linalg.norm(state["X"])), math.sqrt(n) * x_norm, 1.0)
+
+
+def _blown_up(state, limit: float) -> bool:
+    for arr in state.values():
+        norm = float(np.linalg.norm(arr))
+        if not math.isfinite(norm) or norm > limit:
+            return True
+    return False
+
+
+def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, local_steps,
+                  stop, step_decay=None, target_accuracy=None, time_model=None) -> Solution:
+    rec = make_recorder(flow, flow.problem, local_steps=local_steps, time_model=time_model)
+    limit = GROWTH_LIMIT * _scale(flow, state)
+    check_every = min(record_every, 50)
+    start = time.perf_counter()
+    rec.record(0, 0.0, state["X"], draws=flow.draws)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_steps, unit="round", leave=False)
+    diverged_at = interrupted_at = None
+    done = 0
+    step = flow.step
+    t_next = 0.0
+    hk = h
+    try:
+        for k in range(n_steps):
+            if step_decay is None:
+                t = k * h
+            else:
+                scale = 1.0 / (1.0 + k / step_decay)
+                flow.set_step_scale(scale)
+                t, hk = t_next, h * scale
+                t_next = t + hk
+            if local_steps > 1:
+                for _ in range(local_steps - 1):
+                    state = flow.local_update(state, t, hk)
+            new = step(state, t, hk)
+            done = k + 1
+            if done % check_every == 0 or done == n_steps:
+                if _blown_up(new, limit):
+                    diverged_at = done
+                    break
+            state = new
+            if done % record_every == 0 or done == n_steps:
+                rec.record(done, done * h if step_decay is None else t_next, state["X"],
+                           draws=flow.draws)
+                if bar is not None:
+                    bar.update(done - bar.n)
+            if stop is not None and stop.requested and done < n_steps:
+                interrupted_at = done
+                break
+    except KeyboardInterrupt:
+        interrupted_at = done
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - start
+    if interrupted_at is not None and rec.last_step != interrupted_at:
+        rec.record(interrupted_at, interrupted_at * h if step_decay is None else t_next,
+                   state["X"], draws=flow.draws)
+    records = rec.columns()
+    steps_run = diverged_at if diverged_at is not None else rec.last_step
+    if diverged_at is not None:
+        status = "diverged"
+        message = (
+            f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step {diverged_at} "
+            f"(t = {diverged_at * h:.4g}); likely cause: {flow.divergence_cause(h)}"
+        )
+    elif interrupted_at is not None:
+        status = "interrupted"
+        message = f"interrupted after {interrupted_at} of {n_steps} steps; kept what was recorded"
+    else:
+        status, message = _classify(records, tolerance, target_accuracy)
+    return Solution(
+        status=status,
+        message=message,
+        steps=int(steps_run),
+        t_final=float(steps_run * h),
+        grad_evals=int(flow.draws * flow.n_agents),
+        bits_per_message=flow.bits_per_message,
+        bits_per_agent=float(steps_run * flow.bits_per_message),
+        records=records,
+        state=state,
+        tolerance=tolerance,
+        wall_seconds=wall,
+    )
+
+
+def _classify(records, tolerance, target_accuracy=None) -> tuple[str, str]:
+    acc = records.get("mean_agent_test_accuracy")
+    if target_accuracy is not None:
+        if acc is None:
+            raise InputError(
+                "[solver] target_accuracy needs a classification problem with held-out test "
+                "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
+                "it or set test_fraction"
+            )
+        final = float(acc[-1])
+        if final >= target_accuracy:
+            return "converged", (f"mean agent test accuracy {final:.4f} >= target "
+                                 f"{target_accuracy:.4f}")
+        return "not_converged", (f"mean agent test accuracy {final:.4f} < target "
+                                 f"{target_accuracy:.4f}: raise [solver] horizon or tune")
+    if not np.any(np.isfinite(records["relative_error"])):
+        return "not_converged", ("no optimum x* for this problem, so no relative error: set "
+                                 "[solver] target_accuracy to judge the run")
+    err = records["relative_error"]
+    final = float(err[-1])
+    if final <= tolerance:
+        return "converged", f"relative error {final:.3g} <= tolerance {tolerance:.3g}"
+    half = err[len(err) // 2]
+    if len(err) >= 4 and final > 0.5 * half:
+        return "stalled", (
+            f"relative error {final:.3g} > tolerance {tolerance:.3g} and stopped decreasing "
+            f"(it was {half:.3g} halfway through the run)"
+        )
+    return "not_converged", (
+        f"relative error {final:.3g} > tolerance {tolerance:.3g} but still decreasing: "
+        "raise [solver] horizon"
+    )
+
+
+def _solve_continuous(flow, state, h, n_steps, record_every, tolerance, rtol, atol) -> Solution:
+    from scipy.integrate import solve_ivp
+
+    keys = flow.state_keys
+    shape = (flow.n_agents, flow.dim)
+    size = shape[0] * shape[1]
+
+    def unpack(y):
+        return {k: y[i * size : (i + 1) * size].reshape(shape) for i, k in enumerate(keys)}
+
+    def rhs(t, y):
+        field_ = flow.vector_field(t, unpack(y))
+        return np.concatenate([field_[k].ravel() for k in keys])
+
+    rec_steps = list(range(0, n_steps, record_every)) + [n_steps]
+    t_eval = np.array(rec_steps, dtype=float) * h
+    y0 = np.concatenate([state[k].ravel() for k in keys])
+    start = time.perf_counter()
+    out = solve_ivp(rhs, (0.0, t_eval[-1]), y0, t_eval=t_eval, rtol=rtol, atol=atol)
+    wall = time.perf_counter() - start
+    rec = Recorder(flow.problem, bits_per_message=0, mean_degree=0.0)
+    for j in range(out.y.shape[1]):
+        rec.record(rec_steps[j], out.t[j], unpack(out.y[:, j])["X"])
+    records = rec.columns()
+    final_state = unpack(out.y[:, -1])
+    if not out.success or _blown_up(final_state, GROWTH_LIMIT * _scale(flow, state)):
+        status, message = "diverged", f"solve_ivp stopped: {out.message}"
+    else:
+        status, message = _classify(records, tolerance)
+    return Solution(
+        status=status,
+        message=message,
+        steps=int(rec_steps[out.y.shape[1] - 1]) if out.y.shape[1] else 0,
+        t_final=float(out.t[-1]) if out.t.size else 0.0,
+        grad_evals=int(out.nfev * flow.n_agents),
+        bits_per_message=0,
+        bits_per_agent=0.0,
+        records=records,
+        state=final_state,
+        tolerance=tolerance,
+        wall_seconds=wall,
+        extra={"rhs_evaluations": int(out.nfev)},
+    )

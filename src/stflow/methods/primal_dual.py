@@ -1,0 +1,371 @@
+r"""The distributed primal-dual flows (SPEC sections 2, 4, 5) and their discretizations.
+
+.. math::
+
+    \dot X = -\alpha L X_c - \beta V - \eta \nabla F(X), \qquad \dot V = \beta L X_c
+
+with :math:`X_c = X` (``uncompressed``), :math:`X_c = C(X, t)` (``direct``) or
+:math:`X_c = \hat X,\ \dot{\hat X} = \gamma C(X - \hat X, t)` (``observer``). Three schemes
+discretize the same flow, one communication round per step (``[solver] method``):
+
+- ``euler`` (pinned, SPEC section 5): every right-hand side at step k;
+- ``predict``: the local part first, :math:`Y = X + h(-\beta V - \eta \nabla F(X))`, then
+  the round's message (of :math:`Y`), then the consensus part with what it delivered;
+- ``gauss_seidel`` (observer; the others equal ``euler``): the observer copies integrate the
+  round's messages first, and the consensus part uses :math:`\hat X^{k+1}`.
+
+Written once in the block form of :mod:`stflow.methods.base`, so the simulator and the MPI
+engine run the same code.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DirectFlowWarning, InputError
+from .base import Method, Param
+
+__all__ = [
+    "FLOW_KINDS",
+    "SCHEMES",
+    "Gains",
+    "PrimalDualFlow",
+    "auto_gains",
+    "primal_dual_update",
+]
+
+FLOW_KINDS = ("uncompressed", "direct", "observer")
+#: Discretizations of the flows (``[solver] method``), one round per step.
+SCHEMES = ("euler", "predict", "gauss_seidel")
+
+_GAIN_PARAMS = (
+    Param("alpha", 2.0, 'consensus gain (> 0, or "auto")', auto=True),
+    Param("beta", 2.0, 'dual gain (> 0, or "auto")', auto=True),
+    Param("eta", 1.0, 'gradient gain (> 0, or "auto")', auto=True),
+)
+_GAMMA = Param("gamma", 50.0, 'observer gain (> 0, or "auto")', auto=True)
+
+
+@dataclass(frozen=True)
+class Gains:
+    r"""Gains of the primal-dual flow: :math:`\alpha` (consensus), :math:`\beta` (dual),
+    :math:`\eta` (gradient), :math:`\gamma` (observer); all must be positive.
+
+    Examples
+    --------
+    >>> Gains(alpha=2.0, beta=2.0, eta=1.0, gamma=50.0).gamma
+    50.0
+    >>> Gains(alpha=0.0, beta=1.0, eta=1.0, gamma=1.0)
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: `alpha` must be a positive finite number (got 0.0): set [flow] alpha > 0 or "auto"
+    """
+
+    alpha: float
+    beta: float
+    eta: float
+    gamma: float
+
+    def __post_init__(self):
+        for name in ("alpha", "beta", "eta", "gamma"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InputError(
+                    f"`{name}` must be a positive finite number (got {value!r}): "
+                    f'set [flow] {name} > 0 or "auto"'
+                )
+            object.__setattr__(self, name, float(value))
+
+
+#: Safety factors of :func:`auto_gains` (measured, see ``docs/gains.md``).
+AUTO_EULER_BUDGET = 0.1  # h * (fastest rate of the flow / 3) <= this
+AUTO_OBSERVER_RATIO = 5.0  # the observer's certified rate gamma*lambda_C over the flow's speed
+
+
+def auto_gains(
+    *,
+    lambda_max: float,
+    smoothness: float | None,
+    step: float,
+    compressor_rate: float | None = None,
+    compressor_period: float = 0.0,
+    observer: bool = True,
+) -> Gains:
+    r"""Gains derived from the graph, the cost's smoothness, the compressor and the step.
+
+    All gains are proportional to one speed :math:`s` (the flow is then a time-rescaling of a
+    normalized one, so a larger :math:`s` is faster per unit time), capped three ways:
+
+    .. math::
+
+        s = \min\Big(\frac{0.1}{h},\ \frac{\gamma \lambda_C}{5},\ \frac{1}{T_C}\Big),
+        \quad \gamma = \frac{0.5}{h}, \quad \eta = \frac{s}{L_f},
+        \quad \alpha = \beta = \frac{2 s}{\lambda_{max}(L)}
+
+    - explicit Euler: :math:`h(\alpha\lambda_{max} + \eta L_f) = 3 s h \le 0.3`;
+    - observer: its error dynamics, certified rate :math:`\gamma\lambda_C`, must be five
+      times faster than the flow's fastest mode; :math:`\gamma = 0.5/h` is the largest gain
+      for which the Euler observer update stays contractive for every compressor with
+      :math:`L_c \le 2` (:math:`h\gamma L_c \le 1`);
+    - excitation period :math:`T_C` (``d * tau`` for a cyclic scalarizer, ``1/freq`` for the
+      sinusoid, 0 for time-invariant compressors): the flow must not move much within one
+      period, or the observer lags (SPEC section 3, practical rule).
+
+    The direct and uncompressed flows skip the observer cap. ``lambda_2`` does not enter:
+    it sets the resulting rate, not the admissible gains. :math:`\alpha = \beta` with
+    :math:`\alpha\lambda_{max} = \eta L_f`-scale stiffness was the fastest pair in a scan of
+    :math:`\alpha\lambda_{max}/s \in \{0.5, 1, 2\}` and :math:`\beta/\alpha \in
+    \{0.5, 1, 2, 4\}` on rings and stars (``docs/gains.md``).
+
+    Examples
+    --------
+    >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2)
+    >>> g.alpha, g.beta, g.eta, g.gamma
+    (10.0, 10.0, 10.0, 500.0)
+    """
+    lf = smoothness if smoothness and smoothness > 0 else 1.0
+    speed = AUTO_EULER_BUDGET / step
+    gamma = 0.5 / step
+    if observer:
+        rate = compressor_rate if compressor_rate and compressor_rate > 0 else 1.0
+        speed = min(speed, gamma * rate / AUTO_OBSERVER_RATIO)
+    if compressor_period and math.isfinite(compressor_period) and compressor_period > 0:
+        speed = min(speed, 1.0 / compressor_period)
+    alpha = 2.0 * speed / lambda_max
+    return Gains(alpha=alpha, beta=alpha, eta=speed / lf, gamma=gamma)
+
+
+def primal_dual_update(X, V, LXc, G, h, gains: Gains):
+    r"""The pinned Euler update of SPEC section 5 for the primal and dual states.
+
+    .. math::
+
+        X^{k+1} = X^k + h\,(-\alpha L X_c^k - \beta V^k - \eta \nabla F(X^k)), \qquad
+        V^{k+1} = V^k + h\,\beta L X_c^k
+
+    evaluated in exactly this order: ``((-alpha * LXc) - beta * V) - eta * G``. All arrays
+    are ``(n, d)`` (the rows a caller owns: all agents, or one MPI rank's block).
+
+    Examples
+    --------
+    >>> g = Gains(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0)
+    >>> X, V = primal_dual_update(np.ones((1, 1)), np.zeros((1, 1)), np.ones((1, 1)),
+    ...                           np.ones((1, 1)), 0.5, g)
+    >>> X.item(), V.item()
+    (0.0, 0.5)
+    """
+    # Same IEEE operations in the same order as the formula above, written in place on two
+    # fresh buffers (a * b == b * a and a + b == b + a exactly), which saves the
+    # allocation of eight temporaries per step; the inputs are not modified.
+    acc = np.multiply(LXc, -gains.alpha)
+    tmp = np.multiply(V, gains.beta)
+    acc -= tmp
+    np.multiply(G, gains.eta, out=tmp)
+    acc -= tmp
+    acc *= h
+    acc += X
+    np.multiply(LXc, gains.beta, out=tmp)
+    tmp *= h
+    tmp += V
+    return acc, tmp
+
+
+class PrimalDualFlow(Method):
+    r"""One of the three primal-dual flows of SPEC sections 2 and 4, with one scheme.
+
+    Parameters
+    ----------
+    kind : {"uncompressed", "direct", "observer"}
+        What crosses the network: ``X`` itself, ``C(X, t)``, or ``C(X - Xhat, t)``.
+    problem
+        Batched local costs (``grad(X: (N, d)) -> (N, d)``, ``x_star``).
+    graph
+        Supplies the sparse ``laplacian`` (N, N), ``degree`` and spectral facts.
+    compressor
+        A :class:`stflow.compressors.Compressor` (ignored by ``uncompressed``).
+    gains : Gains
+    scheme : {"euler", "predict", "gauss_seidel"}
+        The discretization (module docstring); ``euler`` is SPEC section 5's pinned one.
+
+    Examples
+    --------
+    Two agents, d = 1, uncompressed, one Euler step of size 0.1 from X = [[1], [3]]:
+
+    >>> from types import SimpleNamespace
+    >>> import scipy.sparse as sp
+    >>> graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                         degree=np.array([1, 1]), n=2)
+    >>> problem = SimpleNamespace(n_agents=2, dim=1, grad=lambda X: X - 1.0)
+    >>> flow = PrimalDualFlow("uncompressed", problem, graph,
+    ...                       gains=Gains(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0))
+    >>> state = flow.initial_state(x0=np.array([[1.0], [3.0]]))
+    >>> flow.step(state, 0.0, 0.1)["X"].ravel().tolist()
+    [1.2, 2.6]
+    """
+
+    title = "primal-dual flow"
+    takes_v0 = True
+    local_steps_ok = True
+    continuous_ok = True
+
+    def __init__(self, kind: str, problem, graph, compressor=None, *, gains: Gains,
+                 scheme: str = "euler"):
+        if kind not in FLOW_KINDS:
+            raise InputError(
+                f"[flow] kind must be one of {', '.join(FLOW_KINDS)} (got {kind!r}): "
+                "pick one of those"
+            )
+        if scheme not in SCHEMES:
+            raise InputError(
+                f"[solver] method must be one of {', '.join(SCHEMES)} for the primal-dual "
+                f"flows (got {scheme!r}): pick one of those"
+            )
+        self.kind = kind
+        self.scheme = scheme
+        self.params = _GAIN_PARAMS + ((_GAMMA,) if kind == "observer" else ())
+        self.channels = ("raw",) if kind == "uncompressed" else ("compressed",)
+        self.state_keys = ("X", "V", "Xhat") if kind == "observer" else ("X", "V")
+        self.copies = ("Xhat",) if kind == "observer" else ()
+        if kind != "uncompressed" and compressor is None:
+            raise InputError(f"the {kind} flow needs a compressor: add [compressor] spec")
+        self.gains = gains
+        self.alpha, self.beta, self.eta = gains.alpha, gains.beta, gains.eta
+        if kind == "observer":
+            self.gamma = gains.gamma
+        super().__init__(problem, graph, compressor if kind != "uncompressed" else None)
+        if kind == "direct" and not compressor.linear:
+            warnings.warn(
+                f"direct flow with the nonlinear compressor {compressor.spec!r}: SPEC section 4 "
+                "gives no convergence guarantee and consensus can stall; use the observer flow",
+                DirectFlowWarning,
+                stacklevel=2,
+            )
+
+    @property
+    def laplacian(self):
+        """The full graph Laplacian (N, N), CSR."""
+        return self.graph.laplacian.tocsr()
+
+    def _bind(self, block) -> None:
+        self.lap = block.restrict(self.graph.laplacian.tocsr())
+
+    def init_block(self, X, V):
+        state = {"X": X, "V": V}
+        if self.kind == "observer":
+            state["Xhat"] = np.zeros((self.block.n_cols, self.dim))
+        return state
+
+    # -- one round ---------------------------------------------------------------------
+    def send(self, state, t, h):
+        X = state["X"]
+        if self.scheme == "predict":
+            g = self.gains
+            G = self.grad(X)
+            Y = (-g.beta) * state["V"]
+            Y -= g.eta * G
+            Y *= h
+            Y += X
+            self._Y = Y
+            X = Y
+        if self.kind == "observer":
+            return [X - state["Xhat"][self.block.own]]
+        return [X]
+
+    def local(self, state, t, h):
+        if self.scheme != "predict":
+            self._G = self.grad(state["X"])
+
+    def receive(self, state, messages, t, h):
+        (M,) = messages
+        g = self.gains
+        if self.kind == "observer":
+            xhat = np.multiply(M, g.gamma)  # Xhat + h * (gamma * Q), in place on one buffer
+            xhat *= h
+            xhat += state["Xhat"]
+            Xc = state["Xhat"] if self.scheme == "euler" else xhat
+        else:
+            Xc = M
+        LXc = self.lap @ Xc
+        if self.scheme == "predict":
+            X = np.multiply(LXc, -g.alpha)
+            X *= h
+            X += self._Y
+            V = np.multiply(LXc, g.beta)
+            V *= h
+            V += state["V"]
+            self._Y = None
+        else:
+            X, V = primal_dual_update(state["X"], state["V"], LXc, self._G, h, g)
+            self._G = None
+        new = {"X": X, "V": V}
+        if self.kind == "observer":
+            new["Xhat"] = xhat
+        return new
+
+    def local_update(self, state, t, h):
+        r"""SPEC section 7: :math:`x_i \leftarrow x_i + h(-\beta v_i - \eta g_i(x_i))`."""
+        g = self.gains
+        G = self.grad(state["X"])
+        X = (-g.beta) * state["V"]
+        X -= g.eta * G
+        X *= h
+        X += state["X"]
+        return {**state, "X": X}
+
+    # -- continuous time -----------------------------------------------------------------
+    def vector_field(self, t: float, state) -> dict[str, np.ndarray]:
+        """Right-hand side of the flow at ``(t, state)`` (same keys as the state)."""
+        X = state["X"]
+        if self.kind == "uncompressed":
+            Xc, Q = X, None
+        elif self.kind == "direct":
+            Xc, Q = self.compressor(X, t), None
+        else:
+            Xc, Q = state["Xhat"], self.compressor(X - state["Xhat"], t)
+        LXc = self.laplacian @ Xc
+        G = self.problem.grad(X)
+        g = self.gains
+        out = {"X": (-g.alpha * LXc) - g.beta * state["V"] - g.eta * G, "V": g.beta * LXc}
+        if Q is not None:
+            out["Xhat"] = g.gamma * Q
+        return out
+
+    # -- diagnosis -------------------------------------------------------------------------
+    def divergence_cause(self, step: float) -> str:
+        """The most likely reason a run of this flow with Euler step ``step`` blew up."""
+        g = self.gains
+        lam_max = float(self.graph.lambda_max)
+        lf = getattr(self.problem, "smoothness", None) or 0.0
+        stiffness = g.alpha * lam_max + g.eta * lf
+        causes = []
+        if step * stiffness > 1.0:
+            causes.append(
+                f"step too large: h*(alpha*lambda_max + eta*L_f) = {step * stiffness:.3g} > 1; "
+                f"lower [solver] step below {1.0 / stiffness:.3g}"
+            )
+        if self.kind == "observer":
+            lc = float(getattr(self.compressor, "linear_bound", 1.0))
+            if step * g.gamma * lc > 2.0:
+                causes.append(
+                    f"step too large for the observer: h*gamma*L_c = {step * g.gamma * lc:.3g} "
+                    f"> 2; lower [solver] step or gamma"
+                )
+            period = getattr(self.compressor, "period", None)
+            if period is not None and math.isfinite(period) and period * g.alpha * lam_max > 1.0:
+                causes.append(
+                    f"scalarizer period too long: period*alpha*lambda_max = "
+                    f"{period * g.alpha * lam_max:.3g} (stable below about 1-2, measured in "
+                    f"E7); shorten tau or lower alpha"
+                )
+            if g.gamma < 2.0 * g.alpha * lam_max:
+                causes.append(
+                    f"gamma too small: gamma = {g.gamma:.3g} < 2*alpha*lambda_max = "
+                    f"{2.0 * g.alpha * lam_max:.3g}; raise [flow] gamma"
+                )
+        if self.kind == "direct" and not self.compressor.linear:
+            causes.append("nonlinear compressor on the direct flow (no guarantee, SPEC 4)")
+        return "; ".join(causes) if causes else "unknown (gains and step look admissible)"
