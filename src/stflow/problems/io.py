@@ -177,7 +177,9 @@ def make_problem(
             classes=2 if classes is None and data is None else classes,
         )
     if kind == "least_squares" and owned:
-        arr = _validate_arrays(kind, arrays, fix="fix the data arrays", copy=False, freeze=False)
+        arr = arrays if data is not None else _validate_arrays(  # _load validated its arrays
+            kind, arrays, fix="fix the data arrays", copy=False, freeze=False
+        )
         return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=bool(keep_rows), **rows)
     if kind == "least_squares":
         return LeastSquaresProblem(arrays["A"], arrays["b"], keep_rows=bool(keep_rows), **rows)
