@@ -16,6 +16,7 @@ from ._bits import _bits_uint, _index_width, _uint_bits
 from ._common import _parse_pairs
 from .base import Compressor, _BitCompressor
 from .builtin import FixedQuant, Identity, Quantize, RandK, Scalarize, Sign, TopK
+from .lowrank import make_lowrank
 from .user import _load_user
 
 __all__ = [
@@ -199,16 +200,18 @@ def _convert(name: str, key: str, value: str):
     return value
 
 
-def _build_stage(stage: str, dim: int) -> Compressor:
+def _build_stage(stage: str, dim: int, shapes=None) -> Compressor:
     stage = stage.strip()
     if stage.startswith("py:"):
         return _load_user(stage, dim)
     name, _, args = stage.partition(":")
     name = name.strip()
+    if name == "lowrank":  # shape-aware: needs the model's param_shapes (lowrank.py)
+        return make_lowrank(args, dim, shapes)
     if name not in COMPRESSOR_DOCS:
         raise InputError(
             f"`spec` names an unknown compressor {name!r} (valid: "
-            f"{', '.join(compressor_names())}, or py:MODULE:ATTR): fix the name"
+            f"{', '.join(compressor_names())}, lowrank, or py:MODULE:ATTR): fix the name"
         )
     raw = _parse_pairs(args, stage) if args.strip() else {}
     keys = COMPRESSOR_DOCS[name]
@@ -222,7 +225,7 @@ def _build_stage(stage: str, dim: int) -> Compressor:
     return _CLASSES[name](dim, **params)
 
 
-def make_compressor(spec: str, dim: int) -> Compressor:
+def make_compressor(spec: str, dim: int, *, shapes=None) -> Compressor:
     """Build a compressor from a spec string at dimension ``dim``.
 
     Grammar: ``name[:key=value[,key=value...]]``; ``A|B|...`` composes left to right
@@ -230,7 +233,8 @@ def make_compressor(spec: str, dim: int) -> Compressor:
     ``py:path/to/file.py:ATTR``) calls ``ATTR(dim, **kwargs)``, which returns a
     :class:`Compressor` or a plain callable ``C(Z, t)`` (wrapped in
     :class:`CallableCompressor`; kwargs are parsed as int, then float, then str). Missing
-    keys take the defaults in :data:`COMPRESSOR_DOCS`.
+    keys take the defaults in :data:`COMPRESSOR_DOCS`. ``shapes`` (a problem's
+    ``param_shapes``) goes to the shape-aware ``lowrank`` stage (:mod:`.lowrank`).
 
     Examples
     --------
@@ -246,7 +250,7 @@ def make_compressor(spec: str, dim: int) -> Compressor:
     stages = spec.split("|")
     if any(not s.strip() for s in stages):
         raise InputError(f"`spec` {spec!r} has an empty stage around '|': write A|B")
-    comp = _build_stage(stages[0], int(dim))
+    comp = _build_stage(stages[0], int(dim), shapes)
     for stage in stages[1:]:
-        comp = Composition(comp, _build_stage(stage, int(dim)))
+        comp = Composition(comp, _build_stage(stage, int(dim), shapes))
     return comp
