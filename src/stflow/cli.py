@@ -17,8 +17,8 @@ Exit codes, the same for every command (``docs/cli.md``):
 from __future__ import annotations
 
 import argparse
-import math
 import json
+import math
 import os
 import shutil
 import sys

@@ -5,6 +5,7 @@ iterates ``X: (N, d)`` (SPEC section 1):
 
 - ``quadratic``:     f_i(x) = 1/2 x^T Q_i x - b_i^T x,            arrays Q (N, d, d), b (N, d)
 - ``least_squares``: f_i(x) = 1/2 ||A_i x - b_i||^2,              arrays A (N, m, d), b (N, m)
+                     (held as Gram matrices A_i^T A_i, A_i^T b_i when m >= d)
 - ``logistic``:      f_i(x) = sum_j log(1 + exp(-y_ij a_ij^T x)) + (reg/2) ||x||^2,
                      arrays A (N, m, d), y (N, m) with labels in {-1, +1}
 - ``softmax``:       f_i(x) = sum_j (logsumexp(W^T a_ij) - (W^T a_ij)_{y_ij}) + (reg/2) ||x||^2,

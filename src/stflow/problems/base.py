@@ -122,7 +122,7 @@ class Problem(abc.ABC):
         Examples
         --------
         >>> from stflow.problems import make_problem
-        >>> p = make_problem("least_squares", agents=2, dim=3, seed=1)
+        >>> p = make_problem("least_squares", agents=2, dim=3, seed=1, keep_rows=True)
         >>> bool(np.isclose(p.total_value(np.zeros(3)), 0.5 * np.sum(p.arrays()["b"] ** 2)))
         True
         """
@@ -145,7 +145,7 @@ class Problem(abc.ABC):
         r"""Centralized minimizer :math:`x^\star \in \arg\min_x \sum_i f_i(x)`, shape (d,).
 
         Closed form for quadratic and least squares (``numpy.linalg.solve`` / minimum-norm
-        ``lstsq``), ``scipy.optimize.minimize(method="trust-exact")`` for logistic, then up
+        ``lstsq`` of the normal equations), ``scipy.optimize.minimize(method="trust-exact")`` for logistic, then up
         to three Newton steps with the exact Hessian (iterative refinement).
 
         Examples

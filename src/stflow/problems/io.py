@@ -64,6 +64,7 @@ def make_problem(
     classes: int | None = None,
     batch: int | None = None,
     test: Any = None,
+    keep_rows: bool = False,
 ) -> Problem:
     r"""Build a problem from seeded synthetic data, a .npz file or a dict of arrays.
 
@@ -110,6 +111,12 @@ def make_problem(
         full gradients).
     test : (A_test, y_test), optional
         Held-out rows of logistic or softmax (for ``test_accuracy``).
+    keep_rows : bool
+        least_squares with m >= d only: keep ``A`` and ``b`` besides the Gram form
+        (`LeastSquaresProblem`; needed for `save_problem_data`; ``batch`` keeps them too).
+        By default only the Gram form is kept, and generated or loaded data is not copied
+        (with m == d the Gram matrices reuse the memory of ``A``). The other kinds always
+        keep their arrays.
 
     Returns
     -------
@@ -147,12 +154,13 @@ def make_problem(
             f"`test` (held-out rows) applies to logistic and softmax only (got kind={kind!r}):"
             " drop it"
         )
+    owned = True  # fresh arrays of this call: no defensive copy needed
     if data is None:
         arrays = _generate(kind, agents, dim, seed, samples, classes)
     elif isinstance(data, (str, os.PathLike)):
-        arrays = load_problem_data(kind, data)
+        arrays = _load(kind, data, freeze=False)
     elif isinstance(data, Mapping):
-        arrays = dict(data)
+        arrays, owned = dict(data), False
     else:
         raise InputError(
             f"`data` must be a path to a .npz file or a dict of arrays (got "
@@ -168,8 +176,13 @@ def make_problem(
             arrays["A"], arrays["y"], regularization=reg, test=test, **rows,
             classes=2 if classes is None and data is None else classes,
         )
+    if kind == "least_squares" and owned:
+        arr = arrays if data is not None else _validate_arrays(  # _load validated its arrays
+            kind, arrays, fix="fix the data arrays", copy=False, freeze=False
+        )
+        return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=bool(keep_rows), **rows)
     if kind == "least_squares":
-        return LeastSquaresProblem(arrays["A"], arrays["b"], **rows)
+        return LeastSquaresProblem(arrays["A"], arrays["b"], keep_rows=bool(keep_rows), **rows)
     problem = _CLASSES[kind](**arrays)
     if kind == "quadratic" and problem.strong_convexity == 0.0:
         problem._minimize()  # raises the singular-sum error
@@ -186,10 +199,14 @@ def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarra
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ls.npz"
-    >>> save_problem_data(make_problem("least_squares", agents=2, dim=3), path)
+    >>> save_problem_data(make_problem("least_squares", agents=2, dim=3, keep_rows=True), path)
     >>> {k: v.shape for k, v in load_problem_data("least_squares", path).items()}
     {'A': (2, 3, 3), 'b': (2, 3)}
     """
+    return _load(kind, path, freeze=True)
+
+
+def _load(kind: str, path: str | os.PathLike, *, freeze: bool) -> dict[str, np.ndarray]:
     if kind not in PROBLEM_KINDS:
         raise InputError(
             f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
@@ -205,11 +222,16 @@ def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarra
             f"problem data: cannot read {os.fspath(path)!r} as .npz ({exc}): check the path "
             "and write it with numpy.savez"
         ) from None
-    return _validate_arrays(kind, arrays, fix=f"fix the arrays in {os.fspath(path)!r}")
+    return _validate_arrays(
+        kind, arrays, fix=f"fix the arrays in {os.fspath(path)!r}", copy=False, freeze=freeze
+    )
 
 
 def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
     """Write ``problem.arrays()`` to ``path`` (exactly that name) with ``numpy.savez``.
+
+    A least-squares problem must hold its rows (``keep_rows=True``, or m < d): the file
+    format is ``A, b``, which its Gram form cannot give back.
 
     Examples
     --------
@@ -225,6 +247,12 @@ def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
         raise InputError(
             f"`problem` must be a stflow Problem (got {type(problem).__name__}): "
             "build it with make_problem"
+        )
+    if problem.kind == "least_squares" and not problem.keeps_rows:
+        raise InputError(
+            "`problem` keeps only the Gram form of its least-squares data, not A and b "
+            "(got a problem built without keep_rows): build it with make_problem(..., "
+            "keep_rows=True) to save it"
         )
     with open(path, "wb") as fh:
         np.savez(fh, **problem.arrays())
@@ -251,7 +279,8 @@ def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
         "samples", "set [problem] samples >= 1",
     )
     if kind == "least_squares":
-        a = rng.standard_normal((n, m, d)) / np.sqrt(m)
+        a = rng.standard_normal((n, m, d))
+        a /= np.sqrt(m)  # in place: the same numbers as a / sqrt(m), without a second copy
         x_true = rng.standard_normal(d)
         return {"A": a, "b": a @ x_true + 0.1 * rng.standard_normal((n, m))}
     if kind == "softmax":

@@ -6,7 +6,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from stflow.errors import InputError
 
@@ -103,6 +102,8 @@ class LogisticProblem(ClassifierRows, Problem):
         return loss + 0.5 * self.regularization * np.einsum("nd,nd->n", X, X)
 
     def grad(self, X: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         X = self._check_X(X)
         weights = -self.y * expit(-self._margins(X))
         return (weights[:, None, :] @ self.A)[:, 0, :] + self.regularization * X
@@ -110,6 +111,8 @@ class LogisticProblem(ClassifierRows, Problem):
     _row_constant = float(np.log(2.0))  # the loss of an all-zero (padding) row
 
     def _rows_grad(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         agent = np.arange(idx.shape[0])[:, None]
         a, y = self.A[agent, idx], self.y[agent, idx]  # (n, B, d), (n, B)
         weights = -y * expit(-y * np.einsum("nbd,nd->nb", a, X))
@@ -129,6 +132,8 @@ class LogisticProblem(ClassifierRows, Problem):
         return {"A": self.A, "y": self.y}
 
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         a = self.A.reshape(-1, self.dim)
         s = expit(a @ x)
         h = a.T @ ((s * (1.0 - s))[:, None] * a)

@@ -52,11 +52,14 @@ class RowCosts:
 
     regularization: float = 0.0
 
-    def _init_rows(self, *, batch: Any, seed: Any, agent_ids: Any) -> None:
+    def _init_rows(self, *, batch: Any, seed: Any, agent_ids: Any, rows: Any = None) -> None:
         self.seed = _check_seed(seed)
-        nonzero = np.any(self.A != 0.0, axis=2)
-        last = self.A.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
-        m = np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
+        if rows is not None:  # counted by the subclass (least squares in Gram form holds no A)
+            m = np.array(rows, dtype=np.int64)
+        else:
+            nonzero = np.any(self.A != 0.0, axis=2)
+            last = self.A.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+            m = np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
         m.setflags(write=False)
         self._rows = m
         if agent_ids is None:
