@@ -1,7 +1,6 @@
 """The reproduction suite behind ``stflow reproduce``: the registry of experiments and its runner.
 
-:data:`EXPERIMENTS` maps a name (``E1`` ...) to its module, in report order; E9 (the peer
-comparison) is registered when :mod:`stflow.experiments.comparison` imports. Each experiment
+:data:`EXPERIMENTS` maps a name (``E1`` ...) to its module, in report order. Each experiment
 module defines ``NAME``, ``TITLE`` and ``run(out_dir, *, quick, progress=None) -> dict``
 returning ``title``, ``setting``, ``prediction``, ``measured`` (markdown), ``figures``
 (paths relative to ``out_dir``) and optionally ``captions`` (figure path -> what to look at),
@@ -24,7 +23,9 @@ from pathlib import Path
 __all__ = ["EXPERIMENTS", "experiment_names", "load_experiment", "planned_runs", "run_one",
            "run_suite"]
 
-#: name -> module (relative to this package), in report order.
+#: name -> module (relative to this package), in report order. Importing this package imports
+#: none of them (``stflow --help`` lists the names cheaply); :func:`run_one` imports one when it
+#: runs and reports a module that fails to import as a failed experiment.
 EXPERIMENTS: dict[str, str] = {
     "E1": ".e1_certificates",
     "E2": ".e2_convergence",
@@ -34,21 +35,8 @@ EXPERIMENTS: dict[str, str] = {
     "E6": ".e6_real_data",
     "E7": ".e7_where_it_breaks",
     "E8": ".e8_scale",
+    "E9": ".comparison",
 }
-
-
-def _optional_comparison() -> None:
-    """Register E9 (peer algorithms) when ``stflow.experiments.comparison`` imports."""
-    try:
-        mod = importlib.import_module(".comparison", __name__)
-    except Exception:  # noqa: BLE001 - absent or broken: leave E9 out of the suite
-        return
-    name = getattr(mod, "NAME", "E9")
-    if callable(getattr(mod, "run", None)) and name not in EXPERIMENTS:
-        EXPERIMENTS[name] = ".comparison"
-
-
-_optional_comparison()
 
 
 def experiment_names() -> list[str]:
@@ -244,6 +232,7 @@ def run_suite(out_dir, names, *, quick: bool = False, jobs: int = 1, quiet: bool
                                          "figures": [], "error": f"worker failed: {exc}",
                                          "seconds": 0.0}
                     bar.finish(name)
+        _drain(queue, bar)  # the workers have exited, so every tick is in the pipe now
         queue.close()
     bar.close()
     ordered = [results[n] for n in names]
