@@ -87,7 +87,10 @@ def test_every_experiment_reports_the_runs_it_planned(suite, monkeypatch):
     monkeypatch.setenv("STFLOW_TINY", "1")  # the sizes the suite ran
     for name in experiment_names():
         summary = json.loads((out / name / "summary.json").read_text())
-        assert summary["runs"] == summary["runs_planned"] > 1, name
+        assert summary["runs"] == summary["runs_planned"] > 1, (
+            f"{name}: run() called progress {summary['runs']} times, planned_runs(quick) "
+            f"says {summary['runs_planned']}: call progress once per run and define "
+            "planned_runs(quick) in the experiment's module to match")
         assert summary["runs_planned"] == planned_runs(name, quick=True)
 
 

@@ -120,10 +120,11 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         "measured": measured,
         "figures": [figure],
         "captions": {figure: (
-            "Left: every accepted compressor drives ||z(t)|| to 0 along a straight line on "
-            "this log scale (exponential decay; the slope is the rate lambda of the table). "
-            "Right: the rejected ones level off above 0 (dead zone, or directions a constant "
-            "phi never reaches)."
+            "Left: every accepted compressor drives ||z(t)|| down along a roughly straight "
+            "line on this log scale (exponential decay; steeper means a larger rate lambda in "
+            "the table, identity and the quantizers fastest). Right: the rejected ones stop "
+            "decaying: fixedquant stalls in its dead zone, the constant scalarizer never "
+            "moves the directions orthogonal to phi."
         )},
         "data": {"certificates": certs},
     }
