@@ -36,11 +36,22 @@ def _valid_png(path: Path) -> bool:
     return zlib.crc32(data[12:29]) == crc and width > 100 and height > 100 and b"IEND" in data
 
 
+#: (experiment, message) of every progress tick the parent process received in `suite`.
+TICKS: list[tuple[str, str]] = []
+
+
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce") / "results"
+    tick = experiments._Progress.tick
+
+    def record(self, name, message=""):
+        TICKS.append((name, message))
+        tick(self, name, message)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STFLOW_TINY", "1")
+        mp.setattr(experiments._Progress, "tick", record)
         code = main(["reproduce", "--out", str(out), "--quick", "--quiet", "--jobs", "2",
                      "--only", ",".join(experiment_names())])
     return out, code
@@ -104,18 +115,25 @@ def test_full_sizes_plan_more_runs_than_quick(monkeypatch):
         assert planned_runs(name, quick=False) >= planned_runs(name, quick=True) >= 1, name
 
 
-def test_progress_ticks_cross_the_process_pool(tmp_path, monkeypatch):
+def test_progress_ticks_cross_the_process_pool(suite, monkeypatch):
+    """The suite ran with --jobs 2: every run's tick reached the parent's bar."""
+    monkeypatch.setenv("STFLOW_TINY", "1")
+    received = [name for name, _ in TICKS]
+    for name in experiment_names():
+        assert received.count(name) == planned_runs(name, quick=True), name
+    # the messages travel too (shown after the bar)
+    assert any(name == "E8" and msg.startswith("N=10: ") for name, msg in TICKS)
+    assert any(name == "E2" and msg.endswith(": converged") for name, msg in TICKS)
+
+
+def test_progress_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("STFLOW_TINY", "1")
     ticks = []
     tick = experiments._Progress.tick
-
-    def record(self, name, message=""):
-        ticks.append(name)
-        tick(self, name, message)
-
-    monkeypatch.setattr(experiments._Progress, "tick", record)
-    run_suite(tmp_path / "r", ["E5", "E8"], quick=True, jobs=2, quiet=True)
-    assert sorted(ticks) == ["E5"] * planned_runs("E5", True) + ["E8"] * planned_runs("E8", True)
+    monkeypatch.setattr(experiments._Progress, "tick",
+                        lambda self, name, msg="": (ticks.append(name), tick(self, name, msg)))
+    run_suite(tmp_path / "r", ["E8"], quick=True, jobs=1, quiet=True)
+    assert ticks == ["E8"] * planned_runs("E8", quick=True)
 
 
 def test_markdown_to_html_anchors_repeat_like_github():
