@@ -126,7 +126,8 @@ class _Progress:
     """Runs done against runs planned across the experiments, as one tqdm bar on stderr.
 
     A tick of an experiment that already has all its planned runs (or has finished) does not
-    move the bar; a finished experiment fills its share, so the bar ends at its total.
+    move the bar; a finished experiment fills its share, so the bar ends at its total. With
+    no bar to show (``quiet``, or stderr not a terminal) no module is imported for its plan.
     """
 
     def __init__(self, names, quick: bool, quiet: bool):
@@ -134,12 +135,12 @@ class _Progress:
 
         from tqdm import tqdm
 
-        self.planned = {n: planned_runs(n, quick) for n in names}
+        disable = quiet or not sys.stderr.isatty()
+        self.planned = {n: 1 if disable else planned_runs(n, quick) for n in names}
         self.done = dict.fromkeys(names, 0)
         self.finished: set[str] = set()
         self.bar = tqdm(total=sum(self.planned.values()), desc="stflow reproduce",
-                        unit="run", file=sys.stderr,
-                        disable=quiet or not sys.stderr.isatty())
+                        unit="run", file=sys.stderr, disable=disable)
 
     def tick(self, name: str, message: str = "") -> None:
         if name in self.finished:
@@ -202,9 +203,9 @@ def run_suite(out_dir, names, *, quick: bool = False, jobs: int = 1, quiet: bool
 
     out = Path(out_dir)
     results: dict[str, dict] = {}
-    bar = _Progress(names, quick, quiet)
     started = time.perf_counter()
     if jobs <= 1 or len(names) <= 1:
+        bar = _Progress(names, quick, quiet)
         for name in names:
             results[name] = run_one(name, out, quick,
                                     progress=lambda msg, name=name: bar.tick(name, msg))
@@ -219,6 +220,7 @@ def run_suite(out_dir, names, *, quick: bool = False, jobs: int = 1, quiet: bool
                                  initargs=(queue,)) as pool:
             futures = {pool.submit(_run_in_worker, name, str(out), quick): name
                        for name in names}
+            bar = _Progress(names, quick, quiet)  # reads the plans while the workers start
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
