@@ -102,7 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     cert.add_argument("--quiet", action="store_true", help="no progress bar")
     cert.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    rep = sub.add_parser("reproduce", help="run the reproduction suite E1..E8: report.md/.html")
+    from .experiments import experiment_names  # the registry only: no experiment is imported
+
+    names = experiment_names()
+    rep = sub.add_parser(
+        "reproduce", help=f"run the reproduction suite, experiments {names[0]}..{names[-1]}: "
+        "report.md/.html",
+        description=f"Run the experiments {', '.join(names)} (docs/reproduce.md) and write "
+        "OUT/report.html and OUT/report.md.")
     rep.add_argument("--out", required=True, help="output folder (must be new or empty)")
     rep.add_argument("--quick", action="store_true", help="smaller sizes (under 90 s)")
     rep.add_argument("--only", default=None, metavar="E1,E3", help="comma-separated subset")
