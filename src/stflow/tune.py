@@ -63,9 +63,9 @@ __all__ = [
 ]
 
 #: Default search span: each parameter within this factor of the config's value.
-SPAN = 100.0
+SPAN = 30.0
 #: The flows' step h within this factor of the config's step.
-STEP_SPAN = 3.0
+STEP_SPAN = 10.0
 #: Perturbed runs in the robustness check, and the relative size of the perturbation.
 ROBUST_RUNS = 5
 PERTURBATION = 0.1
@@ -73,6 +73,9 @@ PERTURBATION = 0.1
 #: target are resolved to this many rounds.
 RECORD_EVERY = 10
 _DIVERGED_SCORE = 100.0
+#: Share of the budget spent exploring (the config, then TPE); the rest refines locally.
+EXPLORE_SHARE = 0.4
+SIGMA0, SIGMA_MIN = 0.5, 0.02
 
 
 @dataclass
@@ -514,8 +517,12 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
                    leave=False)
     best = None  # (values, outcome, robust bits)
     trials, runs, reason = [], 0, ""
+    explore = max(1, int(round(EXPLORE_SHARE * budget)))
+    es = _LocalSearch(space, np.random.default_rng([seed, 1]))
     try:
         for n in range(budget):
+            if n >= explore and es.center is not None:
+                study.enqueue_trial(es.propose())
             trial = study.ask(dists)
             values = {**fixed, **trial.params}
             cfg = _candidate(base, values, cap, h0, spec0)
@@ -525,7 +532,8 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
             entry = {"params": {k: float(v) for k, v in values.items()},
                      "bits_to_target": out.bits if out.counted else None,
                      "rounds_to_target": out.rounds, "diverged": out.diverged,
-                     "pruned": out.pruned, "robust_bits_to_target": None}
+                     "pruned": out.pruned, "robust_bits_to_target": None,
+                     "phase": "explore" if n < explore else "refine"}
             score = out.score
             if out.counted and (best is None or out.bits < best[1].bits):
                 rng = np.random.default_rng([seed, n])
@@ -543,6 +551,7 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
                     score += 0.5
             trials.append(entry)
             study.tell(trial, score)
+            es.update({k: values[k] for k in dists}, score, refining=n >= explore)
             if bar is not None:
                 bar.update(1)
                 if best is not None:
@@ -553,6 +562,35 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
         if bar is not None:
             bar.close()
     return best, trials, runs, reason
+
+
+class _LocalSearch:
+    """(1+1) evolution strategy in log space around the best-scoring candidate so far.
+
+    A proposal multiplies every searched value by ``exp(sigma z)``, ``z ~ N(0, 1)`` (clipped
+    to the search box); ``sigma`` grows 1.5-fold after an improvement and shrinks by
+    ``1.5^(-1/4)`` after a failure (the one-fifth success rule).
+    """
+
+    def __init__(self, space, rng):
+        self.box = {k: (lo, hi) for k, (lo, hi, _log, _c) in space.items() if hi > lo}
+        self.rng = rng
+        self.center, self.score, self.sigma = None, math.inf, SIGMA0
+
+    def propose(self) -> dict:
+        out = {}
+        for k, (lo, hi) in self.box.items():
+            v = self.center[k] * math.exp(self.sigma * self.rng.standard_normal())
+            out[k] = float(min(max(v, lo), hi))
+        return out
+
+    def update(self, values: dict, score: float, *, refining: bool) -> None:
+        if score < self.score:
+            self.center, self.score = dict(values), score
+            if refining:
+                self.sigma *= 1.5
+        elif refining:
+            self.sigma = max(self.sigma / 1.5 ** 0.25, SIGMA_MIN)
 
 
 def write_outputs(result: TuneResult, out_dir) -> None:
