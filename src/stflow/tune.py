@@ -493,8 +493,13 @@ def tune(
 
 
 def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progress):
-    import optuna
-    from optuna.distributions import FloatDistribution
+    try:
+        import optuna
+        from optuna.distributions import FloatDistribution
+    except ImportError:
+        raise InputError(
+            "stflow tune needs optuna (not installed): pip install 'stflow[tune]'"
+        ) from None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
