@@ -152,3 +152,25 @@ def test_bad_config_and_out_exit_2(tmp_path, capsys):
     assert main(["tune", str(cont), "--budget", "1", "--target", "1e-6",
                  "--out", str(full)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_e9_methods_send_the_same_messages():
+    """E9's configs: same compressor per column, so the same bits per round for every method,
+    and the cyclic scalarizer holds each coordinate exactly one round."""
+    from stflow.config import build_run
+    from stflow.experiments import comparison as e9
+
+    bits = {}
+    for ckey, spec in e9.compressor_specs().items():
+        for kind, scheme in e9.METHODS:
+            cfg = e9.method_config("E2", kind, scheme, spec, 100)
+            if kind == "observer":  # skip the certificate behind "auto" gains
+                cfg["flow"].update(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0)
+            run = build_run(cfg)
+            bits.setdefault(ckey, set()).add(run.flow.bits_per_message)
+            if ckey == "cyclic":
+                assert run.compressor.period == pytest.approx(10 * run.config["solver"]["step"])
+    gt = build_run(e9.method_config("E2", "gradient_tracking", "euler", None, 100))
+    assert gt.flow.bits_per_message == 128 * 10
+    assert bits["quantize"] == {64 + 4 * 10}
+    assert bits["topk"] == {2 * (4 + 64)} and bits["cyclic"] == {64}

@@ -42,6 +42,7 @@ def _optional_comparison() -> None:
 
 
 _optional_comparison()
+EXPERIMENTS["E10"] = ".e10_schemes"
 
 
 def experiment_names() -> list[str]:
