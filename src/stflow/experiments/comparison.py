@@ -4,7 +4,8 @@ method tuned by :func:`stflow.tune.tune` with the same budget and rules.
 For each problem and compressor, every method's config (gains / step sizes ``"auto"``) is
 tuned with ``budget`` candidate settings, each run capped at the problem's round budget;
 the score is bits per agent to the setting's target relative error (``TARGET = 1e-6`` on
-E2; 1e-3 on E6, where 1e-6 takes about 10,000 rounds), counted only when the run
+E2; 1e-2 on E6, where LEAD tuned with the same budget reached neither 1e-6 nor 1e-3 within
+10,000 rounds: docs/peers.md), counted only when the run
 stays below it and the median of 5 runs with gains perturbed by +-10 % reaches it too
 (``docs/tune.md``). Reported: the winner's bits and rounds, the robust median, the auto
 gains' bits (the config itself, the tuner's first candidate) and the ratios flow / LEAD.
@@ -55,8 +56,8 @@ METHODS = [("observer", "euler"), ("observer", "predict"), ("observer", "gauss_s
 
 #: budget = candidate settings per tuning; rounds = (cap per run, target relative error).
 SIZES = {
-    "full": {"budget": 40, "rounds": {"E2": (3000, TARGET), "E6": (5000, 1e-3)}},
-    "quick": {"budget": 4, "rounds": {"E2": (600, TARGET), "E6": (300, 1e-3)}},
+    "full": {"budget": 50, "rounds": {"E2": (3000, TARGET), "E6": (3000, 1e-2)}},
+    "quick": {"budget": 4, "rounds": {"E2": (600, TARGET), "E6": (300, 1e-2)}},
     "tiny": {"budget": 2, "rounds": {"E2": (200, TARGET)}},
 }
 
