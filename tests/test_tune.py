@@ -174,3 +174,18 @@ def test_e9_methods_send_the_same_messages():
     assert gt.flow.bits_per_message == 128 * 10
     assert bits["quantize"] == {64 + 4 * 10}
     assert bits["topk"] == {2 * (4 + 64)} and bits["cyclic"] == {64}
+
+
+def test_e10_predict_is_stable_where_euler_diverges():
+    """E10's claim at fixed gains (alpha = beta = 10, eta = 2, h gamma = 0.5), h = 0.032,
+    quantize:bits=4: euler diverges, predict and gauss_seidel reach ~1e-6 in 300 rounds."""
+    from stflow.experiments import e10_schemes as e10
+
+    rows = {(r["compressor"], r["scheme"]): r for r in e10.scheme_grid((0.032,), 300)}
+    assert rows[("quantize", "euler")]["status"] == "diverged"
+    assert rows[("quantize", "predict")]["final_relative_error"] < 2e-6
+    assert rows[("quantize", "gauss_seidel")]["final_relative_error"] < 1e-5
+    assert rows[("cyclic", "predict")]["status"] == "diverged"  # period 10 rounds: too slow
+    assert e10._stable(list(rows.values())) == {
+        "quantize euler": 0.0, "quantize predict": 0.032, "quantize gauss_seidel": 0.032,
+        "cyclic euler": 0.0, "cyclic predict": 0.0, "cyclic gauss_seidel": 0.0}
