@@ -604,6 +604,9 @@ def write_outputs(result: TuneResult, out_dir) -> None:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    toml = out / "tuned.toml"
     if result.config is not None:
-        (out / "tuned.toml").write_text(config_toml(result.config))
+        toml.write_text(config_toml(result.config))
+    elif toml.exists():  # --force over an earlier tuning: no stale winner left behind
+        toml.unlink()
     write_json(out / "tuning.json", result.to_dict())
