@@ -208,8 +208,8 @@ def _setting_md(size, specs) -> str:
                      f"relative error {target:g}.")
     lines.append(
         f"- Every method tuned by `stflow tune` with budget {size['budget']} candidate "
-        "settings (plus 5 robustness runs per improving candidate), seed 0, target relative "
-        f"error {TARGET:g}, records every 10 rounds; flows: gains and step h searched around "
+        "settings (plus 5 robustness runs per improving candidate), seed 0, records every 10 "
+        "rounds; flows: gains and step h searched around "
         f"`auto` gains at h = {FLOW_STEP}; peers: their step sizes around `lr = \"auto\"`."
     )
     lines.append("- Compressors: " + ", ".join(f"`{s.format(tau='h')}`" for s in specs.values())
