@@ -47,8 +47,8 @@ def test_quick_mode_writes_table_figure_and_runs(tiny):
 
 def test_planned_runs_match_the_sizes(monkeypatch):
     monkeypatch.delenv("STFLOW_TINY", raising=False)
-    # full: 2 splits x (7 variants with K = 1 + 6 with K = 4, no gradient tracking) + 2 floor
-    assert e11.planned_runs(quick=False) == 2 * (7 + 6) + 2
+    # full: 2 splits x (7 variants with K = 1 + 6 with K = 4, no gradient tracking) + 6 floor runs
+    assert e11.planned_runs(quick=False) == 2 * (7 + 6) + 6
     assert e11.planned_runs(quick=True) == 3
     assert planned_runs("E11", quick=True) == 3
 

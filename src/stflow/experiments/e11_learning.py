@@ -23,7 +23,6 @@ the constant-step noise floor that the decay removes.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import pathlib
@@ -77,18 +76,73 @@ SIZES = {
     "tiny": {"splits": ("iid",), "local_steps": (1,), "variants": ("flow top-20", "dgd"),
              "round_share": 0.1, "floor_rounds": 0},
 }
-#: Noise-floor runs: DGD, IID, K = 1, its tuned lr, with and without step_decay.
+#: Noise-floor runs (IID, K = 1): regularization per agent, DGD's constant lr.
+FLOOR_REGULARIZATION = 1.0
+FLOOR_LR = 0.01
 
 #: Winners of ``stflow tune --budget 12 --seed 0 --target-accuracy TARGETS[split]`` on
 #: :func:`base_config` (recomputed by :func:`tune_all`): (variant, split, K) -> [flow]
 #: values (and ``step`` for the flows), or None when no candidate reached the target.
-TUNED: dict = {}
+TUNED: dict = {
+    ('flow top-20', 'iid', 1):
+        {'alpha': 2.0, 'beta': 2.0, 'eta': 1.0, 'gamma': 50.0, 'step': 0.01},  # rounds 150, bits 222000.0
+    ('flow q4', 'iid', 1):
+        {'alpha': 2.787641517353005, 'beta': 8.644732703840372, 'eta': 2.011814500167499, 'gamma': 67.8524934062094, 'step': 0.00703573702872215},  # rounds 140, bits 365680.0
+    ('flow uncompressed', 'iid', 1):
+        {'alpha': 1.6248505215125755, 'beta': 6.911501376604741, 'eta': 1.2893229205061303, 'step': 0.01208221387980899},  # rounds 130, bits 5408000.0
+    ('choco top-20', 'iid', 1):
+        {'lr': 0.013938207586765037, 'gamma': 0.1970105692475103},  # rounds 130, bits 192400.0
+    ('choco q4', 'iid', 1):
+        {'lr': 0.010063792162675292, 'gamma': 0.2232889112222474},  # rounds 130, bits 339560.0
+    ('dgd', 'iid', 1):
+        {'lr': 0.01},  # rounds 140, bits 5824000.0
+    ('gradient tracking', 'iid', 1):
+        {'lr': 0.020118145001674994},  # rounds 210, bits 17472000.0
+    ('flow top-20', 'iid', 4):
+        {'alpha': 2.0, 'beta': 2.0, 'eta': 1.0, 'gamma': 50.0, 'step': 0.01},  # rounds 60, bits 88800.0
+    ('flow q4', 'iid', 4):
+        {'alpha': 2.787641517353005, 'beta': 8.644732703840372, 'eta': 2.011814500167499, 'gamma': 67.8524934062094, 'step': 0.00703573702872215},  # rounds 40, bits 104480.0
+    ('flow uncompressed', 'iid', 4):
+        {'alpha': 1.5428109910969605, 'beta': 4.872979754334811, 'eta': 1.1944895825480553, 'step': 0.00998957262092066},  # rounds 40, bits 1664000.0
+    ('choco top-20', 'iid', 4):
+        {'lr': 0.014219463305436155, 'gamma': 0.20888891070757487},  # rounds 40, bits 59200.0
+    ('choco q4', 'iid', 4):
+        {'lr': 0.013938207586765037, 'gamma': 0.1970105692475103},  # rounds 40, bits 104480.0
+    ('dgd', 'iid', 4):
+        {'lr': 0.01},  # rounds 40, bits 1664000.0
+    ('flow top-20', 'by_label', 1):
+        {'alpha': 4.872979754334811, 'beta': 2.3889791650961105, 'eta': 0.998957262092066, 'gamma': 14.928523136792668, 'step': 0.024052780299595265},  # rounds 220, bits 325600.0
+    ('flow q4', 'by_label', 1):
+        {'alpha': 6.792060338202183, 'beta': 10.326043158649806, 'eta': 2.0097167049244433, 'gamma': 20.25875035407338, 'step': 0.016922903699758105},  # rounds 110, bits 287320.0
+    ('flow uncompressed', 'by_label', 1):
+        {'alpha': 1.189837790559315, 'beta': 5.395560745377773, 'eta': 0.6540598439038171, 'step': 0.060749960734256966},  # rounds 80, bits 3328000.0
+    ('choco top-20', 'by_label', 1):
+        None,  # rounds None, bits None
+    ('choco q4', 'by_label', 1):
+        None,  # rounds None, bits None
+    ('dgd', 'by_label', 1):
+        {'lr': 0.04322366351920189},  # rounds 260, bits 10816000.0
+    ('gradient tracking', 'by_label', 1):
+        {'lr': 0.04322366351920189},  # rounds 250, bits 20800000.0
+    ('flow top-20', 'by_label', 4):
+        {'alpha': 6.187328592220606, 'beta': 0.20926671070076608, 'eta': 0.8914798494020781, 'gamma': 24.322659150255795, 'step': 0.054659354585255386},  # rounds 330, bits 488400.0
+    ('flow q4', 'by_label', 4):
+        {'alpha': 2.1761583451417676, 'beta': 5.283376904436982, 'eta': 1.9731276726653355, 'gamma': 89.82202556383277, 'step': 0.017564081234056627},  # rounds 70, bits 182840.0
+    ('flow uncompressed', 'by_label', 4):
+        {'alpha': 1.189837790559315, 'beta': 5.395560745377773, 'eta': 0.6540598439038171, 'step': 0.060749960734256966},  # rounds 40, bits 1664000.0
+    ('choco top-20', 'by_label', 4):
+        None,  # rounds None, bits None
+    ('choco q4', 'by_label', 4):
+        None,  # rounds None, bits None
+    ('dgd', 'by_label', 4):
+        {'lr': 0.0010797824288129028},  # rounds 250, bits 10400000.0
+}
 
 
 def planned_runs(quick: bool) -> int:
-    """One run per (variant, split, K) of this size, plus the noise-floor pair."""
+    """One run per (variant, split, K) of this size, plus the six noise-floor runs."""
     size = pick(SIZES, quick)
-    return len(settings(size)) + (2 if size["floor_rounds"] else 0)
+    return len(settings(size)) + (6 if size["floor_rounds"] else 0)
 
 
 def settings(size: dict) -> list[tuple[str, str, int]]:
@@ -233,25 +287,29 @@ def _one(variant, split, k, rounds, out_dir):
     return row, curve
 
 
-def _noise_floor(rounds: int, out_dir) -> list[dict]:
-    rows = []
-    for decay in (None, STEP_DECAY):
-        cfg = tuned_config("dgd", "iid", 1, rounds=rounds)
-        if cfg is None:
-            return []
-        cfg["solver"]["step_decay"] = decay
-        _, sol = run_config(cfg)
-        rec = sol.records
-        last = slice(-max(len(rec["step"]) // 10, 1), None)  # the last tenth of the records
-        rows.append({"step_decay": decay, "rounds": int(rec["step"][-1]),
-                     "lr": cfg["flow"]["lr"],
-                     "final_relative_error": float(rec["relative_error"][-1]),
-                     "tail_relative_error": float(np.mean(rec["relative_error"][last])),
-                     "final_train_loss": float(rec["train_loss"][-1]),
-                     "tail_train_loss": float(np.mean(rec["train_loss"][last])),
-                     "final_mean_agent": float(rec["mean_agent_test_accuracy"][-1])})
-        write_metrics_csv(out_dir / f"floor_decay_{decay}.csv", rec)
-    return rows
+def _noise_floor(rounds: int, out_dir):
+    """The uncompressed flow (auto gains, h = 0.01) and DGD (lr :data:`FLOOR_LR`) on digits
+    with r = :data:`FLOOR_REGULARIZATION` (well conditioned, so ``rounds`` reach the floor),
+    IID, K = 1: full gradients with a constant step, batch 16 with a constant step, batch 16
+    with ``step_decay`` :data:`STEP_DECAY`. Yields one row per run."""
+    for variant in ("flow uncompressed", "dgd"):
+        for batch, decay in ((None, None), (16, None), (16, STEP_DECAY)):
+            cfg = base_config(variant, "iid", 1, rounds=rounds)
+            cfg["problem"]["regularization"] = FLOOR_REGULARIZATION
+            cfg["problem"]["batch"] = batch
+            if variant == "dgd":
+                cfg["flow"]["lr"] = FLOOR_LR
+            cfg["solver"]["step_decay"] = decay
+            _, sol = run_config(cfg)
+            rec = sol.records
+            last = slice(-max(len(rec["step"]) // 10, 1), None)  # the last tenth of the rows
+            name = variant.split()[0]
+            write_metrics_csv(out_dir / f"floor_{name}_batch{batch}_decay{decay}.csv", rec)
+            yield {"method": variant, "batch": batch, "step_decay": decay,
+                   "rounds": int(rec["step"][-1]), "status": sol.status,
+                   "final_relative_error": float(rec["relative_error"][-1]),
+                   "tail_relative_error": float(np.mean(rec["relative_error"][last])),
+                   "tail_optimality_gap": float(np.mean(rec["optimality_gap"][last]))}
 
 
 def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
@@ -273,10 +331,10 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
                 progress(f"{variant} {split} K={k}")
         floor = []
         if size["floor_rounds"]:
-            floor = _noise_floor(size["floor_rounds"], out_dir)
-            for _ in range(2):
+            for row in _noise_floor(size["floor_rounds"], out_dir):
+                floor.append(row)
                 if progress is not None:
-                    progress("noise floor")
+                    progress(f"noise floor batch={row['batch']} decay={row['step_decay']}")
     write_json(out_dir / "rows.json", {"rows": rows, "noise_floor": floor})
     figure = _plot(out_dir, curves, size)
     checks = must_hold(rows)
@@ -285,8 +343,9 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
         "setting": (
             "digits softmax (r = 1e-2 per agent, 1348 training rows, 449 held out), N = 8, "
             "ring, batch 16, splits " + ", ".join(size["splits"]) + "; local steps K in "
-            + str(list(size["local_steps"])) + f"; rounds {ROUNDS} (quick: "
-            f"{size['round_share']:.0%} of them); targets (mean agent test accuracy) {TARGETS}; "
+            + str(list(size["local_steps"])) + f"; rounds {ROUNDS}"
+            + (f" (here {size['round_share']:.0%} of them)" if size["round_share"] < 1 else "")
+            + f"; step_decay {STEP_DECAY:g} for every method; targets (mean agent test accuracy) {TARGETS}; "
             f"networks {NETWORKS}. Every setting tuned offline with `stflow tune --budget 12 "
             "--seed 0 --target-accuracy A` (python -m stflow.experiments.e11_learning tune "
             "OUT); the runs re-use the winners (TUNED in the module)."
@@ -354,14 +413,15 @@ def _table(rows, checks, floor) -> str:
                      f"mean agent accuracy {c['accuracy_gap'] * 100:+.2f} points; "
                      f"{'holds' if c['holds'] else 'MISSES'} (>= 10x and within 1 point).")
     if floor:
-        lines += ["", "Noise floor of the constant step (DGD, IID, K = 1, batch 16, mean of "
-                  "the last tenth of the records):", "",
-                  md_table(["step_decay", "rounds", "relative error", "train loss",
-                            "final mean agent"],
-                           [["none" if f["step_decay"] is None else f"{f['step_decay']:g}",
-                             f["rounds"], fmt(f["tail_relative_error"]),
-                             fmt(f["tail_train_loss"], ".4f"), f"{f['final_mean_agent']:.4f}"]
-                            for f in floor])]
+        lines += ["", f"Noise floor of the constant step (IID, K = 1, r = "
+                  f"{FLOOR_REGULARIZATION} per agent; flow: auto gains, h = {FLOW_STEP}; DGD: "
+                  f"lr = {FLOOR_LR}; mean of the last tenth of the records):", "",
+                  md_table(["method", "batch", "step_decay", "rounds", "status",
+                            "relative error", "optimality gap"],
+                           [[f["method"], "full" if f["batch"] is None else f["batch"],
+                             "none" if f["step_decay"] is None else f"{f['step_decay']:g}",
+                             f["rounds"], f["status"], fmt(f["tail_relative_error"]),
+                             fmt(f["tail_optimality_gap"])] for f in floor])]
     return "\n".join(lines)
 
 
