@@ -82,11 +82,13 @@ def test_fast_network_clock_by_hand_and_slow_equals_the_recorded_one(tiny):
 def test_reach_needs_the_target_to_stay():
     rec = {"step": np.array([0, 10, 20, 30]), "samples_per_agent": np.array([0, 160, 320, 480.]),
            "bits_per_agent": np.array([0, 1e3, 2e3, 3e3]),
-           "mean_agent_test_accuracy": np.array([0.1, 0.96, 0.94, 0.97])}
+           "mean_agent_test_accuracy": np.array([0.1, 0.93, 0.96, 0.97])}
     got = e11.reach(rec, 0.95)
-    assert got["rounds"] == 30 and got["bits"] == 3e3
-    assert got["seconds_slow"] == pytest.approx(480e-5 + 30e-3 + 3e3 / 1e6)
-    rec["mean_agent_test_accuracy"][-1] = 0.9
+    assert got["rounds"] == 20 and got["bits"] == 2e3
+    assert got["seconds_slow"] == pytest.approx(320e-5 + 20e-3 + 2e3 / 1e6)
+    assert got["seconds_fast"] == pytest.approx(320e-5 + 20e-5 + 2e3 / 1e9)
+    # reached at round 10, below at round 20: the first hit does not count, nor a later one
+    rec["mean_agent_test_accuracy"] = np.array([0.1, 0.96, 0.94, 0.97])
     assert e11.reach(rec, 0.95) is None
 
 
