@@ -58,11 +58,14 @@ def test_every_full_setting_has_a_tuned_entry():
     assert set(e11.TUNED) == keys
     cfg = e11.tuned_config("flow q4", "by_label", 4)
     values = e11.TUNED[("flow q4", "by_label", 4)]
-    if values is not None:
-        # the flows' h is tuned with the rounds kept (stflow tune's rule)
-        assert cfg["solver"]["step"] == values["step"]
-        assert cfg["solver"]["horizon"] == pytest.approx(e11.ROUNDS[4] * values["step"])
-        assert cfg["flow"]["gamma"] == values["gamma"]
+    # the flows' h is tuned with the rounds kept (stflow tune's rule)
+    assert cfg["solver"]["step"] == values["step"] != e11.FLOW_STEP
+    assert cfg["solver"]["horizon"] == pytest.approx(e11.ROUNDS[4] * values["step"])
+    assert cfg["flow"]["gamma"] == values["gamma"]
+    assert cfg["solver"]["step_decay"] == e11.STEP_DECAY
+    # settings the tuner could not settle: none (CHOCO by label), run at the tuner's centre
+    assert e11.TUNED[("choco q4", "by_label", 1)] is None
+    assert e11.tuned_config("choco q4", "by_label", 1) is None
 
 
 def test_fast_network_clock_by_hand_and_slow_equals_the_recorded_one(tiny):

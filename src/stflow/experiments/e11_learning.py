@@ -6,7 +6,7 @@ section 7). Methods: the primal-dual flow (``predict`` scheme; observer with ``t
 and with ``quantize:bits=4,scale=pow2``, and the uncompressed flow), CHOCO-SGD with the same
 two compressors, DGD (D-PSGD) and gradient tracking (both send raw float64 vectors: they
 define no compressor), with local steps K in {1, 4} (gradient tracking defines none, so
-K = 1 only). Every setting's ``[flow]`` parameters (and the flows' step h) were tuned with
+K = 1 only), all with ``[solver] step_decay = 200`` (:data:`STEP_DECAY`). Every setting's ``[flow]`` parameters (and the flows' step h) were tuned with
 ``stflow tune --budget 12 --target-accuracy A`` (the same budget and rules for every method;
 A = :data:`TARGETS`); :data:`TUNED` holds the winners and the experiment re-runs them.
 :func:`tune_all` (``python -m stflow.experiments.e11_learning tune OUT``) recomputes them.
