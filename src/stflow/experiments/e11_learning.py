@@ -282,7 +282,7 @@ def _one(variant, split, k, rounds, out_dir):
            "final_train_loss": float(rec["train_loss"][-1]),
            "bits_per_message": float(sol.bits_per_message),
            "reach": reach(rec, TARGETS[split])}
-    write_json(folder / "summary.json", row)
+    write_json(folder / "summary.json", {**sol.summary(), **row})  # a run's keys, and E11's
     curve = {c: np.asarray(rec[c], float).tolist()
              for c in ("step", "bits_per_agent", "modeled_seconds", "mean_agent_test_accuracy")}
     return row, curve
