@@ -1,21 +1,29 @@
-"""Wall time per round of the MPI backend against a bare mpi4py exchange loop.
+"""Wall time per round of the MPI engine: against a bare exchange, and against the simulator.
 
-N = P = 4 agents (one per rank) on a ring, d = 1000, observer flow on least squares with
-10 samples per agent (so the gradient is cheap and the figure shows the backend's own
-overhead), for ``topk:k=10`` and ``identity``:
+Two modes.
 
-- ``seconds_per_round``: :func:`stflow.mpi.run_mpi`'s loop time over its rounds (encode,
-  sizes + payload exchange, decode, update; one metrics gather at the last round);
+**Bare exchange** (under ``mpiexec -n P``; N = P agents, one per rank, on a ring, d = 1000,
+observer flow on least squares with 10 samples per agent, so the gradient is cheap and the
+figure shows the engine's own overhead), for ``topk:k=10`` and ``identity``:
+
+- ``seconds_per_round``: :func:`stflow.engines.mpi.run_mpi`'s loop time over its rounds
+  (encode, non-blocking exchange, decode, update; one metrics gather at the last round);
 - ``bare_seconds_per_round``: in the same run, over the same distributed-graph communicator
-  (before it is freed), a loop that only exchanges the same byte counts: ``Neighbor_alltoall``
-  of the sizes and ``Neighbor_alltoallv`` of preallocated payloads;
-- ``ratio_to_bare`` (goal <= 1.5) and ``bytes_per_round`` (bytes handed to MPI plus the
-  same-rank deliveries, all ranks, one round).
+  (before it is freed), a loop that only exchanges the same bytes (``Neighbor_alltoallv`` of
+  preallocated payloads);
+- ``ratio_to_bare`` (goal <= 3 at N = P = 2) and ``bytes_per_round``.
+
+**Engines** (``--engines``, a plain process that launches ``mpiexec`` itself): at N = 1000,
+d in {10, 100}, observer flow with ``topk:k=2`` on least squares, seconds per round of the
+stepping loop (``summary.json`` ``wall_seconds`` / steps) of the simulator, ``mpiexec -n 1``
+and ``mpiexec -n 2``, each the best of ``--repeat`` interleaved runs, one BLAS thread per
+process; records ``ratio_to_simulator`` (goals: one rank <= 1.2, two ranks <= 0.7 at
+d = 100).
 
 Usage::
 
-    mpiexec -n 4 python benchmarks/bench_mpi.py            # table
-    mpiexec -n 4 python benchmarks/bench_mpi.py --json     # JSON list
+    mpiexec -n 2 python benchmarks/bench_mpi.py --json     # bare-exchange records
+    python benchmarks/bench_mpi.py --engines --json        # engine records
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ SPECS = ("topk:k=10", "identity")
 
 
 def bare_loop(ex, rounds: int) -> float:
-    """Seconds per round of sizes + payload exchange alone over ``ex.graph_comm``."""
+    """Seconds per round of the payload exchange alone over ``ex.graph_comm``."""
     from mpi4py import MPI
 
     if not ex.plan.neighbours:
@@ -62,27 +70,89 @@ def bare_loop(ex, rounds: int) -> float:
     comm = ex.graph_comm
     send = np.zeros(int(ex._scounts.sum()), dtype=np.uint8)
     recv = np.empty(int(ex._rcounts.sum()), dtype=np.uint8)
-    sizes_out, sizes_in = ex._sizes_out.copy(), np.empty_like(ex._sizes_in)
     sspec = [send, (ex._scounts, ex._sdispl), MPI.BYTE]
     rspec = [recv, (ex._rcounts, ex._rdispl), MPI.BYTE]
     comm.Barrier()
     start = time.perf_counter()
     for _ in range(rounds):
-        comm.Neighbor_alltoall([sizes_out, MPI.INT64_T], [sizes_in, MPI.INT64_T])
         comm.Neighbor_alltoallv(sspec, rspec)
     return (time.perf_counter() - start) / rounds
 
 
-def main(argv=None) -> None:
-    from mpi4py import MPI
+ENGINE_CONFIG = """
+[problem]
+kind = "least_squares"
+agents = {n}
+dim = {d}
+[graph]
+kind = "ring"
+[flow]
+kind = "observer"
+[compressor]
+spec = "topk:k=2"
+[solver]
+step = 1e-3
+horizon = {horizon}
+record_every = {rounds}
+"""
 
-    from stflow.mpi import run_mpi
+
+def engines(rounds: int, repeat: int, dims=(10, 100), n: int = 1000) -> list[dict]:
+    """Simulator vs ``mpiexec -n 1`` vs ``mpiexec -n 2``: seconds per round (best of repeat)."""
+    import shutil
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    root = Path(tempfile.mkdtemp(prefix="bench_engines_"))
+    mpiexec = shutil.which("mpiexec")
+    out = []
+    for d in dims:
+        cfg = root / f"d{d}.toml"
+        cfg.write_text(ENGINE_CONFIG.format(n=n, d=d, horizon=rounds * 1e-3, rounds=rounds))
+        best = {"simulator": [], "mpi1": [], "mpi2": []}
+        for r in range(repeat):
+            for name in best:
+                dest = root / f"{name}-d{d}-{r}"
+                cmd = [sys.executable, "-m", "stflow.cli", "run", str(cfg), "--out", str(dest),
+                       "--quiet"]
+                if name != "simulator":
+                    cmd = [mpiexec, "-n", name[-1], *cmd, "--backend", "mpi"]
+                subprocess.run(cmd, env=env, capture_output=True, check=False)
+                summary = json.loads((dest / "summary.json").read_text())
+                best[name].append(summary["wall_seconds"] / summary["steps"])
+        sim = min(best["simulator"])
+        for name, label in (("simulator", "simulator"), ("mpi1", "mpiexec -n 1"),
+                            ("mpi2", "mpiexec -n 2")):
+            out.append({"N": n, "d": d, "engine": label, "seconds_per_round": min(best[name]),
+                        "ratio_to_simulator": min(best[name]) / sim, "rounds": rounds,
+                        "repeat": repeat})
+    return out
+
+
+def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list")
     parser.add_argument("--dim", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--engines", action="store_true",
+                        help="simulator vs mpiexec -n 1 / -n 2 at N = 1000 (plain process)")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.engines:
+        records = engines(min(args.rounds, 500), args.repeat)
+        if args.json:
+            print(json.dumps(records))
+        else:
+            for r in records:
+                print(f"N = {r['N']}, d = {r['d']:>4}, {r['engine']:<13} "
+                      f"{r['seconds_per_round']:.3e} s/round, ratio {r['ratio_to_simulator']:.2f}")
+        return
+    from mpi4py import MPI
+
+    from stflow.engines.mpi import run_mpi
+
     comm = MPI.COMM_WORLD
     n = comm.Get_size()
     root = comm.bcast(tempfile.mkdtemp(prefix="bench_mpi_") if comm.rank == 0 else None)

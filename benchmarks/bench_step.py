@@ -1,27 +1,30 @@
-"""Euler steps per second of the observer flow (top-k, least squares) against two references.
+"""Euler steps per second of the observer flow (top-k, least squares) against the bandwidth floor.
 
 Timed in the same process, on the same problem, graph and state:
 
 - ``ours``: :meth:`stflow.flows.PrimalDualFlow.step` (observer, ``topk:k``);
-- ``loop``: a per-agent reference loop, one Python object per agent holding its own
-  ``A_i, b_i, x_i, v_i, xhat_i`` and neighbour list, the way agent-based frameworks are
-  written (same arithmetic, one agent at a time);
+- ``read``: one streaming read (``np.add.reduce``) of the bytes a step must touch at least:
+  the least-squares data in its smaller form (the Gram matrices ``A_i^T A_i`` and
+  ``A_i^T b_i`` when m >= d, else ``A`` and ``b``) plus the state arrays (``X, V, Xhat``
+  read and written: six (N, d) arrays);
 - ``floor``: only the unavoidable numpy calls of one step: the batched gradient
   ``problem.grad(X)``, the sparse Laplacian product ``L @ Xhat`` and the compressor's
   selection (``np.partition`` of ``|X - Xhat|`` row-wise, the k-th largest entry).
 
-``speedup_vs_loop = loop seconds per step / ours``; ``ratio_to_floor = ours / floor``.
-Goals (N = 1000, d = 100): speedup >= 30, ratio <= 1.5.
+``ratio_to_bandwidth = ours / read`` (goal <= 1.5 at N = 1000, d = 100, m = 100 and 1000);
+``ratio_to_floor = ours / floor``. (The per-agent Python loop of earlier versions is gone:
+at d = 100 a step is bound by memory bandwidth, so the loop is no yardstick; see
+docs/performance.md.)
 
 Usage::
 
     python benchmarks/bench_step.py            # table
     python benchmarks/bench_step.py --json     # JSON list, one record per (N, d)
-    python benchmarks/bench_step.py --sizes 100x10,1000x100
+    python benchmarks/bench_step.py --sizes 1000x100 --samples 1000 --json
 
 Each (N, d) runs in its own subprocess with one BLAS thread, so ``peak_mb`` (``ru_maxrss``)
-is that size's alone (problem data, graph, state and the per-agent objects included) and
-times are single-core CPU seconds (minimum over interleaved batches, see ``_time_all``).
+is that size's alone (problem data, graph and state included) and times are single-core
+CPU seconds (minimum over interleaved batches, see ``_time_all``).
 """
 
 from __future__ import annotations
@@ -38,43 +41,6 @@ SIZES = [(100, 10), (100, 100), (1000, 10), (1000, 100), (10000, 10), (10000, 10
 GAINS = {"alpha": 2.0, "beta": 2.0, "eta": 1.0, "gamma": 50.0}
 H = 1e-3
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-class Agent:
-    """One agent of the reference loop: its data, its state and its neighbours."""
-
-    def __init__(self, A, b, neighbors, weights, d):
-        import numpy as np
-
-        self.A, self.b = A, b
-        self.neighbors, self.weights = neighbors, weights
-        self.x, self.v, self.xhat = np.zeros(d), np.zeros(d), np.zeros(d)
-
-    def topk(self, z, k):
-        import numpy as np
-
-        idx = np.argpartition(-np.abs(z), k - 1)[:k]
-        out = np.zeros_like(z)
-        out[idx] = z[idx]
-        return out
-
-
-def loop_step(agents, k):
-    """One observer Euler step, agent by agent (SPEC section 5)."""
-    a, b, e, g = GAINS["alpha"], GAINS["beta"], GAINS["eta"], GAINS["gamma"]
-    lxc = []
-    for ag in agents:  # every agent combines the xhat copies of its neighbours
-        acc = ag.xhat * sum(ag.weights)
-        for j, w in zip(ag.neighbors, ag.weights, strict=True):
-            acc = acc - w * agents[j].xhat
-        lxc.append(acc)
-    for ag, lx in zip(agents, lxc, strict=True):
-        q = ag.topk(ag.x - ag.xhat, k)
-        grad = ag.A.T @ (ag.A @ ag.x - ag.b)
-        x_new = ag.x + H * ((-a * lx) - b * ag.v - e * grad)
-        ag.v = ag.v + H * (b * lx)
-        ag.xhat = ag.xhat + H * (g * q)
-        ag.x = x_new
 
 
 CLOCK = time.process_time  # CPU seconds of this (single-threaded) process
@@ -110,11 +76,24 @@ def _time_all(kernels: dict, seconds: float) -> dict:
     return best
 
 
+def _streaming_read(arrays, state_arrays):
+    """One ``np.add.reduce`` over each array: the bytes a step must touch at least."""
+    import numpy as np
+
+    flat = [a.reshape(-1) for a in arrays] + [a.reshape(-1) for a in state_arrays] * 2
+
+    def read():
+        for a in flat:
+            np.add.reduce(a)
+
+    return read, sum(a.nbytes for a in flat)
+
+
 def measure(n: int, d: int, *, seconds: float = 3.0, k: int = 2, samples: int | None = None
             ) -> dict:
-    """Seconds per step of ours, the per-agent loop and the kernel floor at (N, d).
+    """Seconds per step of ours, the streaming read and the kernel floor at (N, d).
 
-    ``samples`` rows per agent (default d: the gradient then reads N d^2 floats, twice).
+    ``samples`` rows per agent (default d).
     """
     import numpy as np
 
@@ -146,29 +125,24 @@ def measure(n: int, d: int, *, seconds: float = 3.0, k: int = 2, samples: int | 
         lap @ Xhat
         np.partition(np.abs(X - Xhat), d - k, axis=1)
 
-    adj = graph._adjacency
-    agents = []
-    for i in range(n):
-        lo, hi = adj.indptr[i], adj.indptr[i + 1]
-        ag = Agent(problem.A[i], problem.b[i], adj.indices[lo:hi].tolist(),
-                   adj.data[lo:hi].tolist(), d)
-        ag.x, ag.xhat = X[i].copy(), Xhat[i].copy()
-        agents.append(ag)
-
-    times = _time_all({"ours": ours, "floor": floor, "loop": lambda: loop_step(agents, k)},
-                      seconds)
-    t_ours, t_floor, t_loop = times["ours"], times["floor"], times["loop"]
+    data = [problem.gram, problem.atb] if problem.form == "gram" else [problem.A, problem.b]
+    read, read_bytes = _streaming_read(data, [state["X"], state["V"], state["Xhat"]])
+    times = _time_all({"ours": ours, "floor": floor, "read": read}, seconds)
+    t_ours, t_floor, t_read = times["ours"], times["floor"], times["read"]
     assert np.all(np.isfinite(holder["s"]["X"]))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "N": n,
         "d": d,
         "samples": m,
+        "form": problem.form,
         "steps_per_second": 1.0 / t_ours,
-        "speedup_vs_loop": t_loop / t_ours,
+        "ratio_to_bandwidth": t_ours / t_read,
         "ratio_to_floor": t_ours / t_floor,
         "peak_mb": peak_mb,
-        "loop_steps_per_second": 1.0 / t_loop,
+        "data_mb": n * m * (d + 1) * 8 / 2**20,
+        "read_mb": read_bytes / 2**20,
+        "read_gb_per_second": read_bytes / t_read / 1e9,
         "floor_steps_per_second": 1.0 / t_floor,
     }
 
@@ -201,8 +175,9 @@ def main(argv=None) -> int:
         records.append(json.loads(out.stdout.strip().splitlines()[-1]))
         if not args.json:
             r = records[-1]
-            print(f"N={n:6d} d={d:4d}  {r['steps_per_second']:10.1f} steps/s  "
-                  f"x{r['speedup_vs_loop']:7.1f} vs loop  {r['ratio_to_floor']:5.2f} x floor  "
+            print(f"N={n:6d} d={d:4d} m={r['samples']:5d} ({r['form']})  "
+                  f"{r['steps_per_second']:10.1f} steps/s  "
+                  f"{r['ratio_to_bandwidth']:5.2f} x read  {r['ratio_to_floor']:5.2f} x floor  "
                   f"peak {r['peak_mb']:8.1f} MB", flush=True)
     if args.json:
         print(json.dumps(records))

@@ -1,4 +1,6 @@
-"""A user-defined compressor for stflow, loaded as ``py:examples/my_compressor.py:make``.
+"""A user-defined compressor for stflow, loaded as ``py:examples/my_compressor.py:make``
+from the repository root, or as ``py:my_compressor.py:make`` from a config next to it
+(``examples/my_compressor.toml``: paths in a config start at the config's folder).
 
 ``make(dim, **kwargs)`` returns a callable ``C(Z, t)`` on (N, d) arrays. Here: keep every
 other coordinate, alternating which half each ``tau`` (a spatio-temporal "half sparsifier").

@@ -27,10 +27,13 @@ def test_verdict_and_fields(certificates, spec):
     # the estimated L_c never exceeds the proven bound, and is not a trivial 0
     assert 0.5 < cert.linear_bound <= comp.linear_bound * (1 + 1e-9)
     if cert.spatio_temporal:
-        assert cert.rate > 0.05 and 1.0 <= cert.kappa < 2.0
-        assert cert.reason.startswith("every one of")
+        assert cert.rate > 0.05 and 1.0 <= cert.kappa < 2.5
+        assert cert.reason.startswith("every one of") and "uniform in t0" in cert.reason
+        # uniformity: every far start decays at least half as fast as the start at t0 = 0
+        assert min(cert.start_rates[1:]) >= 0.5 * cert.start_rates[0] > 0
     else:
         assert cert.rate == 0.0 and cert.reason.startswith("rate 0")
+    assert cert.start_times[0] == 0.0 and cert.start_times[-1] >= 1e3
     assert list(cert.to_dict()) == [
         "spec",
         "dim",
@@ -41,7 +44,10 @@ def test_verdict_and_fields(certificates, spec):
         "linear",
         "bits_per_message",
         "reason",
+        "start_times",
+        "start_rates",
     ]
+    assert len(cert.start_times) == len(cert.start_rates) == 4
 
 
 @pytest.mark.parametrize(
@@ -140,3 +146,125 @@ def test_certificate_is_frozen():
     cert = Certificate("identity", 1, True, 1.0, 1.0, 1.0, True, 64, "ok")
     with pytest.raises(AttributeError):
         cert.rate = 2.0  # type: ignore[misc]
+
+
+FADING = """
+import numpy as np
+
+def inverse(dim):
+    return lambda Z, t: Z / (1.0 + t)
+
+def inverse_sqrt(dim):
+    return lambda Z, t: Z / np.sqrt(1.0 + t)
+
+def raises(dim):
+    def C(Z, t):
+        if t > 0.5:
+            raise ValueError("boom at half time")
+        return Z
+    return C
+
+def nan_after(dim):
+    return lambda Z, t: Z * (np.nan if t > 0.3 else 1.0)
+
+def shrinks_rows(dim):
+    return lambda Z, t: Z if t < 0.2 else Z[:1]
+"""
+
+
+@pytest.fixture
+def fading_file(tmp_path):
+    path = tmp_path / "fading.py"
+    path.write_text(FADING)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("attr", "rate_far"),
+    [("inverse", 1 / 1001), ("inverse_sqrt", 1 / np.sqrt(1001))],  # C = z/(1+t): rate 1/(1+t)
+)
+def test_fading_rate_is_rejected(fading_file, attr, rate_far):
+    cert = certify(f"py:{fading_file}:{attr}", 4)
+    assert not cert.spatio_temporal and cert.rate == 0.0
+    assert cert.reason.startswith("rate fades with t"), cert.reason
+    assert cert.start_times[-1] == pytest.approx(1e3 + 0.37e-3)  # + 0.37 of the 1e-3 window
+    # the window rate from t0 ~ 1000 is the flow's rate there, 1/(1+t) or 1/sqrt(1+t)
+    assert cert.start_rates[-1] == pytest.approx(rate_far, rel=0.05)
+    assert cert.start_rates[0] > 2 * cert.start_rates[-1]
+
+
+def test_far_start_is_100_periods_of_a_slow_periodic_compressor():
+    # cyclic, d = 4, tau = 5: period 20, so the latest start is past 100 periods = 2000
+    # (here 10 windows of 50 periods: 10000; max_steps cuts the window to 5 periods)
+    cert = certify("scalarize:basis=cyclic,tau=5.0", 4, max_steps=5000)
+    assert cert.spatio_temporal, cert.reason
+    assert cert.start_times[-1] >= 2000.0
+    # averaged over the window (5 whole periods) the rate is 1/d at every start
+    np.testing.assert_allclose(cert.start_rates, 0.25, rtol=0.25)
+
+
+def test_time_invariant_rates_are_equal_at_every_start(certificates):
+    rates = certificates["topk:k=1"].start_rates
+    assert max(rates) - min(rates) < 1e-12 and rates[0] == pytest.approx(0.1, rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("attr", "match"),
+    [
+        ("raises", r"compressor `py:.*fading.py:raises` raised ValueError: boom at half time"),
+        ("nan_after", r"returned NaN or inf for a finite input"),
+        ("shrinks_rows", r"returned shape \(1, 4\) for input \(\d+, 4\)"),
+    ],
+)
+def test_broken_user_compressor_is_one_input_error(fading_file, attr, match):
+    with pytest.raises(InputError, match=match) as info:
+        certify(f"py:{fading_file}:{attr}", 4)
+    assert "\n" not in str(info.value)
+
+
+def test_huge_dimension_is_refused_with_an_estimate():
+    with pytest.raises(InputError, match=r"at d=100000000 needs about .* GB, above the limits"):
+        certify("topk:k=2", 100_000_000)
+
+
+def test_seed_must_be_nonnegative():
+    with pytest.raises(InputError, match="`seed` must be an integer >= 0"):
+        certify("sign", 3, seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["topk:k=2", "--dim", "10", "--seed", "-1"], "--seed must be an integer >= 0"),
+        (["topk:k=2", "--dim", "100000000"], r"needs about .* GB, above the limits"),
+        (["|".join(["topk:k=1"] * 2000), "--dim", "10"], "2000 stages, more than 32"),
+        (["topk:k=1|" * 2000, "--dim", "10"], "stages, more than 32"),
+    ],
+)
+def test_cli_bad_certify_is_one_line_exit_2(capsys, argv, match):
+    from stflow.cli import main
+
+    assert main(["certify", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("stflow: error: ")
+    assert __import__("re").search(match, err), err
+
+
+def test_cli_certify_json_has_the_uniformity_fields(capsys):
+    import json
+
+    from stflow.cli import main
+
+    assert main(["certify", "topk:k=2", "--dim", "6", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["spatio_temporal"] and out["start_times"][0] == 0.0
+    assert out["start_times"][-1] >= 1e3 and min(out["start_rates"]) > 0.3  # k/d = 1/3
+
+
+def test_progress_bar_on_stderr_only_when_asked(capsys):
+    quiet = certify("topk:k=1", 4)
+    assert capsys.readouterr().err == ""
+    loud = certify("topk:k=1", 4, progress=True)
+    err = capsys.readouterr().err
+    assert "certify topk:k=1" in err and "step" in err
+    assert loud == quiet  # the bar changes nothing else

@@ -134,3 +134,305 @@ def test_certify_json(capsys):
     assert main(["certify", "fixedquant:step=0.1", "--dim", "10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["spatio_temporal"] is False
     assert main(["certify", "topk:k=11", "--dim", "10", "--json"]) == 2
+
+
+# -- the exit-code contract and failures that must end in one line (issue 10) -------------
+SMALL = """
+[problem]
+agents = 4
+dim = 3
+[solver]
+step = 0.01
+horizon = 2.0
+record_every = 10
+"""
+
+
+def _one_line_exit(capsys, argv, code):
+    got = main(argv)
+    cap = capsys.readouterr()
+    assert got == code, cap.err
+    assert len(cap.err.strip().splitlines()) == 1, cap.err
+    assert "Traceback" not in cap.err and cap.err.startswith("stflow: ")
+    return cap
+
+
+def test_help_names_exactly_the_commands_and_the_exit_codes(capsys):
+    from stflow.cli import COMMANDS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "later issues" not in text
+    assert f"Commands: {', '.join(COMMANDS)}." in " ".join(text.split())
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
+        assert f"\n  {code}" in text
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        sub = capsys.readouterr().out
+        assert "--quiet" in sub and "--debug" in sub and "130  interrupted" in sub
+
+
+def test_exit_code_contract_in_docs():
+    from stflow.cli import EXIT_CODES_HELP
+    from stflow.status import EXIT_CODES
+
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    for status, code in EXIT_CODES.items():
+        assert f"| {code} |" in doc and f"`{status}`" in doc
+    assert "| 4 |" in doc and "| 2 |" in doc
+    assert EXIT_CODES_HELP.splitlines()[0] == "exit codes (every command):"
+
+
+def _config_cases(tmp_path):
+    (tmp_path / "latin1.toml").write_bytes("[problem]\n# caf\xe9\n".encode("latin-1"))
+    (tmp_path / "binary.toml").write_bytes(bytes(range(256)))
+    (tmp_path / "folder.toml").mkdir()
+    (tmp_path / "d.txt").write_text("a,b,y\n1,2,3\n4,5,6\n7,8,9\n")
+    (tmp_path / "raises.py").write_text(
+        "def make(dim):\n"
+        "    def C(Z, t):\n"
+        "        if t > 0.05:\n"
+        "            raise RuntimeError('boom in the user compressor')\n"
+        "        return Z\n"
+        "    return C\n"
+    )
+    texts = {
+        "empty.toml": "# nothing\n",
+        "huge_agents.toml": "[problem]\nagents = 1000000000\n",
+        "huge_dim.toml": "[problem]\ndim = 10000000000\n",
+        "stages.toml": '[compressor]\nspec = "' + "|".join(["topk:k=1"] * 2000) + '"\n',
+        "one_agent.toml": "[problem]\nagents = 1\n",
+        "tolerance.toml": "[solver]\ntolerance = -1.0\n",
+        "horizon.toml": "[solver]\nhorizon = 0.0\n",
+        "long.toml": "[solver]\nhorizon = 1e300\n",
+        "step_gt_horizon.toml": "[problem]\nagents = 4\ndim = 3\n[solver]\nstep = 10.0\n"
+                                "horizon = 5.0\n",
+        "csv_as_txt.toml": '[problem]\nkind = "least_squares"\ndata = "d.txt"\n',
+        "continuous_topk.toml": "[problem]\nagents = 4\ndim = 3\n[compressor]\n"
+                                'spec = "topk:k=2"\n[solver]\nmethod = "continuous"\n'
+                                "horizon = 0.5\n",
+        "user_raises.toml": SMALL + f'[compressor]\nspec = "py:{tmp_path}/raises.py:make"\n',
+    }
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+
+
+FAILURES = [
+    ("latin1.toml", "is not UTF-8 text (byte 0xe9"),
+    ("binary.toml", "is not UTF-8 text"),
+    ("folder.toml", "is a folder: give the TOML file inside it"),
+    ("missing.toml", "not found"),
+    ("empty.toml", "is empty: add at least [problem] and [solver], or start from "
+                   "examples/quickstart.toml"),
+    ("huge_agents.toml", "agents = 1000000000, dim = 8 need about 1.54e+03 GB of memory"),
+    ("huge_dim.toml", "dim = 10000000000 need about 1.04e+13 GB"),
+    ("stages.toml", "at most 64 stages joined by `|` (got 2000)"),
+    ("one_agent.toml", "[problem] agents must be >= 2 (got 1)"),
+    ("tolerance.toml", "[solver] tolerance must be > 0 (got -1.0): e.g. tolerance = 1e-08"),
+    ("horizon.toml", "[solver] horizon must be > 0 (got 0.0): e.g. horizon = 30.0"),
+    ("long.toml", "= 1e+303 steps, more than 1e+08: lower horizon or raise step, or add --force"),
+    ("step_gt_horizon.toml", "[solver] step must be <= horizon (got step = 10, horizon = 5)"),
+    ("csv_as_txt.toml", "'d.txt' is a text table, not an .npz archive"),
+    ("continuous_topk.toml", 'method = "continuous" cannot integrate the compressor '
+                             "`topk:k=2`: topk jumps with z"),
+    ("user_raises.toml", "raises.py:make` raised RuntimeError: boom in the user compressor"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), FAILURES)
+def test_failures_give_one_line_and_exit_2(tmp_path, capsys, name, message):
+    _config_cases(tmp_path)
+    out = tmp_path / "out"
+    cap = _one_line_exit(capsys, ["run", str(tmp_path / name), "--out", str(out), "--quiet"], 2)
+    assert message in cap.err
+    assert "e.g. step = 1e-3" not in cap.err and "[graph] n" not in cap.err
+    assert not out.exists()  # created first, removed again since nothing was written
+
+
+def test_memory_estimate_uses_this_machine(tmp_path, capsys):
+    from stflow.config import total_memory
+
+    _config_cases(tmp_path)
+    cap = _one_line_exit(capsys, ["run", str(tmp_path / "huge_agents.toml"), "--out",
+                                  str(tmp_path / "o"), "--quiet"], 2)
+    assert f"more than this machine's {total_memory() / 1e9:.3g} GB" in cap.err
+
+
+@pytest.mark.parametrize("bad", ["", "file/sub", "file", "/proc/stflow-out"])
+def test_bad_out_is_refused_first_and_fast(tmp_path, capsys, monkeypatch, bad):
+    import time
+
+    import stflow.config
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    built = []
+    monkeypatch.setattr(stflow.config, "build_run", lambda *a: built.append(a))
+    cfg = _write(tmp_path, SMALL)
+    start = time.perf_counter()
+    cap = _one_line_exit(capsys, ["run", str(cfg), "--out", bad, "--quiet"], 2)
+    assert time.perf_counter() - start < 2.0
+    assert "--out" in cap.err and not built
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "file"]
+
+
+def test_out_checked_before_the_config(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    cap = _one_line_exit(capsys, ["run", str(tmp_path / "missing.toml"), "--out",
+                                  str(tmp_path / "file" / "o"), "--quiet"], 2)
+    assert "which is a file" in cap.err
+
+
+def test_run_refuses_non_empty_out_and_force_removes_stale_files(tmp_path, capsys):
+    cfg = _write(tmp_path, SMALL)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "comm.json").write_text("{}")  # an earlier MPI run
+    (out / "checkpoint").mkdir()
+    (out / "checkpoint" / "rank0.npz").write_bytes(b"x")
+    (out / "notes.txt").write_text("mine")
+    cap = _one_line_exit(capsys, ["run", str(cfg), "--out", str(out), "--quiet"], 2)
+    assert "exists and is not empty: give a new folder or add --force" in cap.err
+    assert (out / "comm.json").exists()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--force", "--no-figure"]) == 1
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "notes.txt", "summary.json"]
+
+
+def test_force_allows_many_steps_but_memory_still_checked(tmp_path, capsys):
+    cfg = _write(tmp_path, "[solver]\nhorizon = 1e300\n")
+    cap = _one_line_exit(capsys, ["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet",
+                                  "--force"], 2)
+    assert "recorded rows need about" in cap.err and "raise record_every" in cap.err
+
+
+def _stflow_raiser(exc):
+    """A function that raises ``exc`` from a frame inside the stflow package (a bug there),
+    not from this test file (which the CLI would blame as the user's code)."""
+    import stflow
+
+    ns = {"exc": exc}
+    name = str(Path(stflow.__file__).parent / "_test_bug.py")
+    exec(compile("def broken(*args, **kwargs):\n    raise exc\n", name, "exec"), ns)
+    return ns["broken"]
+
+
+def test_internal_error_exit_4_one_line_and_debug_traceback(tmp_path, capsys, monkeypatch):
+    import stflow.config
+
+    broken = _stflow_raiser(ZeroDivisionError("float division by zero"))
+    monkeypatch.setattr(stflow.config, "run_config", broken)
+    cfg = _write(tmp_path, SMALL)
+    out = tmp_path / "o"
+    cap = _one_line_exit(capsys, ["run", str(cfg), "--out", str(out), "--quiet"], 4)
+    assert "internal error: ZeroDivisionError: float division by zero" in cap.err
+    assert "bug in stflow; please report it" in cap.err and not out.exists()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--debug"]) == 4
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("stflow: internal")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "message"),
+    [
+        (MemoryError("Unable to allocate 477. GiB"), 2, "out of memory (MemoryError: Unable"),
+        (PermissionError(13, "Permission denied", "/data/x.npz"), 2,
+         "cannot use '/data/x.npz': Permission denied"),
+        (RecursionError("maximum recursion depth exceeded"), 4, "internal error: RecursionError"),
+        (KeyboardInterrupt(), 130, "interrupted before any result was written"),
+    ],
+)
+def test_exceptions_map_to_exit_codes(tmp_path, capsys, monkeypatch, exc, code, message):
+    import stflow.config
+
+    monkeypatch.setattr(stflow.config, "run_config", _stflow_raiser(exc))
+    cap = _one_line_exit(capsys, ["run", str(_write(tmp_path, SMALL)), "--out",
+                                  str(tmp_path / "o"), "--quiet"], code)
+    assert message in cap.err and not (tmp_path / "o").exists()
+
+
+def test_diverged_numbers_agree(tmp_path, capsys):
+    text = SMALL.replace("step = 0.01", "step = 0.5").replace("horizon = 2.0", "horizon = 500.0")
+    code, out, cap = _run(tmp_path, text, capsys)
+    assert code == 3
+    s = json.loads((out / "summary.json").read_text())
+    m = read_metrics_csv(out / "metrics.csv")
+    assert s["status"] == "diverged" and s["exit_code"] == 3
+    # the blow-up is checked every record_every = 10 steps: detected at step 10
+    assert s["steps"] == 10 and s["t_final"] == 5.0 and s["grad_evals"] == 10 * 4
+    assert s["last_recorded_step"] == int(m["step"][-1]) == 0
+    assert cap.out.startswith("diverged at step 10 (t = 5); last finite record at step 0")
+    assert "40 gradient evaluations" in cap.out
+    assert "by step 10 (t = 5)" in cap.err
+
+
+INTERRUPTER = """
+import os, signal
+def make(dim):
+    def C(Z, t):
+        if abs(t - {at}) < 1e-9:
+            os.kill(os.getpid(), signal.{sig})
+        return Z
+    return C
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupt_keeps_records_and_exits_130(tmp_path, capsys, sig):
+    import signal
+
+    (tmp_path / "intr.py").write_text(INTERRUPTER.format(at=0.37, sig=sig))
+    before = signal.getsignal(getattr(signal, sig))
+    text = SMALL + f'[compressor]\nspec = "py:{tmp_path}/intr.py:make"\n'
+    code, out, cap = _run(tmp_path, text, capsys)
+    assert code == 130
+    assert len(cap.err.strip().splitlines()) == 1 and "Traceback" not in cap.err
+    assert f"interrupted by {sig} at step 38 of 200 (t = 0.38)" in cap.err
+    s = json.loads((out / "summary.json").read_text())
+    m = read_metrics_csv(out / "metrics.csv")
+    assert s["status"] == "interrupted" and s["steps"] == 38 and s["exit_code"] == 130
+    np.testing.assert_array_equal(m["step"], [0, 10, 20, 30, 38])
+    assert signal.getsignal(getattr(signal, sig)) is before
+
+
+def test_interrupt_in_a_real_process(tmp_path):
+    (tmp_path / "intr.py").write_text(INTERRUPTER.format(at=0.5, sig="SIGINT"))
+    cfg = _write(tmp_path, SMALL + f'[compressor]\nspec = "py:{tmp_path}/intr.py:make"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "stflow.cli", "run", str(cfg), "--out", str(tmp_path / "o"),
+         "--quiet"], capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "interrupted by SIGINT at step 51" in proc.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_mpi_out_checks_one_line_and_force_clears_stale(tmp_path):
+    import os
+    import shutil
+
+    exe = shutil.which("mpiexec")
+    assert exe, "mpiexec not found: install with python -m pip install -e '.[all]'"
+    cfg = _write(tmp_path, SMALL)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "comm.json").write_text('{"stale": true}')
+    (out / "convergence.png").write_bytes(b"old")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    base = [exe, "-n", "2", sys.executable, "-m", "stflow.cli", "run", str(cfg), "--backend",
+            "mpi", "--out", str(out), "--quiet"]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"stflow: error: --out {str(out)!r} exists and is not empty: give a new folder or add "
+        "--force"
+    ]
+    proc = subprocess.run([*base, "--force", "--no-figure"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["comm.json", "metrics.csv", "summary.json"]
+    assert "stale" not in (out / "comm.json").read_text()

@@ -41,13 +41,15 @@ def expected_bits(spec, d):
         if a in ("topk", "randk") and b in ("quantize", "identity"):
             k = pa["k"]
             head = k * idx if a == "topk" else 0
-            return head + (64 + k * pb["bits"] if b == "quantize" else 64 * k)
+            if b == "quantize":
+                return head + (12 if pb["scale"] == "pow2" else 64) + k * pb["bits"]
+            return head + 64 * k
         return expected_bits(spec.split("|")[1], d)
     name, p = stages[0]
     return {
         "identity": 64 * d,
         "topk": p.get("k", 0) * (idx + 64),
-        "quantize": 64 + d * p.get("bits", 0),
+        "quantize": (12 if p.get("scale") == "pow2" else 64) + d * p.get("bits", 0),
         "scalarize": 64,
         "sign": 64 + d,
         "randk": 64 * p.get("k", 0),
@@ -90,6 +92,12 @@ def test_contract(spec, d):
         assert all(isinstance(m, bytes) and len(m) == nbytes for m in msgs)
         D = c.decode(msgs, t)
         assert D.shape == Z.shape and np.array_equal(D, C), (spec, t)
+        # whole-array wire format: the same bytes in one (N, nbytes) uint8 array
+        buf = c.encode_array(Z, t)
+        assert buf.dtype == np.uint8 and buf.shape == (Z.shape[0], nbytes)
+        assert buf.tobytes() == b"".join(msgs)
+        assert np.array_equal(c.decode_array(buf, t), C), (spec, t)
+        assert c.decode_array(buf[:0], t).shape == (0, d)
     assert c.describe() == {
         "spec": c.spec,
         "linear": c.linear,
@@ -237,7 +245,9 @@ def test_docs_cover_every_compressor_and_default():
     for name, keys in COMPRESSOR_DOCS.items():
         c = make_compressor(name, 6)  # every default is valid
         for key, (default, description) in keys.items():
-            assert description and f"{key}=" in c.spec
+            # every key is in the canonical spec, except quantize's default scale=float64
+            # (left out so that specs written before pow2 existed stay canonical)
+            assert description and (f"{key}=" in c.spec) is ((name, key) != ("quantize", "scale"))
             assert make_compressor(f"{name}:{key}={default}", 6).spec == c.spec
     covered = {stage.partition(":")[0] for s in EXAMPLE_SPECS for stage in s.split("|")}
     assert covered == set(COMPRESSOR_DOCS)
@@ -347,3 +357,71 @@ def test_user_defined_compressors(user_module):
 def test_user_defined_failures(user_module, attr, match):
     with pytest.raises(InputError, match=match):
         make_compressor(f"py:stflow_test_user_mod:{attr}", 3)
+
+
+def test_pow2_scale_by_hand_and_wire_bytes():
+    c = make_compressor("quantize:bits=3,scale=pow2", 3)
+    assert c.spec == "quantize:bits=3,scale=pow2" and c.bits_per_message() == 12 + 3 * 3
+    # m = 0.75 -> e = 0 (2^0 >= 0.75 > 2^-1), m' = 1; s = 3: rint([1.5, -2.25, 0.75]) = [2, -2, 1]
+    z = np.array([0.5, -0.75, 0.25])
+    assert c(z, 0.0).tolist() == [2.0 / 3.0, -2.0 / 3.0, 1.0 / 3.0]
+    (msg,) = c.encode(z, 0.0)
+    # code e + 1075 = 1075 = 010000110011, then levels + s = [5, 1, 4] = 101 001 100, 3 pad bits
+    assert msg == bytes([0b01000011, 0b00111010, 0b01100000])
+    assert c.decode([msg], 0.0)[0].tolist() == c(z, 0.0).tolist()
+
+
+@pytest.mark.parametrize(
+    ("m", "code"),
+    [
+        (0.0, 0),  # code 0 means m = 0 (and C = 0)
+        (0.5, 1074),  # an exact power of two: e = -1, m' = m
+        (0.75, 1075),
+        (3.0, 1077),  # 2^2 = 4 >= 3 > 2
+        (5e-324, 1),  # the smallest subnormal: e = -1074
+        (1e300, 2072),  # 2^997 >= 1e300 > 2^996
+    ],
+)
+def test_pow2_exponent_codes(m, code):
+    c = make_compressor("quantize:bits=4,scale=pow2", 2)
+    z = np.array([m, -m / 3])
+    bits = np.unpackbits(np.frombuffer(c.encode(z, 0.0)[0], dtype=np.uint8))
+    assert int("".join(map(str, bits[:12])), 2) == code
+    assert np.array_equal(c.decode(c.encode(z, 0.0), 0.0)[0], c(z, 0.0))
+    if m == 0.5:  # m' = m: the same map as the float64 scale
+        assert np.array_equal(c(z, 0.0), make_compressor("quantize:bits=4", 2)(z, 0.0))
+
+
+def test_pow2_keeps_the_largest_entry_nonzero():
+    # m <= m' < 2m, so |s z_j / m'| > s / 2 >= 1/2 at the largest entry: never rounded to 0
+    rng = np.random.default_rng(5)
+    Z = rng.standard_normal((500, 9)) * 10.0 ** rng.uniform(-200, 200, (500, 1))
+    c = make_compressor("quantize:bits=2,scale=pow2", 9)
+    C = c(Z, 0.0)
+    j = np.argmax(np.abs(Z), axis=1)
+    rows = np.arange(500)
+    assert np.all(C[rows, j] != 0) and np.all(np.sign(C[rows, j]) == np.sign(Z[rows, j]))
+    assert make_compressor("topk:k=2|quantize:bits=4,scale=pow2", 10).bits_per_message() == (
+        2 * 4 + 12 + 2 * 4
+    )
+    with pytest.raises(InputError, match="`scale` of quantize must be one of float64, pow2"):
+        make_compressor("quantize:scale=pow3", 4)
+
+
+def test_decode_array_rejects_a_wrong_buffer():
+    c = make_compressor("topk:k=1", 4)
+    with pytest.raises(InputError, match=r"`buf` must be a uint8 array of shape \(M, 9\)"):
+        c.decode_array(np.zeros((2, 8), dtype=np.uint8), 0.0)
+    with pytest.raises(InputError, match="got float64"):
+        c.decode_array(np.zeros((2, 9)), 0.0)
+
+
+def test_stage_count_is_capped():
+    with pytest.raises(InputError, match="2000 stages, more than 32"):
+        make_compressor("|".join(["topk:k=1"] * 2000), 4)
+    assert make_compressor("|".join(["topk:k=1"] * 32), 4)(np.ones(4), 0).tolist() == [
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+    ]

@@ -8,6 +8,7 @@ import pytest
 from stflow.config import build_run, load_config, resolve_config
 from stflow.datasets import (
     DATASETS,
+    Table,
     dataset_problem,
     load_dataset,
     load_table,
@@ -26,7 +27,10 @@ def test_shipped_data_match_scikit_learn():
     db = load_dataset("diabetes")
     X, y = sklearn.load_diabetes(return_X_y=True, scaled=False)
     assert np.array_equal(db.X, X) and np.array_equal(db.y, y)
-    assert set(DATASETS) == {"breast_cancer", "diabetes"}
+    dg = load_dataset("digits")
+    X, y = sklearn.load_digits(return_X_y=True)
+    assert np.array_equal(dg.X, X) and np.array_equal(dg.y, y) and dg.feature_scale == 16.0
+    assert set(DATASETS) == {"breast_cancer", "diabetes", "digits"}
 
 
 def test_split_is_contiguous_padded_and_exact():
@@ -128,3 +132,67 @@ def test_config_table_keys_are_checked():
                                       "data": "x.csv"}})
     with pytest.raises(InputError, match="either dataset"):
         build_run(cfg)
+
+
+def test_digits_split_shapes_iid_and_by_label():
+    table = load_dataset("digits")
+    iid = split_table(table, "softmax", 8, test_fraction=0.25, seed=0)
+    lab = split_table(table, "softmax", 8, test_fraction=0.25, seed=0, split="by_label")
+    for s in (iid, lab):
+        assert s.arrays["A"].shape == (8, 169, 65) and s.arrays["y"].shape == (8, 169)
+        assert s.block_sizes == [169] * 4 + [168] * 4 and s.classes == 10
+        assert s.X_test.shape == (449, 65) and s.info["n_train"] == 1348
+        assert s.X_train[:, :64].min() == 0.0 and s.X_train[:, :64].max() == 1.0  # pixels / 16
+    # the same held-out rows and the same training rows, dealt differently
+    assert np.array_equal(iid.X_test, lab.X_test) and np.array_equal(iid.y_test, lab.y_test)
+    assert np.array_equal(np.bincount(iid.y_train.astype(int)),
+                          np.bincount(lab.y_train.astype(int)))
+    # iid: every agent sees (nearly) every class; by_label: labels sorted, 2 or 3 per agent
+    assert min(np.unique(iid.arrays["y"][i, :168]).size for i in range(8)) >= 9
+    counts = np.bincount(lab.y_train.astype(int), minlength=10)
+    bounds = np.concatenate([[0], np.cumsum(lab.block_sizes)])
+    for i in range(8):
+        got = lab.arrays["y"][i, : lab.block_sizes[i]]
+        assert np.all(np.diff(got) >= 0)
+        # agent i holds sorted positions bounds[i]..bounds[i+1]: classes from the cumulative counts
+        first = np.searchsorted(np.cumsum(counts), bounds[i], side="right")
+        last = np.searchsorted(np.cumsum(counts), bounds[i + 1] - 1, side="right")
+        assert np.unique(got).tolist() == list(range(first, last + 1))
+        assert 2 <= np.unique(got).size <= 3
+    assert np.all(lab.arrays["A"][4:, 168] == 0.0) and np.all(lab.arrays["y"][4:, 168] == 0.0)
+
+
+def test_digits_problem_and_config():
+    p, s = dataset_problem("digits", agents=8, regularization=1e-2, test_fraction=0.25,
+                           split="by_label", batch=16, seed=0)
+    assert (p.kind, p.dim, p.classes, p.batch) == ("softmax", 650, 10, 16)
+    assert p.rows_per_agent.tolist() == s.block_sizes and p.has_test
+    assert p.test_accuracy(np.zeros((1, 650)))[0] == pytest.approx(np.mean(s.y_test == 0))
+    cfg = resolve_config({"problem": {"kind": "softmax", "dataset": "digits", "agents": 8,
+                                      "regularization": 1e-2, "test_fraction": 0.25,
+                                      "split": "by_label", "batch": 16}})
+    q = build_run(cfg).problem
+    assert np.array_equal(q.A, p.A) and np.array_equal(q.y, p.y) and q.batch == 16
+    with pytest.raises(InputError, match="split must be one of"):
+        build_run(resolve_config({"problem": {"kind": "softmax", "dataset": "digits",
+                                                "split": "label"}}))
+    with pytest.raises(InputError, match="classes applies"):
+        build_run(resolve_config({"problem": {"kind": "softmax", "dataset": "digits",
+                                                "classes": 10}}))
+
+
+def test_logistic_by_label_and_a_class_without_test_rows():
+    s = split_table(load_dataset("breast_cancer"), "logistic", 4, test_fraction=0.2,
+                    split="by_label")
+    assert np.all(s.arrays["y"][0] == -1.0) and np.all(s.arrays["y"][3] == 1.0)
+    X = np.arange(40.0).reshape(20, 2)
+    y = np.array([0.0] * 10 + [1.0] * 9 + [2.0])  # class 2 has one row
+    table = Table("rare", X, y, ("a", "b"), "c")
+    with pytest.raises(InputError, match="class 2 of 'rare' without held-out rows"):
+        split_table(table, "softmax", 2, test_fraction=0.2, seed=0, split="by_label")
+    ok = split_table(table, "softmax", 2, test_fraction=0.2, seed=0)  # iid: allowed
+    assert ok.classes == 3
+    with pytest.raises(InputError, match="needs class labels"):
+        split_table(load_dataset("diabetes"), "least_squares", 4, split="by_label")
+    with pytest.raises(InputError, match="agents must be <="):
+        split_table(table, "softmax", 17, test_fraction=0.2, split="by_label")

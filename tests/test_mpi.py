@@ -79,8 +79,9 @@ def _max_rel(a: dict, b: dict) -> float:
     worst = 0.0
     for col in a:
         assert a[col].shape == b[col].shape, col
-        diff = np.abs(a[col] - b[col])
-        scale = np.maximum(np.abs(a[col]), np.abs(b[col]))
+        assert np.array_equal(np.isnan(a[col]), np.isnan(b[col])), col
+        diff = np.abs(np.nan_to_num(a[col]) - np.nan_to_num(b[col]))
+        scale = np.maximum(np.abs(np.nan_to_num(a[col])), np.abs(np.nan_to_num(b[col])))
         rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, 1.0))
         worst = max(worst, float(rel.max(initial=0.0)))
     return worst
@@ -105,10 +106,26 @@ _CASES = [("observer", spec) for spec in EXAMPLE_SPECS] + [
 _SCHEMES = [("observer", "topk:k=2", "predict"), ("observer", "quantize:bits=4", "gauss_seidel"),
             ("direct", "scalarize:basis=cyclic", "predict"), ("uncompressed", "identity",
                                                              "predict")]
+# local steps, decaying steps and the network time model (SPEC sections 7 and 8)
+_EXTRAS = [
+    ("observer", "topk:k=2", "local_steps = 3\nmethod = \"predict\""),
+    ("dgd", "identity", "local_steps = 2\nstep_decay = 20.0"),
+    ("choco", "quantize:bits=4", "local_steps = 2\n[network]\nbandwidth = 1e6\nlatency = 1e-3"
+     "\n[compute]\nseconds_per_sample = 1e-5"),
+    ("lead", "topk:k=2", "step_decay = 50.0"),
+]
 _KINDS = [
     ("least_squares", "quantize:bits=4", ""),
     ("logistic", "topk:k=2", "regularization = 0.1"),
+    # learning workloads: every rank builds the (small) problem and keeps its block; the
+    # counter-based minibatches make both engines draw the same rows
+    ("softmax", "topk:k=40", 'dataset = "digits"\nsplit = "by_label"\nbatch = 16\n'
+     "test_fraction = 0.25\nregularization = 0.01"),
+    ("mlp", "topk:k=20", 'hidden = [8]\nbatch = 8\ntest_fraction = 0.25'),
 ]
+#: metrics of a PyTorch network may differ by rounding between a vmap over all agents and
+#: one over a rank's block (issue 14 asks for relative 1e-6)
+MLP_RTOL = 1e-6
 # one launch runs many configs; the figure (0.3 s each, checked by test_cli) is skipped
 _DRIVER = (
     "import sys; import stflow.output as o; o.plot_convergence = lambda *a, **k: None; "
@@ -129,6 +146,9 @@ def equivalence_runs(tmp_path_factory):
         cases.append((f"{flow}:{spec}:{scheme}",
                       _config(root / f"s{i}.toml", flow=flow, spec=spec,
                               solver_extra=f'method = "{scheme}"')))
+    for i, (flow, spec, extra) in enumerate(_EXTRAS):
+        cases.append((f"{flow}:{spec}:{extra}",
+                      _config(root / f"x{i}.toml", flow=flow, spec=spec, solver_extra=extra)))
     for i, (kind, spec, extra) in enumerate(_KINDS):
         cases.append((f"{kind}:{spec}", _config(root / f"k{i}.toml", kind=kind, spec=spec,
                                                   problem_extra=extra)))
@@ -168,7 +188,8 @@ def test_metrics_equal_simulator_for_every_compressor(equivalence_runs, p):
         comm = json.loads((mpi[p][name] / "comm.json").read_text())
         assert comm["bytes_match_accounting"] is True, name
     print(f"P={p} max relative differences:", json.dumps(worst))
-    assert max(worst.values()) <= RTOL, worst
+    assert max(v for k, v in worst.items() if not k.startswith("mlp")) <= RTOL, worst
+    assert max(v for k, v in worst.items() if k.startswith("mlp")) <= MLP_RTOL, worst
 
 
 def test_comm_json_counts_the_bytes_on_the_wire(equivalence_runs):
@@ -289,7 +310,7 @@ def test_checkpoint_flags_need_the_mpi_backend(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["quadratic", "least_squares", "logistic"])
 def test_generated_block_equals_the_simulators_rows(kind):
-    full = make_problem(kind, agents=7, dim=3, seed=5).arrays()
+    full = make_problem(kind, agents=7, dim=3, seed=5, keep_rows=True).arrays()
     for start, stop in ((0, 3), (3, 5), (5, 7)):
         part = generate_block(kind, agents=7, dim=3, seed=5, samples=None, start=start,
                               stop=stop)

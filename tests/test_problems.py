@@ -22,6 +22,7 @@ CASES = [
     ("quadratic", {}),
     ("least_squares", {}),
     ("least_squares", {"samples": 2}),
+    ("least_squares", {"samples": 9, "keep_rows": True}),
     ("logistic", {}),
     ("logistic", {"regularization": 0.3}),
 ]
@@ -50,7 +51,7 @@ def test_grad_matches_central_differences(kind, kw):
 def test_values_match_formula_per_agent(kind, kw):
     p = build(kind, **kw)
     X = np.random.default_rng(1).standard_normal((p.n_agents, p.dim))
-    a = p.arrays()
+    a = build(kind, **{**kw, "keep_rows": True}).arrays()  # the rows, also in Gram form
     expected = []
     for i, x in enumerate(X):
         if kind == "quadratic":
@@ -147,7 +148,7 @@ def test_logistic_is_stable_for_huge_margins():
 
 @pytest.mark.parametrize("kind", PROBLEM_KINDS)
 def test_npz_round_trip(kind, tmp_path):
-    p = build(kind)
+    p = build(kind, keep_rows=True)
     path = tmp_path / f"{kind}.npz"
     save_problem_data(p, path)
     loaded = load_problem_data(kind, path)
@@ -167,7 +168,7 @@ def test_generation_is_seeded():
     c = make_problem("logistic", agents=3, dim=2, seed=10)
     assert np.array_equal(a.A, b.A) and np.array_equal(a.y, b.y)
     assert not np.array_equal(a.A, c.A)
-    assert a.A.shape == (3, 20, 2) and build("least_squares").A.shape == (6, 4, 4)
+    assert a.A.shape == (3, 20, 2) and build("least_squares", keep_rows=True).A.shape == (6, 4, 4)
 
 
 @pytest.mark.parametrize(("kind", "kw"), CASES)

@@ -1,11 +1,14 @@
 """`stflow reproduce`: the suite end to end on tiny sizes, failures, bad arguments, and E6.
 
-The end-to-end run sets ``STFLOW_TINY=1`` (test-only sizes) and ``--quick``; it runs the
-experiments E1..E8 of this package (E9, the peer comparison, has its own tests).
+The end-to-end run sets ``STFLOW_TINY=1`` (test-only sizes) and ``--quick``; it runs every
+registered experiment (E1..E8 are checked in detail here; E9, the peer comparison, has its
+own tests). Progress: every experiment reports as many runs as it plans, so the bar of
+runs done / runs planned moves within each experiment and ends full.
 """
 
 import json
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -13,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import stflow.experiments as experiments
 from stflow.cli import main
-from stflow.experiments import EXPERIMENTS
+from stflow.experiments import EXPERIMENTS, experiment_names, planned_runs, run_suite
+from stflow.experiments.report import heading_anchor, markdown_to_html
 
 OWN = ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8"]
 RUN_KEYS = {"status", "final_relative_error", "final_consensus_error", "bits_per_agent",
@@ -31,13 +36,24 @@ def _valid_png(path: Path) -> bool:
     return zlib.crc32(data[12:29]) == crc and width > 100 and height > 100 and b"IEND" in data
 
 
+#: (experiment, message) of every progress tick the parent process received in `suite`.
+TICKS: list[tuple[str, str]] = []
+
+
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce") / "results"
+    tick = experiments._Progress.tick
+
+    def record(self, name, message=""):
+        TICKS.append((name, message))
+        tick(self, name, message)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STFLOW_TINY", "1")
+        mp.setattr(experiments._Progress, "tick", record)
         code = main(["reproduce", "--out", str(out), "--quick", "--quiet", "--jobs", "2",
-                     "--only", ",".join(OWN)])
+                     "--only", ",".join(experiment_names())])
     return out, code
 
 
@@ -48,13 +64,83 @@ def test_suite_writes_the_report(suite):
     html = (out / "report.html").read_text()
     for name in OWN:
         assert f"## {name}: " in md
-        assert f"<h2>{name}: " in html
+        assert re.search(f'<h2 id="{name.lower()}-[^"]+">{name}: ', html)
     assert "FAILED" not in md
     n_fig = md.count("![")
     assert n_fig >= len(OWN)
     # every figure is embedded, none is linked
     assert html.count('src="data:image/png;base64,') == n_fig
     assert 'src="E' not in html
+
+
+def test_report_has_linked_contents_and_captions(suite):
+    out, _ = suite
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert '<h2 id="contents">Contents</h2>' in html
+    for name in experiment_names():
+        title = json.loads((out / name / "summary.json").read_text())["title"]
+        anchor = heading_anchor(f"{name}: {title}")
+        assert f"| [{name}](#{anchor}) |" in md
+        assert f'<a href="#{anchor}">{name}</a>' in html
+        assert f'<h2 id="{anchor}">' in html
+    assert html.count('<a href="#contents">') == len(experiment_names())
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", html)
+    assert len(captions) == md.count("![")
+    for k, caption in enumerate(captions, start=1):
+        assert caption.startswith(f"Figure {k} (E"), caption
+        # the experiment's own caption (what to look at), not the file-name fallback
+        assert len(caption) > 120, caption
+
+
+def test_every_experiment_reports_the_runs_it_planned(suite, monkeypatch):
+    out, _ = suite
+    monkeypatch.setenv("STFLOW_TINY", "1")  # the sizes the suite ran
+    for name in experiment_names():
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["runs"] == summary["runs_planned"] > 1, (
+            f"{name}: run() called progress {summary['runs']} times, planned_runs(quick) "
+            f"says {summary['runs_planned']}: call progress once per run and define "
+            "planned_runs(quick) in the experiment's module to match")
+        assert summary["runs_planned"] == planned_runs(name, quick=True)
+
+
+def test_full_sizes_plan_more_runs_than_quick(monkeypatch):
+    monkeypatch.delenv("STFLOW_TINY", raising=False)
+    # E9: one tick per tuning: 2 problems x (compressors x 5 methods + gradient tracking)
+    from stflow.experiments.comparison import compressor_specs
+
+    assert planned_runs("E9", quick=True) == 2 * (len(compressor_specs()) * 5 + 1)
+    assert planned_runs("E9", quick=False) == planned_runs("E9", quick=True)
+    for name in experiment_names():
+        assert planned_runs(name, quick=False) >= planned_runs(name, quick=True) >= 1, name
+
+
+def test_progress_ticks_cross_the_process_pool(suite, monkeypatch):
+    """The suite ran with --jobs 2: every run's tick reached the parent's bar."""
+    monkeypatch.setenv("STFLOW_TINY", "1")
+    received = [name for name, _ in TICKS]
+    for name in experiment_names():
+        assert received.count(name) == planned_runs(name, quick=True), name
+    # the messages travel too (shown after the bar)
+    assert any(name == "E8" and msg.startswith("N=10: ") for name, msg in TICKS)
+    assert any(name == "E2" and msg.endswith(": converged") for name, msg in TICKS)
+
+
+def test_progress_in_one_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("STFLOW_TINY", "1")
+    ticks = []
+    tick = experiments._Progress.tick
+    monkeypatch.setattr(experiments._Progress, "tick",
+                        lambda self, name, msg="": (ticks.append(name), tick(self, name, msg)))
+    run_suite(tmp_path / "r", ["E8"], quick=True, jobs=1, quiet=True)
+    assert ticks == ["E8"] * planned_runs("E8", quick=True)
+
+
+def test_markdown_to_html_anchors_repeat_like_github():
+    body = markdown_to_html("## Setting\n\n## Setting\n\n[back](#setting-1)")
+    assert '<h2 id="setting">' in body and '<h2 id="setting-1">' in body
+    assert '<a href="#setting-1">back</a>' in body
 
 
 def test_every_figure_is_a_valid_png(suite):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stflow.certify import certify
@@ -35,3 +36,118 @@ def test_user_compressor_in_observer_flow():
 def test_unknown_attr_is_input_error():
     with pytest.raises(InputError, match="no_such_factory"):
         make_compressor(f"py:{EXAMPLE}:no_such_factory", 4)
+
+
+BROKEN = """
+import numpy as np
+
+def raises_late(dim):
+    def C(Z, t):
+        if t > 0.05:
+            raise ZeroDivisionError("late failure")
+        return Z
+    return C
+
+def nan_late(dim):
+    return lambda Z, t: Z * (np.nan if t > 0.05 else 1.0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("attr", "match"),
+    [
+        ("raises_late", r"compressor `py:.*broken.py:raises_late` raised ZeroDivisionError: late"),
+        ("nan_late", r"compressor `py:.*broken.py:nan_late` returned NaN or inf for a finite"),
+    ],
+)
+def test_user_compressor_failing_during_a_run_is_one_input_error(tmp_path, attr, match):
+    (tmp_path / "broken.py").write_text(BROKEN)
+    cfg = resolve_config({
+        "problem": {"agents": 4, "dim": 3},
+        "compressor": {"spec": f"py:{tmp_path / 'broken.py'}:{attr}"},
+        "solver": {"horizon": 1.0, "record_every": 10},
+    })
+    with pytest.raises(InputError, match=match) as info:
+        run_config(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_py_file_resolved_against_base_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "configs" / "lib"
+    folder.mkdir(parents=True)
+    (folder / "halver.py").write_text("def make(dim):\n    return lambda Z, t: 0.5 * Z\n")
+    monkeypatch.chdir(tmp_path)  # the working directory is NOT the config's folder
+    comp = make_compressor("py:lib/halver.py:make", 2, base_dir=tmp_path / "configs")
+    assert comp([2.0, -4.0], 0.0).tolist() == [1.0, -2.0]
+    # without base_dir the same relative path is looked up in the working directory
+    with pytest.raises(InputError, match="relative to the working directory"):
+        make_compressor("py:lib/halver.py:make", 2)
+    with pytest.raises(InputError, match=r"relative to '.*configs' \(the config file's folder\)"):
+        make_compressor("py:lib/nothere.py:make", 2, base_dir=tmp_path / "configs")
+    # an absolute path ignores base_dir; a module name on sys.path still works
+    absolute = f"py:{folder / 'halver.py'}:make"
+    assert make_compressor(absolute, 2, base_dir="/nonexistent").linear_bound == float("inf")
+    monkeypatch.syspath_prepend(str(folder))
+    assert make_compressor("py:halver:make", 2, base_dir=tmp_path)([4.0, 0.0], 0).tolist() == [
+        2.0,
+        0.0,
+    ]
+
+
+USER_CLASS = """
+import numpy as np
+from stflow.compressors import Compressor
+
+class Halve(Compressor):
+    name = "halve"
+    spec = "py:halve-class"
+    linear = True
+    linear_bound = 0.5
+
+    def __init__(self, dim, fail_at=None):
+        self.dim = dim
+        self.fail_at = fail_at
+
+    def __call__(self, Z, t):
+        if self.fail_at is not None and t >= self.fail_at:
+            raise KeyError("no such key")
+        return 0.5 * np.asarray(Z)
+
+    def bits_per_message(self):
+        return 64 * self.dim
+
+    def encode(self, Z, t):
+        return [row.astype("<f8").tobytes() for row in self(np.atleast_2d(Z), t)]
+
+    def decode(self, messages, t):
+        return np.array([np.frombuffer(m, dtype="<f8") for m in messages])
+
+def make(dim, fail_at=-1.0):
+    return Halve(dim, None if fail_at < 0 else fail_at)
+"""
+
+
+def test_user_compressor_class_is_guarded_and_gets_encode_array(tmp_path):
+    (tmp_path / "halve_class.py").write_text(USER_CLASS)
+    comp = make_compressor(f"py:{tmp_path / 'halve_class.py'}:make", 3)
+    Z = np.array([[1.0, 2.0, -4.0], [0.5, 0.0, 8.0]])
+    buf = comp.encode_array(Z, 0.0)  # the base-class default built on encode/decode
+    assert buf.shape == (2, 24) and buf.dtype == np.uint8
+    assert np.array_equal(comp.decode_array(buf, 0.0), 0.5 * Z)
+    assert comp.fail_at is None  # the user's own attributes stay reachable
+    failing = make_compressor(f"py:{tmp_path / 'halve_class.py'}:make:fail_at=2.0", 3)
+    with pytest.raises(InputError, match=r"compressor `py:halve-class` raised KeyError"):
+        certify(failing)
+
+
+def test_resolve_user_paths_makes_the_spec_cwd_independent(tmp_path, monkeypatch):
+    from stflow.compressors import resolve_user_paths
+
+    (tmp_path / "lib").mkdir()
+    code = "def make(dim, f=0.5):\n    return lambda Z, t: f * Z\n"
+    (tmp_path / "lib" / "halver.py").write_text(code)
+    spec = resolve_user_paths("py:lib/halver.py:make:f=0.25 | topk:k=1", tmp_path)
+    assert spec == f"py:{tmp_path / 'lib' / 'halver.py'}:make:f=0.25 | topk:k=1"
+    monkeypatch.chdir("/")
+    assert make_compressor(spec, 2)([4.0, -8.0], 0.0).tolist() == [0.0, -2.0]
+    assert resolve_user_paths("topk:k=2|py:mod:make", tmp_path) == "topk:k=2|py:mod:make"

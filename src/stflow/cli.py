@@ -1,14 +1,26 @@
-"""The ``stflow`` command line: ``run``, ``certify`` (and the commands later issues add).
+"""The ``stflow`` command line: ``run``, ``certify`` and ``reproduce``.
 
-Exit codes: 0 success (``run``: converged), 1 ``run`` ended above tolerance, 2 bad input
-(one line on stderr; ``--debug`` shows the traceback), 3 ``run`` diverged. ``reproduce``
-exits 1 when an experiment failed (the report says which, the others still ran).
+Exit codes, the same for every command (``docs/cli.md``):
+
+- 0: converged (``run``) or success (the other commands);
+- 1: ran but did not converge (``run``: status ``not_converged`` or ``stalled``;
+  ``reproduce``: an experiment failed, the report says which);
+- 2: bad input: a config, argument, data file, user compressor or output folder, or a size
+  beyond this machine (one line on stderr naming the fix);
+- 3: diverged (``run``: status ``diverged`` or ``diverging``);
+- 4: internal error, a bug in stflow (one line asking to report it; ``--debug`` shows the
+  traceback);
+- 130: interrupted (Ctrl-C or SIGTERM; ``run`` keeps what was recorded, with status
+  ``interrupted``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -16,27 +28,63 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 
-__all__ = ["main", "EXIT_OK", "EXIT_NOT_CONVERGED", "EXIT_INPUT", "EXIT_DIVERGED"]
+__all__ = [
+    "main",
+    "EXIT_OK",
+    "EXIT_NOT_CONVERGED",
+    "EXIT_INPUT",
+    "EXIT_DIVERGED",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_CODES_HELP",
+    "RUN_FILES",
+]
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_INTERNAL, EXIT_INTERRUPTED = 4, 130
+
+#: The exit-code table shown at the end of every ``--help``.
+EXIT_CODES_HELP = """\
+exit codes (every command):
+  0    converged (run) / success
+  1    ran but did not converge: not_converged or stalled (run); an experiment failed
+       (reproduce)
+  2    bad input: config, arguments, data files, output folder, sizes beyond this machine
+  3    diverged or diverging (run)
+  4    internal error: a bug in stflow, please report it (--debug shows the traceback)
+  130  interrupted (Ctrl-C or SIGTERM); run keeps what was recorded, status "interrupted"
+"""
+
+#: Files and folders ``stflow run`` writes into ``--out`` (``--force`` removes stale ones).
+RUN_FILES = ("metrics.csv", "summary.json", "convergence.png", "comm.json", "checkpoint")
+
+_MAX_LINE = 400
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2, like every other bad input
         hint = f"see `{self.prog} -h`"
         self.exit(EXIT_INPUT, f"stflow: error: {message} ({hint})\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="stflow", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="stflow")
     parser.add_argument("--version", action="version", version=f"stflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run one config: metrics.csv, summary.json, convergence.png")
     run.add_argument("config", help="TOML config (see examples/quickstart.toml, docs/config.md)")
-    run.add_argument("--out", required=True, help="output folder")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    run.add_argument("--out", required=True,
+                     help="output folder, created first; must be new or empty unless --force")
+    run.add_argument("--force", action="store_true",
+                     help="write into a non-empty --out (stflow's own files there are replaced, "
+                     "stale ones removed), and allow more than 1e8 steps")
+    run.add_argument("--no-figure", action="store_true", help="do not draw convergence.png")
     run.add_argument(
         "--backend", choices=("sim", "mpi"), default="sim",
         help="sim: one process (default); mpi: one block of agents per rank, under mpiexec",
@@ -49,26 +97,102 @@ def _parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("certify", help="numerical spatio-temporal certificate of a compressor")
     cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"')
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
-    cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories")
+    cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories (>= 0)")
     cert.add_argument("--json", action="store_true", help="print one JSON object")
+    cert.add_argument("--quiet", action="store_true", help="no progress bar")
     cert.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    rep = sub.add_parser("reproduce", help="run the reproduction suite E1..E8: report.md/.html")
+    from .experiments import experiment_names  # the registry only: no experiment is imported
+
+    names = experiment_names()
+    rep = sub.add_parser(
+        "reproduce", help=f"run the reproduction suite, experiments {names[0]}..{names[-1]}: "
+        "report.md/.html",
+        description=f"Run the experiments {', '.join(names)} (docs/reproduce.md) and write "
+        "OUT/report.html and OUT/report.md.")
     rep.add_argument("--out", required=True, help="output folder (must be new or empty)")
     rep.add_argument("--quick", action="store_true", help="smaller sizes (under 90 s)")
     rep.add_argument("--only", default=None, metavar="E1,E3", help="comma-separated subset")
     rep.add_argument("--jobs", type=int, default=None, metavar="J",
                      help="experiments run in parallel (default: min(2, CPUs))")
-    rep.add_argument("--quiet", action="store_true", help="no progress bar")
     rep.add_argument("--force", action="store_true", help="write into a non-empty --out")
-    rep.add_argument("--debug", action="store_true", help="show tracebacks")
     _tune_parser(sub)
+
+    for command in sub.choices.values():  # every command, present and future
+        for flag, text in (("--quiet", "no progress output"),
+                           ("--debug", "show the traceback of a failure")):
+            try:
+                command.add_argument(flag, action="store_true", help=text)
+            except argparse.ArgumentError:  # the command declares it itself
+                pass
+    parser.description = (
+        "Distributed optimization with spatio-temporal compressed communication. "
+        f"Commands: {', '.join(sub.choices)}."
+    )
     return parser
 
 
-def _cmd_run(args) -> int:
-    from .config import load_config, run_config
+# -- the output folder -------------------------------------------------------------------
+def _check_out(text: str, *, allow_nonempty: bool) -> Path:
+    """Refuse a bad ``--out`` without writing anything (safe on every MPI rank)."""
+    if not text.strip():
+        raise InputError("--out must name a folder (got an empty string): e.g. --out results/run1")
+    out = Path(text)
+    where = f"--out {text!r}"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{where} exists and is not a folder: give a folder path")
+    full = Path(os.path.abspath(out))
+    anchor = next(p for p in (full, *full.parents) if os.path.lexists(p))
+    if not anchor.is_dir():
+        raise InputError(
+            f"{where} is not writable: it is under {str(anchor)!r}, which is a file: give a "
+            "folder path"
+        )
+    if out.is_dir() and not allow_nonempty and any(out.iterdir()):
+        raise InputError(f"{where} exists and is not empty: give a new folder or add --force")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise InputError(f"{where} is not writable ({str(anchor)!r} is read-only): choose another "
+                         "folder")
+    return out
 
+
+def _make_out(out: Path) -> bool:
+    """Create ``out`` (if needed) and prove it writable; returns True when it was created."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".stflow-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        _drop_if_empty(out, created)
+        raise InputError(
+            f"--out {str(out)!r} is not writable ({exc.strerror or exc}): choose another folder"
+        ) from None
+    return created
+
+
+def _drop_if_empty(out: Path, created: bool) -> None:
+    """Remove a folder this command created when nothing was written into it."""
+    try:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    except OSError:
+        pass
+
+
+def _clear_stale(out: Path) -> None:
+    """Remove the files an earlier ``stflow run`` left in ``out`` (only stflow's own)."""
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            path.unlink()
+
+
+# -- run -----------------------------------------------------------------------------------
+def _cmd_run(args) -> int:
     if args.backend == "mpi":
         return _cmd_run_mpi(args)
     if args.checkpoint_every or args.resume:
@@ -76,74 +200,125 @@ def _cmd_run(args) -> int:
             "--checkpoint-every and --resume need --backend mpi (got --backend sim): "
             "add --backend mpi and launch with mpiexec, or drop them"
         )
+    out = _check_out(args.out, allow_nonempty=args.force)
+    created = _make_out(out)
+    try:
+        return _run_sim(args, out)
+    finally:
+        _drop_if_empty(out, created)
+
+
+def _run_sim(args, out: Path) -> int:
+    from .config import load_config, preflight, run_config
+
     config = load_config(args.config)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} exists and is not a folder: give a folder path")
+    preflight(config, force=args.force)
+    if args.force:
+        _clear_stale(out)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         run, sol = run_config(config, progress=not args.quiet and sys.stderr.isatty())
-    return _finish_run(Path(args.out), run, sol)
+    return _finish_run(out, run, sol, figure=not args.no_figure)
 
 
 def _cmd_run_mpi(args) -> int:
-    from .mpi import run_mpi
+    from .config import load_config, preflight
+    from .mpi import require_launcher, run_mpi
 
+    require_launcher()
+    from mpi4py import MPI
+
+    rank = MPI.COMM_WORLD.Get_rank()
+    try:  # the same answer on every rank: nothing is written yet
+        out = _check_out(args.out, allow_nonempty=args.force or args.resume)
+        try:
+            config = load_config(args.config)
+        except InputError:
+            config = None  # the runner reports it, agreed across ranks
+        if config is not None:
+            preflight(config, force=args.force)
+    except InputError:
+        if rank != 0:  # every rank found the same; rank 0 prints the one line
+            return EXIT_INPUT
+        raise
+    if args.force and not args.resume and rank == 0:
+        _clear_stale(out)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
             result = run_mpi(
-                args.config, args.out, checkpoint_every=args.checkpoint_every, resume=args.resume
+                args.config, args.out, checkpoint_every=args.checkpoint_every,
+                resume=args.resume, progress=not args.quiet,
             )
     except InputError as exc:
         if getattr(exc, "quiet", False):  # rank 0 prints the one line
             return EXIT_INPUT
         raise
     if result.is_root:
-        return _finish_run(Path(args.out), result.run, result.solution)
+        return _finish_run(Path(args.out), result.run, result.solution, figure=not args.no_figure)
     return _exit_code(result.solution)
 
 
-def _finish_run(out: Path, run, sol) -> int:
-    """Write metrics.csv, summary.json and the figure, print the outcome (both backends)."""
+def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
+    """Write metrics.csv, summary.json and the figure, print the outcome (both backends).
+
+    stdout, stderr and summary.json give the same counters: ``steps`` is the number of
+    rounds computed (for a diverged run, the step at which the blow-up was detected),
+    ``last_recorded_step`` the step of the last row of metrics.csv.
+    """
     from .output import write_run_outputs
 
+    code = _exit_code(sol)
     summary = sol.summary()
     graph = run.graph
+    steps_rec = sol.records["step"]
+    last_rec = int(steps_rec[-1]) if len(steps_rec) else 0
     summary.update(
         {
             "agents": run.problem.n_agents,
             "dim": run.problem.dim,
             "lambda_2": float(graph.lambda_2),
             "lambda_max": float(graph.lambda_max),
+            "last_recorded_step": last_rec,
+            "exit_code": code,
             "config": run.config,
         }
     )
     spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
     title = f"{run.config['flow']['kind']} flow, {spec}, {run.config['problem']['kind']}"
-    write_run_outputs(out, sol.records, summary, title=title)
-    print(
-        f"{sol.status}: relative error {sol.final_relative_error:.3e}, consensus error "
-        f"{sol.final_consensus_error:.3e} after {sol.steps} steps (t = {sol.t_final:g}); "
-        f"{sol.bits_per_agent:.4g} bits per agent; wrote {out}/"
-    )
+    kw = {} if figure else {"figure": False}
+    write_run_outputs(out, sol.records, summary, title=title, **kw)
+    errors = (f"relative error {sol.final_relative_error:.3e}, consensus error "
+              f"{sol.final_consensus_error:.3e}")
+    if "mean_agent_test_accuracy" in sol.records and len(sol.records["step"]):
+        acc = (f"mean agent test accuracy {sol.records['mean_agent_test_accuracy'][-1]:.4f} "
+               f"(worst agent {sol.records['worst_agent_test_accuracy'][-1]:.4f}), "
+               f"consensus error {sol.final_consensus_error:.3e}")
+        errors = acc if not math.isfinite(sol.final_relative_error) else (
+            f"{acc}, relative error {sol.final_relative_error:.3e}")
+    counts = (f"{sol.grad_evals} gradient evaluations; {sol.bits_per_agent:.4g} bits per agent; "
+              f"wrote {out}/")
     if sol.status == "diverged":
-        print(f"stflow: diverged: {sol.message}", file=sys.stderr)
-    elif not sol.converged:
-        print(f"stflow: {sol.message}", file=sys.stderr)
-    return _exit_code(sol)
+        print(f"diverged at step {sol.steps} (t = {sol.t_final:g}); last finite record at step "
+              f"{last_rec}: {errors}; {counts}")
+        print(f"stflow: diverged: {_one_line(sol.message)}", file=sys.stderr)
+    else:
+        print(f"{sol.status}: {errors} after {sol.steps} steps (t = {sol.t_final:g}); {counts}")
+        if not sol.converged:
+            print(f"stflow: {sol.status}: {_one_line(sol.message)}", file=sys.stderr)
+    return code
 
 
 def _exit_code(sol) -> int:
-    if sol.status == "diverged":
-        return EXIT_DIVERGED
-    return EXIT_OK if sol.converged else EXIT_NOT_CONVERGED
+    from .status import EXIT_CODES
+
+    return EXIT_CODES.get(sol.status, EXIT_NOT_CONVERGED)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"stflow: warning: {message}", file=sys.stderr)
+    print(f"stflow: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _cmd_certify(args) -> int:
@@ -151,8 +326,11 @@ def _cmd_certify(args) -> int:
     from .compressors import make_compressor
 
     if args.dim < 1:
-        raise InputError(f"--dim must be >= 1 (got {args.dim})")
-    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed)
+        raise InputError(f"--dim must be an integer >= 1 (got {args.dim}): e.g. --dim 10")
+    if args.seed < 0:
+        raise InputError(f"--seed must be an integer >= 0 (got {args.seed}): e.g. --seed 0")
+    progress = not args.quiet and sys.stderr.isatty()
+    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed, progress=progress)
     if args.json:
         print(json.dumps(cert.to_dict()))
     else:
@@ -167,8 +345,6 @@ def _cmd_certify(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    import os
-
     from .experiments import experiment_names, run_suite
 
     known = experiment_names()
@@ -185,34 +361,21 @@ def _cmd_reproduce(args) -> int:
     jobs = min(2, os.cpu_count() or 1) if args.jobs is None else args.jobs
     if jobs < 1:
         raise InputError(f"--jobs must be >= 1 (got {jobs}): e.g. --jobs 2")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} exists and is not a folder: give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise InputError(
-            f"--out {str(out)!r} exists and is not empty: give a new folder or add --force"
-        )
-    created = not out.exists()
+    out = _check_out(args.out, allow_nonempty=args.force)
+    created = _make_out(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".stflow-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise InputError(
-            f"--out {str(out)!r} is not writable ({exc.strerror or exc}): choose another folder"
-        ) from None
-    results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
+        results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
+    finally:
+        _drop_if_empty(out, created)
     failed = [r for r in results if not r["ok"]]
     for r in failed:
-        print(f"stflow: {r['name']} failed: {r['error']}", file=sys.stderr)
+        print(f"stflow: {r['name']} failed: {_one_line(r['error'])}", file=sys.stderr)
     print(f"{len(results) - len(failed)} of {len(results)} experiments ok; open "
           f"{out / 'report.html'} (or {out / 'report.md'})")
     return EXIT_NOT_CONVERGED if failed else EXIT_OK
 
 
+# -- tune ----------------------------------------------------------------------------------
 def _tune_parser(sub) -> None:
     tun = sub.add_parser(
         "tune", help="tune a config's method with a budget of runs: tuned.toml, tuning.json")
@@ -227,8 +390,6 @@ def _tune_parser(sub) -> None:
     tun.add_argument("--seed", type=int, default=0, help="seed of the sampler and perturbations")
     tun.add_argument("--json", action="store_true", help="print tuning.json's object")
     tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
-    tun.add_argument("--quiet", action="store_true", help="no progress bar")
-    tun.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _cmd_tune(args) -> int:
@@ -236,13 +397,7 @@ def _cmd_tune(args) -> int:
     from .config import load_config
     from .tune import tune, write_outputs
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} exists and is not a folder: give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise InputError(
-            f"--out {str(out)!r} exists and is not empty: give a new folder or add --force"
-        )
+    out = _check_out(args.out, allow_nonempty=args.force)
     config = load_config(args.config)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -250,6 +405,7 @@ def _cmd_tune(args) -> int:
         result = tune(config, budget=args.budget, target=args.target,
                       target_accuracy=args.target_accuracy, seed=args.seed,
                       progress=not args.quiet and sys.stderr.isatty())
+    _make_out(out)
     write_outputs(result, out)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -272,16 +428,103 @@ COMMANDS = {"run": _cmd_run, "certify": _cmd_certify, "reproduce": _cmd_reproduc
 COMMANDS["tune"] = _cmd_tune
 
 
+# -- failures ------------------------------------------------------------------------------
+def _one_line(text) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+
+
+def _user_frame(exc: BaseException):
+    """The deepest frame of user code (not stflow, not an installed library) below stflow."""
+    import sysconfig
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    libs = tuple(
+        os.path.abspath(sysconfig.get_paths()[k]) + os.sep
+        for k in ("stdlib", "platstdlib", "purelib", "platlib")
+    )
+    found, inside = None, False
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name = os.path.abspath(code.co_filename)
+        if name.startswith(package):
+            inside = True
+        elif inside and os.path.isabs(code.co_filename) and not name.startswith(libs):
+            found = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+    return found
+
+
+def _describe_failure(exc: BaseException, command: str) -> tuple[int, str]:
+    """Exit code and the one line printed for an exception that ended a command."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, InputError):
+        return EXIT_INPUT, f"stflow: error: {_one_line(exc)}"
+    if isinstance(exc, KeyboardInterrupt):
+        where = " before any result was written" if command == "run" else ""
+        return EXIT_INTERRUPTED, f"stflow: interrupted{where}"
+    user = _user_frame(exc)
+    if user is not None:
+        file, line, func = user
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: your code {file}:{line} (in {func}) raised {what}: fix it "
+            "(--debug shows the traceback)"
+        )
+    if isinstance(exc, MemoryError):
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: out of memory ({what}): lower [problem] agents, dim or samples, "
+            "or raise [solver] record_every"
+        )
+    if isinstance(exc, UnicodeDecodeError):
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: a text file is not UTF-8 ({what}): save it as UTF-8"
+        )
+    if isinstance(exc, OSError):
+        name = f" {exc.filename!r}" if exc.filename else ""
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: cannot use{name}: {exc.strerror or what}: check the path, its "
+            "permissions and the free space"
+        )
+    return EXIT_INTERNAL, _one_line(
+        f"stflow: internal error: {what}. This is a bug in stflow; please report it with the "
+        f"command, the config and `stflow --version` ({__version__}); --debug shows the "
+        "traceback"
+    )
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``stflow`` command."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``stflow`` command; returns the exit code (see the module doc).
+
+    ``--help``, ``--version`` and usage errors raise ``SystemExit`` (0, 0 and 2) from
+    argparse, as usual.
+
+    Examples
+    --------
+    >>> main(["certify", "topk:k=5", "--dim", "3"])
+    2
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("stflow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         return COMMANDS[args.command](args)
-    except InputError as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"stflow: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+    except Exception as exc:
+        return _failed(exc, args)
+    except KeyboardInterrupt as exc:
+        return _failed(exc, args)
+
+
+def _failed(exc: BaseException, args) -> int:
+    code, line = _describe_failure(exc, args.command)
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exception(exc)
+    print(line, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,21 +1,25 @@
 r"""Real data sets: the two shipped with stflow, a user's CSV / NPZ table, and the split.
 
 A *table* is n samples of p features plus one target column. :func:`load_dataset` reads the
-built-in ones (``breast_cancer``: 569 x 30, binary; ``diabetes``: 442 x 10, regression; both
-extracted once from scikit-learn by ``scripts/make_datasets.py`` and shipped in
-``stflow/data/``, so nothing is downloaded); :func:`load_table` reads a user's CSV (header
-row, numeric columns, one of them the target) or NPZ (array ``X`` (n, p) and a 1-D target
-array, default ``y``). :func:`split_table` shuffles with a seeded generator, holds out a test
-fraction, standardizes with the *training* statistics, appends an intercept column, and deals
-the training rows over N agents in contiguous blocks, giving the arrays of a
-:class:`stflow.problems.LeastSquaresProblem` (``A, b``) or
-:class:`stflow.problems.LogisticProblem` (``A, y``).
+built-in ones (``breast_cancer``: 569 x 30, binary; ``diabetes``: 442 x 10, regression;
+``digits``: 1797 x 64 (8x8 images), 10 classes; all extracted once from scikit-learn by
+``scripts/make_datasets.py`` and shipped in ``stflow/data/``, so nothing is downloaded);
+:func:`load_table` reads a user's CSV (header row, numeric columns, one of them the target)
+or NPZ (array ``X`` (n, p) and a 1-D target array, default ``y``). :func:`split_table`
+shuffles with a seeded generator, holds out a test fraction, standardizes with the
+*training* statistics, appends an intercept column, and deals the training rows over N
+agents in contiguous blocks (``split="iid"``, in shuffled order, or ``split="by_label"``,
+sorted by label first), giving the arrays of a :class:`stflow.problems.LeastSquaresProblem`
+(``A, b``), :class:`stflow.problems.LogisticProblem` (``A, y``) or
+:class:`stflow.problems.SoftmaxProblem` (``A, y`` with labels 0..K-1).
 
 Blocks that are one row shorter than the largest (n is rarely a multiple of N) are padded
-with all-zero rows (target 0 for least squares, label +1 for logistic). A zero row has zero
-gradient everywhere, so the minimizer, the gradients and the flows are exactly those of the
-unpadded data; the logistic value of each padded row is the constant :math:`\log 2`, which
-cancels in the optimality gap.
+at their end with all-zero rows (target 0 for least squares, label +1 for logistic, class 0
+for softmax). A zero row has zero gradient everywhere, so the minimizer, the gradients and
+the flows are exactly those of the unpadded data; the value of each padded row is a
+constant (:math:`\log 2` logistic, :math:`\log K` softmax), which cancels in the optimality
+gap. Minibatches never sample padding rows (``rows_per_agent`` of the problem counts the
+rows up to each agent's last non-zero row).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .errors import InputError
 
 __all__ = [
     "DATASETS",
+    "SPLITS",
     "Table",
     "Split",
     "load_dataset",
@@ -40,6 +45,7 @@ __all__ = [
     "split_table",
     "dataset_problem",
     "problem_from_config",
+    "check_npz_file",
     "accuracy",
     "r2_score",
 ]
@@ -48,18 +54,27 @@ __all__ = [
 DATASETS: dict[str, tuple[str, str]] = {
     "breast_cancer": ("classification", "logistic"),
     "diabetes": ("regression", "least_squares"),
+    "digits": ("classification", "softmax"),
 }
+
+#: Ways to deal the training rows over the agents (:func:`split_table`).
+SPLITS = ("iid", "by_label")
 
 
 @dataclass(frozen=True)
 class Table:
-    """Samples ``X: (n, p)``, target ``y: (n,)``, and the column names."""
+    """Samples ``X: (n, p)``, target ``y: (n,)``, and the column names.
+
+    ``feature_scale``: features sharing one known range (digits: pixel intensities 0..16)
+    are divided by it instead of z-scored when standardizing.
+    """
 
     name: str
     X: np.ndarray
     y: np.ndarray
     feature_names: tuple[str, ...]
     target_name: str
+    feature_scale: float | None = None
 
     @property
     def n_samples(self) -> int:
@@ -77,13 +92,18 @@ class Split:
     Attributes
     ----------
     arrays : dict
-        ``{"A": (N, m, d), "b": (N, m)}`` (least_squares) or ``{"A", "y"}`` (logistic),
-        ready for ``make_problem(kind, data=arrays)``; ``d = p + 1`` with an intercept.
+        ``{"A": (N, m, d), "b": (N, m)}`` (least_squares) or ``{"A", "y"}`` (logistic,
+        softmax), ready for ``make_problem(kind, data=arrays)``; ``d = p + 1`` with an
+        intercept (for softmax this is the feature count; the problem's dimension is d K).
     X_train, y_train, X_test, y_test : ndarray
         Standardized features (intercept column included) and targets (labels in {-1, +1}
-        for logistic; standardized target for least squares when ``standardize``).
+        for logistic, 0..K-1 for softmax; standardized target for least squares when
+        ``standardize``). ``X_train`` rows are in the order they are dealt to the agents.
     block_sizes : list of int
         Real (unpadded) training rows of each agent.
+    classes : int
+        K for softmax (2 for logistic, 0 for least squares); ``info["label_values"]`` maps
+        the labels back to the table's target values.
     """
 
     kind: str
@@ -95,6 +115,7 @@ class Split:
     block_sizes: list
     feature_names: tuple
     info: dict = field(default_factory=dict)
+    classes: int = 0
 
 
 def _data_path(name: str):
@@ -111,6 +132,9 @@ def load_dataset(name: str) -> Table:
     ((569, 30), [0.0, 1.0])
     >>> load_dataset("diabetes").X.shape
     (442, 10)
+    >>> d = load_dataset("digits")
+    >>> d.X.shape, np.bincount(d.y.astype(int)).tolist()[:3], d.feature_scale
+    ((1797, 64), [178, 182, 177], 16.0)
     """
     if name not in DATASETS:
         raise InputError(
@@ -124,6 +148,7 @@ def load_dataset(name: str) -> Table:
             y=np.array(z["y"], dtype=np.float64),
             feature_names=tuple(str(s) for s in z["feature_names"]),
             target_name=str(z["target_name"]),
+            feature_scale=float(z["feature_scale"]) if "feature_scale" in z.files else None,
         )
 
 
@@ -195,6 +220,7 @@ def _load_csv(path: Path, target: str | None) -> Table:
 
 def _load_npz_table(path: Path, target: str | None) -> Table:
     tname = "y" if target is None else target
+    check_npz_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -246,28 +272,42 @@ def split_table(
     intercept: bool = True,
     test_fraction: float = 0.0,
     seed: int = 0,
+    split: str = "iid",
 ) -> Split:
     r"""Shuffle, hold out a test set, standardize, and deal the rows over ``agents`` agents.
 
     Rows are permuted by ``numpy.random.default_rng(seed)``; the last
-    ``round(test_fraction * n)`` of the permutation are the test set. With ``standardize``
-    every feature is mapped to :math:`(x - \mu)/\sigma` with the training mean and standard
-    deviation (and, for least squares, the target too). ``intercept`` appends a column of
-    ones (its weight is regularized like the others). Agent i gets the i-th contiguous block
-    of ``numpy.array_split`` of the training rows, zero-padded to the largest block (see the
-    module docstring). For ``logistic`` the target must have exactly two values; the larger
-    one becomes +1.
+    ``round(test_fraction * n)`` of the permutation are the test set (not stratified). With
+    ``standardize`` every feature is mapped to :math:`(x - \mu)/\sigma` with the training mean
+    and standard deviation (and, for least squares, the target too); a table with a
+    ``feature_scale`` (digits: 16) is divided by it instead. ``intercept`` appends a column
+    of ones (its weight is regularized like the others). Agent i gets the i-th contiguous
+    block of ``numpy.array_split`` of the training rows, zero-padded to the largest block
+    (see the module docstring): with ``split="iid"`` the rows in shuffled order, with
+    ``split="by_label"`` the rows stably sorted by label first (so each agent sees few
+    classes: the standard non-IID split). For ``logistic`` the target must have exactly two
+    values, the larger one becomes +1; for ``softmax`` the K distinct target values (of the
+    whole table) become the labels 0..K-1 in increasing order.
 
     Examples
     --------
     >>> s = split_table(load_dataset("breast_cancer"), "logistic", 10, test_fraction=0.2)
     >>> s.arrays["A"].shape, sum(s.block_sizes), s.X_test.shape
     ((10, 46, 31), 455, (114, 31))
+    >>> s = split_table(load_dataset("digits"), "softmax", 8, test_fraction=0.25,
+    ...                 split="by_label")
+    >>> s.arrays["A"].shape, s.classes, np.unique(s.arrays["y"][0]).tolist()
+    ((8, 169, 65), 10, [0.0, 1.0])
     """
-    if kind not in ("least_squares", "logistic"):
+    if kind not in ("least_squares", "logistic", "softmax"):
         raise InputError(
-            f"[problem] kind must be least_squares or logistic for a data table (got {kind!r}):"
-            " set kind accordingly"
+            f"[problem] kind must be least_squares, logistic or softmax for a data table (got "
+            f"{kind!r}): set kind accordingly"
+        )
+    if split not in SPLITS:
+        raise InputError(
+            f"[problem] split must be one of {', '.join(SPLITS)} (got {split!r}): use "
+            '"iid" (shuffled rows) or "by_label" (rows sorted by label)'
         )
     if isinstance(agents, bool) or not isinstance(agents, int | np.integer) or agents < 1:
         raise InputError(f"[problem] agents must be an integer >= 1 (got {agents!r})")
@@ -287,18 +327,50 @@ def split_table(
     perm = np.random.default_rng(seed).permutation(n)
     tr, te = perm[:n_train], perm[n_train:]
     X, y = table.X, table.y.copy()
+    values = np.unique(y)
+    classes = 0
     if kind == "logistic":
-        values = np.unique(y)
         if values.size != 2:
             raise InputError(
                 f"[problem] logistic needs a target with exactly 2 values (got {values.size} "
                 f"distinct values in {table.target_name!r}): pick a binary column or use "
-                "kind = \"least_squares\""
+                "kind = \"least_squares\" or \"softmax\""
             )
         y = np.where(y == values[1], 1.0, -1.0)
+        classes = 2
+    elif kind == "softmax":
+        if values.size < 2:
+            raise InputError(
+                f"[problem] softmax needs a target with at least 2 values (got {values.size} "
+                f"in {table.target_name!r}): pick a class column"
+            )
+        y = np.searchsorted(values, y).astype(np.float64)
+        classes = int(values.size)
+    if split == "by_label":
+        if kind == "least_squares":
+            raise InputError(
+                '[problem] split = "by_label" needs class labels (got kind = "least_squares"):'
+                ' use split = "iid", or kind = "logistic" / "softmax"'
+            )
+        tr = tr[np.argsort(y[tr], kind="stable")]
+        if n_test:
+            missing = np.setdiff1d(np.unique(y), y[te])
+            if missing.size:
+                lab = missing[0]
+                label = values[int(lab)] if kind == "softmax" else values[int(lab > 0)]
+                raise InputError(
+                    f"[problem] test_fraction = {test_fraction} leaves class {label:g} of "
+                    f"{table.name!r} without held-out rows: raise test_fraction or change seed"
+                )
     Xtr, Xte, ytr, yte = X[tr], X[te], y[tr], y[te]
-    info = {"n_samples": n, "n_train": n_train, "n_test": n_test, "seed": seed}
-    if standardize:
+    info = {"n_samples": n, "n_train": n_train, "n_test": n_test, "seed": seed,
+            "split": split}
+    if kind != "least_squares":
+        info["label_values"] = values.tolist()
+    if standardize and table.feature_scale is not None:
+        Xtr, Xte = Xtr / table.feature_scale, Xte / table.feature_scale
+        info["feature_scale"] = table.feature_scale
+    elif standardize:
         mu, sd = Xtr.mean(axis=0), Xtr.std(axis=0)
         const = np.flatnonzero(sd == 0)
         if const.size:
@@ -322,7 +394,7 @@ def split_table(
     m = max(len(b) for b in blocks)
     d = Xtr.shape[1]
     A = np.zeros((agents, m, d))
-    t = np.zeros((agents, m)) if kind == "least_squares" else np.ones((agents, m))
+    t = np.ones((agents, m)) if kind == "logistic" else np.zeros((agents, m))
     for i, b in enumerate(blocks):
         A[i, : len(b)] = Xtr[b]
         t[i, : len(b)] = ytr[b]
@@ -337,6 +409,7 @@ def split_table(
         block_sizes=[len(b) for b in blocks],
         feature_names=names,
         info=info,
+        classes=classes,
     )
 
 
@@ -351,17 +424,29 @@ def dataset_problem(
     intercept: bool = True,
     test_fraction: float = 0.0,
     seed: int = 0,
+    split: str = "iid",
+    batch: int | None = None,
+    hidden=(64,),
 ):
     """Build ``(problem, split)`` from a built-in name, a CSV/NPZ path, or a :class:`Table`.
 
+    ``kind = "mlp"`` builds :class:`stflow.problems.mlp.MLPProblem` (``hidden`` widths) on the
+    softmax problem's split (needs PyTorch: ``pip install "stflow[torch]"``).
+
     ``kind`` defaults to the data set's suggested kind (built-ins) or ``"logistic"`` when the
-    target has two values, else ``"least_squares"``.
+    target has two values, else ``"least_squares"``. ``seed`` seeds the shuffle of
+    :func:`split_table` and the problem's minibatches (``batch``); a classification problem
+    holds the held-out rows (``problem.test_accuracy``).
 
     Examples
     --------
     >>> p, s = dataset_problem("diabetes", agents=5)
     >>> p.kind, p.n_agents, p.dim
     ('least_squares', 5, 11)
+    >>> p, s = dataset_problem("digits", agents=8, regularization=1e-3, test_fraction=0.25,
+    ...                        batch=16)
+    >>> p.kind, p.dim, p.rows_per_agent.tolist(), len(s.y_test), p.has_test
+    ('softmax', 650, [169, 169, 169, 169, 168, 168, 168, 168], 449, True)
     """
     from .problems import make_problem
 
@@ -383,16 +468,32 @@ def dataset_problem(
             kind = "logistic" if np.unique(table.y).size == 2 else "least_squares"
     split = split_table(
         table,
-        kind,
+        "softmax" if kind == "mlp" else kind,
         agents,
         standardize=standardize,
         intercept=intercept,
         test_fraction=test_fraction,
         seed=seed,
+        split=split,
     )
+    if kind == "mlp":
+        from .problems.mlp import make_mlp_problem
+
+        problem = make_mlp_problem(
+            split.arrays["A"], split.arrays["y"], hidden=list(hidden), classes=split.classes,
+            batch=batch, seed=seed, rows_per_agent=split.block_sizes,
+            test_features=split.X_test if split.info["n_test"] > 0 else None,
+            test_labels=split.y_test if split.info["n_test"] > 0 else None,
+        )
+        return problem, split
+    extra = {}
+    if kind == "softmax":
+        extra["classes"] = split.classes
+    if kind != "least_squares" and split.info["n_test"] > 0:
+        extra["test"] = (split.X_test, split.y_test)
     problem = make_problem(
         kind, agents=agents, dim=split.X_train.shape[1], data=split.arrays,
-        regularization=regularization,
+        regularization=regularization, seed=seed, batch=batch, **extra,
     )
     return problem, split
 
@@ -427,6 +528,52 @@ def r2_score(X: np.ndarray, target: np.ndarray, w: np.ndarray) -> float:
     return float(1.0 - res / tot) if tot > 0 else float("nan")
 
 
+def check_npz_file(path) -> None:
+    """Refuse a ``[problem] data`` file that is not an .npz archive, with a fitting hint.
+
+    A text table (a CSV under another name, e.g. ``.txt``) is told to be named ``.csv``;
+    other files are told to be written with ``numpy.savez``. A missing file is left to the
+    loader (which names it).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+    >>> _ = p.write_text("a,b,y\\n1,2,0\\n")
+    >>> check_npz_file(p)
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [problem] data: 't.txt' is a text table, not an .npz archive (got a file ending in '.txt'): rename it to 't.csv' to load it as a CSV table with a header row
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return
+    if head.startswith(b"PK"):  # a zip archive, as numpy.savez writes
+        if not zipfile.is_zipfile(path):
+            raise InputError(
+                f"[problem] data: {path.name!r} is a damaged .npz archive (truncated or "
+                "corrupt zip): write it again with numpy.savez"
+            )
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and ("," in text or ";" in text or "\t" in text):
+        raise InputError(
+            f"[problem] data: {path.name!r} is a text table, not an .npz archive (got a file "
+            f"ending in {path.suffix!r}): rename it to {path.stem + '.csv'!r} to load it as a "
+            "CSV table with a header row"
+        )
+    raise InputError(
+        f"[problem] data: {path.name!r} is not an .npz archive (it does not start like a zip "
+        "file): write the arrays with numpy.savez, or give a .csv table"
+    )
+
+
 def problem_from_config(section: dict):
     """The problem of a ``[problem]`` config section that names a data table.
 
@@ -448,9 +595,15 @@ def problem_from_config(section: dict):
     frac = section.get("test_fraction", 0.0)
     if isinstance(frac, bool) or not isinstance(frac, int | float):
         raise InputError(f"[problem] test_fraction must be a number (got {frac!r}): e.g. 0.2")
-    for key in ("dataset", "target"):
+    for key in ("dataset", "target", "split"):
         if section.get(key) is not None and not isinstance(section[key], str):
             raise InputError(f"[problem] {key} must be a string (got {section[key]!r})")
+    if section.get("classes") is not None:
+        raise InputError(
+            f"[problem] classes applies to generated softmax data (got classes = "
+            f"{section['classes']!r} with a data table, whose classes are its target values):"
+            " remove classes"
+        )
     if section.get("dataset") is not None and section.get("data") is not None:
         raise InputError(
             "[problem] give either dataset (built-in) or data (your file), not both: "
@@ -472,5 +625,8 @@ def problem_from_config(section: dict):
         intercept=section.get("intercept", True),
         test_fraction=float(frac),
         seed=section.get("seed", 0),
+        split=section.get("split") or "iid",
+        batch=section.get("batch"),
+        hidden=section.get("hidden") or (64,),
     )
     return problem

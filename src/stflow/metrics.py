@@ -1,7 +1,8 @@
-"""Metrics of SPEC section 6: errors against the centralized optimum, consensus, bits.
+"""Metrics of SPEC sections 6-8: errors, consensus, bits, samples, modeled time, accuracy.
 
 Everything here is a pure function of the stacked state ``X: (N, d)`` (plus the problem for
-the optimality gap), and a :class:`Recorder` that keeps one row per recorded step.
+the optimality gap and the accuracies), a :class:`TimeModel` for a round's duration on a
+network (SPEC section 8), and a :class:`Recorder` that keeps one row per recorded step.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 
 __all__ = [
     "METRIC_COLUMNS",
+    "LEARNING_COLUMNS",
+    "TimeModel",
     "relative_error",
     "consensus_error",
     "optimality_gap",
@@ -28,6 +31,15 @@ METRIC_COLUMNS = (
     "optimality_gap",
     "bits_per_agent",
     "bits_per_agent_p2p",
+    "samples_per_agent",
+    "modeled_seconds",
+)
+#: Extra columns of classification problems (held-out test rows; SPEC section 7).
+LEARNING_COLUMNS = (
+    "train_loss",
+    "test_accuracy",
+    "mean_agent_test_accuracy",
+    "worst_agent_test_accuracy",
 )
 
 
@@ -97,6 +109,50 @@ def fitted_rate(t: np.ndarray, error: np.ndarray, *, floor: float = 1e-13) -> fl
     return float(-slope)
 
 
+def _accuracy_at(problem, x: np.ndarray) -> float:
+    """Test accuracy of one model ``x: (d,)`` (the average model xbar)."""
+    at = getattr(problem, "accuracy_at", None)
+    if at is not None:
+        return float(at(x))
+    return float(np.asarray(problem.test_accuracy(x[None, :]), dtype=float)[0])
+
+
+class TimeModel:
+    r"""Duration of one synchronous round on a network (SPEC section 8).
+
+    .. math:: T_{round} = K \max_i B_i \, s_{sample} + \ell + b / \beta
+
+    with K local steps, :math:`B_i` rows per gradient evaluation of agent i (the slowest
+    agent counts), :math:`s_{sample}` seconds per sample, latency :math:`\ell`, b bits of
+    one message and bandwidth :math:`\beta` bits per second (``inf``: free).
+
+    Examples
+    --------
+    >>> TimeModel(bandwidth=1e6, latency=1e-3, seconds_per_sample=1e-5).round_seconds(
+    ...     bits_per_message=2000, samples_per_eval=16, local_steps=4)
+    0.00364
+    """
+
+    def __init__(self, *, bandwidth: float = math.inf, latency: float = 0.0,
+                 seconds_per_sample: float = 0.0):
+        self.bandwidth = float(bandwidth)
+        self.latency = float(latency)
+        self.seconds_per_sample = float(seconds_per_sample)
+
+    @property
+    def given(self) -> bool:
+        """True when any part of the model is set (the run's figure then uses it)."""
+        return (math.isfinite(self.bandwidth) or self.latency > 0
+                or self.seconds_per_sample > 0)
+
+    def round_seconds(self, *, bits_per_message: float, samples_per_eval: float,
+                      local_steps: int = 1) -> float:
+        """Seconds of one round (see the class docstring)."""
+        comm = 0.0 if math.isinf(self.bandwidth) else bits_per_message / self.bandwidth
+        return (local_steps * samples_per_eval * self.seconds_per_sample + self.latency
+                + comm)
+
+
 class Recorder:
     """Keeps one row of :data:`METRIC_COLUMNS` per recorded step.
 
@@ -120,26 +176,44 @@ class Recorder:
     ([384.0], [1.0])
     """
 
-    def __init__(self, problem, *, bits_per_message: int, mean_degree: float):
+    def __init__(self, problem, *, bits_per_message: int, mean_degree: float,
+                 samples_per_eval: float = 1.0, round_seconds: float = 0.0):
         self.problem = problem
         self.bits_per_message = int(bits_per_message)
         self.mean_degree = float(mean_degree)
+        self.samples_per_eval = float(samples_per_eval)
+        self.round_seconds = float(round_seconds)
+        self.learning = bool(getattr(problem, "has_test", False))
+        self.columns_ = METRIC_COLUMNS + (LEARNING_COLUMNS if self.learning else ())
         self.rows: list[tuple] = []
 
-    def record(self, step: int, t: float, X: np.ndarray) -> None:
-        """Append the metrics of state ``X: (N, d)`` after ``step`` rounds (time ``t``)."""
+    def record(self, step: int, t: float, X: np.ndarray, *, draws: int = 0) -> None:
+        """Append the metrics of state ``X: (N, d)`` after ``step`` rounds (time ``t``) and
+        ``draws`` gradient evaluations per agent."""
         bits = float(step * self.bits_per_message)
-        self.rows.append(
-            (
-                int(step),
-                float(t),
-                relative_error(X, self.problem.x_star),
-                consensus_error(X),
-                optimality_gap(self.problem, X),
-                bits,
-                bits * self.mean_degree,
-            )
+        p = self.problem
+        x_star = getattr(p, "x_star", None)
+        row = (
+            int(step),
+            float(t),
+            math.nan if x_star is None else relative_error(X, x_star),
+            consensus_error(X),
+            math.nan if getattr(p, "f_star", None) is None else optimality_gap(p, X),
+            bits,
+            bits * self.mean_degree,
+            float(draws) * self.samples_per_eval,
+            float(step) * self.round_seconds,
         )
+        if self.learning:
+            xbar = X.mean(axis=0)
+            acc = np.asarray(p.test_accuracy(X), dtype=float)
+            row += (
+                float(p.train_loss(xbar)),
+                _accuracy_at(p, xbar),
+                float(acc.mean()),
+                float(acc.min()),
+            )
+        self.rows.append(row)
 
     @property
     def last_step(self) -> int:
@@ -149,8 +223,8 @@ class Recorder:
     def columns(self) -> dict[str, np.ndarray]:
         """The recorded rows as one array per column name."""
         if not self.rows:
-            return {c: np.zeros(0) for c in METRIC_COLUMNS}
+            return {c: np.zeros(0) for c in self.columns_}
         data = np.array(self.rows, dtype=float)
-        out = {c: data[:, i] for i, c in enumerate(METRIC_COLUMNS)}
+        out = {c: data[:, i] for i, c in enumerate(self.columns_)}
         out["step"] = out["step"].astype(np.int64)
         return out

@@ -27,23 +27,29 @@ __all__ = [
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:  # a failed write (disk full, Ctrl-C) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
 
 
 def write_metrics_csv(path, records: dict[str, np.ndarray]) -> None:
-    """Write the recorded metrics, one row per recorded step, columns :data:`METRIC_COLUMNS`.
+    """Write the recorded metrics, one row per recorded step: the columns of
+    :data:`METRIC_COLUMNS` first, then any others (the learning columns).
 
     Floats are written with ``repr`` (17 significant digits), so reading the file back gives
     the same numbers bit for bit.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(METRIC_COLUMNS)
+    cols = [c for c in METRIC_COLUMNS if c in records]
+    cols += [c for c in records if c not in cols]
+    writer.writerow(cols)
     n = len(records["step"])
     for i in range(n):
         row = [int(records["step"][i])]
-        row += [repr(float(records[c][i])) for c in METRIC_COLUMNS[1:]]
+        row += [repr(float(records[c][i])) for c in cols[1:]]
         writer.writerow(row)
     _atomic_write(Path(path), buf.getvalue().encode())
 
@@ -75,35 +81,85 @@ def _jsonable(obj):
 
 
 def plot_convergence(path, records: dict[str, np.ndarray], *, title: str = "") -> None:
-    """Relative and consensus error against time, log scale, to a PNG file."""
-    import matplotlib
+    """The run's figure, to a PNG file: relative and consensus error against time (log
+    scale); for classification problems also the test accuracies against rounds; when a
+    network time model is given (``modeled_seconds`` > 0), the headline metric against
+    modeled seconds too.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas (no ``pyplot``, no
+    global figure state; matplotlib is imported here only, so runs that skip the figure
+    never load it).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    learning = "mean_agent_test_accuracy" in records
+    timed = "modeled_seconds" in records and len(records["modeled_seconds"]) and float(
+        records["modeled_seconds"][-1]) > 0
+    panels = 1 + int(learning) + int(bool(timed))
+    fig = Figure(figsize=(6.4 if panels == 1 else 4.6 * panels, 4.0), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    ax = axes[0]
     t = records["t"]
     curves = (("relative_error", "relative error"), ("consensus_error", "consensus error"))
     for key, label in curves:
         y = np.where(records[key] > 0, records[key], np.nan)
-        ax.semilogy(t, y, label=label)
+        if np.any(np.isfinite(y)):
+            ax.semilogy(t, y, label=label)
     ax.set_xlabel("time t")
     ax.set_ylabel("error")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     if title:
         ax.set_title(title, fontsize=9)
+    nxt = 1
+    if learning:
+        acc_ax = axes[nxt]
+        nxt += 1
+        for key, label in (("mean_agent_test_accuracy", "mean agent (own model)"),
+                           ("worst_agent_test_accuracy", "worst agent"),
+                           ("test_accuracy", "average model xbar")):
+            acc_ax.plot(records["step"], records[key], label=label)
+        acc_ax.set_xlabel("rounds")
+        acc_ax.set_ylabel("test accuracy")
+        acc_ax.grid(True, alpha=0.3)
+        acc_ax.legend(fontsize=8)
+    if timed:
+        tm_ax = axes[nxt]
+        secs = records["modeled_seconds"]
+        if learning:
+            tm_ax.plot(secs, records["mean_agent_test_accuracy"], label="mean agent accuracy")
+            tm_ax.set_ylabel("test accuracy")
+        else:
+            y = np.where(records["relative_error"] > 0, records["relative_error"], np.nan)
+            tm_ax.semilogy(secs, y, label="relative error")
+            tm_ax.set_ylabel("relative error")
+        tm_ax.set_xlabel("modeled seconds ([network], [compute])")
+        tm_ax.grid(True, which="both", alpha=0.3)
+        tm_ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def write_run_outputs(out_dir, records, summary: dict, *, title: str = "") -> None:
-    """Write ``metrics.csv``, ``summary.json`` and ``convergence.png`` into ``out_dir``."""
+def write_run_outputs(
+    out_dir, records, summary: dict, *, title: str = "", figure: bool = True
+) -> None:
+    """Write ``metrics.csv``, ``summary.json`` and (unless ``figure=False``)
+    ``convergence.png`` into ``out_dir``.
+
+    The data files come first, so a failing figure never costs the numbers.
+    ``figure=False`` (the CLI's ``--no-figure``) skips matplotlib altogether: on small
+    runs its import and drawing cost more CPU than the run itself (docs/performance.md).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out / "metrics.csv", records)
-    plot_convergence(out / "convergence.png", records, title=title)
     write_json(out / "summary.json", summary)
+    if figure:
+        plot_convergence(out / "convergence.png", records, title=title)

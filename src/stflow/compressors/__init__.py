@@ -3,7 +3,8 @@ r"""Spatio-temporal compressors: the maps, the spec parser, bit counts and wire 
 A compressor is a small object :math:`C : \mathbb{R}^d \times [0, \infty) \to \mathbb{R}^d`
 (SPEC section 3) that acts row-wise on an ``(N, d)`` array, knows the size of its message
 (SPEC section 6) and can turn rows into the exact bytes that go on the wire and back:
-``decode(encode(Z, t), t)`` equals ``C(Z, t)`` bit for bit.
+``decode(encode(Z, t), t)`` equals ``C(Z, t)`` bit for bit; ``encode_array`` /
+``decode_array`` carry the same bytes as one ``(N, bytes_per_message)`` uint8 array.
 
 Specs follow the grammar ``name[:key=value[,key=value...]]``; ``A|B`` applies ``A`` and
 then ``B`` to ``A``'s output; ``py:MODULE:ATTR[:key=value,...]`` loads a user compressor.
@@ -18,6 +19,7 @@ name            message                                              bits
 identity        d float64                                            64 d
 topk            k indices (ceil(log2 d) bits, increasing), k float64  k (ceil(log2 d) + 64)
 quantize        float64 m, d levels ``level + s`` of b bits          64 + b d
+quantize pow2   12-bit code e + 1075 (0: m = 0), d levels of b bits  12 + b d
 scalarize       one float64 phi(t)^T z                               64
 sign            float64 ``||z||_1 / d``, d bits (1 = nonnegative)    64 + d
 randk           k float64 in increasing index order (S(t) is shared)  64 k
@@ -51,9 +53,11 @@ from .spec import (
     COMPRESSOR_DOCS,
     COMPRESSOR_SUMMARY,
     EXAMPLE_SPECS,
+    MAX_STAGES,
     Composition,
     compressor_names,
     make_compressor,
+    resolve_user_paths,
 )
 from .spec import _build_stage as _build_stage
 from .spec import _convert as _convert
@@ -74,9 +78,11 @@ __all__ = [
     "Composition",
     "CallableCompressor",
     "make_compressor",
+    "resolve_user_paths",
     "compressor_names",
     "COMPRESSOR_DOCS",
     "COMPRESSOR_SUMMARY",
     "EXAMPLE_SPECS",
+    "MAX_STAGES",
     "USER_TIME_SCALE",
 ]

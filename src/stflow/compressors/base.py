@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ._bits import _assemble, _split
 
 __all__ = [
     "Compressor",
@@ -22,6 +23,11 @@ class Compressor(abc.ABC):
     Subclasses implement ``__call__``, ``bits_per_message``, ``encode`` and ``decode`` and set
     the attributes below. ``decode(encode(Z, t), t)`` must equal ``C(Z, t)`` bit for bit and
     every message must be exactly ``ceil(bits_per_message() / 8)`` bytes.
+
+    The whole-array wire format :meth:`encode_array` / :meth:`decode_array` carries the same
+    bytes as one ``(N, bytes_per_message())`` uint8 array (row i = message i); the base class
+    builds it on ``encode``/``decode``, the built-in compressors override it with whole-array
+    bit packing (no per-row Python loop).
 
     Attributes
     ----------
@@ -73,6 +79,39 @@ class Compressor(abc.ABC):
     def decode(self, messages: Sequence[bytes], t: float) -> np.ndarray:
         """Messages -> (len(messages), d) array equal to C(Z, t)."""
 
+    def encode_array(self, Z: np.ndarray, t: float) -> np.ndarray:
+        """All messages as one array: (N, d) -> uint8 (N, bytes_per_message()).
+
+        Row i holds exactly the bytes of ``encode(Z, t)[i]``.
+
+        Examples
+        --------
+        >>> from stflow.compressors import make_compressor
+        >>> c = make_compressor("sign", 4)
+        >>> buf = c.encode_array(np.array([[2.0, 0.0, -1.0, 1.0]]), 0.0)
+        >>> buf.shape, buf.dtype.name, int(buf[0, -1]) == 0b11010000
+        ((1, 9), 'uint8', True)
+        """
+        Z2, _ = self._rows(Z)
+        messages = self.encode(Z2, t)
+        return self._check_messages(messages)
+
+    def decode_array(self, buf: np.ndarray, t: float) -> np.ndarray:
+        """Messages as one uint8 (N, bytes_per_message()) array -> (N, d) float64 = C(Z, t).
+
+        Examples
+        --------
+        >>> from stflow.compressors import make_compressor
+        >>> c = make_compressor("topk:k=1", 3)
+        >>> Z = np.array([[1.0, -4.0, 2.0], [0.5, 0.0, 0.0]])
+        >>> c.decode_array(c.encode_array(Z, 0.0), 0.0).tolist()
+        [[0.0, -4.0, 0.0], [0.5, 0.0, 0.0]]
+        """
+        buf = self._check_buffer(buf)
+        if buf.shape[0] == 0:
+            return np.zeros((0, self.dim))
+        return np.asarray(self.decode([row.tobytes() for row in buf], t), dtype=np.float64)
+
     def bytes_per_message(self) -> int:
         """``ceil(bits_per_message() / 8)``: bytes of one message on the wire."""
         return -(-int(self.bits_per_message()) // 8)
@@ -119,9 +158,24 @@ class Compressor(abc.ABC):
         buf = np.frombuffer(b"".join(bytes(m) for m in messages), dtype=np.uint8)
         return buf.reshape(len(messages), nbytes)
 
+    def _check_buffer(self, buf: np.ndarray) -> np.ndarray:
+        """Check a whole-array message buffer: uint8 of shape (M, bytes_per_message())."""
+        nbytes = self.bytes_per_message()
+        arr = np.asarray(buf)
+        if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != nbytes:
+            raise InputError(
+                f"`buf` must be a uint8 array of shape (M, {nbytes}) for {self.spec!r} at "
+                f"d={self.dim} (got {arr.dtype} of shape {arr.shape}): decode what "
+                "encode_array produced"
+            )
+        return arr
+
 
 class _BitCompressor(Compressor):
-    """Built-in compressor defined by ``_apply``, ``_encode_bits`` and ``_decode_bits``."""
+    """Built-in compressor defined by ``_apply`` and its message as segments: ``_segments``
+    (Z -> list of ("bits" | "bytes", (N, n) array)), ``_layout`` (the kinds and sizes) and
+    ``_from_segments`` (segments -> C(Z, t)); see :func:`stflow.compressors._bits._assemble`.
+    """
 
     def __call__(self, Z: np.ndarray, t: float) -> np.ndarray:
         Z2, one = self._rows(Z)
@@ -129,23 +183,29 @@ class _BitCompressor(Compressor):
         return out[0] if one else out
 
     def encode(self, Z: np.ndarray, t: float) -> list[bytes]:
-        Z2, _ = self._rows(Z)
-        bits = self._encode_bits(Z2, float(t))
-        return [row.tobytes() for row in np.packbits(bits, axis=1)]
+        return [row.tobytes() for row in self.encode_array(Z, t)]
 
     def decode(self, messages: Sequence[bytes], t: float) -> np.ndarray:
-        buf = self._check_messages(messages)
+        return self.decode_array(self._check_messages(messages), t)
+
+    def encode_array(self, Z: np.ndarray, t: float) -> np.ndarray:
+        Z2, _ = self._rows(Z)
+        return _assemble(self._segments(Z2, float(t)), Z2.shape[0])
+
+    def decode_array(self, buf: np.ndarray, t: float) -> np.ndarray:
+        buf = self._check_buffer(buf)
         if buf.shape[0] == 0:
             return np.zeros((0, self.dim))
-        nbits = int(self.bits_per_message())
-        bits = np.unpackbits(buf, axis=1, count=nbits)
-        return self._decode_bits(bits, float(t))
+        return self._from_segments(_split(buf, self._layout()), float(t))
 
     @abc.abstractmethod
     def _apply(self, Z: np.ndarray, t: float) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def _encode_bits(self, Z: np.ndarray, t: float) -> np.ndarray: ...
+    def _segments(self, Z: np.ndarray, t: float) -> list: ...
 
     @abc.abstractmethod
-    def _decode_bits(self, bits: np.ndarray, t: float) -> np.ndarray: ...
+    def _layout(self) -> list: ...
+
+    @abc.abstractmethod
+    def _from_segments(self, segs: list, t: float) -> np.ndarray: ...

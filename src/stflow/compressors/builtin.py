@@ -7,7 +7,16 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from ._bits import _bits_raw, _bits_uint, _index_width, _raw_bits, _uint_bits
+from ._bits import (
+    _bits_uint,
+    _bytes_f8,
+    _f8_bytes,
+    _index_width,
+    _segment_uint,
+    _uint_bits,
+    _uint_layout,
+    _uint_segment,
+)
 from ._common import (
     _BASES,
     _MAX_LEVEL_BITS,
@@ -18,6 +27,11 @@ from ._common import (
     _window,
 )
 from .base import _BitCompressor
+
+_SCALES = ("float64", "pow2")
+_ARGMAX_K = 8  # TopK.indices uses k rounds of argmax up to this k
+_POW2_CODE_BITS = 12  # exponent code e + 1075 of the power-of-two scale
+_POW2_BIAS = 1075  # code 0 means m = 0; e >= -1074 (smallest subnormal) gives code >= 1
 
 __all__ = [
     "Identity",
@@ -54,11 +68,14 @@ class Identity(_BitCompressor):
     def _apply(self, Z, t):
         return Z.copy()
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits(Z)
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(Z))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits, self.dim)
+    def _layout(self):
+        return [("bytes", 8 * self.dim)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0])
 
 
 class TopK(_BitCompressor):
@@ -109,22 +126,41 @@ class TopK(_BitCompressor):
         return keep
 
     def indices(self, Z: np.ndarray) -> np.ndarray:
-        """(N, k) kept indices per row, increasing."""
-        return np.nonzero(self.mask(Z))[1].reshape(Z.shape[0], self.k)
+        """(N, k) kept indices per row, increasing (the nonzeros of :meth:`mask`).
+
+        For k <= 8: k rounds of ``argmax`` (the first maximum, so ties go to the lower
+        index), each removing the entry it found; otherwise (or with NaN) from the mask.
+        """
+        k = self.k
+        A = np.abs(Z)
+        if k > _ARGMAX_K or np.isnan(A).any():
+            return np.nonzero(self.mask(Z))[1].reshape(Z.shape[0], k)
+        rows = np.arange(A.shape[0])
+        idx = np.empty((A.shape[0], k), dtype=np.intp)
+        for j in range(k):
+            idx[:, j] = np.argmax(A, axis=1)
+            A[rows, idx[:, j]] = -1.0  # below every |z_j|
+        idx.sort(axis=1)
+        return idx
 
     def _apply(self, Z, t):
-        return np.where(self.mask(Z), Z, 0.0)
+        idx = self.indices(Z)
+        out = np.zeros_like(Z)
+        np.put_along_axis(out, idx, np.take_along_axis(Z, idx, axis=1), axis=1)
+        return out
 
-    def _encode_bits(self, Z, t):
+    def _segments(self, Z, t):
         idx = self.indices(Z)
         vals = np.take_along_axis(Z, idx, axis=1)
-        return np.concatenate([_uint_bits(idx, _index_width(self.dim)), _raw_bits(vals)], 1)
+        return [("bits", _uint_bits(idx, _index_width(self.dim))), ("bytes", _f8_bytes(vals))]
 
-    def _decode_bits(self, bits, t):
-        nib = self.k * _index_width(self.dim)
-        idx = _bits_uint(bits[:, :nib], self.k, _index_width(self.dim))
-        out = np.zeros((bits.shape[0], self.dim))
-        np.put_along_axis(out, idx, _bits_raw(bits[:, nib:], self.k), axis=1)
+    def _layout(self):
+        return [("bits", self.k * _index_width(self.dim)), ("bytes", 8 * self.k)]
+
+    def _from_segments(self, segs, t):
+        idx = _bits_uint(segs[0], self.k, _index_width(self.dim))
+        out = np.zeros((segs[1].shape[0], self.dim))
+        np.put_along_axis(out, idx, _bytes_f8(segs[1]), axis=1)
         return out
 
 
@@ -141,6 +177,19 @@ class Quantize(_BitCompressor):
     :math:`L_c = \min(\sqrt{4 - 3/d},\ 1 + \sqrt{d-1}/2s)`.
     Message: float64 m, then d levels stored as ``level + s`` in b bits: 64 + b d bits.
 
+    ``scale="pow2"`` (SPEC section 3, "Power-of-two scale") sends the exponent
+    :math:`e = \min\{e \in \mathbb{Z} : 2^e \ge m\}` (exact, from ``frexp``) as a 12-bit
+    code :math:`e + 1075` (code 0 means m = 0) instead of the float64 m, and uses
+    :math:`m' = 2^e`:
+
+    .. math:: C(z) = m'\,\mathrm{rint}(s z / m') / s, \qquad m \le m' < 2m.
+
+    The largest entry has :math:`|s z_j / m'| > s/2 \ge 1/2`, so it never rounds to 0 and
+    the flow stays ST. Every entry moves by at most :math:`m'/2s < m/s`, and an entry that
+    does not round to 0 has :math:`|z_j| \ge m'/2s`, so :math:`|C_j| \le 2|z_j|` and
+    :math:`L_c = \min(2,\ 1 + \sqrt{d}/s)`.
+    Message: 12 + b d bits.
+
     Examples
     --------
     >>> c = Quantize(3, bits=3)  # s = 3, m = 1: rint([1.5, -3, 0.75]) = [2, -3, 1]
@@ -148,45 +197,81 @@ class Quantize(_BitCompressor):
     [2.0, -3.0, 1.0]
     >>> c.bits_per_message()
     73
+    >>> p = Quantize(3, bits=3, scale="pow2")  # m = 0.75 -> m' = 1: rint([1.5, -2.25, 0.75])
+    >>> (p(np.array([0.5, -0.75, 0.25]), 0.0) * 3).tolist(), p.bits_per_message()
+    ([2.0, -2.0, 1.0], 21)
     """
 
     name = "quantize"
     linear = False
 
-    def __init__(self, dim: int, bits: int = 4):
+    def __init__(self, dim: int, bits: int = 4, scale: str = "float64"):
         self.dim, self.bits = int(dim), int(bits)
         if not 2 <= self.bits <= _MAX_LEVEL_BITS:
             raise InputError(
                 f"`bits` must satisfy 2 <= bits <= {_MAX_LEVEL_BITS} (got bits={self.bits}): "
-                "use at least 2 bits (a sign and one level)"
+                f"pick bits between 2 (a sign and one level) and {_MAX_LEVEL_BITS}"
             )
+        if scale not in _SCALES:
+            raise InputError(
+                f"`scale` of quantize must be one of {', '.join(_SCALES)} (got scale={scale!r}): "
+                "use scale=float64 (default) or scale=pow2"
+            )
+        self.scale = scale
         self.s = 2 ** (self.bits - 1) - 1
-        self.spec = f"quantize:bits={self.bits}"
+        # canonical spec: the default float64 scale is not spelled out (older specs unchanged)
+        self.spec = f"quantize:bits={self.bits}" + (",scale=pow2" if scale == "pow2" else "")
         d, s = self.dim, self.s
-        self.linear_bound = float(min(math.sqrt(4.0 - 3.0 / d), 1.0 + math.sqrt(d - 1) / (2 * s)))
+        if scale == "pow2":
+            self.linear_bound = float(min(2.0, 1.0 + math.sqrt(d) / s))
+        else:
+            self.linear_bound = float(
+                min(math.sqrt(4.0 - 3.0 / d), 1.0 + math.sqrt(d - 1) / (2 * s))
+            )
 
     def bits_per_message(self) -> int:
-        return 64 + self.dim * self.bits
+        head = _POW2_CODE_BITS if self.scale == "pow2" else 64
+        return head + self.dim * self.bits
 
-    def _levels(self, Z):
+    def _scale_of(self, Z):
+        """Per row: the scale used (m, or m' = 2^e) and, for pow2, the 12-bit codes."""
         m = np.abs(Z).max(axis=1, keepdims=True, initial=0.0)
+        if self.scale != "pow2":
+            return m, None
+        frac, ex = np.frexp(m)
+        e = np.where(frac == 0.5, ex - 1, ex)  # smallest e with 2^e >= m (m = 2^(ex-1) exact)
+        codes = np.where(m > 0, e + _POW2_BIAS, 0).astype(np.int64)
+        return np.where(m > 0, np.ldexp(1.0, e), 0.0), codes
+
+    def _levels_at(self, Z, m):
         if np.all(m > 0):
-            return m, np.rint(self.s * Z / m)
+            return np.rint(self.s * Z / m)
         safe = np.where(m > 0, m, 1.0)
-        return m, np.where(m > 0, np.rint(self.s * Z / safe), 0.0)
+        return np.where(m > 0, np.rint(self.s * Z / safe), 0.0)
 
     def _apply(self, Z, t):
-        m, L = self._levels(Z)
-        return m * L / self.s
+        m, _ = self._scale_of(Z)
+        return m * self._levels_at(Z, m) / self.s
 
-    def _encode_bits(self, Z, t):
-        m, L = self._levels(Z)
-        codes = (L + self.s).astype(np.int64)
-        return np.concatenate([_raw_bits(m), _uint_bits(codes, self.bits)], axis=1)
+    def _segments(self, Z, t):
+        m, codes = self._scale_of(Z)
+        levels = (self._levels_at(Z, m) + self.s).astype(np.int64)
+        head = ("bytes", _f8_bytes(m)) if codes is None else (
+            "bits", _uint_bits(codes, _POW2_CODE_BITS)
+        )
+        return [head, _uint_segment(levels, self.bits)]
 
-    def _decode_bits(self, bits, t):
-        m = _bits_raw(bits[:, :64], 1)
-        L = (_bits_uint(bits[:, 64:], self.dim, self.bits) - self.s).astype(np.float64)
+    def _layout(self):
+        head = ("bits", _POW2_CODE_BITS) if self.scale == "pow2" else ("bytes", 8)
+        return [head, _uint_layout(self.dim, self.bits)]
+
+    def _from_segments(self, segs, t):
+        if self.scale == "pow2":
+            codes = _bits_uint(segs[0], 1, _POW2_CODE_BITS)
+            m = np.where(codes > 0, np.ldexp(1.0, codes - _POW2_BIAS), 0.0)
+        else:
+            m = _bytes_f8(segs[0])
+        L = (_segment_uint(segs[1], self.dim, self.bits) - self.s).astype(np.float64)
         return m * L / self.s
 
 
@@ -255,7 +340,7 @@ class Scalarize(_BitCompressor):
             "sinusoid": 1.0 / (2 * math.pi * self.freq * d),
             "constant": math.inf,
         }[basis]
-        self._omega = 2.0 * math.pi * self.freq * np.arange(1, d + 1)
+        self._omega = None  # sinusoid frequencies, built on first use
 
     def phi(self, t: float) -> np.ndarray:
         """The direction :math:`\\phi(t)`, shape (d,)."""
@@ -263,6 +348,8 @@ class Scalarize(_BitCompressor):
         d = self.dim
         if self.basis == "sinusoid":
             _window(t, 1.0)  # only checks t >= 0
+            if self._omega is None:
+                self._omega = 2.0 * math.pi * self.freq * np.arange(1, d + 1)
             return math.sqrt(2.0 / d) * np.sin(self._omega * t + math.pi / 4)
         if self.basis == "constant":
             return np.full(d, 1.0 / math.sqrt(d))
@@ -280,11 +367,14 @@ class Scalarize(_BitCompressor):
         phi = self.phi(t)
         return (Z @ phi)[:, None] * phi
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits((Z @ self.phi(t))[:, None])
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes((Z @ self.phi(t))[:, None]))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits, 1) * self.phi(t)
+    def _layout(self):
+        return [("bytes", 8)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0]) * self.phi(t)
 
 
 class Sign(_BitCompressor):
@@ -318,11 +408,14 @@ class Sign(_BitCompressor):
     def _apply(self, Z, t):
         return self._scale(Z) * np.where(Z >= 0, 1.0, -1.0)
 
-    def _encode_bits(self, Z, t):
-        return np.concatenate([_raw_bits(self._scale(Z)), (Z >= 0).astype(np.uint8)], axis=1)
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(self._scale(Z))), ("bits", (Z >= 0).view(np.uint8))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits[:, :64], 1) * np.where(bits[:, 64:] == 1, 1.0, -1.0)
+    def _layout(self):
+        return [("bytes", 8), ("bits", self.dim)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0]) * np.where(segs[1] == 1, 1.0, -1.0)
 
 
 class RandK(_BitCompressor):
@@ -369,12 +462,15 @@ class RandK(_BitCompressor):
         out[:, S] = Z[:, S]
         return out
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits(Z[:, self.support(t)])
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(Z[:, self.support(t)]))]
 
-    def _decode_bits(self, bits, t):
-        out = np.zeros((bits.shape[0], self.dim))
-        out[:, self.support(t)] = _bits_raw(bits, self.k)
+    def _layout(self):
+        return [("bytes", 8 * self.k)]
+
+    def _from_segments(self, segs, t):
+        out = np.zeros((segs[0].shape[0], self.dim))
+        out[:, self.support(t)] = _bytes_f8(segs[0])
         return out
 
 
@@ -406,14 +502,17 @@ class FixedQuant(_BitCompressor):
     def _apply(self, Z, t):
         return self.step * np.rint(Z / self.step)
 
-    def _encode_bits(self, Z, t):
+    def _segments(self, Z, t):
         L = np.rint(Z / self.step)
         if not np.all(np.abs(L) < 2.0**62):
             raise InputError(
                 f"`Z` is too large for {self.spec!r}: levels |z/step| must stay below 2^62 "
                 "and be finite; raise step"
             )
-        return _raw_bits(L.astype(np.int64), "<i8")
+        return [("bytes", _f8_bytes(L.astype(np.int64), "<i8"))]
 
-    def _decode_bits(self, bits, t):
-        return self.step * _bits_raw(bits, self.dim, "<i8").astype(np.float64)
+    def _layout(self):
+        return [("bytes", 8 * self.dim)]
+
+    def _from_segments(self, segs, t):
+        return self.step * _bytes_f8(segs[0], "<i8").astype(np.float64)

@@ -16,9 +16,16 @@ from ._bits import _bits_uint, _index_width, _uint_bits
 from ._common import _parse_pairs
 from .base import Compressor, _BitCompressor
 from .builtin import FixedQuant, Identity, Quantize, RandK, Scalarize, Sign, TopK
+from .lowrank import make_lowrank
 from .user import _load_user
 
+#: Most stages ``A|B|...`` a spec may compose (a deeper chain only repeats work and would
+#: nest calls past Python's recursion limit).
+MAX_STAGES = 32
+
 __all__ = [
+    "MAX_STAGES",
+    "resolve_user_paths",
     "Composition",
     "make_compressor",
     "compressor_names",
@@ -32,7 +39,10 @@ __all__ = [
 COMPRESSOR_DOCS: dict[str, dict[str, tuple[object, str]]] = {
     "identity": {},
     "topk": {"k": (1, "entries kept per message, 1 <= k <= d")},
-    "quantize": {"bits": (4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels")},
+    "quantize": {
+        "bits": (4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels"),
+        "scale": ("float64", "how m is sent: float64 (64 bits) or pow2 (12-bit exponent of 2^e >= m)"),
+    },
     "scalarize": {
         "basis": ("cyclic", "direction phi(t): cyclic, sinusoid, random or constant"),
         "tau": (0.01, "time each cyclic/random direction is held, > 0"),
@@ -67,6 +77,8 @@ EXAMPLE_SPECS: tuple[str, ...] = (
     "quantize:bits=2",
     "quantize:bits=4",
     "quantize:bits=8",
+    "quantize:bits=2,scale=pow2",
+    "quantize:bits=4,scale=pow2",
     "scalarize:basis=cyclic",
     "scalarize:basis=sinusoid",
     "scalarize:basis=random",
@@ -75,6 +87,7 @@ EXAMPLE_SPECS: tuple[str, ...] = (
     "randk:k=2",
     "fixedquant:step=0.1",
     "topk:k=2|quantize:bits=4",
+    "topk:k=2|quantize:bits=4,scale=pow2",
     "randk:k=2|quantize:bits=3",
     "quantize:bits=3|topk:k=2",
 )
@@ -134,7 +147,15 @@ class Composition(_BitCompressor):
         return self.first.k * _index_width(self.dim) if type(self.first) is TopK else 0
 
     def _apply(self, Z, t):
-        return self.second(self.first(Z, t), t)
+        if not self._sparse:
+            return self.second(self.first(Z, t), t)
+        # B on the k kept values only: the same numbers as B(A(z)) (B maps 0 to 0, and
+        # the max over the kept entries is the max over the sparse vector), k/d the work
+        idx = self._kept(Z, t)
+        out = np.zeros_like(Z)
+        kept = self._inner(np.take_along_axis(Z, idx, axis=1), t)
+        np.put_along_axis(out, idx, kept, axis=1)
+        return out
 
     def encode(self, Z: np.ndarray, t: float) -> list[bytes]:
         if self._sparse:
@@ -146,27 +167,43 @@ class Composition(_BitCompressor):
             return super().decode(messages, t)
         return self.second.decode(messages, t)
 
+    def encode_array(self, Z: np.ndarray, t: float) -> np.ndarray:
+        if self._sparse:
+            return super().encode_array(Z, t)
+        return self.second.encode_array(self.first(Z, t), t)
+
+    def decode_array(self, buf: np.ndarray, t: float) -> np.ndarray:
+        if self._sparse:
+            return super().decode_array(buf, t)
+        return self.second.decode_array(buf, t)
+
     def _kept(self, Z, t):
         if type(self.first) is TopK:
             return self.first.indices(Z)
         return np.broadcast_to(self.first.support(t), (Z.shape[0], self.first.k))
 
-    def _encode_bits(self, Z, t):
+    def _segments(self, Z, t):
         idx = self._kept(Z, t)
         vals = np.take_along_axis(Z, idx, axis=1)
-        parts = [self._inner._encode_bits(vals, t)]
+        segs = self._inner._segments(vals, t)
         if type(self.first) is TopK:
-            parts.insert(0, _uint_bits(idx, _index_width(self.dim)))
-        return np.concatenate(parts, axis=1)
+            segs.insert(0, ("bits", _uint_bits(idx, _index_width(self.dim))))
+        return segs
 
-    def _decode_bits(self, bits, t):
-        nib, k = self._index_bits(), self.first.k
+    def _layout(self):
+        head = [("bits", self._index_bits())] if type(self.first) is TopK else []
+        return head + self._inner._layout()
+
+    def _from_segments(self, segs, t):
+        k = self.first.k
+        n_rows = segs[0].shape[0]
         if type(self.first) is TopK:
-            idx = _bits_uint(bits[:, :nib], k, _index_width(self.dim))
+            idx = _bits_uint(segs[0], k, _index_width(self.dim))
+            segs = segs[1:]
         else:
-            idx = np.broadcast_to(self.first.support(t), (bits.shape[0], k))
-        out = np.zeros((bits.shape[0], self.dim))
-        np.put_along_axis(out, idx, self._inner._decode_bits(bits[:, nib:], t), axis=1)
+            idx = np.broadcast_to(self.first.support(t), (n_rows, k))
+        out = np.zeros((n_rows, self.dim))
+        np.put_along_axis(out, idx, self._inner._from_segments(segs, t), axis=1)
         return out
 
 
@@ -199,16 +236,18 @@ def _convert(name: str, key: str, value: str):
     return value
 
 
-def _build_stage(stage: str, dim: int) -> Compressor:
+def _build_stage(stage: str, dim: int, base_dir=None, shapes=None) -> Compressor:
     stage = stage.strip()
     if stage.startswith("py:"):
-        return _load_user(stage, dim)
+        return _load_user(stage, dim, base_dir)
     name, _, args = stage.partition(":")
     name = name.strip()
+    if name == "lowrank":  # shape-aware: needs the model's param_shapes (lowrank.py)
+        return make_lowrank(args, dim, shapes)
     if name not in COMPRESSOR_DOCS:
         raise InputError(
             f"`spec` names an unknown compressor {name!r} (valid: "
-            f"{', '.join(compressor_names())}, or py:MODULE:ATTR): fix the name"
+            f"{', '.join(compressor_names())}, lowrank, or py:MODULE:ATTR): fix the name"
         )
     raw = _parse_pairs(args, stage) if args.strip() else {}
     keys = COMPRESSOR_DOCS[name]
@@ -222,15 +261,51 @@ def _build_stage(stage: str, dim: int) -> Compressor:
     return _CLASSES[name](dim, **params)
 
 
-def make_compressor(spec: str, dim: int) -> Compressor:
+def resolve_user_paths(spec: str, base_dir) -> str:
+    """The spec with every relative ``py:`` file path made absolute against ``base_dir``.
+
+    For a config loader that wants a spec valid from any working directory (the MPI
+    ranks rebuild the compressor from the spec): stages that are not ``py:`` files, module
+    names and absolute paths are kept as written.
+
+    Examples
+    --------
+    >>> resolve_user_paths("py:lib/c.py:make:tau=0.1|topk:k=2", "/cfg")
+    'py:/cfg/lib/c.py:make:tau=0.1|topk:k=2'
+    >>> resolve_user_paths("py:my_module:make", "/cfg")
+    'py:my_module:make'
+    """
+    from pathlib import Path
+
+    if not isinstance(spec, str):
+        return spec
+    stages = []
+    for stage in spec.split("|"):
+        text = stage.strip()
+        if text.startswith("py:"):
+            module, sep, rest = text[3:].partition(":")
+            path = Path(module.strip()).expanduser()
+            is_file = module.endswith(".py") or "/" in module or "\\" in module
+            if is_file and not path.is_absolute():
+                stage = stage.replace(text, f"py:{Path(base_dir) / path}{sep}{rest}")
+        stages.append(stage)
+    return "|".join(stages)
+
+
+def make_compressor(spec: str, dim: int, *, base_dir=None, shapes=None) -> Compressor:
     """Build a compressor from a spec string at dimension ``dim``.
 
     Grammar: ``name[:key=value[,key=value...]]``; ``A|B|...`` composes left to right
-    (:math:`C = B \\circ A`); ``py:MODULE:ATTR[:key=value,...]`` (or
-    ``py:path/to/file.py:ATTR``) calls ``ATTR(dim, **kwargs)``, which returns a
-    :class:`Compressor` or a plain callable ``C(Z, t)`` (wrapped in
-    :class:`CallableCompressor`; kwargs are parsed as int, then float, then str). Missing
-    keys take the defaults in :data:`COMPRESSOR_DOCS`.
+    (:math:`C = B \\circ A`, at most :data:`MAX_STAGES` stages);
+    ``py:MODULE:ATTR[:key=value,...]`` (or ``py:path/to/file.py:ATTR``) calls
+    ``ATTR(dim, **kwargs)``, which returns a :class:`Compressor` or a plain callable
+    ``C(Z, t)`` (wrapped in :class:`CallableCompressor`; kwargs are parsed as int, then
+    float, then str). Missing keys take the defaults in :data:`COMPRESSOR_DOCS`.
+
+    ``base_dir`` (a folder, e.g. the config file's) resolves a relative ``py:`` file path;
+    without it the path is relative to the working directory. A module name (no ``/``, no
+    ``.py``) is imported from ``sys.path`` (``PYTHONPATH``) either way. ``shapes`` (a
+    problem's ``param_shapes``) goes to the shape-aware ``lowrank`` stage (:mod:`.lowrank`).
 
     Examples
     --------
@@ -244,9 +319,14 @@ def make_compressor(spec: str, dim: int) -> Compressor:
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"`spec` must be a non-empty string (got {spec!r}): e.g. 'topk:k=2'")
     stages = spec.split("|")
+    if len(stages) > MAX_STAGES:
+        raise InputError(
+            f"`spec` has {len(stages)} stages, more than {MAX_STAGES} (starts "
+            f"{spec[:40]!r}): compose at most {MAX_STAGES} compressors"
+        )
     if any(not s.strip() for s in stages):
         raise InputError(f"`spec` {spec!r} has an empty stage around '|': write A|B")
-    comp = _build_stage(stages[0], int(dim))
+    comp = _build_stage(stages[0], int(dim), base_dir, shapes)
     for stage in stages[1:]:
-        comp = Composition(comp, _build_stage(stage, int(dim)))
+        comp = Composition(comp, _build_stage(stage, int(dim), base_dir, shapes))
     return comp

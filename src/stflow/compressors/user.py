@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._bits import _bits_raw, _raw_bits
+from ._bits import _bytes_f8, _f8_bytes
 from ._common import _parse_pairs
 from .base import Compressor, _BitCompressor
 
@@ -66,19 +66,96 @@ class CallableCompressor(_BitCompressor):
         return 64 * self.dim
 
     def _apply(self, Z, t):
-        out = np.asarray(self.fn(Z, t), dtype=np.float64)
-        if out.shape != Z.shape:
-            raise InputError(
-                f"compressor `{self.spec}` returned shape {out.shape} for input {Z.shape}: "
-                "return one row per input row"
-            )
-        return out
+        return _checked_output(self.spec, _guarded(self.spec, self.fn, Z, t), Z, t)
 
-    def _encode_bits(self, Z, t):
-        return _raw_bits(self._apply(Z, t))
+    def _segments(self, Z, t):
+        return [("bytes", _f8_bytes(self._apply(Z, t)))]
 
-    def _decode_bits(self, bits, t):
-        return _bits_raw(bits, self.dim)
+    def _layout(self):
+        return [("bytes", 8 * self.dim)]
+
+    def _from_segments(self, segs, t):
+        return _bytes_f8(segs[0])
+
+
+def _guarded(spec: str, fn: Callable, *args):
+    """``fn(*args)``; any exception of user code becomes one InputError line naming ``spec``."""
+    try:
+        return fn(*args)
+    except (InputError, MemoryError):
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"compressor `{spec}` raised {type(exc).__name__}: {exc}: fix the compressor"
+        ) from exc
+
+
+def _checked_output(spec: str, out, Z: np.ndarray, t: float) -> np.ndarray:
+    """A user compressor's C(Z, t) as float64, after checking its shape and finiteness."""
+    try:
+        out = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"compressor `{spec}` returned {type(out).__name__}, not an array of numbers "
+            f"({exc}): return an (N, d) float array"
+        ) from exc
+    if out.shape != Z.shape:
+        raise InputError(
+            f"compressor `{spec}` returned shape {out.shape} for input {Z.shape} at t={t:.6g}: "
+            "return one row of d values per input row"
+        )
+    if not np.isfinite(out).all() and np.isfinite(Z).all() and np.abs(Z).max() < 1e150:
+        raise InputError(
+            f"compressor `{spec}` returned NaN or inf for a finite input at t={t:.6g}: "
+            "make C(z, t) finite for every finite z"
+        )
+    return out
+
+
+class _UserCompressor(Compressor):
+    """A user's :class:`Compressor` instance with every call guarded: an exception, a wrong
+    shape or a NaN becomes one InputError line naming the spec. Other attributes are the
+    user object's."""
+
+    def __init__(self, inner: Compressor, stage: str):
+        self._inner = inner
+        self.name = getattr(inner, "name", "") or "py"
+        self.spec = getattr(inner, "spec", "") or stage
+        self.dim = int(inner.dim)
+        self.linear = bool(getattr(inner, "linear", False))
+        self.linear_bound = float(getattr(inner, "linear_bound", math.inf))
+        self.period = float(getattr(inner, "period", 0.0))
+        self.time_scale = float(getattr(inner, "time_scale", math.inf))
+
+    def __getattr__(self, name):
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def __call__(self, Z, t):
+        Z2, one = self._rows(Z)
+        out = _checked_output(self.spec, _guarded(self.spec, self._inner, Z2, t), Z2, float(t))
+        return out[0] if one else out
+
+    def bits_per_message(self) -> int:
+        return int(_guarded(self.spec, self._inner.bits_per_message))
+
+    def encode(self, Z, t):
+        return _guarded(self.spec, self._inner.encode, Z, t)
+
+    def decode(self, messages, t):
+        return _guarded(self.spec, self._inner.decode, messages, t)
+
+    def encode_array(self, Z, t):
+        return self._check_buffer(
+            np.asarray(_guarded(self.spec, self._inner.encode_array, Z, t))
+        )
+
+    def decode_array(self, buf, t):
+        return np.asarray(
+            _guarded(self.spec, self._inner.decode_array, self._check_buffer(buf), t),
+            dtype=np.float64,
+        )
 
 
 def _user_value(text: str):
@@ -90,7 +167,7 @@ def _user_value(text: str):
     return text
 
 
-def _load_user(stage: str, dim: int) -> Compressor:
+def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
     parts = stage[3:].split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise InputError(
@@ -101,7 +178,7 @@ def _load_user(stage: str, dim: int) -> Compressor:
     kwargs = {}
     if len(parts) == 3 and parts[2].strip():
         kwargs = {k: _user_value(v) for k, v in _parse_pairs(parts[2], stage).items()}
-    module = _import_user(stage, modname)
+    module = _import_user(stage, modname, base_dir)
     if not hasattr(module, attr):
         raise InputError(
             f"compressor `{stage}`: module {modname!r} has no attribute {attr!r}: "
@@ -115,7 +192,8 @@ def _load_user(stage: str, dim: int) -> Compressor:
             f"{type(exc).__name__}: {exc}: fix the factory or its keys"
         ) from exc
     if isinstance(result, Compressor):
-        comp = result
+        builtin = type(result).__module__.startswith("stflow.")
+        comp = result if builtin else _UserCompressor(result, stage)
     elif callable(result) and not hasattr(result, "encode"):
         comp = CallableCompressor(
             result,
@@ -149,13 +227,20 @@ def _load_user(stage: str, dim: int) -> Compressor:
     return comp
 
 
-def _import_user(stage: str, modname: str):
+def _import_user(stage: str, modname: str, base_dir=None):
     if modname.endswith(".py") or "/" in modname or "\\" in modname:
-        path = Path(modname)
+        path = Path(modname).expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
         if not path.is_file():
+            where = (
+                f"relative to {str(base_dir)!r} (the config file's folder)"
+                if base_dir is not None
+                else "relative to the working directory"
+            )
             raise InputError(
-                f"compressor `{stage}`: file '{modname}' not found: give a path relative to "
-                "the working directory or an absolute one"
+                f"compressor `{stage}`: file '{path}' not found: give a path {where} or an "
+                "absolute one"
             )
         key = f"stflow_user_{abs(hash(str(path.resolve())))}"
         spec = importlib.util.spec_from_file_location(key, path)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..interrupts import catch_interrupts
 from ..metrics import Recorder, fitted_rate
 
 __all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT"]
@@ -34,9 +35,12 @@ class Solution:
     Attributes
     ----------
     status : str
-        ``"converged"`` (final relative error <= tolerance), ``"stalled"`` (above tolerance
-        and the error stopped decreasing over the last half of the run), ``"not_converged"``
-        (above tolerance, still decreasing: run longer) or ``"diverged"``.
+        ``"converged"`` (final relative error <= tolerance, or the mean agent test accuracy
+        reached ``target_accuracy``); above it, from the trend over the last third of the
+        record (:func:`stflow.status.classify`): ``"not_converged"`` (still decreasing: run
+        longer), ``"stalled"`` (stopped decreasing) or ``"diverging"`` (growing);
+        ``"diverged"`` (non-finite or grown :data:`GROWTH_LIMIT`-fold) or ``"interrupted"``
+        (SIGINT/SIGTERM).
     message : str
         One sentence explaining the status (for ``diverged``: the likely cause).
     records : dict of arrays
@@ -97,8 +101,22 @@ class Solution:
             "fitted_rate": clean(self.fitted_rate),
             "tolerance": self.tolerance,
             "wall_seconds": self.wall_seconds,
+            **self._learning_summary(clean),
             **self.extra,
         }
+
+    def _learning_summary(self, clean) -> dict:
+        r = self.records
+        out = {}
+        for key, col in (("samples_per_agent", "samples_per_agent"),
+                         ("modeled_seconds", "modeled_seconds"),
+                         ("final_train_loss", "train_loss"),
+                         ("final_test_accuracy", "test_accuracy"),
+                         ("mean_agent_test_accuracy", "mean_agent_test_accuracy"),
+                         ("worst_agent_test_accuracy", "worst_agent_test_accuracy")):
+            if col in r and len(r[col]):
+                out[key] = clean(float(r[col][-1]))
+        return out
 
 
 def solve(
@@ -116,6 +134,9 @@ def solve(
     atol: float = 1e-12,
     local_steps: int = 1,
     stop=None,
+    step_decay: float | None = None,
+    target_accuracy: float | None = None,
+    time_model=None,
 ) -> Solution:
     r"""Run method ``flow`` from ``X(0) = x0, V(0) = v0`` over ``[0, horizon]`` on one block.
 
@@ -128,7 +149,11 @@ def solve(
     run with status ``"diverged"``, keeping the rows recorded so far. ``local_steps = K``
     makes K - 1 local updates without messages before each round (SPEC section 7). Ctrl-C
     (``KeyboardInterrupt``) or ``stop.requested`` becoming true ends the run after the current
-    step with status ``"interrupted"`` and a last row at the step reached.
+    step with status ``"interrupted"`` and a last row at the step reached. ``step_decay = k0``
+    scales step k by :math:`1 / (1 + k / k_0)` (the flows' h, the peers' lr; the clock
+    advances by the scaled step). ``target_accuracy`` judges classification runs by the mean
+    agent test accuracy; ``time_model`` (:class:`stflow.metrics.TimeModel`) fills
+    ``modeled_seconds``.
 
     Examples
     --------
@@ -184,7 +209,39 @@ def solve(
         flow.scheme = method
     state = flow.initial_state(x0=x0, v0=v0)
     return _solve_rounds(flow, state, step, n_steps, int(record_every), tolerance, progress,
-                         int(local_steps), stop)
+                         int(local_steps), stop, step_decay, target_accuracy, time_model)
+
+
+def rows_per_eval(problem) -> np.ndarray:
+    """Rows one gradient evaluation of each agent reads, ``(n,)``: the minibatch B, or all
+    m_i rows for full gradients; 1 for costs without rows (quadratic)."""
+    for name in ("samples_per_eval", "rows_per_agent"):
+        value = getattr(problem, name, None)
+        if value is not None:
+            return np.asarray(value, dtype=float).reshape(-1)
+    A = getattr(problem, "A", None)
+    if isinstance(A, np.ndarray) and A.ndim == 3:
+        return np.full(A.shape[0], float(A.shape[1]))
+    return np.ones(int(problem.n_agents))
+
+
+def samples_per_eval(problem) -> tuple[float, float]:
+    """(mean, max) over agents of :func:`rows_per_eval`."""
+    arr = rows_per_eval(problem)
+    return float(arr.mean()), float(arr.max())
+
+
+def make_recorder(flow, problem, *, local_steps: int = 1, time_model=None,
+                  samples=None) -> Recorder:
+    """The :class:`Recorder` of a run (shared by both engines)."""
+    mean_spe, max_spe = samples_per_eval(problem) if samples is None else samples
+    rs = 0.0
+    if time_model is not None:
+        rs = time_model.round_seconds(bits_per_message=flow.bits_per_message,
+                                      samples_per_eval=max_spe, local_steps=local_steps)
+    return Recorder(problem, bits_per_message=flow.bits_per_message,
+                    mean_degree=float(np.mean(flow.graph.degree)),
+                    samples_per_eval=mean_spe, round_seconds=rs)
 
 
 def _check_continuous(flow) -> None:
@@ -214,16 +271,12 @@ def _blown_up(state, limit: float) -> bool:
 
 
 def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, local_steps,
-                  stop) -> Solution:
-    rec = Recorder(
-        flow.problem,
-        bits_per_message=flow.bits_per_message,
-        mean_degree=float(np.mean(flow.graph.degree)),
-    )
+                  stop, step_decay=None, target_accuracy=None, time_model=None) -> Solution:
+    rec = make_recorder(flow, flow.problem, local_steps=local_steps, time_model=time_model)
     limit = GROWTH_LIMIT * _scale(flow, state)
     check_every = min(record_every, 50)
     start = time.perf_counter()
-    rec.record(0, 0.0, state["X"])
+    rec.record(0, 0.0, state["X"], draws=flow.draws)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -232,51 +285,68 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     diverged_at = interrupted_at = None
     done = 0
     step = flow.step
-    try:
-        for k in range(n_steps):
-            t = k * h
-            if local_steps > 1:
-                for _ in range(local_steps - 1):
-                    state = flow.local_update(state, t, h)
-            new = step(state, t, h)
-            done = k + 1
-            if done % check_every == 0 or done == n_steps:
-                if _blown_up(new, limit):
-                    diverged_at = done
+    t_next = 0.0
+    hk = h
+    signal_name = "SIGINT"
+    with catch_interrupts() as flag:
+        stop_flags = [flag] if stop is None else [flag, stop]
+        try:
+            for k in range(n_steps):
+                if step_decay is None:
+                    t = k * h
+                else:
+                    scale = 1.0 / (1.0 + k / step_decay)
+                    flow.set_step_scale(scale)
+                    t, hk = t_next, h * scale
+                    t_next = t + hk
+                if local_steps > 1:
+                    for _ in range(local_steps - 1):
+                        state = flow.local_update(state, t, hk)
+                new = step(state, t, hk)
+                done = k + 1
+                if done % check_every == 0 or done == n_steps:
+                    if _blown_up(new, limit):
+                        diverged_at = done
+                        break
+                state = new
+                if done % record_every == 0 or done == n_steps:
+                    rec.record(done, done * h if step_decay is None else t_next, state["X"],
+                               draws=flow.draws)
+                    if bar is not None:
+                        bar.update(done - bar.n)
+                if done < n_steps and any(f.requested for f in stop_flags):
+                    interrupted_at = done
+                    signal_name = getattr(flag, "signal", None) or "a stop request"
                     break
-            state = new
-            if done % record_every == 0 or done == n_steps:
-                rec.record(done, done * h, state["X"])
-                if bar is not None:
-                    bar.update(done - bar.n)
-            if stop is not None and stop.requested and done < n_steps:
-                interrupted_at = done
-                break
-    except KeyboardInterrupt:
-        interrupted_at = done
+        except KeyboardInterrupt:  # a second Ctrl-C, or one raised outside the handler
+            interrupted_at = done
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - start
+    t_of = (lambda n: n * h) if step_decay is None else (lambda n: t_next)
     if interrupted_at is not None and rec.last_step != interrupted_at:
-        rec.record(interrupted_at, interrupted_at * h, state["X"])
+        rec.record(interrupted_at, t_of(interrupted_at), state["X"], draws=flow.draws)
     records = rec.columns()
     steps_run = diverged_at if diverged_at is not None else rec.last_step
     if diverged_at is not None:
         status = "diverged"
         message = (
             f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step {diverged_at} "
-            f"(t = {diverged_at * h:.4g}); likely cause: {flow.divergence_cause(h)}"
+            f"(t = {t_of(diverged_at):.4g}); likely cause: {flow.divergence_cause(h)}"
         )
     elif interrupted_at is not None:
         status = "interrupted"
-        message = f"interrupted after {interrupted_at} of {n_steps} steps; kept what was recorded"
+        message = (
+            f"interrupted by {signal_name} at step {interrupted_at} of {n_steps} "
+            f"(t = {t_of(interrupted_at):.4g}); the rows recorded up to it are kept"
+        )
     else:
-        status, message = _classify(records, tolerance)
+        status, message = _classify(records, tolerance, target_accuracy)
     return Solution(
         status=status,
         message=message,
         steps=int(steps_run),
-        t_final=float(steps_run * h),
+        t_final=float(t_of(steps_run)),
         grad_evals=int(flow.draws * flow.n_agents),
         bits_per_message=flow.bits_per_message,
         bits_per_agent=float(steps_run * flow.bits_per_message),
@@ -287,21 +357,27 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     )
 
 
-def _classify(records, tolerance) -> tuple[str, str]:
-    err = records["relative_error"]
-    final = float(err[-1])
-    if final <= tolerance:
-        return "converged", f"relative error {final:.3g} <= tolerance {tolerance:.3g}"
-    half = err[len(err) // 2]
-    if len(err) >= 4 and final > 0.5 * half:
-        return "stalled", (
-            f"relative error {final:.3g} > tolerance {tolerance:.3g} and stopped decreasing "
-            f"(it was {half:.3g} halfway through the run)"
-        )
-    return "not_converged", (
-        f"relative error {final:.3g} > tolerance {tolerance:.3g} but still decreasing: "
-        "raise [solver] horizon"
-    )
+def _classify(records, tolerance, target_accuracy=None) -> tuple[str, str]:
+    acc = records.get("mean_agent_test_accuracy")
+    if target_accuracy is not None:
+        if acc is None:
+            raise InputError(
+                "[solver] target_accuracy needs a classification problem with held-out test "
+                "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
+                "it or set test_fraction"
+            )
+        final = float(acc[-1])
+        if final >= target_accuracy:
+            return "converged", (f"mean agent test accuracy {final:.4f} >= target "
+                                 f"{target_accuracy:.4f}")
+        return "not_converged", (f"mean agent test accuracy {final:.4f} < target "
+                                 f"{target_accuracy:.4f}: raise [solver] horizon or tune")
+    if not np.any(np.isfinite(records["relative_error"])):
+        return "not_converged", ("no optimum x* for this problem, so no relative error: set "
+                                 "[solver] target_accuracy to judge the run")
+    from ..status import classify
+
+    return classify(records, tolerance)
 
 
 def _solve_continuous(flow, state, h, n_steps, record_every, tolerance, rtol, atol) -> Solution:

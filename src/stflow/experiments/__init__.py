@@ -1,11 +1,16 @@
-"""The reproduction suite behind ``stflow reproduce``: registry of experiments E1..E8 (+ E9).
+"""The reproduction suite behind ``stflow reproduce``: the registry of experiments and its runner.
 
-Each experiment module defines ``NAME``, ``TITLE`` and
-``run(out_dir, *, quick, progress=None) -> dict`` returning ``title``, ``setting``,
-``prediction``, ``measured`` (markdown) and ``figures`` (paths relative to ``out_dir``), and
-writes its runs (``runs/<label>/summary.json``, ``metrics.csv``) and figures into ``out_dir``.
-:func:`run_suite` runs a selection (optionally in a process pool), catches a failing
-experiment, and :mod:`stflow.experiments.report` writes ``report.md`` and ``report.html``.
+:data:`EXPERIMENTS` maps a name (``E1`` ...) to its module, in report order. Each experiment
+module defines ``NAME``, ``TITLE`` and ``run(out_dir, *, quick, progress=None) -> dict``
+returning ``title``, ``setting``, ``prediction``, ``measured`` (markdown), ``figures``
+(paths relative to ``out_dir``) and optionally ``captions`` (figure path -> what to look at),
+and writes its runs (``runs/<label>/summary.json``, ``metrics.csv``) and figures into
+``out_dir``. ``run`` calls ``progress(message)`` once per finished run; the optional
+``planned_runs(quick) -> int`` says how many calls to expect, so that the progress bar of
+:func:`run_suite` counts runs done against runs planned across all experiments (a module
+without it counts as one run). :func:`run_suite` runs a selection (optionally in a process
+pool), catches a failing experiment, and :mod:`stflow.experiments.report` writes
+``report.md`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["EXPERIMENTS", "experiment_names", "load_experiment", "run_one", "run_suite"]
+__all__ = ["EXPERIMENTS", "experiment_names", "load_experiment", "planned_runs", "run_one",
+           "run_suite"]
 
-#: name -> module (relative to this package), in report order.
+#: name -> module (relative to this package), in report order. Importing this package imports
+#: none of them (``stflow --help`` lists the names cheaply); :func:`run_one` imports one when it
+#: runs and reports a module that fails to import as a failed experiment.
 EXPERIMENTS: dict[str, str] = {
     "E1": ".e1_certificates",
     "E2": ".e2_convergence",
@@ -27,22 +35,9 @@ EXPERIMENTS: dict[str, str] = {
     "E6": ".e6_real_data",
     "E7": ".e7_where_it_breaks",
     "E8": ".e8_scale",
+    "E9": ".comparison",
+    "E10": ".e10_schemes",
 }
-
-
-def _optional_comparison() -> None:
-    """Register E9 (peer algorithms) when ``stflow.experiments.comparison`` imports."""
-    try:
-        mod = importlib.import_module(".comparison", __name__)
-    except Exception:  # noqa: BLE001 - absent or broken: leave E9 out of the suite
-        return
-    name = getattr(mod, "NAME", "E9")
-    if callable(getattr(mod, "run", None)) and name not in EXPERIMENTS:
-        EXPERIMENTS[name] = ".comparison"
-
-
-_optional_comparison()
-EXPERIMENTS["E10"] = ".e10_schemes"
 
 
 def experiment_names() -> list[str]:
@@ -61,79 +56,187 @@ def load_experiment(name: str):
     return importlib.import_module(EXPERIMENTS[name], __name__)
 
 
-def run_one(name: str, out_dir, quick: bool) -> dict:
+def planned_runs(name: str, quick: bool) -> int:
+    """How many runs (``progress`` calls) experiment ``name`` plans at this size.
+
+    The module's ``planned_runs(quick)``, or 1 when it has none (or fails to import: the
+    suite reports that failure when it runs the experiment).
+
+    Examples
+    --------
+    >>> planned_runs("E5", quick=True)
+    4
+    """
+    try:
+        plan = getattr(load_experiment(name), "planned_runs", None)
+        n = int(plan(quick)) if callable(plan) else 1
+    except Exception:  # noqa: BLE001 - a broken module is reported by run_one
+        return 1
+    return max(n, 1)
+
+
+def run_one(name: str, out_dir, quick: bool, *, progress=None) -> dict:
     """Run one experiment into ``out_dir/name``; never raises.
 
-    Returns the experiment's dict plus ``name``, ``ok``, ``seconds`` and, on failure,
-    ``error`` (one line) and ``traceback``. Also writes ``out_dir/name/summary.json``.
+    ``progress(message)`` (optional) is called once per finished run of the experiment.
+    Returns the experiment's dict plus ``name``, ``ok``, ``seconds``, ``runs`` (progress
+    calls made) and, on failure, ``error`` (one line) and ``traceback``. Also writes
+    ``out_dir/name/summary.json`` (with ``runs`` and ``runs_planned``).
     """
     from ..output import write_json
 
     folder = Path(out_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
+    ticks = [0]
+
+    def tick(message: str = "") -> None:
+        ticks[0] += 1
+        if progress is not None:
+            progress(message)
+
     start = time.perf_counter()
     try:
         mod = load_experiment(name)
-        result = dict(mod.run(folder, quick=quick))
+        result = dict(mod.run(folder, quick=quick, progress=tick))
         result.update(name=name, ok=True, error=None)
         result.setdefault("title", getattr(mod, "TITLE", name))
         result["figures"] = [f"{name}/{f}" for f in result.get("figures", [])]
+        result["captions"] = {f"{name}/{f}": str(c)
+                              for f, c in (result.get("captions") or {}).items()}
     except Exception as exc:  # noqa: BLE001 - reported as failed, the suite goes on
         title = name
         try:
             title = load_experiment(name).TITLE
         except Exception:  # noqa: BLE001
             pass
-        result = {"name": name, "title": title, "ok": False, "figures": [],
+        result = {"name": name, "title": title, "ok": False, "figures": [], "captions": {},
                   "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
                   "traceback": traceback.format_exc()}
     result["seconds"] = time.perf_counter() - start
+    result["runs"] = ticks[0]
     summary = {k: result.get(k) for k in ("name", "title", "ok", "error", "seconds", "figures")}
     summary["quick"] = bool(quick)
+    summary["runs"] = ticks[0]
+    summary["runs_planned"] = planned_runs(name, quick)
     summary["data"] = result.get("data")
     write_json(folder / "summary.json", summary)
     return result
 
 
+class _Progress:
+    """Runs done against runs planned across the experiments, as one tqdm bar on stderr.
+
+    A tick of an experiment that already has all its planned runs (or has finished) does not
+    move the bar; a finished experiment fills its share, so the bar ends at its total. With
+    no bar to show (``quiet``, or stderr not a terminal) no module is imported for its plan.
+    """
+
+    def __init__(self, names, quick: bool, quiet: bool):
+        import sys
+
+        from tqdm import tqdm
+
+        disable = quiet or not sys.stderr.isatty()
+        self.planned = {n: 1 if disable else planned_runs(n, quick) for n in names}
+        self.done = dict.fromkeys(names, 0)
+        self.finished: set[str] = set()
+        self.bar = tqdm(total=sum(self.planned.values()), desc="stflow reproduce",
+                        unit="run", file=sys.stderr, disable=disable)
+
+    def tick(self, name: str, message: str = "") -> None:
+        if name in self.finished:
+            return
+        if self.done[name] < self.planned[name]:
+            self.done[name] += 1
+            self.bar.update(1)
+        self.bar.set_postfix_str(f"{name} {message}"[:60], refresh=False)
+
+    def finish(self, name: str) -> None:
+        if name in self.finished:
+            return
+        self.finished.add(name)
+        rest = self.planned[name] - self.done[name]
+        self.done[name] = self.planned[name]
+        self.bar.update(rest)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+#: Worker side of the process pool: the queue that carries ``(name, message)`` ticks home.
+_WORKER: dict = {}
+
+
+def _init_worker(queue) -> None:
+    _WORKER["queue"] = queue
+
+
+def _run_in_worker(name: str, out_dir: str, quick: bool) -> dict:
+    queue = _WORKER.get("queue")
+
+    def progress(message: str = "") -> None:
+        if queue is not None:
+            queue.put((name, str(message)))
+
+    return run_one(name, out_dir, quick, progress=progress)
+
+
+def _drain(queue, bar: _Progress) -> None:
+    import queue as queue_module
+
+    while True:
+        try:
+            name, message = queue.get_nowait()
+        except queue_module.Empty:
+            return
+        bar.tick(name, message)
+
+
 def run_suite(out_dir, names, *, quick: bool = False, jobs: int = 1, quiet: bool = False):
     """Run the experiments ``names`` into ``out_dir`` and write the report.
 
-    ``jobs > 1`` runs them in a process pool. A tqdm bar on stderr counts finished
-    experiments (``quiet`` silences it). Returns the list of results in ``names`` order.
+    ``jobs > 1`` runs them in a process pool. A tqdm bar on stderr (only when stderr is a
+    terminal; ``quiet`` silences it) counts runs done against runs planned across all
+    experiments (:func:`planned_runs`), so it moves within each experiment. Returns the list
+    of results in ``names`` order.
     """
-    import sys
-
-    from tqdm import tqdm
-
     from .report import write_report
 
     out = Path(out_dir)
     results: dict[str, dict] = {}
-    bar = tqdm(total=len(names), desc="stflow reproduce", unit="exp", file=sys.stderr,
-               disable=quiet)
     started = time.perf_counter()
     if jobs <= 1 or len(names) <= 1:
+        bar = _Progress(names, quick, quiet)
         for name in names:
-            bar.set_postfix_str(name)
-            results[name] = run_one(name, out, quick)
-            bar.update(1)
+            results[name] = run_one(name, out, quick,
+                                    progress=lambda msg, name=name: bar.tick(name, msg))
+            bar.finish(name)
     else:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(run_one, name, str(out), quick): name for name in names}
-            for fut in as_completed(futures):
-                name = futures[fut]
-                try:
-                    results[name] = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died
-                    results[name] = {"name": name, "title": name, "ok": False,
-                                     "figures": [], "error": f"worker failed: {exc}",
-                                     "seconds": 0.0}
-                bar.set_postfix_str(name)
-                bar.update(1)
+        queue = ctx.Queue()
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(queue,)) as pool:
+            futures = {pool.submit(_run_in_worker, name, str(out), quick): name
+                       for name in names}
+            bar = _Progress(names, quick, quiet)  # reads the plans while the workers start
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(queue, bar)
+                for fut in done:
+                    name = futures[fut]
+                    try:
+                        results[name] = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a worker died
+                        results[name] = {"name": name, "title": name, "ok": False,
+                                         "figures": [], "error": f"worker failed: {exc}",
+                                         "seconds": 0.0}
+                    bar.finish(name)
+        _drain(queue, bar)  # the workers have exited, so every tick is in the pipe now
+        queue.close()
     bar.close()
     ordered = [results[n] for n in names]
     write_report(out, ordered, quick=quick, seconds=time.perf_counter() - started, jobs=jobs)

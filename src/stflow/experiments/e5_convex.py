@@ -13,7 +13,7 @@ import numpy as np
 
 from ._common import first_time_below, fmt, md_table, pick, plt, save_figure, solve_flow, write_run
 
-__all__ = ["NAME", "TITLE", "run", "convex_problem"]
+__all__ = ["NAME", "TITLE", "run", "convex_problem", "planned_runs"]
 
 NAME = "E5"
 TITLE = "Convex, not strongly convex"
@@ -25,6 +25,17 @@ _SIZES = {
     "quick": {"agents": 20, "dim": 5, "samples": 30, "horizon": 50.0},
     "tiny": {"agents": 8, "dim": 4, "samples": 30, "horizon": 30.0},
 }
+
+
+def _runs(step: float) -> list[tuple]:
+    tau = f"{step:g}"
+    return [("uncompressed", None), ("observer", "topk:k=2"), ("observer", "quantize:bits=4"),
+            ("observer", f"scalarize:basis=cyclic,tau={tau}")]
+
+
+def planned_runs(quick: bool) -> int:
+    """The uncompressed flow and three observer flows."""
+    return len(_runs(_STEP))
 
 
 def convex_problem(agents: int, dim: int, samples: int, seed: int = 1):
@@ -55,9 +66,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     problem = convex_problem(size["agents"], size["dim"], size["samples"])
     graph = make_graph("ring", problem.n_agents, chords=3, seed=0)
     hess = np.linalg.eigvalsh(problem._hessian_sum(problem.x_star))
-    tau = f"{_STEP:g}"
-    runs = [("uncompressed", None), ("observer", "topk:k=2"), ("observer", "quantize:bits=4"),
-            ("observer", f"scalarize:basis=cyclic,tau={tau}")]
+    runs = _runs(_STEP)
     pyplot = plt()
     fig, axes = pyplot.subplots(1, 2, figsize=(11, 4.4))
     rows = []
@@ -117,4 +126,10 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         ),
         "measured": measured,
         "figures": [figure],
+        "captions": {figure: (
+            "Left: the optimality gap at the agents' mean falls to 0 although the cost has "
+            "no unique minimizer (the four curves coincide; they end where the gap is exactly "
+            "0 in float64). Right: the agents agree (consensus error towards 0) with every "
+            "compressor; the compressed runs only settle at a slightly higher floor."
+        )},
     }

@@ -15,7 +15,7 @@ import numpy as np
 from ..output import write_json
 from ._common import md_table, pick, plt, save_figure, solve_flow
 
-__all__ = ["NAME", "TITLE", "run"]
+__all__ = ["NAME", "TITLE", "run", "planned_runs"]
 
 NAME = "E7"
 TITLE = "Where it breaks: safe regions of the gains"
@@ -32,6 +32,13 @@ _SIZES = {
     "tiny": {"gammas": [5, 200], "steps": [5e-3, 5e-2], "taus": [2e-3, 2e-1],
              "alphas": [1, 16], "horizon": 2.0},
 }
+
+
+def planned_runs(quick: bool) -> int:
+    """One run per cell of the two maps."""
+    size = pick(_SIZES, quick)
+    return (len(size["gammas"]) * len(size["steps"])
+            + len(size["taus"]) * len(size["alphas"]))
 
 
 def _heatmap(ax, values, diverged, xlabels, ylabels, xname, yname, title):
@@ -83,8 +90,8 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
             cells.append({"map": "gamma_step", "gamma": gamma, "step": h,
                           "status": sol.status, "final_relative_error": err1[i, j],
                           "message": sol.message})
-        if progress is not None:
-            progress(f"map 1 row {i + 1}/{len(H)}")
+            if progress is not None:
+                progress(f"map 1 h={h:g} gamma={gamma:g}: {sol.status}")
     # map 2: tau x alpha, cyclic scalarizer
     h2 = 2e-3
     A, TAU = size["alphas"], size["taus"]
@@ -101,8 +108,8 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
             cells.append({"map": "period_alpha", "alpha": alpha, "tau": tau,
                           "period": d * tau, "status": sol.status,
                           "final_relative_error": err2[i, j], "message": sol.message})
-        if progress is not None:
-            progress(f"map 2 row {i + 1}/{len(A)}")
+            if progress is not None:
+                progress(f"map 2 alpha={alpha:g} tau={tau:g}: {sol.status}")
     write_json(out_dir / "grid.json", cells)
     pyplot = plt()
     fig, axes = pyplot.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
@@ -170,5 +177,12 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         ),
         "measured": measured,
         "figures": [figure],
+        "captions": {figure: (
+            "Grey cells with a red x diverged; the number in a cell is log10 of the final "
+            "error (more negative is better). Left: the safe region lies left of the red "
+            "line h gamma L_c = 2 (Euler overshoot); gamma near or below the orange line "
+            "(2 alpha lambda_max) converges slowly. Right: the scalarizer is safe below the "
+            "red line P alpha lambda_max = 2 (short excitation period, moderate alpha)."
+        )},
         "data": {"cells": cells},
     }

@@ -1,8 +1,12 @@
 """The report of ``stflow reproduce``: ``report.md`` and a self-contained ``report.html``.
 
 Both hold the same content; the HTML embeds every figure as a base64 PNG, so it opens in a
-browser with no server and no network. The markdown-to-HTML conversion covers what the
-experiments write: headings, paragraphs, bullet lists, tables, images, inline code and bold.
+browser with no server and no network. The table at the top is the table of contents: each
+experiment's name links to its section, and each section links back to it. Every figure is
+numbered and captioned with what to look at (the experiment's ``captions``). The
+markdown-to-HTML conversion covers what the experiments write: headings (with the anchors
+GitHub gives them), paragraphs, bullet lists, tables, images with a caption line, links,
+inline code and bold.
 """
 
 from __future__ import annotations
@@ -14,7 +18,28 @@ import platform
 import re
 from pathlib import Path
 
-__all__ = ["report_markdown", "markdown_to_html", "write_report"]
+__all__ = ["report_markdown", "markdown_to_html", "write_report", "heading_anchor"]
+
+
+def heading_anchor(text: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to ``-``.
+
+    Examples
+    --------
+    >>> heading_anchor("E3: Communication: bits to reach 1e-6")
+    'e3-communication-bits-to-reach-1e-6'
+    """
+    slug = re.sub(r"[^\w\- ]", "", text.strip().lower())
+    return slug.replace(" ", "-")
+
+
+def _section_heading(r: dict) -> str:
+    return f"{r['name']}: {r['title']}"
+
+
+def _caption(text: str) -> str:
+    """One line, no ``*`` (it closes the italic caption line) and no ``]``."""
+    return " ".join(str(text).replace("*", "").replace("]", ")").split())
 
 
 def report_markdown(results: list[dict], *, quick: bool, seconds: float, jobs: int) -> str:
@@ -30,32 +55,60 @@ def report_markdown(results: list[dict], *, quick: bool, seconds: float, jobs: i
         f"{ok} of {len(results)} experiments succeeded. Every number below comes from a "
         "fixed seed: the same command gives the same numbers (wall-clock times aside).",
         "",
-        "| experiment | title | status | seconds |",
-        "|---|---|---|---|",
+        "## Contents",
+        "",
+        "| experiment | title | status | seconds | figures |",
+        "|---|---|---|---|---|",
     ]
+    number = 0
     for r in results:
         status = "ok" if r["ok"] else "**FAILED**"
-        lines.append(f"| {r['name']} | {r['title']} | {status} | {r.get('seconds', 0.0):.1f} |")
+        n_fig = len(r.get("figures", []))
+        figs = ", ".join(str(number + k + 1) for k in range(n_fig)) or "-"
+        number += n_fig
+        anchor = heading_anchor(_section_heading(r))
+        lines.append(f"| [{r['name']}](#{anchor}) | {r['title']} | {status} | "
+                     f"{r.get('seconds', 0.0):.1f} | {figs} |")
     lines.append("")
+    number = 0
     for r in results:
-        lines += [f"## {r['name']}: {r['title']}", ""]
+        lines += [f"## {_section_heading(r)}", ""]
         if not r["ok"]:
             lines += [f"**FAILED**: `{r.get('error')}`", ""]
             tb = r.get("traceback")
             if tb:
                 lines += ["```", tb.rstrip(), "```", ""]
+            lines += ["[Back to the contents](#contents)", ""]
             continue
         lines += ["### Setting", "", r["setting"].strip(), "",
                   "### Prediction", "", r["prediction"].strip(), "",
                   "### Measured", "", r["measured"].strip(), ""]
+        captions = r.get("captions") or {}
         for fig in r.get("figures", []):
-            lines += [f"![{r['name']}: {Path(fig).stem}]({fig})", ""]
+            number += 1
+            what = _caption(captions.get(fig, Path(fig).stem.replace("_", " ")))
+            lines += [f"![Figure {number} ({r['name']})]({fig})",
+                      f"*Figure {number} ({r['name']}). {what}*", ""]
+        lines += ["[Back to the contents](#contents)", ""]
     return "\n".join(lines)
 
 
 _INLINE_CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
+_CAPTION = re.compile(r"^\*([^*].*[^*])\*$")
+
+
+def _rich(text: str) -> str:
+    """Escape ``text``, then render bold and ``[text](href)`` links."""
+    out = _BOLD.sub(r"<strong>\1</strong>", html.escape(text, quote=False))
+
+    def link(m):
+        href = m.group(2).replace('"', "&quot;")
+        return f'<a href="{href}">{m.group(1)}</a>'
+
+    return _LINK.sub(link, out)
 
 
 def _inline(text: str) -> str:
@@ -65,7 +118,7 @@ def _inline(text: str) -> str:
         if i % 2:
             out.append(f"<code>{html.escape(part)}</code>")
         else:
-            out.append(_BOLD.sub(r"<strong>\1</strong>", html.escape(part)))
+            out.append(_rich(part))
     return "".join(out)
 
 
@@ -81,15 +134,28 @@ def markdown_to_html(md: str, *, image_src=None) -> str:
 
     ``image_src(path) -> str`` maps an image path to its ``src`` (e.g. a data URI).
 
+    Headings get ``id`` = :func:`heading_anchor` (a repeated one gets ``-1``, ``-2``, ... as
+    on GitHub), so ``[E2](#e2-...)`` links work in both files. An image line directly
+    followed by a line in ``*...*`` becomes a ``<figure>`` with that line as its caption.
+
     Examples
     --------
-    >>> markdown_to_html("# T\\n\\n| a | b |\\n|---|---|\\n| `x` | **y** |")
-    '<h1>T</h1>\\n<table>\\n<tr><th>a</th><th>b</th></tr>\\n<tr><td><code>x</code></td><td><strong>y</strong></td></tr>\\n</table>'
+    >>> markdown_to_html("# T\\n\\n| a | b |\\n|---|---|\\n| [x](#t) | **y** |")
+    '<h1 id="t">T</h1>\\n<table>\\n<tr><th>a</th><th>b</th></tr>\\n<tr><td><a href="#t">x</a></td><td><strong>y</strong></td></tr>\\n</table>'
+    >>> print(markdown_to_html("![F](a.png)\\n*Figure 1. Look at `t`.*"))
+    <figure><img alt="F" src="a.png"><figcaption>Figure 1. Look at <code>t</code>.</figcaption></figure>
     """
     lines = md.split("\n")
     out: list[str] = []
     para: list[str] = []
+    seen: dict[str, int] = {}
     i = 0
+
+    def anchor(text: str) -> str:
+        slug = heading_anchor(text)
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        return slug if n == 0 else f"{slug}-{n}"
 
     def flush():
         if para:
@@ -112,7 +178,8 @@ def markdown_to_html(md: str, *, image_src=None) -> str:
         elif s.startswith("#"):
             flush()
             level = len(s) - len(s.lstrip("#"))
-            out.append(f"<h{level}>{_inline(s[level:].strip())}</h{level}>")
+            text = s[level:].strip()
+            out.append(f'<h{level} id="{html.escape(anchor(text))}">{_inline(text)}</h{level}>')
         elif s.startswith("|"):
             flush()
             rows = []
@@ -140,8 +207,13 @@ def markdown_to_html(md: str, *, image_src=None) -> str:
             flush()
             alt, src = _IMAGE.match(s).groups()
             src = image_src(src) if image_src else src
+            caption = html.escape(alt)
+            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if _CAPTION.match(nxt):
+                caption = _inline(_CAPTION.match(nxt).group(1))
+                i += 1
             out.append(f'<figure><img alt="{html.escape(alt)}" src="{src}">'
-                       f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+                       f"<figcaption>{caption}</figcaption></figure>")
         else:
             para.append(s)
         i += 1
@@ -157,7 +229,7 @@ th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}
 th{background:#f3f3f3} code{background:#f5f5f5;padding:0 0.2em}
 pre{background:#f5f5f5;padding:0.8em;overflow-x:auto;font-size:0.85em}
 img{max-width:100%;border:1px solid #eee} figure{margin:1em 0}
-figcaption{font-size:0.8em;color:#666} h2{border-bottom:1px solid #ddd;margin-top:2em}
+figcaption{font-size:0.9em;color:#444;margin-top:0.3em} h2{border-bottom:1px solid #ddd;margin-top:2em}
 """
 
 

@@ -7,8 +7,6 @@ import numbers
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from stflow.errors import InputError
 
@@ -20,6 +18,7 @@ __all__ = [
     "_check_weight_values",
     "_scalar_weight",
     "_check_connected",
+    "_component_count",
 ]
 
 
@@ -76,9 +75,35 @@ def _scalar_weight(weights: Any) -> float:
     return w
 
 
+def _component_count(n: int, edges: np.ndarray) -> int:
+    """Connected components of an undirected graph on ``n`` nodes, ``edges: (E, 2)``.
+
+    Min-label hooking with pointer jumping in numpy (a few passes over the edges for rings,
+    grids and random graphs), so that building a graph does not import
+    ``scipy.sparse.csgraph`` (and with it ``scipy.sparse.linalg``: 0.1 to 0.2 s of CPU).
+    Every node points to a smaller-or-equal node; the roots are the component labels.
+    """
+    labels = np.arange(n)
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    u, v = edges[:, 0], edges[:, 1]
+    while True:
+        lu, lv = labels[u], labels[v]
+        if np.array_equal(lu, lv):
+            return int(np.count_nonzero(labels == np.arange(n)))
+        low = np.minimum(lu, lv)
+        hooked = labels.copy()
+        np.minimum.at(hooked, lu, low)  # roots hook onto the smaller root across an edge
+        np.minimum.at(hooked, lv, low)
+        while True:  # pointer jumping until every node points at its root
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        labels = hooked
+
+
 def _check_connected(n: int, edges: np.ndarray) -> None:
-    adj = sp.coo_matrix((np.ones(edges.shape[0]), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    count, _ = connected_components(adj, directed=False)
+    count = _component_count(n, edges)
     if count > 1:
         raise InputError(
             f"graph is disconnected ({count} components): add edges so every agent is reachable"

@@ -9,8 +9,6 @@ import numbers
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from stflow.errors import InputError
 
@@ -20,6 +18,7 @@ from ._validate import (
     _check_options_belong,
     _check_seed,
     _check_weight_values,
+    _component_count,
     _scalar_weight,
 )
 from .graph import Graph
@@ -271,8 +270,7 @@ def _random_new_edges(n: int, existing: np.ndarray, count: int, rng: np.random.G
 def _is_connected(n: int, e: np.ndarray) -> bool:
     if e.shape[0] < n - 1:
         return False
-    adj = sp.coo_matrix((np.ones(e.shape[0]), (e[:, 0], e[:, 1])), shape=(n, n))
-    return connected_components(adj, directed=False)[0] == 1
+    return _component_count(n, e) == 1
 
 
 def _erdos_renyi_edges(n: int, p: float | None, rng: np.random.Generator) -> np.ndarray:

@@ -73,7 +73,12 @@ class PeerMethod(Method):
             if value == "auto":  # only lr is "auto"
                 value = AUTO_LR[self.kind] / self.lf
             setattr(self, p.name, value)
+        self.lr0 = self.lr
         super().__init__(problem, graph, compressor if "compressed" in self.channels else None)
+
+    def set_step_scale(self, scale: float) -> None:
+        """``[solver] step_decay``: this round's step size is ``lr0 * scale``."""
+        self.lr = self.lr0 * scale
 
     @property
     def mixing(self) -> sp.csr_matrix:

@@ -220,6 +220,9 @@ class Method:
         """The new state from every channel's messages of the block's columns."""
         raise NotImplementedError
 
+    def set_step_scale(self, scale: float) -> None:
+        """``[solver] step_decay``: the engine scales the flows' h itself; peers scale lr."""
+
     def local_update(self, state, t: float, h: float) -> dict:
         """One local step without messages (``[solver] local_steps > 1``)."""
         raise InputError(

@@ -18,10 +18,12 @@ __all__ = [
     "_raise_keys",
     "_validate_arrays",
     "_check_quadratic",
+    "_first_nonfinite",
 ]
 
 
-_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y")}
+_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y"),
+         "softmax": ("A", "y")}
 
 
 def _check_regularization(reg: Any) -> float:
@@ -47,14 +49,36 @@ def _raise_keys(kind: str, arrays: Mapping, fix: str) -> None:
     )
 
 
-def _validate_arrays(kind: str, arrays: Mapping, *, fix: str) -> dict[str, np.ndarray]:
-    """Check keys, dtypes, shapes, finiteness and kind-specific rules; float64 read-only."""
+def _first_nonfinite(a: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first NaN or inf of ``a`` (C order), or None; chunked along axis 0, so
+    the temporary mask is small whatever the size of ``a``."""
+    if a.ndim == 0 or a.size == 0:
+        return None if a.ndim or np.isfinite(a) else ()
+    per = max(1, a.size // max(1, a.shape[0]))
+    step = max(1, (1 << 20) // per)
+    for start in range(0, a.shape[0], step):
+        part = a[start : start + step]
+        if not np.isfinite(part).all():
+            where = np.argwhere(~np.isfinite(part))[0]
+            return (start + int(where[0]), *(int(i) for i in where[1:]))
+    return None
+
+
+def _validate_arrays(
+    kind: str, arrays: Mapping, *, fix: str, copy: bool = True, freeze: bool = True
+) -> dict[str, np.ndarray]:
+    """Check keys, dtypes, shapes, finiteness and kind-specific rules; float64.
+
+    ``copy=False`` uses arrays that are already float64 as they are (for arrays the caller
+    hands over, or only reads once); ``freeze`` makes the results read-only (only for
+    arrays the problem owns: a copy, or handed-over arrays).
+    """
     if set(arrays) != set(_KEYS[kind]):
         _raise_keys(kind, arrays, fix)
     out = {}
     for key in _KEYS[kind]:
         try:
-            a = np.array(arrays[key], dtype=np.float64)
+            a = (np.array if copy else np.asarray)(arrays[key], dtype=np.float64)
         except (TypeError, ValueError):
             raise InputError(
                 f"problem data: `{key}` must be a numeric array (got "
@@ -78,8 +102,8 @@ def _validate_arrays(kind: str, arrays: Mapping, *, fix: str) -> dict[str, np.nd
             f"(got {out[second].shape}): {fix}"
         )
     for key, a in out.items():
-        if not np.all(np.isfinite(a)):
-            where = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        where = _first_nonfinite(a)
+        if where is not None:
             raise InputError(
                 f"problem data: `{key}` contains NaN or inf (first at index {where}): {fix}"
             )
@@ -91,8 +115,9 @@ def _validate_arrays(kind: str, arrays: Mapping, *, fix: str) -> dict[str, np.nd
             f"problem data: `y` must contain only -1 and +1 (got values {seen}): "
             "map 0/1 labels with y = 2 y - 1"
         )
-    for a in out.values():
-        a.setflags(write=False)
+    if freeze:
+        for a in out.values():
+            a.setflags(write=False)
     return out
 
 

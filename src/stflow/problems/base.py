@@ -22,7 +22,8 @@ _NEWTON_POLISH_STEPS = 3
 class Problem(abc.ABC):
     """Base class: N local costs f_i on R^d, evaluated batched on ``X: (N, d)``.
 
-    Subclasses: `QuadraticProblem`, `LeastSquaresProblem`, `LogisticProblem`.
+    Subclasses: `QuadraticProblem`, `LeastSquaresProblem`, `LogisticProblem`,
+    `SoftmaxProblem`.
 
     Attributes
     ----------
@@ -121,7 +122,7 @@ class Problem(abc.ABC):
         Examples
         --------
         >>> from stflow.problems import make_problem
-        >>> p = make_problem("least_squares", agents=2, dim=3, seed=1)
+        >>> p = make_problem("least_squares", agents=2, dim=3, seed=1, keep_rows=True)
         >>> bool(np.isclose(p.total_value(np.zeros(3)), 0.5 * np.sum(p.arrays()["b"] ** 2)))
         True
         """
@@ -144,7 +145,7 @@ class Problem(abc.ABC):
         r"""Centralized minimizer :math:`x^\star \in \arg\min_x \sum_i f_i(x)`, shape (d,).
 
         Closed form for quadratic and least squares (``numpy.linalg.solve`` / minimum-norm
-        ``lstsq``), ``scipy.optimize.minimize(method="trust-exact")`` for logistic, then up
+        ``lstsq`` of the normal equations), ``scipy.optimize.minimize(method="trust-exact")`` for logistic, then up
         to three Newton steps with the exact Hessian (iterative refinement).
 
         Examples
@@ -196,6 +197,35 @@ class Problem(abc.ABC):
         """sum_i ||grad f_i(x)||: the size of the terms that cancel in the total gradient."""
         return float(np.linalg.norm(self.grad(self._stack(x)), axis=1).sum())
 
+    # -- minibatches (SPEC section 7): defaults for costs without data rows -----------------
+
+    #: Rows B per stochastic gradient evaluation (None: full gradients).
+    batch: int | None = None
+    #: True when the problem holds held-out rows (classification).
+    has_test: bool = False
+
+    @property
+    def agent_ids(self) -> np.ndarray:
+        """Global ids of this problem's agents, shape (n,): 0..N-1, or the parent's ids of
+        the agents a :meth:`subset` holds (they seed the minibatches)."""
+        ids = getattr(self, "_agent_ids", None)
+        return np.arange(self.n_agents, dtype=np.int64) if ids is None else ids
+
+    @property
+    def rows_per_agent(self) -> np.ndarray:
+        """Data rows m_i of each agent, shape (n,) (0: a cost without rows)."""
+        return np.zeros(self.n_agents, dtype=np.int64)
+
+    @property
+    def samples_per_eval(self) -> np.ndarray:
+        """Rows one gradient evaluation touches per agent, shape (n,); a cost without rows
+        counts one sample per evaluation (its whole cost)."""
+        return np.ones(self.n_agents, dtype=np.int64)
+
+    def stochastic_grad(self, X: np.ndarray, draw: int) -> np.ndarray:
+        """Gradient evaluation number ``draw``: exact here (no rows to sample), (n, d)."""
+        return self.grad(X)
+
     # -- distribution ----------------------------------------------------------------------
 
     def subset(self, rows: slice, *, x_star: Any = None, f_star: Any = None) -> Problem:
@@ -229,6 +259,7 @@ class Problem(abc.ABC):
             f_star = self.total_value(np.asarray(x_star, dtype=np.float64))
         child = self._from_arrays(part, x_star=x_star, f_star=f_star)
         child._is_subset = True
+        child._agent_ids = self.agent_ids[start:stop]
         return child
 
     @abc.abstractmethod

@@ -18,6 +18,7 @@ from .base import Problem
 from .least_squares import LeastSquaresProblem
 from .logistic import LogisticProblem
 from .quadratic import QuadraticProblem
+from .softmax import SoftmaxProblem
 
 __all__ = [
     "PROBLEM_KINDS",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-PROBLEM_KINDS = ("quadratic", "least_squares", "logistic")
+PROBLEM_KINDS = ("quadratic", "least_squares", "logistic", "softmax")
 
 
 def centralized_solution(problem: Problem) -> np.ndarray:
@@ -47,6 +48,7 @@ _CLASSES: dict[str, type[Problem]] = {
     "quadratic": QuadraticProblem,
     "least_squares": LeastSquaresProblem,
     "logistic": LogisticProblem,
+    "softmax": SoftmaxProblem,
 }
 
 
@@ -59,6 +61,10 @@ def make_problem(
     data: Any = None,
     regularization: float = 0.0,
     samples: int | None = None,
+    classes: int | None = None,
+    batch: int | None = None,
+    test: Any = None,
+    keep_rows: bool = False,
 ) -> Problem:
     r"""Build a problem from seeded synthetic data, a .npz file or a dict of arrays.
 
@@ -73,9 +79,14 @@ def make_problem(
       :math:`y_{ij} = \operatorname{sign}(a_{ij}^T x_{true})` with 10% of the labels
       flipped; with ``regularization == 0`` this needs N m well above d, else the labels
       are separable and ``x_star`` raises.
+    - softmax: K = ``classes`` (default 2) classes, p = d / K features (d must be a
+      multiple of K), m = ``samples`` (default 20) rows :math:`a_{ij} \sim N(0, I/p)`,
+      :math:`y_{ij} = \arg\max_k (W_{true}^T a_{ij})_k` with :math:`W_{true}` a p x K
+      standard Gaussian matrix and 10% of the labels redrawn uniformly.
 
     With ``data`` (a path to a .npz or a dict of arrays), N and d come from the arrays and
-    ``agents``, ``dim``, ``seed`` and ``samples`` are ignored.
+    ``agents``, ``dim`` and ``samples`` are ignored (and softmax's K defaults to the largest
+    label + 1). ``seed`` also seeds the minibatches (``batch``, SPEC section 7).
 
     Parameters
     ----------
@@ -90,9 +101,22 @@ def make_problem(
     data : str, os.PathLike or Mapping, optional
         Arrays ``Q, b`` / ``A, b`` / ``A, y`` (see `load_problem_data`).
     regularization : float
-        Ridge weight of the logistic costs (must be 0 for the other kinds).
+        Ridge weight of the logistic and softmax costs (must be 0 for the other kinds).
     samples : int, optional
-        Rows m per agent for least_squares and logistic.
+        Rows m per agent for least_squares, logistic and softmax.
+    classes : int, optional
+        Number of classes K of softmax.
+    batch : int, optional
+        Rows per stochastic gradient evaluation (least_squares, logistic, softmax; None:
+        full gradients).
+    test : (A_test, y_test), optional
+        Held-out rows of logistic or softmax (for ``test_accuracy``).
+    keep_rows : bool
+        least_squares with m >= d only: keep ``A`` and ``b`` besides the Gram form
+        (`LeastSquaresProblem`; needed for `save_problem_data`; ``batch`` keeps them too).
+        By default only the Gram form is kept, and generated or loaded data is not copied
+        (with m == d the Gram matrices reuse the memory of ``A``). The other kinds always
+        keep their arrays.
 
     Returns
     -------
@@ -110,17 +134,33 @@ def make_problem(
             "set [problem] kind to a known cost"
         )
     reg = _check_regularization(regularization)
-    if reg != 0.0 and kind != "logistic":
+    if reg != 0.0 and kind not in ("logistic", "softmax"):
         raise InputError(
-            f"`regularization` applies to kind='logistic' only (got {reg} with kind={kind!r}):"
-            " remove [problem] regularization"
+            f"`regularization` applies to kind='logistic' only or to kind='softmax' (got {reg}"
+            f" with kind={kind!r}): remove [problem] regularization"
         )
+    if classes is not None and kind != "softmax":
+        raise InputError(
+            f"`classes` applies to kind='softmax' only (got {classes!r} with kind={kind!r}): "
+            "remove [problem] classes"
+        )
+    if batch is not None and kind == "quadratic":
+        raise InputError(
+            f"[problem] batch needs a cost made of data rows (got batch={batch!r} with "
+            "kind='quadratic'): remove batch, or use least_squares, logistic or softmax"
+        )
+    if test is not None and kind not in ("logistic", "softmax"):
+        raise InputError(
+            f"`test` (held-out rows) applies to logistic and softmax only (got kind={kind!r}):"
+            " drop it"
+        )
+    owned = True  # fresh arrays of this call: no defensive copy needed
     if data is None:
-        arrays = _generate(kind, agents, dim, seed, samples)
+        arrays = _generate(kind, agents, dim, seed, samples, classes)
     elif isinstance(data, (str, os.PathLike)):
-        arrays = load_problem_data(kind, data)
+        arrays = _load(kind, data, freeze=False)
     elif isinstance(data, Mapping):
-        arrays = dict(data)
+        arrays, owned = dict(data), False
     else:
         raise InputError(
             f"`data` must be a path to a .npz file or a dict of arrays (got "
@@ -128,8 +168,21 @@ def make_problem(
         )
     if set(arrays) != set(_KEYS[kind]):
         _raise_keys(kind, arrays, "fix the data arrays")
+    rows = {"batch": batch, "seed": seed}
     if kind == "logistic":
-        return LogisticProblem(arrays["A"], arrays["y"], regularization=reg)
+        return LogisticProblem(arrays["A"], arrays["y"], regularization=reg, test=test, **rows)
+    if kind == "softmax":
+        return SoftmaxProblem(
+            arrays["A"], arrays["y"], regularization=reg, test=test, **rows,
+            classes=2 if classes is None and data is None else classes,
+        )
+    if kind == "least_squares" and owned:
+        arr = arrays if data is not None else _validate_arrays(  # _load validated its arrays
+            kind, arrays, fix="fix the data arrays", copy=False, freeze=False
+        )
+        return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=bool(keep_rows), **rows)
+    if kind == "least_squares":
+        return LeastSquaresProblem(arrays["A"], arrays["b"], keep_rows=bool(keep_rows), **rows)
     problem = _CLASSES[kind](**arrays)
     if kind == "quadratic" and problem.strong_convexity == 0.0:
         problem._minimize()  # raises the singular-sum error
@@ -146,10 +199,14 @@ def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarra
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ls.npz"
-    >>> save_problem_data(make_problem("least_squares", agents=2, dim=3), path)
+    >>> save_problem_data(make_problem("least_squares", agents=2, dim=3, keep_rows=True), path)
     >>> {k: v.shape for k, v in load_problem_data("least_squares", path).items()}
     {'A': (2, 3, 3), 'b': (2, 3)}
     """
+    return _load(kind, path, freeze=True)
+
+
+def _load(kind: str, path: str | os.PathLike, *, freeze: bool) -> dict[str, np.ndarray]:
     if kind not in PROBLEM_KINDS:
         raise InputError(
             f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
@@ -165,11 +222,16 @@ def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarra
             f"problem data: cannot read {os.fspath(path)!r} as .npz ({exc}): check the path "
             "and write it with numpy.savez"
         ) from None
-    return _validate_arrays(kind, arrays, fix=f"fix the arrays in {os.fspath(path)!r}")
+    return _validate_arrays(
+        kind, arrays, fix=f"fix the arrays in {os.fspath(path)!r}", copy=False, freeze=freeze
+    )
 
 
 def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
     """Write ``problem.arrays()`` to ``path`` (exactly that name) with ``numpy.savez``.
+
+    A least-squares problem must hold its rows (``keep_rows=True``, or m < d): the file
+    format is ``A, b``, which its Gram form cannot give back.
 
     Examples
     --------
@@ -186,11 +248,18 @@ def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
             f"`problem` must be a stflow Problem (got {type(problem).__name__}): "
             "build it with make_problem"
         )
+    if problem.kind == "least_squares" and not problem.keeps_rows:
+        raise InputError(
+            "`problem` keeps only the Gram form of its least-squares data, not A and b "
+            "(got a problem built without keep_rows): build it with make_problem(..., "
+            "keep_rows=True) to save it"
+        )
     with open(path, "wb") as fh:
         np.savez(fh, **problem.arrays())
 
 
-def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any) -> dict:
+def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
+              classes: Any = None) -> dict:
     n = _check_count(agents, "agents", "set [problem] agents >= 1")
     d = _check_count(dim, "dim", "set [problem] dim >= 1")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -210,9 +279,24 @@ def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any) -> dict
         "samples", "set [problem] samples >= 1",
     )
     if kind == "least_squares":
-        a = rng.standard_normal((n, m, d)) / np.sqrt(m)
+        a = rng.standard_normal((n, m, d))
+        a /= np.sqrt(m)  # in place: the same numbers as a / sqrt(m), without a second copy
         x_true = rng.standard_normal(d)
         return {"A": a, "b": a @ x_true + 0.1 * rng.standard_normal((n, m))}
+    if kind == "softmax":
+        k = 2 if classes is None else _check_count(classes, "classes", "set [problem] classes")
+        if k < 2 or d % k:
+            raise InputError(
+                f"softmax: `dim` must be a multiple of `classes` >= 2, since d = features x "
+                f"classes (got dim={d}, classes={k}): e.g. dim = {max(k, 2) * max(d // k, 1)}"
+            )
+        p = d // k
+        a = rng.standard_normal((n, m, p)) / np.sqrt(p)
+        w_true = rng.standard_normal((p, k))
+        y = np.argmax(a @ w_true, axis=2).astype(np.float64)
+        flip = rng.random((n, m)) < 0.1
+        y[flip] = rng.integers(0, k, size=int(flip.sum()))
+        return {"A": a, "y": y}
     a = rng.standard_normal((n, m, d)) / np.sqrt(d)
     x_true = rng.standard_normal(d)
     y = np.where(a @ x_true >= 0, 1.0, -1.0)

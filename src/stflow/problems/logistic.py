@@ -6,12 +6,12 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from stflow.errors import InputError
 
 from ._validate import _check_regularization, _validate_arrays
 from .base import Problem
+from .minibatch import ClassifierRows
 
 __all__ = [
     "trust_exact_minimize",
@@ -38,7 +38,7 @@ def trust_exact_minimize(objective, dim: int) -> np.ndarray:
     return Problem._polish(objective, res.x)
 
 
-class LogisticProblem(Problem):
+class LogisticProblem(ClassifierRows, Problem):
     r"""Logistic-regression costs with optional ridge term.
 
     .. math:: f_i(x) = \sum_j \log(1 + e^{-y_{ij} a_{ij}^T x}) + \tfrac{r}{2}\|x\|^2
@@ -57,6 +57,11 @@ class LogisticProblem(Problem):
         Ridge weight ``r >= 0`` of each local cost.
     x_star, f_star : optional
         A known optimum (skips the solve).
+    batch, seed, agent_ids : optional
+        Minibatches of SPEC section 7 (:meth:`stochastic_grad`): B rows per evaluation (None:
+        full gradients), the ``[problem] seed``, the agents' global ids (default 0..N-1).
+    test : (A_test (t, d), y_test (t,)), optional
+        Held-out rows shared by all agents, for :meth:`test_accuracy`.
 
     Examples
     --------
@@ -76,11 +81,17 @@ class LogisticProblem(Problem):
         regularization: float = 0.0,
         x_star: Any = None,
         f_star: Any = None,
+        batch: int | None = None,
+        seed: int = 0,
+        agent_ids: Any = None,
+        test: Any = None,
     ):
         arr = _validate_arrays("logistic", {"A": A, "y": y}, fix="fix the data arrays")
         self.A, self.y = arr["A"], arr["y"]
         self.regularization = _check_regularization(regularization)
         super().__init__(self.A.shape[0], self.A.shape[2], x_star=x_star, f_star=f_star)
+        self._init_rows(batch=batch, seed=seed, agent_ids=agent_ids)
+        self._init_test(test)
 
     def _margins(self, X: np.ndarray) -> np.ndarray:
         return self.y * (self.A @ X[:, :, None])[:, :, 0]
@@ -91,14 +102,38 @@ class LogisticProblem(Problem):
         return loss + 0.5 * self.regularization * np.einsum("nd,nd->n", X, X)
 
     def grad(self, X: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         X = self._check_X(X)
         weights = -self.y * expit(-self._margins(X))
         return (weights[:, None, :] @ self.A)[:, 0, :] + self.regularization * X
+
+    _row_constant = float(np.log(2.0))  # the loss of an all-zero (padding) row
+
+    def _rows_grad(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        agent = np.arange(idx.shape[0])[:, None]
+        a, y = self.A[agent, idx], self.y[agent, idx]  # (n, B, d), (n, B)
+        weights = -y * expit(-y * np.einsum("nbd,nd->nb", a, X))
+        return np.einsum("nb,nbd->nd", weights, a)
+
+    def _predict(self, X: np.ndarray, A: np.ndarray) -> np.ndarray:
+        return np.where(X @ A.T >= 0.0, 1.0, -1.0)  # (r, t); a zero score counts as +1
+
+    def _check_labels(self, y: np.ndarray, where: str) -> None:
+        if not np.all(np.abs(y) == 1.0):
+            raise InputError(
+                f"`{where}` must contain only -1 and +1 (got values "
+                f"{', '.join(f'{v:g}' for v in np.unique(y)[:5])}): map 0/1 labels with 2 y - 1"
+            )
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"A": self.A, "y": self.y}
 
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         a = self.A.reshape(-1, self.dim)
         s = expit(a @ x)
         h = a.T @ ((s * (1.0 - s))[:, None] * a)
@@ -127,6 +162,7 @@ class LogisticProblem(Problem):
         return x
 
     def _from_arrays(self, arrays: dict[str, np.ndarray], **kw: Any) -> Problem:
+        kw = self._test_options(self._row_options(arrays, kw))
         return LogisticProblem(
             arrays["A"], arrays["y"], regularization=self.regularization, **kw
         )

@@ -33,6 +33,7 @@ from ...problems import (
     QuadraticProblem,
     _check_count,
     _check_regularization,
+    _validate_arrays,
 )
 
 __all__ = [
@@ -177,7 +178,7 @@ def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str
     Examples
     --------
     >>> from stflow.problems import make_problem
-    >>> full = make_problem("least_squares", agents=5, dim=3, seed=4).arrays()
+    >>> full = make_problem("least_squares", agents=5, dim=3, seed=4, keep_rows=True).arrays()
     >>> part = generate_block("least_squares", agents=5, dim=3, seed=4, samples=None,
     ...                       start=2, stop=4)
     >>> all(np.array_equal(part[k], full[k][2:4]) for k in ("A", "b"))
@@ -275,8 +276,9 @@ def load_block(problem_cfg: dict, start: int, stop: int, **optimum) -> Problem:
         arrays = {k: _read_rows(path, k, start, stop) for k in _KEYS[kind]}
     if kind == "quadratic":
         return QuadraticProblem(arrays["Q"], arrays["b"], **optimum)
-    if kind == "least_squares":
-        return LeastSquaresProblem(arrays["A"], arrays["b"], **optimum)
+    if kind == "least_squares":  # fresh arrays: handed over, Gram form without the rows
+        arr = _validate_arrays(kind, arrays, fix="fix the data arrays", copy=False, freeze=False)
+        return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=False, **optimum)
     return LogisticProblem(arrays["A"], arrays["y"], regularization=reg, **optimum)
 
 
@@ -340,8 +342,20 @@ class DistributedSums:
         return float(self.gather_all(self.local.values(self._stack(x))).sum())
 
     def total_grad(self, x: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_i \nabla f_i(x)`, (d,)."""
-        return self.chain_sum(self.local.grad(self._stack(x)))
+        r""":math:`\sum_i \nabla f_i(x)`, (d,); least squares in Gram form as
+        :math:`(\sum_i G_i) x - \sum_i c_i`, like the simulator."""
+        loc = self.local
+        if loc.kind == "least_squares" and loc.form == "gram":
+            return self._hessian_sum(x) @ self._stack(x)[0] - self._atb_sum()
+        return self.chain_sum(loc.grad(self._stack(x)))
+
+    def _atb_sum(self) -> np.ndarray:
+        r""":math:`\sum_i A_i^T b_i`, (d,) (least squares)."""
+        if "atb" not in self._cache:
+            loc = self.local
+            atb = loc.atb if loc.form == "gram" else (loc.b[:, None, :] @ loc.A)[:, 0, :]
+            self._cache["atb"] = self.chain_sum(atb)
+        return self._cache["atb"]
 
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
         r""":math:`\sum_i \nabla^2 f_i(x)`, (d, d)."""
@@ -352,7 +366,8 @@ class DistributedSums:
             return self._cache["Q"]
         if loc.kind == "least_squares":
             if "gram" not in self._cache:
-                self._cache["gram"] = self.chain_sum(np.swapaxes(loc.A, 1, 2) @ loc.A)
+                g = loc.gram if loc.form == "gram" else np.swapaxes(loc.A, 1, 2) @ loc.A
+                self._cache["gram"] = self.chain_sum(g)
             return self._cache["gram"]
         from scipy.special import expit
 
@@ -374,9 +389,9 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
     :class:`DistributedSums`: quadratic :math:`x = (\sum_i Q_i)^{-1} \sum_i b_i`; least
     squares the minimum-norm solution of the normal equations
     :math:`(\sum_i A_i^T A_i) x = \sum_i A_i^T b_i`; logistic ``trust-exact``; then up to
-    three Newton polishing steps. Quadratic runs give the simulator's ``x_star`` bit for
-    bit; least squares and logistic agree to rounding (their centralized solvers work on the
-    stacked data, which no rank holds).
+    three Newton polishing steps. Quadratic runs and least squares in Gram form (m >= d)
+    give the simulator's ``x_star`` bit for bit; least squares with m < d and logistic agree
+    to rounding (their centralized solvers work on the stacked data, which no rank holds).
     """
     loc = sums.local
     if loc.kind == "quadratic":
@@ -390,7 +405,7 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
         x = np.linalg.solve(q_sum, sums.chain_sum(loc.b))
     elif loc.kind == "least_squares":
         gram = sums._hessian_sum(np.zeros(sums.dim))
-        atb = sums.chain_sum((loc.b[:, None, :] @ loc.A)[:, 0, :])
+        atb = sums._atb_sum()
         x = np.linalg.lstsq(gram, atb, rcond=None)[0]
     else:
         x = _logistic_minimize(sums)

@@ -170,10 +170,10 @@ class Runner:
         n, d, local, costs, x_star, f_star, smoothness = self._problem(config)
         self.offsets = self._offsets
         start, stop = int(self.offsets[self.rank]), int(self.offsets[self.rank + 1])
+        self.local, self.costs = local, costs
         self.config, self.graph, self.compressor, self.method = agree(
             comm, lambda: self._build_shared(config, n, d, smoothness, x_star)
         )
-        self.local, self.costs = local, costs
         self.x_star, self.f_star = x_star, f_star
         self.n, self.d, self.start, self.stop = n, d, start, stop
 
@@ -256,7 +256,8 @@ class Runner:
                 resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=comp,
                                    step=cfg["solver"]["step"])
             cfg["flow"] = f = self.comm.bcast(f, root=0)
-        shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star)
+        shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star,
+                                param_shapes=getattr(self.local, "param_shapes", None))
         with warnings.catch_warnings():
             if self.rank != 0:
                 warnings.simplefilter("ignore")
@@ -270,6 +271,10 @@ class Runner:
 
         def build():
             x0 = _load_init(self.config["init"]["x0"], "x0")
+            if x0 is None and self.sums is None:
+                from ...config import default_x0
+
+                x0 = default_x0(self.costs)
             v0 = _load_init(self.config["init"]["v0"], "v0")
             return initial_arrays(self.method, x0, v0)
 
@@ -283,8 +288,8 @@ class Runner:
 
     # -- rounds --------------------------------------------------------------------------
     def run(self, after_rounds=None) -> MPIRunResult:
+        from ...engines.simulate import make_recorder
         from ...methods.base import Block
-        from ...metrics import Recorder
         from .exchange import ExchangePlan, NeighbourExchange, channel_bytes
 
         self._setup()
@@ -293,14 +298,14 @@ class Runner:
         state = self._initial_state(block)
         codecs = self.method.codecs()
         self.channel_bytes = [channel_bytes(c, self.d) for c in codecs]
+        s = self.config["solver"]
+        samples = self._samples_per_eval()
         rec = None
         if self.rank == 0:
-            rec = Recorder(
-                self.costs,
-                bits_per_message=self.method.bits_per_message,
-                mean_degree=float(np.mean(self.graph.degree)),
-            )
-        s = self.config["solver"]
+            from ...config import time_model
+
+            rec = make_recorder(self.method, self.costs, local_steps=s["local_steps"],
+                                time_model=time_model(self.config), samples=samples)
         h, record_every = float(s["step"]), int(s["record_every"])
         n_steps = max(1, int(round(s["horizon"] / h)))
         with NeighbourExchange(self.comm, self.plan, sum(self.channel_bytes)) as ex:
@@ -320,6 +325,16 @@ class Runner:
             comm_info = self._comm_stats(ex, done)
         return self._finish(rec, state, n_steps, diverged_at, interrupted_at, h, wall,
                             comm_info)
+
+    def _samples_per_eval(self) -> tuple[float, float]:
+        """(mean, max) over all agents of the rows a gradient evaluation reads."""
+        from mpi4py import MPI
+
+        from ...engines.simulate import rows_per_eval
+
+        arr = rows_per_eval(self.local)
+        total = self.comm.allreduce(float(arr.sum()), op=MPI.SUM)
+        return total / self.n, self.comm.allreduce(float(arr.max()), op=MPI.MAX)
 
     def _round(self, state, ex, codecs, t, h):
         """One round of the block protocol (see the module docstring)."""
@@ -355,14 +370,21 @@ class Runner:
         fault = os.environ.get(FAULT_ENV)
         done = first
         last_report = time.perf_counter()
+        decay = self.config["solver"]["step_decay"]
+        self.clock = self._clock_at(first, h, decay)
         for k in range(first, n_steps):
             if fault:
                 _fault_hook(self.rank, k)
-            t = k * h
+            t, hk = k * h, h
+            if decay is not None:
+                scale = 1.0 / (1.0 + k / decay)
+                method.set_step_scale(scale)
+                t, hk = self.clock, h * scale
+            self.clock = t + hk
             cur = state
             for _ in range(local_steps - 1):
-                cur = method.local_update(cur, t, h)
-            new = self._round(cur, ex, codecs, t, h)
+                cur = method.local_update(cur, t, hk)
+            new = self._round(cur, ex, codecs, t, hk)
             done = k + 1
             if done % check_every == 0 or done == n_steps:
                 blown, stop = self._check(new, flag)
@@ -370,11 +392,11 @@ class Runner:
                     return done, done, None
                 if stop and done < n_steps:
                     state.update(new)
-                    self._record(rec, done, done * h, state["X"])
+                    self._record(rec, done, self._t(done, h, decay), state["X"])
                     return done, None, done
             state.update(new)
             if done % record_every == 0 or done == n_steps:
-                self._record(rec, done, done * h, state["X"])
+                self._record(rec, done, self._t(done, h, decay), state["X"])
             if self.checkpoint_every and done % self.checkpoint_every == 0 and done < n_steps:
                 prev_ckpt = save_checkpoint(self, done, state, rec, ex, prev_ckpt)
             if self.progress and self.rank == 0:
@@ -389,6 +411,19 @@ class Runner:
                 sys.stderr.flush()
                 os._exit(EXIT_STOPPED)  # test hook: a run killed after `done` rounds
         return done, None, None
+
+    def _t(self, done, h, decay) -> float:
+        return done * h if decay is None else self.clock
+
+    @staticmethod
+    def _clock_at(k: int, h: float, decay) -> float:
+        """Time after k rounds (the sum of the decayed steps, in the simulator's order)."""
+        t = 0.0
+        if decay is None:
+            return k * h
+        for j in range(k):
+            t = t + h * (1.0 / (1.0 + j / decay))
+        return t
 
     def _check(self, new, flag) -> tuple[bool, bool]:
         """(blown up anywhere, stop requested anywhere): one Allreduce for both."""
@@ -417,7 +452,7 @@ class Runner:
             if rec is not None:
                 self.costs.set_value(xbar, value)
         if rec is not None:
-            rec.record(step, t, full)
+            rec.record(step, t, full, draws=self.method.draws)
             self.X_full = full
 
     def _comm_stats(self, ex, rounds) -> dict:
@@ -456,7 +491,8 @@ class Runner:
                 message = (f"interrupted after {interrupted_at} of {n_steps} steps; kept what "
                            "was recorded")
             else:
-                status, message = _classify(records, self.config["solver"]["tolerance"])
+                status, message = _classify(records, self.config["solver"]["tolerance"],
+                                            self.config["solver"]["target_accuracy"])
             from ...output import write_json
 
             write_json(self.out / "comm.json", comm_info)
