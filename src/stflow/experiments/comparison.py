@@ -272,7 +272,10 @@ def _plot(out_dir, setting, rows) -> str:
     from ._common import plt, save_figure
 
     pyplot = plt()
-    comps = sorted({r["compressor"] for r in rows if r["problem"] == setting})
+    comps = sorted({r["compressor"] for r in rows
+                    if r["problem"] == setting and r["compressor"] != "none"})
+    labels = sorted({r["method"] for r in rows})
+    colors = {m: f"C{i}" for i, m in enumerate(labels)}  # one colour per method
     fig, axes = pyplot.subplots(1, len(comps), figsize=(3.6 * len(comps), 3.4), squeeze=False)
     for ax, c in zip(axes[0], comps, strict=True):
         for r in rows:
@@ -283,7 +286,7 @@ def _plot(out_dir, setting, rows) -> str:
                 continue
             e = np.where(rec["relative_error"] > 0, rec["relative_error"], np.nan)
             b = np.where(rec["bits_per_agent"] > 0, rec["bits_per_agent"], np.nan)
-            ax.loglog(b, e, label=r["method"], lw=1.2)
+            ax.loglog(b, e, label=r["method"], lw=1.2, color=colors[r["method"]])
         ax.axhline(_target(rows, setting), color="k", lw=0.6,
                    ls=":")
         ax.set_title(f"{setting}: {c}", fontsize=9)
