@@ -85,9 +85,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "spec": ("topk:k=2", "compressor spec, e.g. topk:k=2, quantize:bits=4, A|B, py:mod:attr"),
     },
     "solver": {
-        "method": ("euler", "scheme of the primal-dual flows: euler (SPEC 5, pinned) | predict | "
-                   "gauss_seidel (docs/schemes.md); the peers run their paper's update under "
-                   "each; continuous = solve_ivp (flows only, no bits)"),
+        "method": ("predict", "scheme of the primal-dual flows: predict (the default: fewest "
+                   "bits in the measured comparison, docs/tune.md) | euler (SPEC 5, the "
+                   "paper's pinned scheme) | gauss_seidel (docs/schemes.md); the peers run "
+                   "their paper's update under each; continuous = solve_ivp (flows only, no "
+                   "bits)"),
         "step": (1e-3, "Euler step h = time of one communication round"),
         "horizon": (30.0, "final time; steps = round(horizon / step)"),
         "record_every": (100, "record metrics every this many steps (and at 0 and the end)"),
