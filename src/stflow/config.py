@@ -578,7 +578,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
     scheme = cfg["solver"]["method"]
     if f["kind"] in FLOW_KINDS:
         resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=compressor,
-                           step=cfg["solver"]["step"])
+                           step=cfg["solver"]["step"],
+                           scheme=scheme if scheme in SCHEMES else "euler")
     params = {k: v for k, v in f.items() if k != "kind"}
     method = make_method(f["kind"], problem, graph, compressor,
                          scheme=scheme if scheme in SCHEMES else "euler", **params)
@@ -587,7 +588,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
     return compressor, method
 
 
-def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step) -> dict:
+def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
+                       scheme: str = "euler") -> dict:
     """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
 
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
@@ -611,6 +613,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         compressor_rate=rate,
         compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
         observer=f["kind"] == "observer",
+        scheme=scheme,
     )
     for k in GAIN_KEYS:
         if f.get(k) == "auto":
