@@ -155,6 +155,10 @@ def base_config(variant: str, split: str, local_steps: int, *, rounds: int | Non
                 network: str = "slow") -> dict:
     """The resolved config of one setting before tuning (the tuner's centre).
 
+    ``variant`` is a key of :data:`VARIANTS`, ``split`` ``"iid"`` or ``"by_label"``,
+    ``rounds`` defaults to :data:`ROUNDS` of K, ``network`` (a key of :data:`NETWORKS`)
+    fills ``[network]`` and ``[compute]``.
+
     Examples
     --------
     >>> c = base_config("flow q4", "by_label", 4)
