@@ -231,21 +231,3 @@ def test_cli_lead_alone_converges(tmp_path):
     assert summary["converged"] and summary["final_relative_error"] <= 1e-8
     # default compressor topk:k=2 at d = 8: 2 * (3 + 64) bits per round, 30000 rounds
     assert summary["bits_per_message"] == 134 and summary["steps"] == 30000
-
-
-def test_comparison_methods_send_the_same_messages(monkeypatch):
-    """E9 builds every method with the same compressor per column: same bits per round."""
-    from stflow.experiments import comparison as e9
-
-    monkeypatch.setitem(e9._QUICK, "on", True)  # recorded certificate rates
-    e9._certified_rate.cache_clear()
-    problem, graph = e9.e2_setting()
-    bits = {}
-    for method, comp in e9.METHODS:
-        flow, h = e9._build(method, comp, e9.TUNED[("E2", method, comp)], problem, graph)
-        bits.setdefault(comp, set()).add(flow.bits_per_message)
-        if comp == "scalarize":  # one new coordinate per round for every method
-            assert flow.compressor.period == pytest.approx(problem.dim * h)
-    assert bits == {"topk": {2 * (4 + 64)}, "quantize": {64 + 4 * 10}, "scalarize": {64},
-                    "none": {128 * 10}}
-    assert e9.NAME == "E9" and callable(e9.run)

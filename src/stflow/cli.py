@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--jobs", type=int, default=None, metavar="J",
                      help="experiments run in parallel (default: min(2, CPUs))")
     rep.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    _tune_parser(sub)
 
     for command in sub.choices.values():  # every command, present and future
         for flag, text in (("--quiet", "no progress output"),
@@ -374,7 +375,63 @@ def _cmd_reproduce(args) -> int:
     return EXIT_NOT_CONVERGED if failed else EXIT_OK
 
 
+def _tune_parser(sub) -> None:
+    tun = sub.add_parser(
+        "tune", help="tune a config's method with a budget of runs: tuned.toml, tuning.json")
+    tun.add_argument("config", help="TOML config whose [flow] method is tuned")
+    tun.add_argument("--budget", type=int, required=True, metavar="B",
+                     help="candidate settings tried (one run each, capped at the config's rounds)")
+    tun.add_argument("--target", type=float, default=None, metavar="E",
+                     help="relative error to reach and keep (e.g. 1e-6)")
+    tun.add_argument("--target-accuracy", type=float, default=None, metavar="A",
+                     help="instead of --target: mean_agent_test_accuracy to reach and keep")
+    tun.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    tun.add_argument("--seed", type=int, default=0, help="seed of the sampler and perturbations")
+    tun.add_argument("--json", action="store_true", help="print tuning.json's object")
+    tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    tun.add_argument("--quiet", action="store_true", help="no progress bar")
+    tun.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _cmd_tune(args) -> int:
+    """``stflow tune``: exit 0 when a robust setting was found, 1 when none, 2 bad input."""
+    from .config import load_config
+    from .tune import tune, write_outputs
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} exists and is not a folder: give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise InputError(
+            f"--out {str(out)!r} exists and is not empty: give a new folder or add --force"
+        )
+    config = load_config(args.config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        result = tune(config, budget=args.budget, target=args.target,
+                      target_accuracy=args.target_accuracy, seed=args.seed,
+                      progress=not args.quiet and sys.stderr.isatty())
+    write_outputs(result, out)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    elif result.found:
+        params = ", ".join(f"{k} = {v:.6g}" for k, v in result.params.items())
+        print(
+            f"{result.method} ({result.scheme}): {result.bits_to_target:,.0f} bits per agent "
+            f"({result.rounds_to_target} rounds) to {result.target['column']} "
+            f"{result.target['direction']} {result.target['value']:g}; robust median "
+            f"{result.robust_bits_to_target:,.0f}; {params}; {result.evaluations} candidates, "
+            f"{result.runs} runs; wrote {out}/tuned.toml and {out}/tuning.json"
+        )
+    else:
+        print(f"stflow: no robust setting found: {result.reason}; wrote {out}/tuning.json",
+              file=sys.stderr)
+    return EXIT_OK if result.found else EXIT_NOT_CONVERGED
+
+
 COMMANDS = {"run": _cmd_run, "certify": _cmd_certify, "reproduce": _cmd_reproduce}
+COMMANDS["tune"] = _cmd_tune
 
 
 # -- failures ------------------------------------------------------------------------------

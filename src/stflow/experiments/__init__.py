@@ -36,6 +36,7 @@ EXPERIMENTS: dict[str, str] = {
     "E7": ".e7_where_it_breaks",
     "E8": ".e8_scale",
     "E9": ".comparison",
+    "E10": ".e10_schemes",
 }
 
 

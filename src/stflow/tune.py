@@ -1,0 +1,612 @@
+r"""Equal-budget tuning (``stflow tune``): the same search and the same rules for every method.
+
+:func:`tune` searches the tunable ``[flow]`` parameters a method declares
+(:func:`stflow.methods.method_params`) and, for the primal-dual flows, the step ``h`` of
+``[solver] step``, with Optuna's seeded TPE sampler. It spends ``budget`` candidate settings;
+each candidate is one run capped at the config's number of rounds ``round(horizon / step)``.
+
+A candidate *scores* its bits per agent to reach the target: ``bits_per_agent`` of the first
+recorded row with ``relative_error <= E`` (or ``mean_agent_test_accuracy >= A``), and *counts*
+only when
+
+1. the run did not diverge and the criterion holds at every later recorded row (a run that
+   reaches E and then rises above it does not count), and
+2. the median of :data:`ROBUST_RUNS` runs with every tuned ``[flow]`` parameter multiplied
+   by its own factor drawn uniformly in ``[1 - 0.1, 1 + 0.1]`` (seeded; clipped to the
+   parameter's bounds; ``h`` kept) also reaches the target under rule 1
+   (``robust_bits_to_target``, a failed run counting as infinitely many bits).
+
+The winner is the counting candidate with the fewest bits; ties keep the earlier one. The
+robustness runs are extra: they do not count toward ``budget``, and they run only for a
+candidate that would beat the current winner. A run that cannot beat the winner any more
+(it has not reached the target after the winner's number of rounds) is cut there and rerun
+in full only if it reached the target earlier (pruning; it changes the cost, not the result).
+
+Search space (identical rule for every method): each tunable parameter within a factor
+``span`` (default :data:`SPAN`) of the config's value (``"auto"`` resolved first), on a log
+scale, intersected with its declared bounds (LEAD's ``alpha`` stays in (0, 1]); the flows'
+``h`` within a factor :data:`STEP_SPAN` of the config's step. The first candidate is the
+config itself. A time-varying compressor keeps its window per round: ``tau`` of
+``scalarize`` (cyclic, random) and ``randk`` is multiplied by ``h / h_0`` and the sinusoid's
+``freq`` divided by it (:func:`rescale_compressor_time`); the spec string is rewritten.
+
+For the flows, ``h`` is redundant with the gains: one round depends on ``h alpha``,
+``h beta``, ``h eta`` and ``h gamma`` only (SPEC section 5, all three schemes), so ``h`` acts
+as a common scale of the per-round gains in the search.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "SPAN",
+    "STEP_SPAN",
+    "ROBUST_RUNS",
+    "PERTURBATION",
+    "RECORD_EVERY",
+    "TuneResult",
+    "tune",
+    "rescale_compressor_time",
+    "config_toml",
+    "first_hit",
+    "write_outputs",
+]
+
+#: Default search span: each parameter within this factor of the config's value.
+SPAN = 30.0
+#: The flows' step h within this factor of the config's step.
+STEP_SPAN = 10.0
+#: Perturbed runs in the robustness check, and the relative size of the perturbation.
+ROBUST_RUNS = 5
+PERTURBATION = 0.1
+#: ``[solver] record_every`` of the tuning runs (the config's, if smaller): rounds to the
+#: target are resolved to this many rounds.
+RECORD_EVERY = 10
+_DIVERGED_SCORE = 100.0
+#: Share of the budget spent exploring (the config, then TPE); the rest refines locally.
+EXPLORE_SHARE = 0.4
+SIGMA0, SIGMA_MIN = 0.5, 0.02
+
+
+@dataclass
+class _Criterion:
+    column: str
+    target: float
+    at_least: bool  # accuracy: >= target; error: <= target
+
+    def holds(self, values: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(values)
+        return ok & (values >= self.target if self.at_least else values <= self.target)
+
+    def label(self) -> str:
+        return f"{self.column} {'>=' if self.at_least else '<='} {self.target:g}"
+
+
+def first_hit(records: dict, column: str = "relative_error", target: float = 1e-6, *,
+              at_least: bool = False) -> tuple[int | None, bool]:
+    r"""Index of the first recorded row meeting the target, and whether every later row does.
+
+    The criterion is ``records[column] <= target`` (``>=`` with ``at_least``).
+
+    Examples
+    --------
+    >>> rec = {"relative_error": np.array([1.0, 1e-3, 1e-7, 1e-8])}
+    >>> first_hit(rec, target=1e-6)
+    (2, True)
+    >>> first_hit({"relative_error": np.array([1.0, 1e-7, 1e-5])}, target=1e-6)
+    (1, False)
+    >>> first_hit(rec, target=1e-9)
+    (None, False)
+    """
+    ok = _Criterion(column, target, at_least).holds(np.asarray(records[column], dtype=float))
+    hits = np.flatnonzero(ok)
+    if hits.size == 0:
+        return None, False
+    i = int(hits[0])
+    return i, bool(ok[i:].all())
+
+
+@dataclass
+class _Outcome:
+    counted: bool
+    bits: float  # bits to target if reached (counted or not), else bits spent
+    rounds: int | None
+    diverged: bool
+    pruned: bool
+    score: float  # for the sampler (lower is better)
+    runs: int
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` found (``to_dict()`` is ``tuning.json``).
+
+    ``config`` is the tuned, resolved config (None when nothing counted); ``params`` the tuned
+    ``[flow]`` values (plus ``step`` for the flows); ``evaluations`` the candidate settings
+    tried (the budget), ``runs`` every simulator run made (pruned parts, reruns and
+    robustness runs included); ``trials`` one entry per candidate.
+    """
+
+    method: str
+    scheme: str
+    compressor: str | None
+    params: dict | None
+    rounds_to_target: int | None
+    bits_to_target: float | None
+    robust_bits_to_target: float | None
+    evaluations: int
+    runs: int
+    target: dict
+    budget: int
+    seed: int
+    record_every: int
+    rounds_cap: int
+    reason: str
+    config: dict | None = None
+    trials: list = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return self.params is not None
+
+    def to_dict(self) -> dict:
+        keys = ("method", "scheme", "compressor", "params", "rounds_to_target",
+                "bits_to_target", "robust_bits_to_target", "evaluations", "runs", "target",
+                "budget", "seed", "record_every", "rounds_cap", "reason", "trials")
+        out = {k: getattr(self, k) for k in keys}
+        out["found"] = self.found
+        return out
+
+
+# ----------------------------------------------------------------------------- spec rewrite
+
+
+def rescale_compressor_time(spec: str, factor: float) -> str:
+    r"""The spec with every time window scaled by ``factor``: ``tau -> factor * tau`` for
+    ``scalarize`` (cyclic, random) and ``randk``, ``freq -> freq / factor`` for the sinusoid.
+
+    With ``h -> factor * h`` each round then sees the same window as before. Stages without a
+    time scale are kept as written; a ``py:`` stage raises (its time scale is unknown).
+
+    Examples
+    --------
+    >>> rescale_compressor_time("scalarize:basis=cyclic,tau=0.01", 2.0)
+    'scalarize:basis=cyclic,tau=0.02'
+    >>> rescale_compressor_time("randk:k=2|quantize:bits=4", 0.5)
+    'randk:k=2,tau=0.005|quantize:bits=4'
+    >>> rescale_compressor_time("scalarize:basis=sinusoid,freq=5", 2.0)
+    'scalarize:basis=sinusoid,freq=2.5'
+    """
+    from .compressors import COMPRESSOR_DOCS
+    from .compressors._common import _parse_pairs
+
+    if factor == 1.0:
+        return spec
+    stages = []
+    for stage in spec.split("|"):
+        stage = stage.strip()
+        if stage.startswith("py:"):
+            raise InputError(
+                f"cannot rescale the time windows of the user compressor {stage!r} when tuning "
+                "the step: keep [solver] step fixed (tune(..., tune_step=False))"
+            )
+        name, _, args = stage.partition(":")
+        name = name.strip()
+        if name not in ("scalarize", "randk"):
+            stages.append(stage)
+            continue
+        pairs = _parse_pairs(args, stage) if args.strip() else {}
+        docs = COMPRESSOR_DOCS[name]
+        basis = pairs.get("basis", docs.get("basis", (None,))[0])
+        if name == "scalarize" and basis == "sinusoid":
+            pairs["freq"] = repr(float(pairs.get("freq", docs["freq"][0])) / factor)
+        elif name == "randk" or basis in ("cyclic", "random"):
+            pairs["tau"] = repr(float(pairs.get("tau", docs["tau"][0])) * factor)
+        stages.append(f"{name}:" + ",".join(f"{k}={v}" for k, v in pairs.items()))
+    return "|".join(stages)
+
+
+# ----------------------------------------------------------------------------- TOML output
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        v = float(v)
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple | np.ndarray):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise InputError(f"cannot write {v!r} ({type(v).__name__}) to TOML: give numbers or strings")
+
+
+def config_toml(config: dict) -> str:
+    """A resolved config as TOML text that :func:`stflow.config.load_config` reads back
+    to the same values (floats written with ``repr``; ``None`` keys left out).
+
+    Examples
+    --------
+    >>> print(config_toml({"flow": {"kind": "lead", "lr": 0.25}, "init": {"x0": None}}))
+    [flow]
+    kind = "lead"
+    lr = 0.25
+    <BLANKLINE>
+    [init]
+    <BLANKLINE>
+    """
+    lines = []
+    for section, keys in config.items():
+        lines.append(f"[{section}]")
+        for key, value in keys.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the search
+
+
+def _space(base: dict, tunables, *, tune_step: bool, span: float) -> dict:
+    """name -> (low, high, log, center) of every searched value."""
+    space = {}
+    for p in tunables:
+        v0 = float(base["flow"][p.name])
+        lo = max(v0 / span, p.low + 1e-12 * max(abs(p.low), 1.0))
+        hi = min(v0 * span, p.high)
+        if p.log:
+            space[p.name] = (lo, hi, True, v0)
+        else:
+            space[p.name] = (lo, hi, False, v0)
+    if tune_step:
+        h0 = float(base["solver"]["step"])
+        space["step"] = (h0 / STEP_SPAN, h0 * STEP_SPAN, True, h0)
+    return space
+
+
+def _candidate(base: dict, values: dict, rounds: int, h0: float, spec0: str | None) -> dict:
+    cfg = copy.deepcopy(base)
+    for k, v in values.items():
+        if k != "step":
+            cfg["flow"][k] = float(v)
+    if "step" in values:
+        h = float(values["step"])
+        cfg["solver"]["step"] = h
+        if spec0 is not None:
+            cfg["compressor"]["spec"] = rescale_compressor_time(spec0, h / h0)
+    h = cfg["solver"]["step"]
+    cfg["solver"]["horizon"] = rounds * h
+    return cfg
+
+
+def _run(cfg: dict, rounds: int):
+    from .config import run_config
+
+    cfg = copy.deepcopy(cfg)
+    cfg["solver"]["horizon"] = rounds * cfg["solver"]["step"]
+    return run_config(cfg)[1]
+
+
+def _evaluate(cfg: dict, crit: _Criterion, cap: int, prune_rounds: int | None) -> _Outcome:
+    runs = 0
+    if prune_rounds is not None and prune_rounds < cap // 2:
+        sol = _run(cfg, prune_rounds)
+        runs += 1
+        _check_column(sol, crit)
+        i, _ = first_hit(sol.records, crit.column, crit.target, at_least=crit.at_least)
+        if sol.status == "interrupted":
+            raise KeyboardInterrupt
+        if sol.status == "diverged" or i is None or sol.records["step"][i] >= prune_rounds:
+            return _unreached(sol, crit, pruned=sol.status != "diverged", runs=runs)
+    sol = _run(cfg, cap)
+    runs += 1
+    if sol.status == "interrupted":
+        raise KeyboardInterrupt
+    _check_column(sol, crit)
+    i, stays = first_hit(sol.records, crit.column, crit.target, at_least=crit.at_least)
+    if sol.status == "diverged" or i is None or not stays:
+        return _unreached(sol, crit, pruned=False, runs=runs)
+    bits = float(sol.records["bits_per_agent"][i])
+    return _Outcome(True, bits, int(sol.records["step"][i]), False, False,
+                    math.log10(max(bits, 1.0)), runs)
+
+
+def _unreached(sol, crit: _Criterion, *, pruned: bool, runs: int) -> _Outcome:
+    if sol.status == "diverged":
+        return _Outcome(False, math.inf, None, True, False, _DIVERGED_SCORE, runs)
+    vals = np.asarray(sol.records[crit.column], dtype=float)
+    i, _ = first_hit(sol.records, crit.column, crit.target, at_least=crit.at_least)
+    tail = vals if i is None else vals[i:]
+    if not np.all(np.isfinite(tail)):
+        return _Outcome(False, math.inf, None, True, False, _DIVERGED_SCORE, runs)
+    if crit.at_least:
+        gap = 10.0 * max(crit.target - float(tail.min()), 0.0)
+    else:
+        gap = math.log10(max(float(tail.max()), crit.target) / crit.target)
+    spent = max(float(sol.records["bits_per_agent"][-1]), 1.0)
+    return _Outcome(False, spent, None, False, pruned, math.log10(spent) + 1.0 + gap, runs)
+
+
+def _check_column(sol, crit: _Criterion) -> None:
+    if crit.column not in sol.records:
+        raise InputError(
+            f"--target-accuracy needs a learning problem whose metrics record {crit.column} "
+            f"(got columns {', '.join(sol.records)}): use --target with the relative error"
+        )
+
+
+def _perturbed(values: dict, space: dict, tunables, rng) -> dict:
+    out = dict(values)
+    bounds = {p.name: p for p in tunables}
+    for name in bounds:
+        p = bounds[name]
+        v = values[name] * (1.0 + PERTURBATION * rng.uniform(-1.0, 1.0))
+        out[name] = float(min(max(v, p.low + 1e-12 * max(abs(p.low), 1.0)), p.high))
+    return out
+
+
+def _prepare(config: dict, record_every: int, tune_step):
+    """The base config with "auto" resolved, the tunable params and whether h is tuned."""
+    from .config import build_run
+    from .methods import FLOW_KINDS, method_params
+
+    if not isinstance(config, dict) or "flow" not in config or "solver" not in config:
+        raise InputError("`config` must be a resolved config (stflow.config.load_config)")
+    s = config["solver"]
+    if s["method"] == "continuous":
+        raise InputError(
+            '[solver] method = "continuous" sends no bits, so there is nothing to tune: use '
+            'method = "euler", "predict" or "gauss_seidel"'
+        )
+    kind = config["flow"]["kind"]
+    base = copy.deepcopy(config)
+    base["solver"]["record_every"] = min(int(s["record_every"]), int(record_every))
+    run = build_run(base)  # resolves "auto" into run.config (and checks the config)
+    base["flow"] = copy.deepcopy(run.config["flow"])
+    tunables = [p for p in method_params(kind) if p.tunable]
+    is_flow = kind in FLOW_KINDS
+    spec = base["compressor"]["spec"] if run.compressor is not None else None
+    if tune_step is None:
+        tune_step = is_flow and (spec is None or "py:" not in spec)
+    if tune_step and not is_flow:
+        raise InputError(
+            f'tune_step is only for the primal-dual flows (got [flow] kind = "{kind}", whose '
+            "step h is only the clock of the compressor): leave tune_step unset"
+        )
+    return base, tunables, bool(tune_step), spec
+
+
+def tune(
+    config: dict,
+    *,
+    budget: int,
+    target: float | None = None,
+    target_accuracy: float | None = None,
+    seed: int = 0,
+    span: float = SPAN,
+    record_every: int = RECORD_EVERY,
+    tune_step: bool | None = None,
+    progress: bool = False,
+) -> TuneResult:
+    r"""Tune the method of a resolved ``config`` with ``budget`` candidate settings.
+
+    Minimizes the bits per agent to reach ``relative_error <= target`` (or
+    ``mean_agent_test_accuracy >= target_accuracy``) under the rules of the module docstring:
+
+    .. math:: \min_{\theta \in \Theta} b(\theta) \ \text{ s.t. the run stays at the target
+              and } \operatorname{median}_{j \le 5} b(\theta \odot (1 + 0.1 u_j)) < \infty,
+              \quad u_j \sim U[-1, 1]^p,
+
+    with Optuna's TPE sampler seeded by ``seed`` (the config itself is the first candidate).
+    ``tune_step`` (default: the flows, unless a ``py:`` compressor) also tunes ``h``.
+
+    Examples
+    --------
+    >>> from stflow.config import resolve_config
+    >>> cfg = resolve_config({"problem": {"agents": 4, "dim": 3}, "flow": {"kind": "lead"},
+    ...     "compressor": {"spec": "quantize:bits=4"},
+    ...     "solver": {"step": 1.0, "horizon": 300}})
+    >>> res = tune(cfg, budget=3, target=1e-6)
+    >>> res.found, res.evaluations, res.bits_to_target == res.rounds_to_target * (64 + 3 * 4)
+    (True, 3, True)
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
+        raise InputError(f"--budget must be an integer >= 1 (got {budget!r}): e.g. --budget 30")
+    if (target is None) == (target_accuracy is None):
+        raise InputError(
+            "give exactly one of --target E (relative error) and --target-accuracy A "
+            f"(got target={target!r}, target_accuracy={target_accuracy!r}): e.g. --target 1e-6"
+        )
+    if target is not None:
+        if not (isinstance(target, int | float) and math.isfinite(target) and target > 0):
+            raise InputError(f"--target must be a number > 0 (got {target!r}): e.g. --target 1e-6")
+        crit = _Criterion("relative_error", float(target), False)
+    else:
+        if not (isinstance(target_accuracy, int | float) and 0 < target_accuracy <= 1):
+            raise InputError(
+                f"--target-accuracy must be in (0, 1] (got {target_accuracy!r}): e.g. 0.9"
+            )
+        crit = _Criterion("mean_agent_test_accuracy", float(target_accuracy), True)
+    if not (isinstance(span, int | float) and math.isfinite(span) and span > 1):
+        raise InputError(f"`span` must be a number > 1 (got {span!r}): e.g. span = 100")
+    if isinstance(record_every, bool) or not isinstance(record_every, int) or record_every < 1:
+        raise InputError(f"`record_every` must be an integer >= 1 (got {record_every!r})")
+
+    base, tunables, tune_step, spec0 = _prepare(config, record_every, tune_step)
+    s = base["solver"]
+    h0 = float(s["step"])
+    cap = max(1, int(round(s["horizon"] / h0)))
+    space = _space(base, tunables, tune_step=tune_step, span=float(span))
+    kind, scheme = base["flow"]["kind"], s["method"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        best, trials, runs, reason = _search(base, space, tunables, crit, cap, h0, spec0,
+                                             budget=int(budget), seed=int(seed),
+                                             progress=progress)
+    seen = set()
+    for w in caught:  # each distinct warning of the runs once
+        key = (w.category, str(w.message))
+        if key not in seen:
+            seen.add(key)
+            warnings.warn(w.message, w.category, stacklevel=2)
+    common = dict(method=kind, scheme=scheme, evaluations=len(trials), runs=runs,
+                  target={"column": crit.column, "value": crit.target,
+                          "direction": ">=" if crit.at_least else "<="},
+                  budget=int(budget), seed=int(seed), record_every=s["record_every"],
+                  rounds_cap=cap, trials=trials)
+    if best is None:
+        return TuneResult(compressor=spec0, params=None, rounds_to_target=None,
+                          bits_to_target=None, robust_bits_to_target=None,
+                          reason=reason or (
+                              f"no candidate of {len(trials)} reached {crit.label()} within "
+                              f"{cap} rounds and stayed there with its gains perturbed by "
+                              f"+-{PERTURBATION:.0%}: raise --budget or [solver] horizon"),
+                          **common)
+    values, outcome, robust = best
+    cfg = _candidate(base, values, cap, h0, spec0)
+    params = {p.name: cfg["flow"][p.name] for p in tunables}
+    if tune_step:
+        params["step"] = cfg["solver"]["step"]
+    return TuneResult(
+        compressor=cfg["compressor"]["spec"] if spec0 is not None else None,
+        params=params, rounds_to_target=outcome.rounds, bits_to_target=outcome.bits,
+        robust_bits_to_target=robust, config=cfg,
+        reason=reason or f"best of {len(trials)} candidates", **common)
+
+
+def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progress):
+    try:
+        import optuna
+        from optuna.distributions import FloatDistribution
+    except ImportError:
+        raise InputError(
+            "stflow tune needs optuna (not installed): pip install 'stflow[tune]'"
+        ) from None
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # multivariate TPE is flagged experimental
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=max(3, min(10, budget // 3)))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    dists = {k: FloatDistribution(lo, hi, log=log) for k, (lo, hi, log, _c) in space.items()
+             if hi > lo}
+    fixed = {k: c for k, (lo, hi, _log, c) in space.items() if not hi > lo}
+    study.enqueue_trial({k: min(max(c, lo), hi) for k, (lo, hi, _l, c) in space.items()
+                         if k in dists})
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=budget, desc="stflow tune", unit="candidate", file=sys.stderr,
+                   leave=False)
+    best = None  # (values, outcome, robust bits)
+    trials, runs, reason = [], 0, ""
+    explore = max(1, int(round(EXPLORE_SHARE * budget)))
+    es = _LocalSearch(space, np.random.default_rng([seed, 1]))
+    try:
+        for n in range(budget):
+            if n >= explore and es.center is not None:
+                study.enqueue_trial(es.propose())
+            trial = study.ask(dists)
+            values = {**fixed, **trial.params}
+            cfg = _candidate(base, values, cap, h0, spec0)
+            prune = None if best is None else best[1].rounds  # bits = rounds * bits/round
+            out = _evaluate(cfg, crit, cap, prune)
+            runs += out.runs
+            entry = {"params": {k: float(v) for k, v in values.items()},
+                     "bits_to_target": out.bits if out.counted else None,
+                     "rounds_to_target": out.rounds, "diverged": out.diverged,
+                     "pruned": out.pruned, "robust_bits_to_target": None,
+                     "phase": "explore" if n < explore else "refine"}
+            score = out.score
+            if out.counted and (best is None or out.bits < best[1].bits):
+                rng = np.random.default_rng([seed, n])
+                bits = []
+                for _ in range(ROBUST_RUNS):
+                    pv = _perturbed(values, space, tunables, rng)
+                    o = _evaluate(_candidate(base, pv, cap, h0, spec0), crit, cap, None)
+                    runs += o.runs
+                    bits.append(o.bits if o.counted else math.inf)
+                robust = float(np.median(bits))
+                entry["robust_bits_to_target"] = None if math.isinf(robust) else robust
+                if math.isfinite(robust):
+                    best = (values, out, robust)
+                else:
+                    score += 0.5
+            trials.append(entry)
+            study.tell(trial, score)
+            es.update({k: values[k] for k in dists}, score, refining=n >= explore)
+            if bar is not None:
+                bar.update(1)
+                if best is not None:
+                    bar.set_postfix_str(f"best {best[1].bits:,.0f} bits")
+    except KeyboardInterrupt:
+        reason = f"interrupted after {len(trials)} of {budget} candidates"
+    finally:
+        if bar is not None:
+            bar.close()
+    return best, trials, runs, reason
+
+
+class _LocalSearch:
+    """(1+1) evolution strategy in log space around the best-scoring candidate so far.
+
+    A proposal multiplies every searched value by ``exp(sigma z)``, ``z ~ N(0, 1)`` (clipped
+    to the search box); ``sigma`` grows 1.5-fold after an improvement and shrinks by
+    ``1.5^(-1/4)`` after a failure (the one-fifth success rule).
+    """
+
+    def __init__(self, space, rng):
+        self.box = {k: (lo, hi) for k, (lo, hi, _log, _c) in space.items() if hi > lo}
+        self.rng = rng
+        self.center, self.score, self.sigma = None, math.inf, SIGMA0
+
+    def propose(self) -> dict:
+        out = {}
+        for k, (lo, hi) in self.box.items():
+            v = self.center[k] * math.exp(self.sigma * self.rng.standard_normal())
+            out[k] = float(min(max(v, lo), hi))
+        return out
+
+    def update(self, values: dict, score: float, *, refining: bool) -> None:
+        if score < self.score:
+            self.center, self.score = dict(values), score
+            if refining:
+                self.sigma *= 1.5
+        elif refining:
+            self.sigma = max(self.sigma / 1.5 ** 0.25, SIGMA_MIN)
+
+
+def write_outputs(result: TuneResult, out_dir) -> None:
+    """Write ``tuning.json`` and, when a setting was found, ``tuned.toml`` into ``out_dir``."""
+    from .output import write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    toml = out / "tuned.toml"
+    if result.config is not None:
+        toml.write_text(config_toml(result.config))
+    elif toml.exists():  # --force over an earlier tuning: no stale winner left behind
+        toml.unlink()
+    write_json(out / "tuning.json", result.to_dict())
