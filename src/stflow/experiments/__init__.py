@@ -37,6 +37,7 @@ EXPERIMENTS: dict[str, str] = {
     "E8": ".e8_scale",
     "E9": ".comparison",
     "E10": ".e10_schemes",
+    "E12": ".e12_mlp",
 }
 
 

@@ -16,7 +16,6 @@ which tunes every setting (:data:`SETTINGS`) and prints the dict to paste into :
 
 from __future__ import annotations
 
-import copy
 import math
 import pathlib
 
