@@ -7,6 +7,7 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stflow.config import load_config, resolve_config, run_config
@@ -35,6 +36,16 @@ def test_example_converges_with_margin(path, tmp_path, monkeypatch):
     _, sol = run_config(config)
     tolerance = config["solver"]["tolerance"]
     assert sol.status == "converged", (path.name, sol.message)
+    target = config["solver"].get("target_accuracy")
+    if target is not None:  # a learning example: no x*, judged by accuracy
+        acc = sol.records["mean_agent_test_accuracy"]
+        steps = sol.records["step"]
+        first = int(steps[np.argmax(acc >= target)])
+        assert first <= steps[-1] / 2 and acc[-1] >= target, (
+            f"{path.name} first reaches mean agent accuracy {target:g} at round {first} of "
+            f"{steps[-1]} and ends at {acc[-1]:.4f}: it must reach it within the first half "
+            "of the run and stay above it at the end")
+        return
     assert sol.final_relative_error <= tolerance / MARGIN, (
         f"{path.name} ends at {sol.final_relative_error:.2e}, not {MARGIN:g}x below its "
         f"tolerance {tolerance:g}: lengthen the horizon or raise the gains")
