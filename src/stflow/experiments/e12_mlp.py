@@ -25,7 +25,7 @@ from ..output import write_json, write_metrics_csv
 from ._common import fmt, md_table, pick
 
 __all__ = ["NAME", "TITLE", "TARGET", "ROUNDS", "BUDGET", "COMPRESSORS", "SETTINGS", "TUNED",
-           "CENTRES", "NETWORK", "settled_hit", "setting_config", "run_setting", "tune_settings", "run",
+           "CENTRES", "NETWORK", "best_settings", "settled_hit", "setting_config", "run_setting", "tune_settings", "run",
            "planned_runs"]
 
 NAME = "E12"
@@ -53,14 +53,19 @@ CENTRES = {
     "choco": {"flow": {"lr": 0.002, "gamma": 0.5}, "step": 1.0},
     "dgd": {"flow": {"lr": 0.003}, "step": 1.0},
 }
-#: (split, method, scheme, compressor key) in tuning order: the goals' settings first.
+#: (split, method, scheme, compressor key) tuned by :func:`tune_settings`: the flow under
+#: its three schemes with top-k and the quantizer (the goals' compressors), under euler with
+#: lowrank and the scalarizer. :func:`run` re-runs the flow's best scheme per split and
+#: compressor (fewest tuned bits, :func:`best_settings`).
 SETTINGS = [
     (split, method, scheme, ckey)
     for split in ("by_label", "iid")
     for method, scheme, ckey in (
         [("dgd", "euler", "identity")]
-        + [(m, "euler", c) for c in ("topk", "quantize", "lowrank", "cyclic")
-           for m in ("observer", "choco")]
+        + [(m, sch, c) for c in ("topk", "quantize")
+           for m, sch in (("observer", "euler"), ("observer", "gauss_seidel"),
+                          ("observer", "predict"), ("choco", "euler"))]
+        + [(m, "euler", c) for c in ("lowrank", "cyclic") for m in ("observer", "choco")]
     )
 ]
 #: Tuned parameters per setting ``"split method scheme compressor"``: ``{"flow": {...},
@@ -69,17 +74,17 @@ SETTINGS = [
 TUNED: dict[str, dict | None] = {
     # best of 6 candidates; 21 runs; rounds 980, bits 305697280.0
     'by_label dgd euler identity': {"flow": {'lr': 0.0044023780118570294},
-        "step": 1.0},
+        "step": 1.0, "bits": 305697280.0},
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
     'by_label observer euler topk': None,
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
     'by_label choco euler topk': None,
     # best of 6 candidates; 11 runs; rounds 920, bits 17947360.0
     'by_label observer euler quantize': {"flow": {'alpha': 6.969103793382513, 'beta': 4.322366351920185, 'eta': 0.20118145001674997, 'gamma': 135.7049868124187},
-        "step": 0.00703573702872215},
+        "step": 0.00703573702872215, "bits": 17947360.0},
     # best of 6 candidates; 11 runs; rounds 1330, bits 25945640.0
     'by_label choco euler quantize': {"flow": {'lr': 0.0015818978772913865, 'gamma': 1.0},
-        "step": 1.0},
+        "step": 1.0, "bits": 25945640.0},
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
     'by_label observer euler lowrank': None,
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
@@ -90,27 +95,34 @@ TUNED: dict[str, dict | None] = {
     'by_label choco euler cyclic': None,
     # best of 6 candidates; 11 runs; rounds 210, bits 65506560.0
     'iid dgd euler identity': {"flow": {'lr': 0.003},
-        "step": 1.0},
+        "step": 1.0, "bits": 65506560.0},
     # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
     'iid observer euler topk': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
-        "step": 0.007503395415210328},
+        "step": 0.007503395415210328, "bits": 1169630.0},
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
     'iid choco euler topk': None,
     # best of 6 candidates; 18 runs; rounds 140, bits 2731120.0
     'iid observer euler quantize': {"flow": {'alpha': 6.969103793382513, 'beta': 4.322366351920185, 'eta': 0.20118145001674997, 'gamma': 135.7049868124187},
-        "step": 0.00703573702872215},
+        "step": 0.00703573702872215, "bits": 2731120.0},
     # best of 6 candidates; 23 runs; rounds 80, bits 1560640.0
     'iid choco euler quantize': {"flow": {'lr': 0.0020127584325350585, 'gamma': 0.9985869318489713},
-        "step": 1.0},
+        "step": 1.0, "bits": 1560640.0},
     # best of 6 candidates; 11 runs; rounds 310, bits 9602560.0
     'iid observer euler lowrank': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
-        "step": 0.007503395415210328},
+        "step": 0.007503395415210328, "bits": 9602560.0},
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
     'iid choco euler lowrank': None,
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
     'iid observer euler cyclic': None,
     # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
     'iid choco euler cyclic': None,
+    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
+    'by_label observer gauss_seidel topk': None,
+    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
+    'by_label observer predict topk': None,
+    # best of 6 candidates; 16 runs; rounds 620, bits 12094960.0
+    'by_label observer gauss_seidel quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
+        "step": 0.016922903699758105, "bits": 12094960.0},
 }  # end of TUNED
 
 SIZES = {
@@ -134,7 +146,7 @@ def setting_config(split: str, method: str, scheme: str, ckey: str, *, params=No
     """
     centre = CENTRES[method]
     params = params or centre
-    step = float(params.get("step", centre["step"]))
+    step = float(params.get("step", centre["step"]))  # ("bits": the tuner's score, unused)
     spec = "identity" if ckey == "identity" else COMPRESSORS[ckey].format(tau=repr(step))
     return {
         "problem": {"kind": "mlp", "dataset": "digits", "agents": 8, "hidden": [64],
@@ -216,8 +228,36 @@ def run_setting(split, method, scheme, ckey, *, rounds: int, out_dir=None) -> di
     return row
 
 
+def best_settings(settings=SETTINGS) -> list[tuple]:
+    """``settings`` with the flow's schemes reduced to the best one per split and compressor.
+
+    Best: the fewest bits to the target in :data:`TUNED` (``"bits"``); ``euler`` when no
+    scheme has a tuned setting.
+
+    Examples
+    --------
+    >>> [s for s in best_settings() if s[:2] == ("by_label", "observer")][0][2] in (
+    ...     "euler", "gauss_seidel", "predict")
+    True
+    """
+    out, seen = [], set()
+    for split, method, scheme, ckey in settings:
+        if method != "observer":
+            out.append((split, method, scheme, ckey))
+            continue
+        if (split, ckey) in seen:
+            continue
+        seen.add((split, ckey))
+        schemes = [s[2] for s in settings if s[0] == split and s[1] == method and s[3] == ckey]
+        bits = {sch: (TUNED.get(_key(split, method, sch, ckey)) or {}).get("bits", math.inf)
+                for sch in schemes}
+        best = min(schemes, key=lambda sch: (bits[sch], sch != "euler"))
+        out.append((split, method, best, ckey))
+    return out
+
+
 def _settings(size) -> list[tuple]:
-    return [s for s in SETTINGS if s[0] in size["splits"] and s[3] in (
+    return [s for s in best_settings() if s[0] in size["splits"] and s[3] in (
         "identity", *size["compressors"])]
 
 
@@ -257,7 +297,7 @@ def tune_settings(out_dir, *, budget: int = BUDGET, settings=None, seed: int = 0
         if res.found:
             params = dict(res.params)
             step = float(params.pop("step", cfg["solver"]["step"]))
-            entry = {"flow": params, "step": step}
+            entry = {"flow": params, "step": step, "bits": res.bits_to_target}
         done[key] = entry
         done[f"{key} #info"] = {"rounds": res.rounds_to_target, "bits": res.bits_to_target,
                                 "runs": res.runs, "reason": res.reason}
