@@ -21,8 +21,8 @@ import pathlib
 
 import numpy as np
 
-from ..output import write_json, write_metrics_csv
-from ._common import fmt, md_table, pick
+from ..output import write_json
+from ._common import fmt, md_table, pick, write_run
 
 __all__ = ["NAME", "TITLE", "TARGET", "ROUNDS", "BUDGET", "COMPRESSORS", "SETTINGS", "TUNED",
            "CENTRES", "NETWORK", "best_settings", "settled_hit", "setting_config", "run_setting", "tune_settings", "run",
@@ -221,10 +221,8 @@ def run_setting(split, method, scheme, ckey, *, rounds: int, out_dir=None) -> di
                   "accuracy": [float(a) for a in r["mean_agent_test_accuracy"]]},
     }
     if out_dir is not None:
-        folder = pathlib.Path(out_dir) / "runs" / key.replace(" ", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_metrics_csv(folder / "metrics.csv", r)
-        write_json(folder / "summary.json", {k: v for k, v in row.items() if k != "curve"})
+        write_run(out_dir, key.replace(" ", "_"), sol,
+                  {k: v for k, v in row.items() if k not in ("curve", "status")})
     return row
 
 
