@@ -123,6 +123,21 @@ TUNED: dict[str, dict | None] = {
     # best of 6 candidates; 16 runs; rounds 620, bits 12094960.0
     'by_label observer gauss_seidel quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
         "step": 0.016922903699758105, "bits": 12094960.0},
+    # best of 6 candidates; 16 runs; rounds 280, bits 5462240.0
+    'by_label observer predict quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
+        "step": 0.016922903699758105, "bits": 5462240.0},
+    # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
+    'iid observer gauss_seidel topk': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
+        "step": 0.007503395415210328, "bits": 1169630.0},
+    # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
+    'iid observer predict topk': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
+        "step": 0.007503395415210328, "bits": 1169630.0},
+    # best of 6 candidates; 23 runs; rounds 130, bits 2536040.0
+    'iid observer gauss_seidel quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
+        "step": 0.016922903699758105, "bits": 2536040.0},
+    # best of 6 candidates; 23 runs; rounds 100, bits 1950800.0
+    'iid observer predict quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
+        "step": 0.016922903699758105, "bits": 1950800.0},
 }  # end of TUNED
 
 SIZES = {
