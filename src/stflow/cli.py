@@ -375,6 +375,7 @@ def _cmd_reproduce(args) -> int:
     return EXIT_NOT_CONVERGED if failed else EXIT_OK
 
 
+# -- tune ----------------------------------------------------------------------------------
 def _tune_parser(sub) -> None:
     tun = sub.add_parser(
         "tune", help="tune a config's method with a budget of runs: tuned.toml, tuning.json")
@@ -389,8 +390,6 @@ def _tune_parser(sub) -> None:
     tun.add_argument("--seed", type=int, default=0, help="seed of the sampler and perturbations")
     tun.add_argument("--json", action="store_true", help="print tuning.json's object")
     tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
-    tun.add_argument("--quiet", action="store_true", help="no progress bar")
-    tun.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _cmd_tune(args) -> int:
@@ -398,13 +397,7 @@ def _cmd_tune(args) -> int:
     from .config import load_config
     from .tune import tune, write_outputs
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} exists and is not a folder: give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise InputError(
-            f"--out {str(out)!r} exists and is not empty: give a new folder or add --force"
-        )
+    out = _check_out(args.out, allow_nonempty=args.force)
     config = load_config(args.config)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -412,6 +405,7 @@ def _cmd_tune(args) -> int:
         result = tune(config, budget=args.budget, target=args.target,
                       target_accuracy=args.target_accuracy, seed=args.seed,
                       progress=not args.quiet and sys.stderr.isatty())
+    _make_out(out)
     write_outputs(result, out)
     if args.json:
         print(json.dumps(result.to_dict()))

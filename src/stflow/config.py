@@ -85,9 +85,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "spec": ("topk:k=2", "compressor spec, e.g. topk:k=2, quantize:bits=4, A|B, py:mod:attr"),
     },
     "solver": {
-        "method": ("euler", "scheme of the primal-dual flows: euler (SPEC 5, pinned) | predict | "
-                   "gauss_seidel (docs/schemes.md); the peers run their paper's update under "
-                   "each; continuous = solve_ivp (flows only, no bits)"),
+        "method": ("predict", "scheme of the primal-dual flows: predict (the default: fewest "
+                   "bits in the measured comparison, docs/tune.md) | euler (SPEC 5, the "
+                   "paper's pinned scheme) | gauss_seidel (docs/schemes.md); the peers run "
+                   "their paper's update under each; continuous = solve_ivp (flows only, no "
+                   "bits)"),
         "step": (1e-3, "Euler step h = time of one communication round"),
         "horizon": (30.0, "final time; steps = round(horizon / step)"),
         "record_every": (100, "record metrics every this many steps (and at 0 and the end)"),
@@ -576,7 +578,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
     scheme = cfg["solver"]["method"]
     if f["kind"] in FLOW_KINDS:
         resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=compressor,
-                           step=cfg["solver"]["step"])
+                           step=cfg["solver"]["step"],
+                           scheme=scheme if scheme in SCHEMES else "euler")
     params = {k: v for k, v in f.items() if k != "kind"}
     method = make_method(f["kind"], problem, graph, compressor,
                          scheme=scheme if scheme in SCHEMES else "euler", **params)
@@ -585,7 +588,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
     return compressor, method
 
 
-def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step) -> dict:
+def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
+                       scheme: str = "euler") -> dict:
     """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
 
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
@@ -609,6 +613,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         compressor_rate=rate,
         compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
         observer=f["kind"] == "observer",
+        scheme=scheme,
     )
     for k in GAIN_KEYS:
         if f.get(k) == "auto":

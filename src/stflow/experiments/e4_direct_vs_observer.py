@@ -79,9 +79,10 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     figure = save_figure(fig, out_dir, "direct_vs_observer.png")
     measured = md_table(["compressor", "linear in z", "direct flow", "observer flow"], rows)
     measured += (
-        "\n\nStatus: converged = final relative error <= 1e-8; stalled = above it and no "
-        "longer decreasing over the second half of the run; not_converged = still "
-        "decreasing; diverged = blew up (the run stops there)."
+        "\n\nStatus: converged = final relative error <= 1e-8; above it, judged by the trend "
+        "of log(error) over the last third of the record (stflow.status.classify): "
+        "not_converged = still decreasing, stalled = flat, diverging = growing; diverged = "
+        "blew up (the run stops there)."
     )
     return {
         "title": TITLE,

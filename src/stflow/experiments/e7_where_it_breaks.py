@@ -86,7 +86,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
             sol = solve_flow("observer", problem, graph, "topk:k=1", gains, step=h, horizon=T,
                              record_every=max(1, int(round(T / h / 20))))
             err1[i, j] = sol.final_relative_error
-            div1[i, j] = sol.status == "diverged"
+            div1[i, j] = sol.status in ("diverged", "diverging")
             cells.append({"map": "gamma_step", "gamma": gamma, "step": h,
                           "status": sol.status, "final_relative_error": err1[i, j],
                           "message": sol.message})
@@ -104,7 +104,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
             sol = solve_flow("observer", problem, graph, f"scalarize:basis=cyclic,tau={tau:g}",
                              gains, step=h2, horizon=T, record_every=int(round(T / h2 / 20)))
             err2[i, j] = sol.final_relative_error
-            div2[i, j] = sol.status == "diverged"
+            div2[i, j] = sol.status in ("diverged", "diverging")
             cells.append({"map": "period_alpha", "alpha": alpha, "tau": tau,
                           "period": d * tau, "status": sol.status,
                           "final_relative_error": err2[i, j], "message": sol.message})

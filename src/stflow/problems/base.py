@@ -243,17 +243,7 @@ class Problem(abc.ABC):
         >>> bool(np.array_equal(p.subset(slice(2, 5)).grad(X[2:5]), p.grad(X)[2:5]))
         True
         """
-        if not isinstance(rows, slice) or rows.step not in (None, 1):
-            raise InputError(
-                f"`rows` must be a contiguous slice such as slice(2, 5) (got {rows!r}): "
-                "give each rank a contiguous block of agents"
-            )
-        start, stop, _ = rows.indices(self.n_agents)
-        if stop <= start:
-            raise InputError(
-                f"`rows` must select at least one of the {self.n_agents} agents (got {rows!r}):"
-                " give each rank one agent or more"
-            )
+        start, stop = block_bounds(rows, self.n_agents)
         part = {k: v[start:stop].copy() for k, v in self.arrays().items()}
         if x_star is not None and f_star is None:
             f_star = self.total_value(np.asarray(x_star, dtype=np.float64))
@@ -265,6 +255,28 @@ class Problem(abc.ABC):
     @abc.abstractmethod
     def _from_arrays(self, arrays: dict[str, np.ndarray], **kw: Any) -> Problem:
         """A problem of the same kind and options on other arrays."""
+
+
+def block_bounds(rows, n_agents: int) -> tuple[int, int]:
+    """``(start, stop)`` of a contiguous, non-empty slice of ``n_agents`` agents.
+
+    Examples
+    --------
+    >>> block_bounds(slice(2, 5), 6)
+    (2, 5)
+    """
+    if not isinstance(rows, slice) or rows.step not in (None, 1):
+        raise InputError(
+            f"`rows` must be a contiguous slice such as slice(2, 5) (got {rows!r}): "
+            "give each rank a contiguous block of agents"
+        )
+    start, stop, _ = rows.indices(n_agents)
+    if stop <= start:
+        raise InputError(
+            f"`rows` must select at least one of the {n_agents} agents (got {rows!r}):"
+            " give each rank one agent or more"
+        )
+    return start, stop
 
 
 def _smallest_eigenvalue(h: np.ndarray) -> float:

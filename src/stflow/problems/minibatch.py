@@ -29,6 +29,7 @@ from stflow.errors import InputError
 from .sampling import BatchSampler
 
 __all__ = [
+    "RowCounts",
     "RowCosts",
     "ClassifierRows",
 ]
@@ -42,7 +43,26 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
-class RowCosts:
+class RowCounts:
+    """Mixin: ``rows_per_agent`` (the m_i, kept in ``self._rows``) and ``samples_per_eval``
+    of a problem whose costs are sums over rows (this module, and the MLP)."""
+
+    batch: int | None = None
+
+    @property
+    def rows_per_agent(self) -> np.ndarray:
+        """m_i, the real (unpadded) rows of each agent, shape (n,)."""
+        return self._rows
+
+    @property
+    def samples_per_eval(self) -> np.ndarray:
+        """Rows one gradient evaluation touches per agent: B, or m_i for full gradients."""
+        if self.batch is None:
+            return self._rows.copy()
+        return np.full(self.n_agents, self.batch, dtype=np.int64)
+
+
+class RowCosts(RowCounts):
     """Mixin: the minibatch API of a cost that is a sum over data rows (SPEC section 7).
 
     A subclass sets ``self.A: (N, m, p)``, calls :meth:`_init_rows` after
@@ -91,18 +111,6 @@ class RowCosts:
                 )
         self.batch = batch
         self._sampler: BatchSampler | None = None
-
-    @property
-    def rows_per_agent(self) -> np.ndarray:
-        """m_i, the real (unpadded) rows of each agent, shape (n,)."""
-        return self._rows
-
-    @property
-    def samples_per_eval(self) -> np.ndarray:
-        """Rows one gradient evaluation touches per agent: B, or m_i for full gradients."""
-        if self.batch is None:
-            return self._rows.copy()
-        return np.full(self.n_agents, self.batch, dtype=np.int64)
 
     def _reg_grad(self, X: np.ndarray) -> np.ndarray:
         return self.regularization * X

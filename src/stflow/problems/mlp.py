@@ -27,7 +27,8 @@ import numpy as np
 
 from stflow.errors import InputError
 
-from .base import Problem
+from .base import Problem, block_bounds
+from .minibatch import RowCounts
 from .sampling import BatchSampler
 
 __all__ = ["MLPProblem", "make_mlp_problem", "mlp_param_shapes"]
@@ -117,7 +118,7 @@ def _features(a: Any, name: str, ndim: int) -> np.ndarray:
     return F
 
 
-class MLPProblem(Problem):
+class MLPProblem(RowCounts, Problem):
     r"""Cross-entropy of a ReLU network, one local cost per agent (``kind = "mlp"``).
 
     .. math:: f_i(x) = \sum_{j < m_i} \Big(\log \sum_c e^{g_c(a_{ij}; x)} -
@@ -348,18 +349,6 @@ class MLPProblem(Problem):
         F, y, w = self._gather(draw)
         return self._batched_grad(self._tensor(X), F, y, w).numpy()
 
-    @property
-    def rows_per_agent(self) -> np.ndarray:
-        """m_i, the real (unpadded) rows of each agent, shape (N,)."""
-        return self._rows
-
-    @property
-    def samples_per_eval(self) -> np.ndarray:
-        """Rows one gradient evaluation touches per agent, (N,): B, or m_i for full ones."""
-        if self.batch is None:
-            return self.rows_per_agent.copy()
-        return np.full(self.n_agents, self.batch, dtype=np.int64)
-
     # -- learning metrics ------------------------------------------------------------------
 
     @property
@@ -482,17 +471,7 @@ class MLPProblem(Problem):
         >>> p.subset(slice(1, 3)).agent_ids.tolist()
         [1, 2]
         """
-        if not isinstance(rows, slice) or rows.step not in (None, 1):
-            raise InputError(
-                f"`rows` must be a contiguous slice such as slice(2, 5) (got {rows!r}): "
-                "give each rank a contiguous block of agents"
-            )
-        start, stop, _ = rows.indices(self.n_agents)
-        if stop <= start:
-            raise InputError(
-                f"`rows` must select at least one of the {self.n_agents} agents (got {rows!r}):"
-                " give each rank one agent or more"
-            )
+        start, stop = block_bounds(rows, self.n_agents)
         sl = slice(start, stop)
         child = MLPProblem(
             self.features[sl], self.labels[sl], hidden=self.hidden, classes=self.classes,

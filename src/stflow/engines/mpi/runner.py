@@ -233,10 +233,8 @@ class Runner:
 
     def _build_shared(self, config, n, d, smoothness, x_star):
         """Graph, compressor and method exactly as :func:`stflow.config.build_run`."""
-        from ...compressors import make_compressor
-        from ...config import GAIN_KEYS, build_method, resolve_auto_gains
+        from ...config import build_method
         from ...graphs import make_graph
-        from ...methods import FLOW_KINDS
 
         cfg = copy.deepcopy(config)
         g = cfg["graph"]
@@ -247,17 +245,13 @@ class Runner:
                 f"[graph] has {graph.n} agents but the problem has {n}: "
                 "make the edge list cover agents 0..N-1"
             )
-        f = cfg["flow"]
-        if f["kind"] in FLOW_KINDS and any(f.get(k) == "auto" for k in GAIN_KEYS):
-            if self.rank == 0:  # the certificate runs once; every rank gets its gains
-                comp = None
-                if f["kind"] != "uncompressed":
-                    comp = make_compressor(cfg["compressor"]["spec"], d)
-                resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=comp,
-                                   step=cfg["solver"]["step"])
-            cfg["flow"] = f = self.comm.bcast(f, root=0)
         shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star,
                                 param_shapes=getattr(self.local, "param_shapes", None))
+        if self.rank == 0:  # "auto" values (a certificate for auto gains) resolved once
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                build_method(cfg, shape, graph, smoothness=smoothness)
+        cfg["flow"] = self.comm.bcast(cfg["flow"], root=0)  # every rank: rank 0's values
         with warnings.catch_warnings():
             if self.rank != 0:
                 warnings.simplefilter("ignore")
