@@ -9,7 +9,7 @@ scalarizer) and uncompressed DGD. Every method's parameters come from ``stflow t
 same budget (:data:`BUDGET` candidates, :data:`ROUNDS` rounds each, target 93 %); the tuned
 values are stored in :data:`TUNED` and this experiment re-runs them. Regenerate them with::
 
-    OMP_NUM_THREADS=1 python -m stflow.experiments.e12_mlp --tune OUT_DIR [--budget 8]
+    OMP_NUM_THREADS=1 python -m stflow.experiments.e12_mlp --tune OUT_DIR [--budget 6]
 
 which tunes every setting (:data:`SETTINGS`) and prints the dict to paste into :data:`TUNED`.
 """
@@ -24,9 +24,25 @@ import numpy as np
 from ..output import write_json
 from ._common import fmt, md_table, pick, write_run
 
-__all__ = ["NAME", "TITLE", "TARGET", "ROUNDS", "BUDGET", "COMPRESSORS", "SETTINGS", "TUNED",
-           "CENTRES", "NETWORK", "best_settings", "settled_hit", "setting_config", "run_setting", "tune_settings", "run",
-           "planned_runs"]
+__all__ = [
+    "NAME",
+    "TITLE",
+    "TARGET",
+    "ROUNDS",
+    "BUDGET",
+    "COMPRESSORS",
+    "SETTINGS",
+    "TUNED",
+    "CENTRES",
+    "NETWORK",
+    "best_settings",
+    "settled_hit",
+    "setting_config",
+    "run_setting",
+    "tune_settings",
+    "run",
+    "planned_runs",
+]
 
 NAME = "E12"
 TITLE = "Neural network (digits MLP): flow and CHOCO-SGD with compressed messages vs DGD"
@@ -62,9 +78,16 @@ SETTINGS = [
     for split in ("by_label", "iid")
     for method, scheme, ckey in (
         [("dgd", "euler", "identity")]
-        + [(m, sch, c) for c in ("topk", "quantize")
-           for m, sch in (("observer", "euler"), ("observer", "gauss_seidel"),
-                          ("observer", "predict"), ("choco", "euler"))]
+        + [
+            (m, sch, c)
+            for c in ("topk", "quantize")
+            for m, sch in (
+                ("observer", "euler"),
+                ("observer", "gauss_seidel"),
+                ("observer", "predict"),
+                ("choco", "euler"),
+            )
+        ]
         + [(m, "euler", c) for c in ("lowrank", "cyclic") for m in ("observer", "choco")]
     )
 ]
@@ -73,71 +96,159 @@ SETTINGS = [
 #: keeps the target within ROUNDS rounds; the centre is then run and reported as a miss).
 TUNED: dict[str, dict | None] = {
     # best of 6 candidates; 21 runs; rounds 980, bits 305697280.0
-    'by_label dgd euler identity': {"flow": {'lr': 0.0044023780118570294},
-        "step": 1.0, "bits": 305697280.0},
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label observer euler topk': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label choco euler topk': None,
+    "by_label dgd euler identity": {
+        "flow": {"lr": 0.0044023780118570294},
+        "step": 1.0,
+        "bits": 305697280.0,
+    },
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label observer euler topk": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label choco euler topk": None,
     # best of 6 candidates; 11 runs; rounds 920, bits 17947360.0
-    'by_label observer euler quantize': {"flow": {'alpha': 6.969103793382513, 'beta': 4.322366351920185, 'eta': 0.20118145001674997, 'gamma': 135.7049868124187},
-        "step": 0.00703573702872215, "bits": 17947360.0},
+    "by_label observer euler quantize": {
+        "flow": {
+            "alpha": 6.969103793382513,
+            "beta": 4.322366351920185,
+            "eta": 0.20118145001674997,
+            "gamma": 135.7049868124187,
+        },
+        "step": 0.00703573702872215,
+        "bits": 17947360.0,
+    },
     # best of 6 candidates; 11 runs; rounds 1330, bits 25945640.0
-    'by_label choco euler quantize': {"flow": {'lr': 0.0015818978772913865, 'gamma': 1.0},
-        "step": 1.0, "bits": 25945640.0},
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label observer euler lowrank': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label choco euler lowrank': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label observer euler cyclic': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label choco euler cyclic': None,
+    "by_label choco euler quantize": {
+        "flow": {"lr": 0.0015818978772913865, "gamma": 1.0},
+        "step": 1.0,
+        "bits": 25945640.0,
+    },
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label observer euler lowrank": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label choco euler lowrank": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label observer euler cyclic": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label choco euler cyclic": None,
     # best of 6 candidates; 11 runs; rounds 210, bits 65506560.0
-    'iid dgd euler identity': {"flow": {'lr': 0.003},
-        "step": 1.0, "bits": 65506560.0},
+    "iid dgd euler identity": {"flow": {"lr": 0.003}, "step": 1.0, "bits": 65506560.0},
     # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
-    'iid observer euler topk': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
-        "step": 0.007503395415210328, "bits": 1169630.0},
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'iid choco euler topk': None,
+    "iid observer euler topk": {
+        "flow": {
+            "alpha": 5.264160861971577,
+            "beta": 0.6124649360206738,
+            "eta": 0.06644875330122732,
+            "gamma": 59.81337213992147,
+        },
+        "step": 0.007503395415210328,
+        "bits": 1169630.0,
+    },
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "iid choco euler topk": None,
     # best of 6 candidates; 18 runs; rounds 140, bits 2731120.0
-    'iid observer euler quantize': {"flow": {'alpha': 6.969103793382513, 'beta': 4.322366351920185, 'eta': 0.20118145001674997, 'gamma': 135.7049868124187},
-        "step": 0.00703573702872215, "bits": 2731120.0},
+    "iid observer euler quantize": {
+        "flow": {
+            "alpha": 6.969103793382513,
+            "beta": 4.322366351920185,
+            "eta": 0.20118145001674997,
+            "gamma": 135.7049868124187,
+        },
+        "step": 0.00703573702872215,
+        "bits": 2731120.0,
+    },
     # best of 6 candidates; 23 runs; rounds 80, bits 1560640.0
-    'iid choco euler quantize': {"flow": {'lr': 0.0020127584325350585, 'gamma': 0.9985869318489713},
-        "step": 1.0, "bits": 1560640.0},
+    "iid choco euler quantize": {
+        "flow": {"lr": 0.0020127584325350585, "gamma": 0.9985869318489713},
+        "step": 1.0,
+        "bits": 1560640.0,
+    },
     # best of 6 candidates; 11 runs; rounds 310, bits 9602560.0
-    'iid observer euler lowrank': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
-        "step": 0.007503395415210328, "bits": 9602560.0},
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'iid choco euler lowrank': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'iid observer euler cyclic': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'iid choco euler cyclic': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label observer gauss_seidel topk': None,
-    # no candidate of 6 reached mean_agent_test_accuracy >= 0.93 within 1500 rounds and stayed there with its gains perturbed by +-10%: raise --budget or [solver] horizon; 6 runs; rounds None, bits None
-    'by_label observer predict topk': None,
+    "iid observer euler lowrank": {
+        "flow": {
+            "alpha": 5.264160861971577,
+            "beta": 0.6124649360206738,
+            "eta": 0.06644875330122732,
+            "gamma": 59.81337213992147,
+        },
+        "step": 0.007503395415210328,
+        "bits": 9602560.0,
+    },
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "iid choco euler lowrank": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "iid observer euler cyclic": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "iid choco euler cyclic": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label observer gauss_seidel topk": None,
+    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
+    "by_label observer predict topk": None,
     # best of 6 candidates; 16 runs; rounds 620, bits 12094960.0
-    'by_label observer gauss_seidel quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
-        "step": 0.016922903699758105, "bits": 12094960.0},
+    "by_label observer gauss_seidel quantize": {
+        "flow": {
+            "alpha": 16.980150845505456,
+            "beta": 5.163021579324902,
+            "eta": 0.20097167049244438,
+            "gamma": 40.51750070814673,
+        },
+        "step": 0.016922903699758105,
+        "bits": 12094960.0,
+    },
     # best of 6 candidates; 16 runs; rounds 280, bits 5462240.0
-    'by_label observer predict quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
-        "step": 0.016922903699758105, "bits": 5462240.0},
+    "by_label observer predict quantize": {
+        "flow": {
+            "alpha": 16.980150845505456,
+            "beta": 5.163021579324902,
+            "eta": 0.20097167049244438,
+            "gamma": 40.51750070814673,
+        },
+        "step": 0.016922903699758105,
+        "bits": 5462240.0,
+    },
     # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
-    'iid observer gauss_seidel topk': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
-        "step": 0.007503395415210328, "bits": 1169630.0},
+    "iid observer gauss_seidel topk": {
+        "flow": {
+            "alpha": 5.264160861971577,
+            "beta": 0.6124649360206738,
+            "eta": 0.06644875330122732,
+            "gamma": 59.81337213992147,
+        },
+        "step": 0.007503395415210328,
+        "bits": 1169630.0,
+    },
     # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
-    'iid observer predict topk': {"flow": {'alpha': 5.264160861971577, 'beta': 0.6124649360206738, 'eta': 0.06644875330122732, 'gamma': 59.81337213992147},
-        "step": 0.007503395415210328, "bits": 1169630.0},
+    "iid observer predict topk": {
+        "flow": {
+            "alpha": 5.264160861971577,
+            "beta": 0.6124649360206738,
+            "eta": 0.06644875330122732,
+            "gamma": 59.81337213992147,
+        },
+        "step": 0.007503395415210328,
+        "bits": 1169630.0,
+    },
     # best of 6 candidates; 23 runs; rounds 130, bits 2536040.0
-    'iid observer gauss_seidel quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
-        "step": 0.016922903699758105, "bits": 2536040.0},
+    "iid observer gauss_seidel quantize": {
+        "flow": {
+            "alpha": 16.980150845505456,
+            "beta": 5.163021579324902,
+            "eta": 0.20097167049244438,
+            "gamma": 40.51750070814673,
+        },
+        "step": 0.016922903699758105,
+        "bits": 2536040.0,
+    },
     # best of 6 candidates; 23 runs; rounds 100, bits 1950800.0
-    'iid observer predict quantize': {"flow": {'alpha': 16.980150845505456, 'beta': 5.163021579324902, 'eta': 0.20097167049244438, 'gamma': 40.51750070814673},
-        "step": 0.016922903699758105, "bits": 1950800.0},
+    "iid observer predict quantize": {
+        "flow": {
+            "alpha": 16.980150845505456,
+            "beta": 5.163021579324902,
+            "eta": 0.20097167049244438,
+            "gamma": 40.51750070814673,
+        },
+        "step": 0.016922903699758105,
+        "bits": 1950800.0,
+    },
 }  # end of TUNED
 
 SIZES = {
@@ -153,8 +264,9 @@ def _key(split, method, scheme, ckey) -> str:
     return f"{split} {method} {scheme} {ckey}"
 
 
-def setting_config(split: str, method: str, scheme: str, ckey: str, *, params=None,
-                   rounds: int = ROUNDS) -> dict:
+def setting_config(
+    split: str, method: str, scheme: str, ckey: str, *, params=None, rounds: int = ROUNDS
+) -> dict:
     """The raw config (``[problem]`` ... ``[compute]``) of one setting.
 
     ``params`` ``{"flow": {...}, "step": h}`` (default: :data:`CENTRES`).
@@ -164,20 +276,38 @@ def setting_config(split: str, method: str, scheme: str, ckey: str, *, params=No
     step = float(params.get("step", centre["step"]))  # ("bits": the tuner's score, unused)
     spec = "identity" if ckey == "identity" else COMPRESSORS[ckey].format(tau=repr(step))
     return {
-        "problem": {"kind": "mlp", "dataset": "digits", "agents": 8, "hidden": [64],
-                    "batch": 16, "split": split, "test_fraction": 0.25, "seed": 0},
+        "problem": {
+            "kind": "mlp",
+            "dataset": "digits",
+            "agents": 8,
+            "hidden": [64],
+            "batch": 16,
+            "split": split,
+            "test_fraction": 0.25,
+            "seed": 0,
+        },
         "graph": {"kind": "ring"},
         "flow": {"kind": method, **params["flow"]},
         "compressor": {"spec": spec},
-        "solver": {"method": scheme, "step": step, "horizon": rounds * step,
-                   "record_every": 10, "target_accuracy": TARGET},
+        "solver": {
+            "method": scheme,
+            "step": step,
+            "horizon": rounds * step,
+            "record_every": 10,
+            "target_accuracy": TARGET,
+        },
         "network": dict(NETWORK),
         "compute": dict(COMPUTE),
     }
 
 
-def settled_hit(records: dict, column: str = "mean_agent_test_accuracy",
-                target: float = TARGET, *, at_least: bool = True) -> tuple[int | None, bool]:
+def settled_hit(
+    records: dict,
+    column: str = "mean_agent_test_accuracy",
+    target: float = TARGET,
+    *,
+    at_least: bool = True,
+) -> tuple[int | None, bool]:
     """Index of the first record from which ``records[column]`` meets the target at every
     later record, and True; ``(None, False)`` when the last record misses it.
 
@@ -216,12 +346,22 @@ def run_setting(split, method, scheme, ckey, *, rounds: int, out_dir=None) -> di
     r = sol.records
     i = _first_stay(r) if sol.status != "diverged" else None
     row = {
-        "split": split, "method": method, "scheme": scheme, "compressor": ckey,
-        "spec": raw["compressor"]["spec"], "tuned": tuned is not None,
-        "tuning": ("tuned" if tuned is not None else
-                   "no tuned setting reached the target" if key in TUNED else "not tuned"),
+        "split": split,
+        "method": method,
+        "scheme": scheme,
+        "compressor": ckey,
+        "spec": raw["compressor"]["spec"],
+        "tuned": tuned is not None,
+        "tuning": (
+            "tuned"
+            if tuned is not None
+            else "no tuned setting reached the target"
+            if key in TUNED
+            else "not tuned"
+        ),
         "params": {**raw["flow"], "step": raw["solver"]["step"]},
-        "status": sol.status, "rounds": int(r["step"][-1]),
+        "status": sol.status,
+        "rounds": int(r["step"][-1]),
         "bits_per_message": int(sol.bits_per_message),
         "rounds_to_target": int(r["step"][i]) if i is not None else None,
         "bits_to_target": float(r["bits_per_agent"][i]) if i is not None else None,
@@ -230,14 +370,20 @@ def run_setting(split, method, scheme, ckey, *, rounds: int, out_dir=None) -> di
         "final_worst_agent_accuracy": float(r["worst_agent_test_accuracy"][-1]),
         "final_xbar_accuracy": float(r["test_accuracy"][-1]),
         "best_mean_agent_accuracy": float(np.nanmax(r["mean_agent_test_accuracy"])),
-        "curve": {"bits": [float(b) for b in r["bits_per_agent"]],
-                  "rounds": [int(s) for s in r["step"]],
-                  "seconds": [float(s) for s in r["modeled_seconds"]],
-                  "accuracy": [float(a) for a in r["mean_agent_test_accuracy"]]},
+        "curve": {
+            "bits": [float(b) for b in r["bits_per_agent"]],
+            "rounds": [int(s) for s in r["step"]],
+            "seconds": [float(s) for s in r["modeled_seconds"]],
+            "accuracy": [float(a) for a in r["mean_agent_test_accuracy"]],
+        },
     }
     if out_dir is not None:
-        write_run(out_dir, key.replace(" ", "_"), sol,
-                  {k: v for k, v in row.items() if k not in ("curve", "status")})
+        write_run(
+            out_dir,
+            key.replace(" ", "_"),
+            sol,
+            {k: v for k, v in row.items() if k not in ("curve", "status")},
+        )
     return row
 
 
@@ -262,16 +408,21 @@ def best_settings(settings=SETTINGS) -> list[tuple]:
             continue
         seen.add((split, ckey))
         schemes = [s[2] for s in settings if s[0] == split and s[1] == method and s[3] == ckey]
-        bits = {sch: (TUNED.get(_key(split, method, sch, ckey)) or {}).get("bits", math.inf)
-                for sch in schemes}
+        bits = {
+            sch: (TUNED.get(_key(split, method, sch, ckey)) or {}).get("bits", math.inf)
+            for sch in schemes
+        }
         best = min(schemes, key=lambda sch: (bits[sch], sch != "euler"))
         out.append((split, method, best, ckey))
     return out
 
 
 def _settings(size) -> list[tuple]:
-    return [s for s in best_settings() if s[0] in size["splits"] and s[3] in (
-        "identity", *size["compressors"])]
+    return [
+        s
+        for s in best_settings()
+        if s[0] in size["splits"] and s[3] in ("identity", *size["compressors"])
+    ]
 
 
 def planned_runs(quick: bool) -> int:
@@ -312,8 +463,12 @@ def tune_settings(out_dir, *, budget: int = BUDGET, settings=None, seed: int = 0
             step = float(params.pop("step", cfg["solver"]["step"]))
             entry = {"flow": params, "step": step, "bits": res.bits_to_target}
         done[key] = entry
-        done[f"{key} #info"] = {"rounds": res.rounds_to_target, "bits": res.bits_to_target,
-                                "runs": res.runs, "reason": res.reason}
+        done[f"{key} #info"] = {
+            "rounds": res.rounds_to_target,
+            "bits": res.bits_to_target,
+            "runs": res.runs,
+            "reason": res.reason,
+        }
         path.write_text(json.dumps(done, indent=1))
         print(key, entry, res.rounds_to_target, res.bits_to_target, res.reason, flush=True)
     return {k: v for k, v in done.items() if not k.endswith("#info")}
@@ -336,8 +491,7 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
         if progress is not None:
             r = rows[-1]
             progress(f"{r['split']} {r['method']} {r['compressor']}: {r['status']}")
-    write_json(out_dir / "rows.json", [{k: v for k, v in r.items() if k != "curve"}
-                                       for r in rows])
+    write_json(out_dir / "rows.json", [{k: v for k, v in r.items() if k != "curve"} for r in rows])
     figure = _plot(out_dir, rows, size)
     return {
         "title": TITLE,
@@ -358,10 +512,13 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
         ),
         "measured": _table(rows),
         "figures": [figure],
-        "captions": {figure: (
-            "Mean agent test accuracy against bits per agent (log) and against modeled "
-            "seconds, one colour per method and compressor, solid by label, dashed IID; "
-            f"the dotted line is the target {TARGET:.0%}.")},
+        "captions": {
+            figure: (
+                "Mean agent test accuracy against bits per agent (log) and against modeled "
+                "seconds, one colour per method and compressor, solid by label, dashed IID; "
+                f"the dotted line is the target {TARGET:.0%}."
+            )
+        },
         "data": {"rows": [{k: v for k, v in r.items() if k != "curve"} for r in rows]},
     }
 
@@ -370,27 +527,56 @@ def _table(rows) -> str:
     body = []
     for r in rows:
         dgd = next((x for x in rows if x["split"] == r["split"] and x["method"] == "dgd"), None)
-        choco = next((x for x in rows if x["split"] == r["split"] and x["method"] == "choco"
-                      and x["compressor"] == r["compressor"]), None)
+        choco = next(
+            (
+                x
+                for x in rows
+                if x["split"] == r["split"]
+                and x["method"] == "choco"
+                and x["compressor"] == r["compressor"]
+            ),
+            None,
+        )
         vs_dgd = _ratio(r["bits_to_target"], dgd and dgd["bits_to_target"])
         vs_choco = _ratio(r["bits_to_target"], choco and choco["bits_to_target"])
         method = r["method"] if r["method"] != "observer" else f"flow ({r['scheme']})"
-        body.append([
-            r["split"], method, f"`{r['spec']}`" if r["compressor"] != "identity" else "none",
-            fmt(r["rounds_to_target"], "d") if r["rounds_to_target"] is not None else "-",
-            fmt(r["bits_to_target"], ".3g"), fmt(r["seconds_to_target"], ".3g"),
-            f"{r['final_mean_agent_accuracy']:.3f}", f"{r['best_mean_agent_accuracy']:.3f}",
-            fmt(vs_dgd, ".1f"), fmt(vs_choco, ".2f") if r["method"] == "observer" else "",
-            r["status"] + ("" if r["tuned"] else f" ({r['tuning']}: the centre of the "
-                           "search is shown)"),
-        ])
+        body.append(
+            [
+                r["split"],
+                method,
+                f"`{r['spec']}`" if r["compressor"] != "identity" else "none",
+                fmt(r["rounds_to_target"], "d") if r["rounds_to_target"] is not None else "-",
+                fmt(r["bits_to_target"], ".3g"),
+                fmt(r["seconds_to_target"], ".3g"),
+                f"{r['final_mean_agent_accuracy']:.3f}",
+                f"{r['best_mean_agent_accuracy']:.3f}",
+                fmt(vs_dgd, ".1f"),
+                fmt(vs_choco, ".2f") if r["method"] == "observer" else "",
+                r["status"]
+                + ("" if r["tuned"] else f" ({r['tuning']}: the centre of the search is shown)"),
+            ]
+        )
     return (
         f"Rounds, bits per agent and modeled seconds until the mean agent test accuracy is "
         f">= {TARGET:.0%} at every later record ('-': it never is); final and best mean "
         "agent accuracy; DGD bits / this method's bits and (flow only) CHOCO bits / flow "
         "bits with the same compressor (> 1: this method sends fewer).\n\n"
-        + md_table(["split", "method", "compressor", "rounds", "bits", "seconds",
-                    "final acc", "best acc", "x vs DGD", "x vs CHOCO", "status"], body)
+        + md_table(
+            [
+                "split",
+                "method",
+                "compressor",
+                "rounds",
+                "bits",
+                "seconds",
+                "final acc",
+                "best acc",
+                "x vs DGD",
+                "x vs CHOCO",
+                "status",
+            ],
+            body,
+        )
     )
 
 
@@ -408,8 +594,9 @@ def _plot(out_dir, rows, size) -> str:
             ls = "-" if r["split"] == "by_label" else "--"
             name = f"{lab[0]} {lab[1]} {lab[2]}" if r["split"] == size["splits"][0] else None
             c = r["curve"]
-            axes[0].semilogx(np.maximum(c["bits"], 1.0), c["accuracy"], ls=ls, color=colour,
-                             lw=1.1, label=name)
+            axes[0].semilogx(
+                np.maximum(c["bits"], 1.0), c["accuracy"], ls=ls, color=colour, lw=1.1, label=name
+            )
             axes[1].plot(c["seconds"], c["accuracy"], ls=ls, color=colour, lw=1.1)
     for ax, xl in zip(axes, ("bits per agent", "modeled seconds"), strict=True):
         ax.axhline(TARGET, color="grey", ls=":", lw=1)
