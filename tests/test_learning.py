@@ -90,8 +90,11 @@ def test_reach_needs_the_target_to_stay():
     assert got["rounds"] == 20 and got["bits"] == 2e3
     assert got["seconds_slow"] == pytest.approx(320e-5 + 20e-3 + 2e3 / 1e6)
     assert got["seconds_fast"] == pytest.approx(320e-5 + 20e-5 + 2e3 / 1e9)
-    # reached at round 10, below at round 20: the first hit does not count, nor a later one
+    # reached at round 10, below at round 20: it counts from where it settles (round 30)
     rec["mean_agent_test_accuracy"] = np.array([0.1, 0.96, 0.94, 0.97])
+    assert e11.reach(rec, 0.95)["rounds"] == 30
+    # below the target at the last row: never
+    rec["mean_agent_test_accuracy"] = np.array([0.1, 0.96, 0.97, 0.94])
     assert e11.reach(rec, 0.95) is None
 
 

@@ -391,10 +391,10 @@ def _check_type(section: str, key: str, value):
     if value is None:
         return None
     if (section, key) == ("problem", "hidden"):
-        if (not isinstance(value, list) or not value or any(
+        if (not isinstance(value, list) or any(
                 isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in value)):
             raise InputError(f"{where} must be a list of positive integers (got {value!r}): "
-                             "e.g. hidden = [64]")
+                             "e.g. hidden = [64], or [] for no hidden layer")
         return value
     if (section, key) in _INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -96,7 +96,11 @@ def first_hit(records: dict, column: str = "relative_error", target: float = 1e-
               at_least: bool = False) -> tuple[int | None, bool]:
     r"""Index of the first recorded row meeting the target, and whether every later row does.
 
-    The criterion is ``records[column] <= target`` (``>=`` with ``at_least``).
+    The criterion is ``records[column] <= target`` (``>=`` with ``at_least``). For an
+    accuracy target (``at_least``) the row is the one from which the accuracy *stays* at or
+    above the target to the end (a minibatch run's accuracy crosses the target and may dip
+    once or twice before it settles; the issue's rule is "reaches A and stays there"), so a
+    run counts exactly when its last record meets the target.
 
     Examples
     --------
@@ -107,8 +111,15 @@ def first_hit(records: dict, column: str = "relative_error", target: float = 1e-
     (1, False)
     >>> first_hit(rec, target=1e-9)
     (None, False)
+    >>> first_hit({"acc": np.array([0.5, 0.94, 0.92, 0.95])}, "acc", 0.93, at_least=True)
+    (3, True)
     """
     ok = _Criterion(column, target, at_least).holds(np.asarray(records[column], dtype=float))
+    if at_least:
+        if ok.size == 0 or not ok[-1]:
+            return None, False
+        misses = np.flatnonzero(~ok)
+        return (int(misses[-1]) + 1 if misses.size else 0), True
     hits = np.flatnonzero(ok)
     if hits.size == 0:
         return None, False

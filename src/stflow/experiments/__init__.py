@@ -38,6 +38,7 @@ EXPERIMENTS: dict[str, str] = {
     "E9": ".comparison",
     "E10": ".e10_schemes",
     "E11": ".e11_learning",
+    "E12": ".e12_mlp",
 }
 
 

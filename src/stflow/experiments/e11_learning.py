@@ -225,8 +225,9 @@ def network_seconds(records: dict, network: str) -> np.ndarray:
 
 
 def reach(records: dict, target: float) -> dict | None:
-    """Rounds, bits and modeled seconds (both networks) at the first recorded row whose mean
-    agent test accuracy is >= ``target`` and stays so (``stflow.tune.first_hit``), or None."""
+    """Rounds, bits and modeled seconds (both networks) at the recorded row from which the
+    mean agent test accuracy stays >= ``target`` to the end (``stflow.tune.first_hit``), or
+    None when the last row is below it."""
     from ..tune import first_hit
 
     i, stays = first_hit(records, "mean_agent_test_accuracy", target, at_least=True)
