@@ -61,6 +61,16 @@ class RowCounts:
             return self._rows.copy()
         return np.full(self.n_agents, self.batch, dtype=np.int64)
 
+    def _models(self, X) -> np.ndarray:
+        """``X`` as an (r, d) float array of models, one per row (for the accuracies)."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise InputError(
+                f"`X` must have shape (r, d) with d = {self.dim} (got {X.shape}): one model "
+                "per row"
+            )
+        return X
+
 
 class RowCosts(RowCounts):
     """Mixin: the minibatch API of a cost that is a sum over data rows (SPEC section 7).
@@ -215,12 +225,7 @@ class ClassifierRows(RowCosts):
 
         The held-out rows are shared by all agents; NaN without a test set.
         """
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        if X.ndim != 2 or X.shape[1] != self.dim:
-            raise InputError(
-                f"`X` must have shape (r, d) with d = {self.dim} (got {X.shape}): one model "
-                "per row"
-            )
+        X = self._models(X)
         if not self.has_test:
             return np.full(X.shape[0], np.nan)
         At, yt = self._test

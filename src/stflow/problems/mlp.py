@@ -364,12 +364,7 @@ class MLPProblem(RowCounts, Problem):
     def test_accuracy(self, X: np.ndarray) -> np.ndarray:
         """Accuracy of each model (row of ``X: (r, d)``, e.g. every agent's own x_i, or
         ``xbar[None]``) on the held-out rows, shape (r,); NaN without held-out rows."""
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        if X.ndim != 2 or X.shape[1] != self.dim:
-            raise InputError(
-                f"`X` must have shape (r, d) with d = {self.dim} (got {X.shape}): one model "
-                "per row"
-            )
+        X = self._models(X)
         if not self.has_test:
             return np.full(X.shape[0], np.nan)
         with self._torch.no_grad():
