@@ -258,8 +258,8 @@ def save_problem_data(problem: Problem, path: str | os.PathLike) -> None:
         np.savez(fh, **problem.arrays())
 
 
-def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
-              classes: Any = None) -> dict:
+def check_generation(kind: str, agents: Any, dim: Any, seed: Any, samples: Any):
+    """``(N, d)`` after checking the keys of generated data (shared with the MPI blocks)."""
     n = _check_count(agents, "agents", "set [problem] agents >= 1")
     d = _check_count(dim, "dim", "set [problem] dim >= 1")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -269,6 +269,12 @@ def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
             f"`samples` applies to least_squares and logistic only (got {samples!r} with "
             "kind='quadratic'): remove [problem] samples"
         )
+    return n, d
+
+
+def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
+              classes: Any = None) -> dict:
+    n, d = check_generation(kind, agents, dim, seed, samples)
     rng = np.random.default_rng(int(seed))
     if kind == "quadratic":
         mm = rng.standard_normal((n, d, d))

@@ -184,15 +184,9 @@ def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str
     >>> all(np.array_equal(part[k], full[k][2:4]) for k in ("A", "b"))
     True
     """
-    n = _check_count(agents, "agents", "set [problem] agents >= 1")
-    d = _check_count(dim, "dim", "set [problem] dim >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"`seed` must be a non-negative integer (got {seed!r}): set seed >= 0")
-    if kind == "quadratic" and samples is not None:
-        raise InputError(
-            f"`samples` applies to least_squares and logistic only (got {samples!r} with "
-            "kind='quadratic'): remove [problem] samples"
-        )
+    from ...problems.io import check_generation
+
+    n, d = check_generation(kind, agents, dim, seed, samples)
     rng = np.random.default_rng(int(seed))
     s = _Stream(rng, n, start, stop)
     if kind == "quadratic":
