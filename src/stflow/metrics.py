@@ -187,10 +187,19 @@ class Recorder:
         self.columns_ = METRIC_COLUMNS + (LEARNING_COLUMNS if self.learning else ())
         self.rows: list[tuple] = []
 
-    def record(self, step: int, t: float, X: np.ndarray, *, draws: int = 0) -> None:
+    def record(self, step: int, t: float, X: np.ndarray, *, draws: int = 0,
+               bits: tuple[float, float] | None = None) -> None:
         """Append the metrics of state ``X: (N, d)`` after ``step`` rounds (time ``t``) and
-        ``draws`` gradient evaluations per agent."""
-        bits = float(step * self.bits_per_message)
+        ``draws`` gradient evaluations per agent.
+
+        ``bits``: (broadcast, point-to-point) bits per agent so far, mean over the agents,
+        when messages vary in size (event-triggered sending); by default ``step`` times
+        ``bits_per_message`` (and times the mean degree)."""
+        p2p = None
+        if bits is not None:
+            bits, p2p = float(bits[0]), float(bits[1])
+        else:
+            bits = float(step * self.bits_per_message)
         p = self.problem
         x_star = getattr(p, "x_star", None)
         row = (
@@ -200,7 +209,7 @@ class Recorder:
             consensus_error(X),
             math.nan if getattr(p, "f_star", None) is None else optimality_gap(p, X),
             bits,
-            bits * self.mean_degree,
+            bits * self.mean_degree if p2p is None else p2p,
             float(draws) * self.samples_per_eval,
             float(step) * self.round_seconds,
         )

@@ -392,7 +392,9 @@ def _prepare(config: dict, record_every: int, tune_step):
     base["solver"]["record_every"] = min(int(s["record_every"]), int(record_every))
     run = build_run(base)  # resolves "auto" into run.config (and checks the config)
     base["flow"] = copy.deepcopy(run.config["flow"])
-    tunables = [p for p in method_params(kind) if p.tunable]
+    tunables = [p for p in method_params(kind) if p.tunable
+                and not (p.requires and not base["flow"].get(p.requires))
+                and not (p.zero and base["flow"].get(p.name) == 0)]
     is_flow = kind in FLOW_KINDS
     spec = base["compressor"]["spec"] if run.compressor is not None else None
     if tune_step is None:

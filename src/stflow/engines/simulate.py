@@ -244,6 +244,39 @@ def make_recorder(flow, problem, *, local_steps: int = 1, time_model=None,
                     samples_per_eval=mean_spe, round_seconds=rs)
 
 
+class BitCounter:
+    """Cumulative bits of the agents a block owns when messages vary in size (event-triggered
+    sending, :meth:`stflow.methods.base.Method.round_bits`); both engines use it.
+
+    ``totals()`` is (broadcast bits, point-to-point bits) summed over the block's agents;
+    divided by N they are the ``bits`` argument of :meth:`stflow.metrics.Recorder.record`.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> m = SimpleNamespace(triggered=True, round_bits=lambda: np.array([105.0, 1.0]))
+    >>> c = BitCounter(m, degree=np.array([2, 3]))
+    >>> c.add(m); c.add(m); c.totals()
+    (212.0, 426.0)
+    """
+
+    def __init__(self, method, degree):
+        self.on = bool(getattr(method, "triggered", False))
+        self.degree = np.asarray(degree, dtype=float)
+        self.sent = 0.0
+        self.p2p = 0.0
+
+    def add(self, method) -> None:
+        """Count the round ``method`` just sent."""
+        if self.on:
+            rb = method.round_bits()
+            self.sent += float(rb.sum())
+            self.p2p += float(rb @ self.degree)
+
+    def totals(self) -> tuple[float, float]:
+        return self.sent, self.p2p
+
+
 def _check_continuous(flow) -> None:
     comp = getattr(flow, "compressor", None)
     if comp is not None and not comp.linear:
@@ -273,6 +306,12 @@ def _blown_up(state, limit: float) -> bool:
 def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, local_steps,
                   stop, step_decay=None, target_accuracy=None, time_model=None) -> Solution:
     rec = make_recorder(flow, flow.problem, local_steps=local_steps, time_model=time_model)
+    counter = BitCounter(flow, flow.graph.degree)
+    n_agents = flow.n_agents
+
+    def bits():
+        return tuple(b / n_agents for b in counter.totals()) if counter.on else None
+
     limit = GROWTH_LIMIT * _scale(flow, state)
     check_every = min(record_every, 50)
     start = time.perf_counter()
@@ -303,6 +342,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     for _ in range(local_steps - 1):
                         state = flow.local_update(state, t, hk)
                 new = step(state, t, hk)
+                counter.add(flow)
                 done = k + 1
                 if done % check_every == 0 or done == n_steps:
                     if _blown_up(new, limit):
@@ -311,7 +351,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                 state = new
                 if done % record_every == 0 or done == n_steps:
                     rec.record(done, done * h if step_decay is None else t_next, state["X"],
-                               draws=flow.draws)
+                               draws=flow.draws, bits=bits())
                     if bar is not None:
                         bar.update(done - bar.n)
                 if done < n_steps and any(f.requested for f in stop_flags):
@@ -325,7 +365,8 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     wall = time.perf_counter() - start
     t_of = (lambda n: n * h) if step_decay is None else (lambda n: t_next)
     if interrupted_at is not None and rec.last_step != interrupted_at:
-        rec.record(interrupted_at, t_of(interrupted_at), state["X"], draws=flow.draws)
+        rec.record(interrupted_at, t_of(interrupted_at), state["X"], draws=flow.draws,
+                   bits=bits())
     records = rec.columns()
     steps_run = diverged_at if diverged_at is not None else rec.last_step
     if diverged_at is not None:
@@ -349,7 +390,8 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
         t_final=float(t_of(steps_run)),
         grad_evals=int(flow.draws * flow.n_agents),
         bits_per_message=flow.bits_per_message,
-        bits_per_agent=float(steps_run * flow.bits_per_message),
+        bits_per_agent=float(steps_run * flow.bits_per_message) if not counter.on
+        else bits()[0],
         records=records,
         state=state,
         tolerance=tolerance,

@@ -30,13 +30,12 @@ from .gradient_tracking import GradientTracking
 from .lead import LEAD
 from .nids import NIDS
 from .primal_dual import (
-    _GAIN_PARAMS,
-    _GAMMA,
     FLOW_KINDS,
     SCHEMES,
     Gains,
     PrimalDualFlow,
     auto_gains,
+    flow_params,
     primal_dual_update,
 )
 
@@ -89,7 +88,7 @@ def method_params(kind: str) -> tuple[Param, ...]:
     if kind in _PEERS:
         return _PEERS[kind].params
     if kind in FLOW_KINDS:
-        return _GAIN_PARAMS + ((_GAMMA,) if kind == "observer" else ())
+        return flow_params(kind)
     raise _unknown_kind(kind)
 
 
@@ -121,5 +120,7 @@ def make_method(kind: str, problem, graph, compressor=None, *, scheme: str = "eu
     if cls is PrimalDualFlow:
         gains = Gains(alpha=params["alpha"], beta=params["beta"], eta=params["eta"],
                       gamma=params.get("gamma", 1.0))
-        return PrimalDualFlow(kind, problem, graph, compressor, gains=gains, scheme=scheme)
+        extra = {k: params[k] for k in ("trigger", "trigger_decay") if k in params}
+        return PrimalDualFlow(kind, problem, graph, compressor, gains=gains, scheme=scheme,
+                              **extra)
     return cls(problem, graph, compressor, **params)

@@ -40,6 +40,7 @@ class Param:
     """One parameter a method declares: its ``[flow]`` key, default, bounds and meaning.
 
     ``low < value <= high`` (``low`` excluded); ``auto`` allows the string ``"auto"``;
+    ``zero`` allows the value 0 too (an off switch: the tuner keeps a 0 as it is);
     ``log`` says the tuner searches it on a log scale.
 
     Examples
@@ -61,15 +62,22 @@ class Param:
     auto: bool = False
     log: bool = True
     tunable: bool = True
+    zero: bool = False
+    #: Tuned only when this other parameter is nonzero (it has no effect otherwise).
+    requires: str | None = None
 
     def check(self, value, kind: str):
         """The validated value (float, or ``"auto"`` when allowed)."""
         if self.auto and value == "auto":
             return value
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.zero and ok and value == 0:
+            return 0.0
         if not (ok and math.isfinite(value) and self.low < value <= self.high):
             rng = "> 0" if self.low == 0 and math.isinf(self.high) else (
                 f"in ({self.low:g}, {self.high:g}]")
+            if self.zero:
+                rng = ">= 0" if self.low == 0 and math.isinf(self.high) else rng + " or 0"
             auto = ' or "auto"' if self.auto else ""
             raise InputError(
                 f'[flow] {self.name} must be a number {rng}{auto} for kind = "{kind}" '
@@ -187,14 +195,29 @@ class Method:
             return p.grad(X)
         return p.stochastic_grad(X, self.draws - 1)
 
+    #: Event-triggered sending: ``send`` sets ``active`` to a bool mask of the block's own
+    #: agents that send this round; a silent agent sends a 1-bit flag only (its rows of
+    #: ``send``'s arrays are zero). ``triggered`` is True when messages carry that flag.
+    triggered: bool = False
+    active: np.ndarray | None = None
+
     @property
     def bits_per_message(self) -> int:
-        """Bits one agent broadcasts per round (SPEC section 6): all channels together."""
-        total = 0
+        """Bits one agent broadcasts per round (SPEC section 6): all channels together, plus
+        the 1-bit flag of event-triggered sending (the most a round can cost)."""
+        total = 1 if self.triggered else 0
         for ch in self.channels:
             total += int(self.compressor.bits_per_message()) if ch == "compressed" else (
                 64 * self.dim)
         return total
+
+    def round_bits(self) -> np.ndarray | None:
+        """Bits each own agent broadcast in the last round, when they vary (event-triggered
+        sending: ``bits_per_message`` if it sent, 1 if it was silent); None when every
+        message has ``bits_per_message`` bits."""
+        if not self.triggered or self.active is None:
+            return None
+        return np.where(self.active, float(self.bits_per_message), 1.0)
 
     def codecs(self) -> list:
         """Per channel: the compressor, or None for raw float64 rows."""

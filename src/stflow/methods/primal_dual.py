@@ -35,6 +35,7 @@ __all__ = [
     "Gains",
     "PrimalDualFlow",
     "auto_gains",
+    "flow_params",
     "primal_dual_update",
 ]
 
@@ -48,6 +49,18 @@ _GAIN_PARAMS = (
     Param("eta", 1.0, 'gradient gain (> 0, or "auto")', auto=True),
 )
 _GAMMA = Param("gamma", 50.0, 'observer gain (> 0, or "auto")', auto=True)
+_TRIGGER = (
+    Param("trigger", 0.0, "event-triggered sending: agent i sends only while "
+          "||x_i - xhat_i|| > trigger * exp(-trigger_decay * t), else a 1-bit flag "
+          "(0: every agent sends every round, no flag)", zero=True),
+    Param("trigger_decay", 1.0, "decay rate of the trigger threshold per unit time",
+          requires="trigger"),
+)
+
+
+def flow_params(kind: str) -> tuple[Param, ...]:
+    """The ``[flow]`` parameters of the primal-dual flow ``kind`` (besides ``kind``)."""
+    return _GAIN_PARAMS + ((_GAMMA, *_TRIGGER) if kind == "observer" else ())
 
 
 @dataclass(frozen=True)
@@ -227,7 +240,7 @@ class PrimalDualFlow(Method):
     continuous_ok = True
 
     def __init__(self, kind: str, problem, graph, compressor=None, *, gains: Gains,
-                 scheme: str = "euler"):
+                 scheme: str = "euler", trigger: float = 0.0, trigger_decay: float = 1.0):
         if kind not in FLOW_KINDS:
             raise InputError(
                 f"[flow] kind must be one of {', '.join(FLOW_KINDS)} (got {kind!r}): "
@@ -240,7 +253,15 @@ class PrimalDualFlow(Method):
             )
         self.kind = kind
         self.scheme = scheme
-        self.params = _GAIN_PARAMS + ((_GAMMA,) if kind == "observer" else ())
+        self.params = flow_params(kind)
+        if kind == "observer":
+            self.trigger = _TRIGGER[0].check(trigger, kind)
+            self.trigger_decay = _TRIGGER[1].check(trigger_decay, kind)
+            self.triggered = self.trigger > 0
+        elif trigger:
+            raise InputError(
+                f"[flow] trigger (event-triggered sending) is defined for the observer flow "
+                f'only (got kind = "{kind}"): use kind = "observer" or drop trigger')
         self.channels = ("raw",) if kind == "uncompressed" else ("compressed",)
         self.state_keys = ("X", "V", "Xhat") if kind == "observer" else ("X", "V")
         self.copies = ("Xhat",) if kind == "observer" else ()
@@ -286,7 +307,12 @@ class PrimalDualFlow(Method):
             self._Y = Y
             X = Y
         if self.kind == "observer":
-            return [X - state["Xhat"][self.block.own]]
+            E = X - state["Xhat"][self.block.own]
+            if self.triggered:  # silent agents: q_i = 0, so every copy of xhat_i stays
+                threshold = self.trigger * math.exp(-self.trigger_decay * t)
+                self.active = np.einsum("ij,ij->i", E, E) > threshold * threshold
+                E[~self.active] = 0.0
+            return [E]
         return [X]
 
     def local(self, state, t, h):
@@ -334,6 +360,10 @@ class PrimalDualFlow(Method):
     def vector_field(self, t: float, state) -> dict[str, np.ndarray]:
         """Right-hand side of the flow at ``(t, state)`` (same keys as the state)."""
         X = state["X"]
+        if self.triggered:
+            raise InputError(
+                '[solver] method = "continuous" has no rounds to skip, so event-triggered '
+                'sending is undefined there: set [flow] trigger = 0 or method = "predict"')
         if self.kind == "uncompressed":
             Xc, Q = X, None
         elif self.kind == "direct":
