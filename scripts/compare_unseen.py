@@ -67,7 +67,7 @@ def main(argv=None) -> None:
                 res = tune(config(problem, method, COMPRESSORS[ckey]), budget=args.budget,
                            target=1e-6, seed=args.seed)
                 row = {"problem": problem, "compressor": ckey, "method": method,
-                       "budget": args.budget, "bits": res.bits_to_target,
+                       "budget": args.budget, "seed": args.seed, "bits": res.bits_to_target,
                        "robust_bits": res.robust_bits_to_target,
                        "rounds": res.rounds_to_target, "params": res.params,
                        "cpu_seconds": round(time.process_time() - t0, 1)}

@@ -35,6 +35,7 @@ dim = 4
 kind = "{graph}"
 [flow]
 kind = "{flow}"
+{flow_extra}
 [compressor]
 spec = "{spec}"
 [solver]
@@ -56,10 +57,10 @@ def _mpiexec() -> str:
 
 def _config(path: Path, *, kind="quadratic", agents=5, graph="ring", flow="observer",
             spec="topk:k=2", step=1e-3, horizon=0.1, problem_extra="",
-            solver_extra="") -> Path:
+            solver_extra="", flow_extra="") -> Path:
     path.write_text(BASE.format(kind=kind, agents=agents, graph=graph, flow=flow, spec=spec,
                                 step=step, horizon=horizon, problem_extra=problem_extra,
-                                solver_extra=solver_extra))
+                                solver_extra=solver_extra, flow_extra=flow_extra))
     return path
 
 
@@ -114,6 +115,10 @@ _EXTRAS = [
      "\n[compute]\nseconds_per_sample = 1e-5"),
     ("lead", "topk:k=2", "step_decay = 50.0"),
 ]
+# event-triggered sending (issue 9): messages of 1 bit or 1 + 80 bits, sizes vary per round
+_TRIGGERED = [("observer", "quantize:bits=4", "trigger = 0.05\ntrigger_decay = 5.0", ""),
+              ("observer", "topk:k=2", "trigger = 0.05\ntrigger_decay = 5.0",
+               'method = "predict"')]
 _KINDS = [
     ("least_squares", "quantize:bits=4", ""),
     ("logistic", "topk:k=2", "regularization = 0.1"),
@@ -149,6 +154,10 @@ def equivalence_runs(tmp_path_factory):
     for i, (flow, spec, extra) in enumerate(_EXTRAS):
         cases.append((f"{flow}:{spec}:{extra}",
                       _config(root / f"x{i}.toml", flow=flow, spec=spec, solver_extra=extra)))
+    for i, (flow, spec, fextra, sextra) in enumerate(_TRIGGERED):
+        cases.append((f"{flow}:{spec}:{fextra}:{sextra}",
+                      _config(root / f"t{i}.toml", flow=flow, spec=spec, flow_extra=fextra,
+                              solver_extra=sextra)))
     for i, (kind, spec, extra) in enumerate(_KINDS):
         cases.append((f"{kind}:{spec}", _config(root / f"k{i}.toml", kind=kind, spec=spec,
                                                   problem_extra=extra)))
@@ -202,6 +211,24 @@ def test_comm_json_counts_the_bytes_on_the_wire(equivalence_runs):
     assert comm["messages_per_round"] == 10 and comm["rounds"] == 100
     assert comm["bytes_mpi_per_rank"] == [2 * nbytes * 100, 2 * nbytes * 100]
     assert comm["bytes_total"] == comm["expected_bytes_total"] == 10 * nbytes * 100
+
+
+def test_comm_json_counts_event_triggered_messages(equivalence_runs):
+    # a sent message is 1 flag bit + 80 bits (m and 4 levels of 4 bits) = 11 bytes, a silent
+    # one 1 bit = 1 byte; the p2p bits of metrics.csv give how many of each were sent
+    sims, mpi = equivalence_runs
+    flow, spec, fextra, sextra = _TRIGGERED[0]
+    name = f"{flow}:{spec}:{fextra}:{sextra}"
+    metrics = read_metrics_csv(sims[name] / "metrics.csv")
+    messages = 100 * 10  # rounds x directed edges of the ring of 5
+    p2p_total = metrics["bits_per_agent_p2p"][-1] * 5
+    sent = (p2p_total - messages) / 80
+    assert sent == round(sent) and 0 < sent < messages  # some rounds silent, some not
+    expected = int(round(sent)) * 11 + (messages - int(round(sent)))
+    for p in (1, 2, 3):
+        comm = json.loads((mpi[p][name] / "comm.json").read_text())
+        assert comm["bytes_total"] == comm["expected_bytes_total"] == expected, p
+    assert expected < messages * 11  # fewer bytes than sending every round
 
 
 # --------------------------------------------------------------------------- faults, resume

@@ -36,9 +36,10 @@ def save_checkpoint(runner, step, state, rec, ex, prev):
     path = folder / f"rank{runner.rank}.step{step}.npz"
     tmp = folder / f".rank{runner.rank}.tmp.npz"
     extra = {"rows": np.array(rec.rows, dtype=float)} if rec is not None else {}
-    counters = np.array([ex.bytes_mpi, ex.bytes_same_rank, ex.messages, runner.method.draws],
-                        dtype=np.int64)
-    np.savez(tmp, step=step, counters=counters, **state, **extra)
+    counters = np.array([ex.bytes_mpi, ex.bytes_same_rank, ex.messages, runner.method.draws,
+                         ex.expected_bytes], dtype=np.int64)
+    np.savez(tmp, step=step, counters=counters, bits=np.array(runner.counter.totals()),
+             **state, **extra)
     os.replace(tmp, path)
     runner.comm.Barrier()
     if runner.rank == 0:
@@ -92,8 +93,10 @@ def load_checkpoint(runner, state, rec, ex):
     data = agree(runner.comm, load)
     for key in state:
         state[key] = data[key]
-    ex.bytes_mpi, ex.bytes_same_rank, ex.messages, draws = (int(v) for v in data["counters"])
+    ex.bytes_mpi, ex.bytes_same_rank, ex.messages, draws, ex.expected_bytes = (
+        int(v) for v in data["counters"])
     runner.method.draws = draws
+    runner.counter.sent, runner.counter.p2p = (float(v) for v in data["bits"])
     if rec is not None:
         rec.rows = [(int(r[0]), *map(float, r[1:])) for r in data["rows"]]
     return step

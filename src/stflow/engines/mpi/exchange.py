@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["ExchangePlan", "NeighbourExchange", "encode_rows", "decode_rows", "channel_bytes",
-           "comm_summary"]
+           "comm_summary", "flag_rows", "unflag_rows", "split_flagged"]
 
 
 class ExchangePlan:
@@ -81,6 +81,8 @@ class ExchangePlan:
                                     dtype=np.int64)
         self.recv_counts = np.array([np.count_nonzero(in_owner == q) for q in self.neighbours],
                                     dtype=np.int64)
+        #: per own agent: neighbours on the same rank (deliveries that skip MPI)
+        self.same_rank_degree = np.bincount(src[~remote] - start, minlength=stop - start)
         self.cols = np.union1d(np.arange(start, stop), senders).astype(np.int64)
         self.own_pos = np.searchsorted(self.cols, np.arange(start, stop))
         self.recv_pos = np.searchsorted(self.cols, senders)
@@ -126,6 +128,61 @@ def decode_rows(compressor, buf: np.ndarray, t: float, dim: int) -> np.ndarray:
     if dec is not None:
         return dec(np.ascontiguousarray(buf), t)
     return compressor.decode([r.tobytes() for r in buf], t)
+
+
+def flag_rows(buf: np.ndarray, nbits: int, active: np.ndarray) -> np.ndarray:
+    r"""Event-triggered messages: one flag bit (1 = sent) followed by the first ``nbits``
+    bits of each row of ``buf`` (silent rows: all zero), ``(n, ceil((1 + nbits) / 8))``
+    uint8. A silent message is its first byte only (:func:`split_flagged`).
+
+    Examples
+    --------
+    >>> flag_rows(np.array([[0b10110000], [0b11110000]], dtype=np.uint8), 4,
+    ...           np.array([True, False])).tolist()
+    [[216], [0]]
+    """
+    bits = np.unpackbits(np.ascontiguousarray(buf), axis=1)[:, :nbits]
+    out = np.concatenate([np.asarray(active, dtype=np.uint8)[:, None], bits], axis=1)
+    out[~np.asarray(active, dtype=bool)] = 0
+    return np.packbits(out, axis=1)
+
+
+def unflag_rows(buf: np.ndarray, nbits: int) -> np.ndarray:
+    """Inverse of :func:`flag_rows` for sent rows: drop the flag bit, ``ceil(nbits / 8)``
+    bytes per row (the padding bits zero).
+
+    Examples
+    --------
+    >>> unflag_rows(np.array([[216]], dtype=np.uint8), 4).tolist()
+    [[176]]
+    """
+    bits = np.unpackbits(np.ascontiguousarray(buf), axis=1)[:, 1:1 + nbits]
+    return np.packbits(bits, axis=1)
+
+
+def split_flagged(payload: np.ndarray, count: int, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Parse ``count`` concatenated event-triggered messages (a silent one is 1 byte, a sent
+    one ``nbytes``) into (sent mask, ``(count, nbytes)`` uint8 rows; silent rows zero).
+
+    Examples
+    --------
+    >>> sent, rows = split_flagged(np.array([0, 200, 7, 0], dtype=np.uint8), 3, 2)
+    >>> sent.tolist(), rows.tolist()
+    ([False, True, False], [[0, 0], [200, 7], [0, 0]])
+    """
+    sent = np.zeros(count, dtype=bool)
+    rows = np.zeros((count, nbytes), dtype=np.uint8)
+    pos = 0
+    for k in range(count):
+        if payload[pos] & 0x80:
+            sent[k] = True
+            rows[k] = payload[pos:pos + nbytes]
+            pos += nbytes
+        else:
+            pos += 1
+    if pos != payload.size:
+        raise RuntimeError(f"event-triggered payload of {payload.size} bytes parsed as {pos}")
+    return sent, rows
 
 
 def channel_bytes(compressor, dim: int) -> int:
@@ -178,6 +235,9 @@ class NeighbourExchange:
         self.bytes_mpi = 0
         self.bytes_same_rank = 0
         self.messages = 0
+        #: event-triggered runs: the bytes the SPEC's count gives for the messages so far
+        #: (each message rounded up to whole bytes), kept by the runner
+        self.expected_bytes = 0
         if plan.neighbours:  # counts before payloads: once, since every message has one size
             self.graph_comm.Neighbor_alltoall([self._sizes_out, MPI.INT64_T],
                                               [self._sizes_in, MPI.INT64_T])
@@ -226,6 +286,46 @@ class NeighbourExchange:
             self._request = None
         return self._recv
 
+    def start_flagged(self, flagged: np.ndarray, active: np.ndarray,
+                      own_active: np.ndarray) -> None:
+        """Post this round's event-triggered messages (:func:`flag_rows`, one row per sender in
+        :attr:`send_agents` order, ``active`` its flags; ``own_active`` the flags of every own
+        agent, for the same-rank deliveries): a silent message is 1 byte, so the byte counts
+        change every round and are exchanged first (``Neighbor_alltoall``)."""
+        plan, MPI = self.plan, self._MPI
+        nb = self.nbytes
+        sizes = np.where(active, nb, 1)
+        self.bytes_same_rank += int(np.dot(plan.same_rank_degree, np.where(own_active, nb, 1)))
+        self.messages += plan.same_rank + int(plan.send_counts.sum())
+        self._flag_count = int(plan.recv_counts.sum())
+        if not plan.neighbours:
+            return
+        edge = sizes[self._send_index]
+        mask = np.arange(nb)[None, :] < edge[:, None]
+        self._send = np.ascontiguousarray(flagged[self._send_index][mask])
+        starts = np.concatenate([[0], np.cumsum(plan.send_counts)[:-1]])
+        scounts = np.add.reduceat(edge, starts).astype(np.int64)
+        rcounts = np.zeros(len(plan.neighbours), dtype=np.int64)
+        self.graph_comm.Neighbor_alltoall([scounts, MPI.INT64_T], [rcounts, MPI.INT64_T])
+        sd = np.concatenate([[0], np.cumsum(scounts)[:-1]]).astype(np.int32)
+        rd = np.concatenate([[0], np.cumsum(rcounts)[:-1]]).astype(np.int32)
+        self._recv_flagged = np.empty(int(rcounts.sum()), dtype=np.uint8)
+        self._request = self.graph_comm.Ineighbor_alltoallv(
+            [self._send, (scounts.astype(np.int32), sd), MPI.BYTE],
+            [self._recv_flagged, (rcounts.astype(np.int32), rd), MPI.BYTE],
+        )
+        self.bytes_mpi += int(self._send.nbytes)
+
+    def finish_flagged(self, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Wait for the posted event-triggered round: (sent mask, ``(m, nbytes)`` flagged
+        rows) in the order of :meth:`finish`."""
+        if self._request is not None:
+            self._request.Wait()
+            self._request = None
+        if not self.plan.neighbours:
+            return np.zeros(0, dtype=bool), np.zeros((0, nbytes), dtype=np.uint8)
+        return split_flagged(self._recv_flagged, self._flag_count, nbytes)
+
     def exchange(self, own: np.ndarray) -> np.ndarray:
         """Blocking round: ``own: (n_r, nbytes)`` rows of every own agent -> received rows."""
         self.start(own[self.send_agents])
@@ -233,7 +333,7 @@ class NeighbourExchange:
 
 
 def comm_summary(per_rank, *, offsets, rounds, bits_per_message, bytes_per_message,
-                 messages_per_round) -> dict:
+                 messages_per_round, expected_bytes=None) -> dict:
     r"""The content of ``comm.json`` from each rank's ``[bytes_mpi, bytes_same_rank, messages]``.
 
     ``bytes_match_accounting`` is true when the bytes actually handed to MPI plus the
@@ -255,7 +355,9 @@ def comm_summary(per_rank, *, offsets, rounds, bits_per_message, bytes_per_messa
     """
     per = np.array(per_rank, dtype=np.int64).reshape(-1, 3)
     rounds = int(rounds)
-    expected = -(-int(bits_per_message) // 8) * int(messages_per_round) * rounds
+    fixed = expected_bytes is None
+    expected = -(-int(bits_per_message) // 8) * int(messages_per_round) * rounds if fixed else (
+        int(expected_bytes))
     total = int(per[:, 0].sum() + per[:, 1].sum())
     return {
         "ranks": int(per.shape[0]),
@@ -273,7 +375,7 @@ def comm_summary(per_rank, *, offsets, rounds, bits_per_message, bytes_per_messa
         "expected_bytes_total": expected,
         "bytes_match_accounting": bool(
             total == expected
-            and int(bytes_per_message) == -(-int(bits_per_message) // 8)
+            and (not fixed or int(bytes_per_message) == -(-int(bits_per_message) // 8))
             and int(per[:, 2].sum()) == int(messages_per_round) * rounds
         ),
     }

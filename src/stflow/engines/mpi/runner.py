@@ -282,7 +282,7 @@ class Runner:
 
     # -- rounds --------------------------------------------------------------------------
     def run(self, after_rounds=None) -> MPIRunResult:
-        from ...engines.simulate import make_recorder
+        from ...engines.simulate import BitCounter, make_recorder
         from ...methods.base import Block
         from .exchange import ExchangePlan, NeighbourExchange, channel_bytes
 
@@ -302,7 +302,13 @@ class Runner:
                                 time_model=time_model(self.config), samples=samples)
         h, record_every = float(s["step"]), int(s["record_every"])
         n_steps = max(1, int(round(s["horizon"] / h)))
-        with NeighbourExchange(self.comm, self.plan, sum(self.channel_bytes)) as ex:
+        self.own_degree = np.asarray(self.graph.degree)[self.start:self.stop]
+        self.counter = BitCounter(self.method, self.own_degree)
+        self._flag_checked = False
+        nbytes = sum(self.channel_bytes)
+        if self.method.triggered:  # the flag bit and the payload: one message
+            nbytes = -(-int(self.method.bits_per_message) // 8)
+        with NeighbourExchange(self.comm, self.plan, nbytes) as ex:
             first = 0
             if self.resume:
                 first = load_checkpoint(self, state, rec, ex)
@@ -336,6 +342,8 @@ class Runner:
 
         method, plan, block = self.method, self.plan, self.method.block
         out = method.send(state, t, h)
+        if method.triggered:
+            return self._round_flagged(state, ex, codecs, out, t, h)
         remote = ex.send_agents
         if remote.size:
             parts = [encode_rows(c, z[remote], t) for z, c in zip(out, codecs, strict=True)]
@@ -354,6 +362,39 @@ class Runner:
             offset += nb
             msgs.append(M)
         return method.receive(state, msgs, t, h)
+
+    def _round_flagged(self, state, ex, codecs, out, t, h):
+        """One event-triggered round: every message is a flag bit, then the compressor's bits
+        only if the agent sends (:func:`~stflow.engines.mpi.exchange.flag_rows`)."""
+        from .exchange import decode_rows, encode_rows, flag_rows, unflag_rows
+
+        method, plan, block = self.method, self.plan, self.method.block
+        ((z,), (c,)) = out, codecs
+        active = method.active
+        nbits = int(c.bits_per_message())
+        rb = method.round_bits()
+        ex.expected_bytes += int(np.dot(self.own_degree, -(-rb.astype(np.int64) // 8)))
+        remote = ex.send_agents
+        inner = encode_rows(c, z[remote], t) if remote.size else np.zeros((0, ex.nbytes),
+                                                                            dtype=np.uint8)
+        if remote.size and not self._flag_checked:
+            if not np.array_equal(unflag_rows(flag_rows(inner, nbits, np.ones(remote.size,
+                                                                               bool)), nbits),
+                                  inner):
+                raise RuntimeError(
+                    f"compressor {c.spec!r} does not keep its message in its first {nbits} "
+                    "bits, so event-triggered messages cannot carry it exactly")
+            self._flag_checked = True
+        ex.start_flagged(flag_rows(inner, nbits, active[remote]), active[remote], active)
+        own = c(z, t)
+        method.local(state, t, h)
+        sent, rows = ex.finish_flagged(ex.nbytes)
+        M = np.zeros((block.n_cols, self.d))
+        M[block.own] = own
+        if sent.any():
+            got = plan.recv_pos[sent]
+            M[got] = decode_rows(c, unflag_rows(rows[sent], nbits), t, self.d)
+        return method.receive(state, [M], t, h)
 
     def _loop(self, state, rec, ex, codecs, h, first, n_steps, record_every, local_steps,
               flag):
@@ -379,6 +420,7 @@ class Runner:
             for _ in range(local_steps - 1):
                 cur = method.local_update(cur, t, hk)
             new = self._round(cur, ex, codecs, t, hk)
+            self.counter.add(method)
             done = k + 1
             if done % check_every == 0 or done == n_steps:
                 blown, stop = self._check(new, flag)
@@ -445,14 +487,19 @@ class Runner:
             value = self.sums.total_value(xbar)
             if rec is not None:
                 self.costs.set_value(xbar, value)
+        bits = None
+        if self.counter.on:  # messages vary in size: the mean over all agents so far
+            bits = tuple(b / self.n for b in self.comm.allreduce(
+                np.array(self.counter.totals())))
         if rec is not None:
-            rec.record(step, t, full, draws=self.method.draws)
+            rec.record(step, t, full, draws=self.method.draws, bits=bits)
             self.X_full = full
 
     def _comm_stats(self, ex, rounds) -> dict:
         from .exchange import comm_summary
 
         per = self.comm.gather([ex.bytes_mpi, ex.bytes_same_rank, ex.messages], root=0)
+        expected = self.comm.reduce(ex.expected_bytes, root=0)
         if self.rank != 0:
             return {}
         return comm_summary(
@@ -462,6 +509,7 @@ class Runner:
             bits_per_message=self.method.bits_per_message,
             bytes_per_message=ex.nbytes,
             messages_per_round=int(np.sum(self.graph.degree)),
+            expected_bytes=expected if self.method.triggered else None,
         )
 
     def _finish(self, rec, state, n_steps, diverged_at, interrupted_at, h, wall,
@@ -492,6 +540,9 @@ class Runner:
             write_json(self.out / "comm.json", comm_info)
         status, message, steps_done = self.comm.bcast((status, message, steps_done), root=0)
         bpm = self.method.bits_per_message
+        bits_per_agent = float(steps_done * bpm)
+        if self.method.triggered and rec is not None:
+            bits_per_agent = float(records["bits_per_agent"][-1])
         sol = Solution(
             status=status,
             message=message,
@@ -499,7 +550,7 @@ class Runner:
             t_final=float(steps_done * h),
             grad_evals=int(self.method.draws * self.n),
             bits_per_message=bpm,
-            bits_per_agent=float(steps_done * bpm),
+            bits_per_agent=bits_per_agent,
             records=records,
             state={"X": getattr(self, "X_full", None)} if rec is not None else {},
             tolerance=self.config["solver"]["tolerance"],
