@@ -30,9 +30,8 @@ from .gradient_tracking import GradientTracking
 from .lead import LEAD
 from .nids import NIDS
 from .primal_dual import (
-    _GAIN_PARAMS,
-    _GAMMA,
     FLOW_KINDS,
+    FLOW_PARAMS,
     SCHEMES,
     Gains,
     PrimalDualFlow,
@@ -84,12 +83,12 @@ def method_params(kind: str) -> tuple[Param, ...]:
     Examples
     --------
     >>> [p.name for p in method_params("lead")], [p.name for p in method_params("direct")]
-    (['lr', 'alpha', 'gamma'], ['alpha', 'beta', 'eta'])
+    (['lr', 'alpha', 'gamma'], ['alpha', 'beta', 'eta', 'error_feedback'])
     """
     if kind in _PEERS:
         return _PEERS[kind].params
     if kind in FLOW_KINDS:
-        return _GAIN_PARAMS + ((_GAMMA,) if kind == "observer" else ())
+        return FLOW_PARAMS[kind]
     raise _unknown_kind(kind)
 
 
@@ -121,5 +120,6 @@ def make_method(kind: str, problem, graph, compressor=None, *, scheme: str = "eu
     if cls is PrimalDualFlow:
         gains = Gains(alpha=params["alpha"], beta=params["beta"], eta=params["eta"],
                       gamma=params.get("gamma", 1.0))
-        return PrimalDualFlow(kind, problem, graph, compressor, gains=gains, scheme=scheme)
+        return PrimalDualFlow(kind, problem, graph, compressor, gains=gains, scheme=scheme,
+                              error_feedback=params.get("error_feedback", False))
     return cls(problem, graph, compressor, **params)
