@@ -264,7 +264,7 @@ class PrimalDualFlow(Method):
         self.params = FLOW_PARAMS[kind]
         self.channels = ("raw",) if kind == "uncompressed" else ("compressed",)
         self.state_keys = ("X", "V", "Xhat") if kind == "observer" else ("X", "V")
-        self.error_feedback = error_feedback is True
+        self.error_feedback = bool(error_feedback)
         if self.error_feedback:
             self.state_keys = ("X", "V", "M")
             self.continuous_ok = False  # the memory is a per-round quantity
