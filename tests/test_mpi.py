@@ -107,6 +107,8 @@ _CASES = [("observer", spec) for spec in EXAMPLE_SPECS] + [
 _SCHEMES = [("observer", "topk:k=2", "predict"), ("observer", "quantize:bits=4", "gauss_seidel"),
             ("direct", "scalarize:basis=cyclic", "predict"), ("uncompressed", "identity",
                                                              "predict")]
+# error feedback on the direct flow: the memory M is a state array of own rows
+_ERROR_FEEDBACK = [("topk:k=1", "euler"), ("topk:k=2", "predict")]
 # local steps, decaying steps and the network time model (SPEC sections 7 and 8)
 _EXTRAS = [
     ("observer", "topk:k=2", "local_steps = 3\nmethod = \"predict\""),
@@ -150,6 +152,11 @@ def equivalence_runs(tmp_path_factory):
     for i, (flow, spec, scheme) in enumerate(_SCHEMES):
         cases.append((f"{flow}:{spec}:{scheme}",
                       _config(root / f"s{i}.toml", flow=flow, spec=spec,
+                              solver_extra=f'method = "{scheme}"')))
+    for i, (spec, scheme) in enumerate(_ERROR_FEEDBACK):
+        cases.append((f"direct:{spec}:{scheme}:error_feedback",
+                      _config(root / f"ef{i}.toml", flow="direct", spec=spec,
+                              flow_extra="error_feedback = true",
                               solver_extra=f'method = "{scheme}"')))
     for i, (flow, spec, extra) in enumerate(_EXTRAS):
         cases.append((f"{flow}:{spec}:{extra}",

@@ -7,6 +7,12 @@ scheme's rounds and bits per agent to relative error 1e-6 (counted only when the
 below it, as in ``stflow tune``) and its stability region: the steps at which it does not
 diverge. A larger stable h at the same gains means larger per-round gains h alpha, h eta,
 hence fewer rounds.
+
+Extra table: error feedback on the direct flow (``[flow] error_feedback = true``) against
+the observer flow on E2 with ``topk:k=2`` and ``quantize:bits=4``, tuned with the same budget
+by ``scripts/measure_error_feedback.py``. The tuner does not run here: its figures are
+stored in :data:`ERROR_FEEDBACK`, and E10 reruns each stored setting once (the winner, or
+the closest candidate when none counted) to show its live bits to 1e-6 or final error.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from ..config import resolve_config, run_config
 from ..output import write_json
 from ._common import md_table, pick
 
-__all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "run", "planned_runs", "scheme_grid"]
+__all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "ERROR_FEEDBACK", "ERROR_FEEDBACK_COMMAND",
+           "run", "planned_runs", "scheme_grid", "error_feedback_rows"]
 
 NAME = "E10"
 TITLE = "Schemes side by side: euler, predict, gauss_seidel"
@@ -30,15 +37,89 @@ SPECS = {"quantize": "quantize:bits=4", "cyclic": "scalarize:basis=cyclic,tau={t
 GAINS = {"alpha": 10.0, "beta": 10.0, "eta": 2.0}
 OBSERVER_STEP = 0.5
 SIZES = {
-    "full": {"steps": tuple(float(h) for h in np.geomspace(2e-3, 6.4e-2, 11)), "rounds": 3000},
-    "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000},
-    "tiny": {"steps": (3e-3,), "rounds": 200},
+    "full": {"steps": tuple(float(h) for h in np.geomspace(2e-3, 6.4e-2, 11)), "rounds": 3000,
+             "error_feedback": True},
+    "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000, "error_feedback": True},
+    "tiny": {"steps": (3e-3,), "rounds": 200, "error_feedback": False},
+}
+
+#: The command that measured :data:`ERROR_FEEDBACK` (about 1 minute on one core).
+ERROR_FEEDBACK_COMMAND = ("OMP_NUM_THREADS=1 PYTHONPATH=src python "
+                          "scripts/measure_error_feedback.py")
+#: Rounds of the tuning runs (E2: step 0.01, horizon 30) and of E10's reruns.
+ERROR_FEEDBACK_ROUNDS = 3000
+#: Stored output of :data:`ERROR_FEEDBACK_COMMAND`: ``stflow.tune.tune(config, budget=30,
+#: target=1e-6, seed=0)`` on E2 with "auto" gains as the start (or the euler rule's gains
+#: where the name says so). ``params``: the tuned winner (with its step); ``closest``: when
+#: nothing counted, the non-diverged candidate with the lowest final relative error.
+ERROR_FEEDBACK = {
+    "direct + EF, predict, topk:k=2": {
+        "kind": "direct", "error_feedback": True, "scheme": "predict",
+        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
+        "params": None, "closest": None},  # every candidate diverged
+    "direct + EF, predict, topk:k=2, euler's auto start": {
+        "kind": "direct", "error_feedback": True, "scheme": "predict",
+        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
+        "params": None,
+        "closest": {"params": {"alpha": 2.593599453014062, "beta": 4.277916725896876,
+                               "eta": 1.8945685795093656, "step": 0.006251727352705995},
+                    "final_relative_error": 0.0506699972686573}},
+    "direct + EF, euler, topk:k=2": {
+        "kind": "direct", "error_feedback": True, "scheme": "euler",
+        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
+        "params": None,
+        "closest": {"params": {"alpha": 2.593599453014062, "beta": 4.277916725896876,
+                               "eta": 1.8945685795093656, "step": 0.006251727352705995},
+                    "final_relative_error": 0.05700805777626132}},
+    "direct, predict, topk:k=2": {
+        "kind": "direct", "error_feedback": False, "scheme": "predict",
+        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
+        "params": None,
+        "closest": {"params": {"alpha": 53.99838930274705, "beta": 4.428401118516631,
+                               "eta": 29.27495896732708, "step": 0.001811258145386494},
+                    "final_relative_error": 0.1744154019718278}},
+    "observer, predict, topk:k=2": {
+        "kind": "observer", "error_feedback": False, "scheme": "predict",
+        "compressor": "topk:k=2", "bits_to_target": 48960.0, "robust_bits_to_target": 48960.0,
+        "params": {"alpha": 17.955824667657275, "beta": 20.36750057678487,
+                   "eta": 10.637151484683498, "gamma": 54.421860324533924,
+                   "step": 0.010768305011160235},
+        "closest": None},
+    "direct + EF, predict, quantize:bits=4": {
+        "kind": "direct", "error_feedback": True, "scheme": "predict",
+        "compressor": "quantize:bits=4", "bits_to_target": None, "robust_bits_to_target": None,
+        "params": None,
+        "closest": {"params": {"alpha": 27.70697147740071, "beta": 9.07603629951605,
+                               "eta": 33.55414578916301, "step": 0.0011505124767401248},
+                    "final_relative_error": 0.00807927801961881}},
+    "direct + EF, predict, quantize:bits=4, euler's auto start": {
+        "kind": "direct", "error_feedback": True, "scheme": "predict",
+        "compressor": "quantize:bits=4", "bits_to_target": None, "robust_bits_to_target": None,
+        "params": None,
+        "closest": {"params": {"alpha": 1.3307949921537185, "beta": 8.767617578317411,
+                               "eta": 2.1715019445586257, "step": 0.003971101711142865},
+                    "final_relative_error": 0.001443787491943764}},
+    "observer, predict, quantize:bits=4": {
+        "kind": "observer", "error_feedback": False, "scheme": "predict",
+        "compressor": "quantize:bits=4", "bits_to_target": 11440.0,
+        "robust_bits_to_target": 11440.0,
+        "params": {"alpha": 44.88959084867127, "beta": 50.91878454063996,
+                   "eta": 26.59289599785773, "gamma": 54.421860324533924,
+                   "step": 0.010768305011160235},
+        "closest": None},
 }
 
 
+def _ef_setting(case: dict) -> dict | None:
+    return case["params"] or (case["closest"] or {}).get("params")
+
+
 def planned_runs(quick: bool) -> int:
-    """One run per scheme, compressor and step."""
-    return len(SCHEMES) * len(SPECS) * len(pick(SIZES, quick)["steps"])
+    """One run per scheme, compressor and step; one per stored error-feedback setting."""
+    size = pick(SIZES, quick)
+    extra = sum(_ef_setting(c) is not None for c in ERROR_FEEDBACK.values())
+    return len(SCHEMES) * len(SPECS) * len(size["steps"]) + (
+        extra if size["error_feedback"] else 0)
 
 
 def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
@@ -70,13 +151,54 @@ def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
     return rows
 
 
+def error_feedback_rows(*, progress=None) -> list[dict]:
+    """One run of each stored setting of :data:`ERROR_FEEDBACK` on E2: live bits to 1e-6
+    (counted as in ``stflow tune``: the run stays below it) and the final relative error."""
+    import warnings
+
+    from ..errors import DirectFlowWarning
+    from ..tune import first_hit
+
+    rows = []
+    for name, case in ERROR_FEEDBACK.items():
+        p = _ef_setting(case)
+        row = {"case": name, "live_bits_to_target": None, "live_final_relative_error": None,
+               "live_status": None}
+        if p is not None:
+            flow = {"kind": case["kind"], **{k: v for k, v in p.items() if k != "step"}}
+            if case["kind"] == "direct":
+                flow["error_feedback"] = case["error_feedback"]
+            raw = {"problem": {"kind": "least_squares", "agents": 20, "dim": 10, "seed": 0},
+                   "graph": {"kind": "ring", "chords": 3, "seed": 0}, "flow": flow,
+                   "compressor": {"spec": case["compressor"]},
+                   "solver": {"method": case["scheme"], "step": p["step"],
+                              "horizon": ERROR_FEEDBACK_ROUNDS * p["step"],
+                              "record_every": 10, "tolerance": TARGET}}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DirectFlowWarning)
+                _, sol = run_config(resolve_config(raw))
+            i, stays = first_hit(sol.records, "relative_error", TARGET)
+            ok = i is not None and stays and sol.status != "diverged"
+            row.update(live_status=sol.status,
+                       live_bits_to_target=float(sol.records["bits_per_agent"][i]) if ok
+                       else None,
+                       live_final_relative_error=float(sol.final_relative_error))
+            if progress is not None:
+                progress(f"error feedback: {name}: {sol.status}")
+        rows.append(row)
+    return rows
+
+
 def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
     """Run E10 into ``out_dir``: table, figure, ``rows.json``."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = pick(SIZES, quick)
     rows = scheme_grid(size["steps"], size["rounds"], progress=progress)
+    ef_rows = error_feedback_rows(progress=progress) if size["error_feedback"] else []
     write_json(out_dir / "rows.json", rows)
+    write_json(out_dir / "error_feedback.json", {"stored": ERROR_FEEDBACK, "live": ef_rows,
+                                                 "command": ERROR_FEEDBACK_COMMAND})
     figure = _plot(out_dir, rows)
     return {
         "title": TITLE,
@@ -91,14 +213,16 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
             "number of rounds. `predict` and `gauss_seidel` use this round's messages, which "
             "should widen the stable range of h (larger per-round gains, fewer rounds)."
         ),
-        "measured": _table(rows),
+        "measured": _table(rows) + "\n\n" + _ef_table(ef_rows),
         "figures": [figure],
         "captions": {figure: (
             "Bits per agent to relative error 1e-6 against the step h at fixed gains, one "
             "panel per compressor; a missing point means the run diverged or did not reach "
             "1e-6 within the rounds. The rightmost point of each scheme bounds its stable "
             "region.")},
-        "data": {"largest_stable_step": _stable(rows)},
+        "data": {"largest_stable_step": _stable(rows),
+                 "error_feedback_robust_bits": {
+                     k: c["robust_bits_to_target"] for k, c in ERROR_FEEDBACK.items()}},
     }
 
 
@@ -139,6 +263,39 @@ def _table(rows) -> str:
     lines.append("Largest stable step in the grid: " + "; ".join(
         f"{k}: {v:.3g}" for k, v in stable.items()) + ".")
     return "\n".join(lines)
+
+
+def _ef_table(live: list[dict]) -> str:
+    """The stored tuning of error feedback (and the live reruns of its settings)."""
+    def bits(v):
+        return "none counted" if v is None else f"{v:,.0f}"
+
+    by_name = {r["case"]: r for r in live}
+    body = []
+    for name, c in ERROR_FEEDBACK.items():
+        ref = next(x for x in ERROR_FEEDBACK.values() if x["kind"] == "observer"
+                   and x["compressor"] == c["compressor"])
+        ratio = "-" if c["robust_bits_to_target"] is None else (
+            f"{c['robust_bits_to_target'] / ref['robust_bits_to_target']:.2f}")
+        r = by_name.get(name)
+        if r is None or r["live_status"] is None:
+            live_cell = "not rerun" if r is None else "no setting (every candidate diverged)"
+        elif r["live_bits_to_target"] is not None:
+            live_cell = f"{r['live_bits_to_target']:,.0f} bits"
+        else:
+            live_cell = f"{r['live_status']}, final error {r['live_final_relative_error']:.1e}"
+        stored = "" if c["closest"] is None else (
+            f" (closest candidate: {c['closest']['final_relative_error']:.1e})")
+        body.append([name, bits(c["bits_to_target"]), bits(c["robust_bits_to_target"]) + stored,
+                     ratio, live_cell])
+    return "\n".join([
+        "Error feedback on the direct flow (`[flow] error_feedback = true`) against the "
+        "observer flow, E2, tuned with budget 30 each (`stflow.tune.tune(config, budget=30, "
+        "target=1e-6, seed=0)`, 3000 rounds at clock step 0.01, gains \"auto\" as the start); "
+        f"stored figures from `{ERROR_FEEDBACK_COMMAND}`, the last column reruns the stored "
+        "setting (the winner, else the candidate closest to 1e-6) once:", "",
+        md_table(["case", "bits to 1e-6", "robust bits", "robust / observer predict",
+                  "live rerun"], body)])
 
 
 def _plot(out_dir, rows) -> str:

@@ -83,7 +83,7 @@ def method_params(kind: str) -> tuple[Param, ...]:
     Examples
     --------
     >>> [p.name for p in method_params("lead")], [p.name for p in method_params("direct")]
-    (['lr', 'alpha', 'gamma'], ['alpha', 'beta', 'eta'])
+    (['lr', 'alpha', 'gamma'], ['alpha', 'beta', 'eta', 'error_feedback'])
     """
     if kind in _PEERS:
         return _PEERS[kind].params
@@ -120,7 +120,8 @@ def make_method(kind: str, problem, graph, compressor=None, *, scheme: str = "eu
     if cls is PrimalDualFlow:
         gains = Gains(alpha=params["alpha"], beta=params["beta"], eta=params["eta"],
                       gamma=params.get("gamma", 1.0))
-        extra = {k: params[k] for k in ("trigger", "trigger_decay") if k in params}
+        extra = {k: params[k] for k in ("trigger", "trigger_decay", "error_feedback")
+                 if k in params}
         return PrimalDualFlow(kind, problem, graph, compressor, gains=gains, scheme=scheme,
                               **extra)
     return cls(problem, graph, compressor, **params)

@@ -14,6 +14,11 @@ discretize the same flow, one communication round per step (``[solver] method``)
 - ``gauss_seidel`` (observer; the others equal ``euler``): the observer copies integrate the
   round's messages first, and the consensus part uses :math:`\hat X^{k+1}`.
 
+The direct flow takes ``error_feedback = true``: agent i keeps a memory :math:`m_i` (own rows
+only, never sent, :math:`m_i(0) = 0`), sends :math:`c_i = C(z_i + m_i, t)` where :math:`z_i` is
+what the direct flow would compress (:math:`x_i`, or :math:`y_i` under ``predict``) and keeps
+:math:`m_i \leftarrow z_i + m_i - c_i`; receivers use :math:`X_c = c` as before.
+
 Written once in the block form of :mod:`stflow.methods.base`, so the simulator and the MPI
 engine run the same code.
 """
@@ -31,6 +36,7 @@ from .base import Method, Param
 
 __all__ = [
     "FLOW_KINDS",
+    "FLOW_PARAMS",
     "SCHEMES",
     "Gains",
     "PrimalDualFlow",
@@ -56,11 +62,18 @@ _TRIGGER = (
     Param("trigger_decay", 1.0, "decay rate of the trigger threshold per unit time",
           requires="trigger"),
 )
+_ERROR_FEEDBACK = Param(
+    "error_feedback", False,
+    "true: agent i sends C(x_i + m_i, t) and keeps the error m_i <- x_i + m_i - C(...) "
+    "(docs/schemes.md)", choices=(True, False), tunable=False)
+#: The ``[flow]`` parameters of each primal-dual flow.
+FLOW_PARAMS = {"uncompressed": _GAIN_PARAMS, "direct": _GAIN_PARAMS + (_ERROR_FEEDBACK,),
+               "observer": _GAIN_PARAMS + (_GAMMA, *_TRIGGER)}
 
 
 def flow_params(kind: str) -> tuple[Param, ...]:
     """The ``[flow]`` parameters of the primal-dual flow ``kind`` (besides ``kind``)."""
-    return _GAIN_PARAMS + ((_GAMMA, *_TRIGGER) if kind == "observer" else ())
+    return FLOW_PARAMS[kind]
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,9 @@ class PrimalDualFlow(Method):
     gains : Gains
     scheme : {"euler", "predict", "gauss_seidel"}
         The discretization (module docstring); ``euler`` is SPEC section 5's pinned one.
+    error_feedback : bool
+        Direct flow only: compress the state plus the memory ``M`` of past compression
+        errors (module docstring); ``M`` is a state array of the agent's own rows.
 
     Examples
     --------
@@ -240,7 +256,8 @@ class PrimalDualFlow(Method):
     continuous_ok = True
 
     def __init__(self, kind: str, problem, graph, compressor=None, *, gains: Gains,
-                 scheme: str = "euler", trigger: float = 0.0, trigger_decay: float = 1.0):
+                 scheme: str = "euler", trigger: float = 0.0, trigger_decay: float = 1.0,
+                 error_feedback: bool = False):
         if kind not in FLOW_KINDS:
             raise InputError(
                 f"[flow] kind must be one of {', '.join(FLOW_KINDS)} (got {kind!r}): "
@@ -250,6 +267,11 @@ class PrimalDualFlow(Method):
             raise InputError(
                 f"[solver] method must be one of {', '.join(SCHEMES)} for the primal-dual "
                 f"flows (got {scheme!r}): pick one of those"
+            )
+        if error_feedback and kind != "direct":
+            raise InputError(
+                f'[flow] error_feedback is only for kind = "direct" (got kind = "{kind}"): '
+                "remove error_feedback"
             )
         self.kind = kind
         self.scheme = scheme
@@ -264,6 +286,10 @@ class PrimalDualFlow(Method):
                 f'only (got kind = "{kind}"): use kind = "observer" or drop trigger')
         self.channels = ("raw",) if kind == "uncompressed" else ("compressed",)
         self.state_keys = ("X", "V", "Xhat") if kind == "observer" else ("X", "V")
+        self.error_feedback = bool(error_feedback)
+        if self.error_feedback:
+            self.state_keys = ("X", "V", "M")
+            self.continuous_ok = False  # the memory is a per-round quantity
         self.copies = ("Xhat",) if kind == "observer" else ()
         if kind != "uncompressed" and compressor is None:
             raise InputError(f"the {kind} flow needs a compressor: add [compressor] spec")
@@ -273,9 +299,11 @@ class PrimalDualFlow(Method):
             self.gamma = gains.gamma
         super().__init__(problem, graph, compressor if kind != "uncompressed" else None)
         if kind == "direct" and not compressor.linear:
+            what = ("and consensus can stall" if not self.error_feedback else
+                    "(error feedback is measured, not proven: docs/schemes.md)")
             warnings.warn(
                 f"direct flow with the nonlinear compressor {compressor.spec!r}: SPEC section 4 "
-                "gives no convergence guarantee and consensus can stall; use the observer flow",
+                f"gives no convergence guarantee {what}; use the observer flow",
                 DirectFlowWarning,
                 stacklevel=2,
             )
@@ -292,6 +320,8 @@ class PrimalDualFlow(Method):
         state = {"X": X, "V": V}
         if self.kind == "observer":
             state["Xhat"] = np.zeros((self.block.n_cols, self.dim))
+        if "M" in self.state_keys:
+            state["M"] = np.zeros_like(X, dtype=float)
         return state
 
     # -- one round ---------------------------------------------------------------------
@@ -313,6 +343,9 @@ class PrimalDualFlow(Method):
                 self.active = np.einsum("ij,ij->i", E, E) > threshold * threshold
                 E[~self.active] = 0.0
             return [E]
+        if "M" in state:  # error feedback: compress the state plus the memory
+            X = X + state["M"]
+            self._Z = X
         return [X]
 
     def local(self, state, t, h):
@@ -344,6 +377,9 @@ class PrimalDualFlow(Method):
         new = {"X": X, "V": V}
         if self.kind == "observer":
             new["Xhat"] = xhat
+        if "M" in state:  # m <- (x + m) - C(x + m, t), own rows of what was sent
+            new["M"] = self._Z - M[self.block.own]
+            self._Z = None
         return new
 
     def local_update(self, state, t, h):
@@ -359,6 +395,12 @@ class PrimalDualFlow(Method):
     # -- continuous time -----------------------------------------------------------------
     def vector_field(self, t: float, state) -> dict[str, np.ndarray]:
         """Right-hand side of the flow at ``(t, state)`` (same keys as the state)."""
+        if "M" in self.state_keys:
+            raise InputError(
+                '[flow] error_feedback = true has no continuous-time flow (its memory is a '
+                'per-round quantity; got [solver] method = "continuous"): use method = '
+                '"euler" or "predict", or error_feedback = false'
+            )
         X = state["X"]
         if self.triggered:
             raise InputError(
@@ -411,5 +453,6 @@ class PrimalDualFlow(Method):
                     f"{2.0 * g.alpha * lam_max:.3g}; raise [flow] gamma"
                 )
         if self.kind == "direct" and not self.compressor.linear:
-            causes.append("nonlinear compressor on the direct flow (no guarantee, SPEC 4)")
+            ef = " with error feedback" if self.error_feedback else ""
+            causes.append(f"nonlinear compressor on the direct flow{ef} (no guarantee, SPEC 4)")
         return "; ".join(causes) if causes else "unknown (gains and step look admissible)"
