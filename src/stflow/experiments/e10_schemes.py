@@ -13,10 +13,18 @@ the observer flow on E2 with ``topk:k=2`` and ``quantize:bits=4``, tuned with th
 by ``scripts/measure_error_feedback.py``. The tuner does not run here: its figures are
 stored in :data:`ERROR_FEEDBACK`, and E10 reruns each stored setting once (the winner, or
 the closest candidate when none counted) to show its live bits to 1e-6 or final error.
+
+Second extra table: event-triggered sending (``[flow] trigger``, ``trigger_decay``: agent i
+sends only while ``||x_i - xhat_i|| > trigger * exp(-trigger_decay * t)``, else a 1-bit
+flag) against the same observer flow without it, both ``predict`` and tuned live here by
+``stflow.tune.tune`` with the same budget and seeds (the triggered flow starts from
+``trigger = 0.1, trigger_decay = 5`` and searches both with the gains and the step); the
+table gives each seed's robust bits to 1e-6 and their median.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 
 import numpy as np
@@ -26,7 +34,8 @@ from ..output import write_json
 from ._common import md_table, pick
 
 __all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "ERROR_FEEDBACK", "ERROR_FEEDBACK_COMMAND",
-           "run", "planned_runs", "scheme_grid", "error_feedback_rows"]
+           "TRIGGER_START", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
+           "trigger_rows"]
 
 NAME = "E10"
 TITLE = "Schemes side by side: euler, predict, gauss_seidel"
@@ -36,12 +45,17 @@ SPECS = {"quantize": "quantize:bits=4", "cyclic": "scalarize:basis=cyclic,tau={t
 #: alpha, beta, eta of every run (gamma = OBSERVER_STEP / h).
 GAINS = {"alpha": 10.0, "beta": 10.0, "eta": 2.0}
 OBSERVER_STEP = 0.5
+#: trigger: (tuning budget, seeds, compressors, rounds per run) of the event-triggered table
 SIZES = {
     "full": {"steps": tuple(float(h) for h in np.geomspace(2e-3, 6.4e-2, 11)), "rounds": 3000,
-             "error_feedback": True},
-    "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000, "error_feedback": True},
-    "tiny": {"steps": (3e-3,), "rounds": 200, "error_feedback": False},
+             "error_feedback": True,
+             "trigger": (30, (0, 1, 2), ("quantize", "topk", "cyclic"), 3000)},
+    "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000, "error_feedback": True,
+              "trigger": (3, (0,), ("quantize",), 600)},
+    "tiny": {"steps": (3e-3,), "rounds": 200, "error_feedback": False, "trigger": None},
 }
+#: Where the triggered flow's search starts (the tuner searches a 30x box around it).
+TRIGGER_START = {"trigger": 0.1, "trigger_decay": 5.0}
 
 #: The command that measured :data:`ERROR_FEEDBACK` (about 1 minute on one core).
 ERROR_FEEDBACK_COMMAND = ("OMP_NUM_THREADS=1 PYTHONPATH=src python "
@@ -118,8 +132,10 @@ def planned_runs(quick: bool) -> int:
     """One run per scheme, compressor and step; one per stored error-feedback setting."""
     size = pick(SIZES, quick)
     extra = sum(_ef_setting(c) is not None for c in ERROR_FEEDBACK.values())
+    trig = size["trigger"]
     return len(SCHEMES) * len(SPECS) * len(size["steps"]) + (
-        extra if size["error_feedback"] else 0)
+        extra if size["error_feedback"] else 0) + (
+        0 if trig is None else 2 * len(trig[1]) * len(trig[2]))
 
 
 def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
@@ -189,6 +205,67 @@ def error_feedback_rows(*, progress=None) -> list[dict]:
     return rows
 
 
+def trigger_rows(budget: int, seeds, compressors, rounds: int, *, progress=None) -> list[dict]:
+    """Tune the observer flow (``predict``, "auto" gains as the start) with and without
+    event-triggered sending on E2, same budget and seeds: one row per (compressor, variant,
+    seed) with the tuned robust bits to 1e-6 (None when no setting counted)."""
+    from ..tune import tune
+    from .comparison import compressor_specs, method_config
+
+    specs = compressor_specs()
+    rows = []
+    for ckey in compressors:
+        for variant in ("flow", "flow + trigger"):
+            for seed in seeds:
+                cfg = method_config("E2", "observer", "predict", specs[ckey], rounds)
+                if variant != "flow":
+                    cfg["flow"].update(TRIGGER_START)
+                res = tune(cfg, budget=budget, target=TARGET, seed=seed)
+                rows.append({"compressor": ckey, "variant": variant, "seed": seed,
+                             "budget": budget, "bits_to_target": res.bits_to_target,
+                             "robust_bits_to_target": res.robust_bits_to_target,
+                             "rounds_to_target": res.rounds_to_target, "params": res.params})
+                if progress is not None:
+                    progress(f"trigger: {ckey} {variant} seed {seed}")
+    return rows
+
+
+def _trigger_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+
+    def median(vals):
+        vals = [math.inf if v is None else v for v in vals]
+        m = float(np.median(vals))
+        return None if math.isinf(m) else m
+
+    def cell(v):
+        return "none" if v is None else f"{v:,.0f}"
+
+    body, meds = [], {}
+    for ckey in dict.fromkeys(r["compressor"] for r in rows):
+        for variant in ("flow", "flow + trigger"):
+            rs = [r for r in rows if r["compressor"] == ckey and r["variant"] == variant]
+            med = median([r["robust_bits_to_target"] for r in rs])
+            meds[ckey, variant] = med
+            body.append([ckey, variant, " / ".join(cell(r["robust_bits_to_target"])
+                                                     for r in rs), cell(med)])
+    verdict = []
+    for ckey in dict.fromkeys(r["compressor"] for r in rows):
+        a, b = meds[ckey, "flow"], meds[ckey, "flow + trigger"]
+        if a is not None and b is not None:
+            verdict.append(f"{ckey} {b / a:.2f}")
+    seeds = sorted({r["seed"] for r in rows})
+    return "\n".join([
+        "Event-triggered sending (`[flow] trigger`, `trigger_decay`; a silent round costs one "
+        "bit) against the same observer flow without it, E2, `predict`, both tuned here by "
+        f"`stflow tune` with budget {rows[0]['budget']} and seeds {seeds} (robust bits per "
+        "agent to 1e-6, one per seed, and their median):", "",
+        md_table(["compressor", "variant", "robust bits per seed", "median"], body), "",
+        "Median with the trigger over the median without it: " + (
+            "; ".join(verdict) if verdict else "no pair to compare") + "."])
+
+
 def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
     """Run E10 into ``out_dir``: table, figure, ``rows.json``."""
     out_dir = pathlib.Path(out_dir)
@@ -196,6 +273,9 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
     size = pick(SIZES, quick)
     rows = scheme_grid(size["steps"], size["rounds"], progress=progress)
     ef_rows = error_feedback_rows(progress=progress) if size["error_feedback"] else []
+    trig = size["trigger"]
+    trig_rows = [] if trig is None else trigger_rows(*trig, progress=progress)
+    write_json(out_dir / "trigger.json", trig_rows)
     write_json(out_dir / "rows.json", rows)
     write_json(out_dir / "error_feedback.json", {"stored": ERROR_FEEDBACK, "live": ef_rows,
                                                  "command": ERROR_FEEDBACK_COMMAND})
@@ -213,7 +293,8 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
             "number of rounds. `predict` and `gauss_seidel` use this round's messages, which "
             "should widen the stable range of h (larger per-round gains, fewer rounds)."
         ),
-        "measured": _table(rows) + "\n\n" + _ef_table(ef_rows),
+        "measured": _table(rows) + "\n\n" + _ef_table(ef_rows) + "\n\n" + _trigger_table(
+            trig_rows),
         "figures": [figure],
         "captions": {figure: (
             "Bits per agent to relative error 1e-6 against the step h at fixed gains, one "
