@@ -82,19 +82,20 @@ class Gains:
 
 
 #: Safety factors of :func:`auto_gains` (measured, see ``docs/gains.md``).
-AUTO_EULER_BUDGET = 0.1  # h * (fastest rate of the flow / 3) <= this
-AUTO_OBSERVER_RATIO = 5.0  # the observer's certified rate gamma*lambda_C over the flow's speed
 #: The optimization counts as the bottleneck when its rate eta*mu is below consensus's
 #: alpha*lambda_2 by this factor; then ``predict`` raises eta (up to its gradient-step cap).
 AUTO_RATE_SEPARATION = 10.0
-#: Per scheme: (step budget, observer ratio, eta cap over s / L). ``predict`` is stable for
-#: a much larger step (E10) and tolerates a flow faster than the observer's certified rate;
-#: its pair was measured on E2 and two other problems (docs/gains.md: within 1.1-1.6x of the
-#: tuned bits where the tuner found a setting, and below them on two problems). Its local
-#: part is a gradient step on each agent, stable for h eta L < 2: the cap 2 lets an
-#: ill-conditioned problem (E6) use it; Euler's budget counts eta L = s, so its cap is 1.
-AUTO_SCHEME = {"euler": (AUTO_EULER_BUDGET, AUTO_OBSERVER_RATIO, 1.0),
-               "gauss_seidel": (AUTO_EULER_BUDGET, AUTO_OBSERVER_RATIO, 1.0),
+#: Per scheme: (step budget b, observer ratio r, eta cap over s / L), measured on E2 and
+#: P4 (docs/gains.md). ``predict``: (1, 1/4), within 1.1-1.6x of the tuned bits on E2, P3
+#: and P4; its local part is a gradient step on each agent, stable for h eta L < 2, so an
+#: ill-conditioned problem (E6) may raise eta to 2 s / L. ``euler``: (0.3, 1/2), the
+#: largest budget of {0.1, 0.2, 0.3, 0.5, 1} that did not diverge on E2 and P4
+#: (``h (alpha lambda_max + eta L) = 3 s h <= 0.9``); ``gauss_seidel``: (1, 1/2), no
+#: divergence on E2 and P4 up to b = 1. Both
+#: within 1.2x of their tuned bits on E2 and P4 with the quantizer (the earlier (0.1, 5):
+#: 4.7x and 6.9x on E2, nothing reached on P4). Their cap is 1 (not measured).
+AUTO_SCHEME = {"euler": (0.3, 0.5, 1.0),
+               "gauss_seidel": (1.0, 0.5, 1.0),
                "predict": (1.0, 0.25, 2.0)}
 
 
@@ -121,12 +122,13 @@ def auto_gains(
         \quad \gamma = \frac{0.5}{h}, \quad \eta = \frac{s}{L},
         \quad \alpha = \beta = \frac{2 s}{\lambda_{max}(L)}
 
-    - explicit Euler (``euler``, ``gauss_seidel``: :math:`b = 0.1, r = 5`):
-      :math:`h(\alpha\lambda_{max} + \eta L) = 3 s h \le 0.3`, and the observer's error
-      dynamics, certified rate :math:`\gamma\lambda_C`, five times faster than the flow's
-      fastest mode; ``predict`` (:data:`AUTO_SCHEME`: :math:`b = 1, r = 1/4`) is stable for
-      a far larger step and measured best with a flow up to four times faster than the
-      observer's certified rate; :math:`\gamma = 0.5/h` is the largest gain
+    - the step budget :math:`b` and observer ratio :math:`r` per scheme
+      (:data:`AUTO_SCHEME`): ``euler`` :math:`b = 0.3, r = 1/2`, i.e.
+      :math:`h(\alpha\lambda_{max} + \eta L) = 3 s h \le 0.9` and a flow up to twice as fast
+      as the observer's certified rate :math:`\gamma\lambda_C`; ``gauss_seidel``
+      :math:`b = 1, r = 1/2`; ``predict`` :math:`b = 1, r = 1/4`, stable for a far larger
+      step and measured best with a flow up to four times faster than the observer's
+      certified rate; :math:`\gamma = 0.5/h` is the largest gain
       for which the Euler observer update stays contractive for every compressor with
       :math:`L_c \le 2` (:math:`h\gamma L_c \le 1`);
     - excitation period :math:`T_C` (``d * tau`` for a cyclic scalarizer, ``1/freq`` for the
@@ -160,9 +162,12 @@ def auto_gains(
 
     Examples
     --------
+    ``euler`` at h = 1e-3: s = min(0.3 / h, gamma lambda_C / r) = min(300, 500 * 0.2 / 0.5)
+    = 200:
+
     >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2)
     >>> g.alpha, g.beta, g.eta, g.gamma
-    (10.0, 10.0, 10.0, 500.0)
+    (100.0, 100.0, 100.0, 500.0)
 
     An ill-conditioned problem under ``predict``: s = 100, s / L = 10, and alpha lambda_2 /
     (10 mu) = 50 is above the cap 2 s / L = 20:
