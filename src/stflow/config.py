@@ -577,9 +577,14 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
                                      shapes=getattr(problem, "param_shapes", None))
     scheme = cfg["solver"]["method"]
     if f["kind"] in FLOW_KINDS:
-        resolve_auto_gains(f, graph=graph, smoothness=smoothness, compressor=compressor,
+        curvature, mu = smoothness, None
+        if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* only when "auto" needs it
+            curvature = getattr(problem, "solution_curvature", smoothness)
+            mu = getattr(problem, "strong_convexity", 0.0) / problem.n_agents
+        resolve_auto_gains(f, graph=graph, smoothness=curvature, compressor=compressor,
                            step=cfg["solver"]["step"],
-                           scheme=scheme if scheme in SCHEMES else "euler")
+                           scheme=scheme if scheme in SCHEMES else "euler",
+                           strong_convexity=mu)
     params = {k: v for k, v in f.items() if k != "kind"}
     method = make_method(f["kind"], problem, graph, compressor,
                          scheme=scheme if scheme in SCHEMES else "euler", **params)
@@ -589,12 +594,14 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
 
 
 def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
-                       scheme: str = "euler") -> dict:
+                       scheme: str = "euler", strong_convexity: float | None = None) -> dict:
     """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
 
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
-    only) and excitation period; shared by the simulator and the MPI engine so both run
-    with the same gains.
+    only) and excitation period, the graph's ``lambda_2`` and the mean cost's
+    ``strong_convexity``; ``smoothness`` is the curvature that limits the gradient step
+    (:func:`build_method` passes ``problem.solution_curvature``). Shared by the simulator
+    and the MPI engine so both run with the same gains.
     """
     from .methods import auto_gains
 
@@ -614,6 +621,8 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
         observer=f["kind"] == "observer",
         scheme=scheme,
+        lambda_2=graph.lambda_2,
+        strong_convexity=strong_convexity,
     )
     for k in GAIN_KEYS:
         if f.get(k) == "auto":

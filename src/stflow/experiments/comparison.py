@@ -6,8 +6,9 @@ tuned with ``budget`` candidate settings, each run capped at the problem's round
 the score is bits per agent to the setting's target relative error (``TARGET = 1e-6`` on
 E2; 1e-2 within 5000 rounds on E6, where no method tuned with budget 40-50 reached 1e-3
 within 5000 rounds nor 1e-2 within 3000: docs/peers.md; on E6 the search box is 300x
-around the auto values, for every method, because L_f there is about 40 times the
-curvature that matters), counted only when the run
+around the auto values, for every method, because L_f there is 10 times the largest
+local curvature at x*, which the peers' ``lr = "auto"`` does not use and the flows' auto
+gains do since docs/gains.md's E6 section), counted only when the run
 stays below it and the median of 5 runs with gains perturbed by +-10 % reaches it too
 (``docs/tune.md``). Reported: the winner's bits and rounds, the robust median, the auto
 gains' bits (the config itself, the tuner's first candidate) and the ratios flow / LEAD.

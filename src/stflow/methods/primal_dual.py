@@ -108,15 +108,21 @@ class Gains:
 
 
 #: Safety factors of :func:`auto_gains` (measured, see ``docs/gains.md``).
-AUTO_EULER_BUDGET = 0.1  # h * (fastest rate of the flow / 3) <= this
-AUTO_OBSERVER_RATIO = 5.0  # the observer's certified rate gamma*lambda_C over the flow's speed
-#: Per scheme: (step budget, observer ratio). ``predict`` is stable for a much larger step
-#: (E10) and tolerates a flow faster than the observer's certified rate; its pair was
-#: measured on E2 and two other problems (docs/gains.md: within 1.1-1.6x of the tuned bits
-#: where the tuner found a setting, and below them on two problems).
-AUTO_SCHEME = {"euler": (AUTO_EULER_BUDGET, AUTO_OBSERVER_RATIO),
-               "gauss_seidel": (AUTO_EULER_BUDGET, AUTO_OBSERVER_RATIO),
-               "predict": (1.0, 0.25)}
+#: The optimization counts as the bottleneck when its rate eta*mu is below consensus's
+#: alpha*lambda_2 by this factor; then ``predict`` raises eta (up to its gradient-step cap).
+AUTO_RATE_SEPARATION = 10.0
+#: Per scheme: (step budget b, observer ratio r, eta cap over s / L), measured on E2 and
+#: P4 (docs/gains.md). ``predict``: (1, 1/4), within 1.1-1.6x of the tuned bits on E2, P3
+#: and P4; its local part is a gradient step on each agent, stable for h eta L < 2, so an
+#: ill-conditioned problem (E6) may raise eta to 2 s / L. ``euler``: (0.3, 1/2), the
+#: largest budget of {0.1, 0.2, 0.3, 0.5, 1} that did not diverge on E2 and P4
+#: (``h (alpha lambda_max + eta L) = 3 s h <= 0.9``); ``gauss_seidel``: (1, 1/2), no
+#: divergence on E2 and P4 up to b = 1. Both within 1.2x of their tuned bits (budget 30)
+#: on E2 and P4 with the quantizer (``euler`` 1.32x on E2 at budget 50); the earlier
+#: (0.1, 5) took 4.7x and 6.9x on E2 and reached nothing on P4. Their cap is 1.
+AUTO_SCHEME = {"euler": (0.3, 0.5, 1.0),
+               "gauss_seidel": (1.0, 0.5, 1.0),
+               "predict": (1.0, 0.25, 2.0)}
 
 
 def auto_gains(
@@ -128,8 +134,10 @@ def auto_gains(
     compressor_period: float = 0.0,
     observer: bool = True,
     scheme: str = "euler",
+    lambda_2: float | None = None,
+    strong_convexity: float | None = None,
 ) -> Gains:
-    r"""Gains derived from the graph, the cost's smoothness, the compressor and the step.
+    r"""Gains derived from the graph, the cost's curvature, the compressor and the step.
 
     All gains are proportional to one speed :math:`s` (the flow is then a time-rescaling of a
     normalized one, so a larger :math:`s` is faster per unit time), capped three ways:
@@ -137,36 +145,67 @@ def auto_gains(
     .. math::
 
         s = \min\Big(\frac{b}{h},\ \frac{\gamma \lambda_C}{r},\ \frac{1}{T_C}\Big),
-        \quad \gamma = \frac{0.5}{h}, \quad \eta = \frac{s}{L_f},
+        \quad \gamma = \frac{0.5}{h}, \quad \eta = \frac{s}{L},
         \quad \alpha = \beta = \frac{2 s}{\lambda_{max}(L)}
 
-    - explicit Euler (``euler``, ``gauss_seidel``: :math:`b = 0.1, r = 5`):
-      :math:`h(\alpha\lambda_{max} + \eta L_f) = 3 s h \le 0.3`, and the observer's error
-      dynamics, certified rate :math:`\gamma\lambda_C`, five times faster than the flow's
-      fastest mode; ``predict`` (:data:`AUTO_SCHEME`: :math:`b = 1, r = 1/4`) is stable for
-      a far larger step and measured best with a flow up to four times faster than the
-      observer's certified rate; :math:`\gamma = 0.5/h` is the largest gain
+    - the step budget :math:`b` and observer ratio :math:`r` per scheme
+      (:data:`AUTO_SCHEME`): ``euler`` :math:`b = 0.3, r = 1/2`, i.e.
+      :math:`h(\alpha\lambda_{max} + \eta L) = 3 s h \le 0.9` and a flow up to twice as fast
+      as the observer's certified rate :math:`\gamma\lambda_C`; ``gauss_seidel``
+      :math:`b = 1, r = 1/2`; ``predict`` :math:`b = 1, r = 1/4`, stable for a far larger
+      step and measured best with a flow up to four times faster than the observer's
+      certified rate; :math:`\gamma = 0.5/h` is the largest gain
       for which the Euler observer update stays contractive for every compressor with
       :math:`L_c \le 2` (:math:`h\gamma L_c \le 1`);
     - excitation period :math:`T_C` (``d * tau`` for a cyclic scalarizer, ``1/freq`` for the
       sinusoid, 0 for time-invariant compressors): the flow must not move much within one
       period, or the observer lags (SPEC section 3, practical rule).
 
-    The direct and uncompressed flows skip the observer cap. ``lambda_2`` does not enter:
-    it sets the resulting rate, not the admissible gains. :math:`\alpha = \beta` with
-    :math:`\alpha\lambda_{max} = \eta L_f`-scale stiffness was the fastest pair in a scan of
+    ``smoothness`` is the curvature :math:`L` that limits the gradient step; the library
+    passes :attr:`stflow.problems.Problem.solution_curvature`, :math:`\max_i
+    \lambda_{max}(\nabla^2 f_i(x^\star))`, which is :math:`L_f` for quadratic costs and
+    10x below it for E6's logistic regression.
+
+    With ``lambda_2`` (algebraic connectivity) and ``strong_convexity`` :math:`\mu` (of the
+    mean cost :math:`\frac1N\sum_i f_i`) given, ``predict`` raises :math:`\eta` when the
+    optimization is the bottleneck, i.e. its slowest rate :math:`\eta\mu` is far below
+    consensus's :math:`\alpha\lambda_2`:
+
+    .. math::
+
+        \eta = \min\Big(c\,\frac{s}{L},\ \max\Big(\frac{s}{L},\
+        \frac{\alpha\lambda_2}{10\,\mu}\Big)\Big),
+
+    with cap :math:`c = 2` (its local part is a gradient step, stable for
+    :math:`h\eta L < 2`); :math:`c = 1` for the Euler schemes. Measured (``docs/gains.md``):
+    on E6 (:math:`\alpha\lambda_2 / (\eta\mu) = 384`) it doubles :math:`\eta`, on E2, P3
+    and P4 (ratios 0.41, 1.61, 0.12) it changes nothing.
+
+    The direct and uncompressed flows skip the observer cap. :math:`\alpha = \beta` with
+    :math:`\alpha\lambda_{max} = \eta L`-scale stiffness was the fastest pair in a scan of
     :math:`\alpha\lambda_{max}/s \in \{0.5, 1, 2\}` and :math:`\beta/\alpha \in
     \{0.5, 1, 2, 4\}` on rings and stars (``docs/gains.md``).
 
     Examples
     --------
+    ``euler`` at h = 1e-3: s = min(0.3 / h, gamma lambda_C / r) = min(300, 500 * 0.2 / 0.5)
+    = 200:
+
     >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2)
     >>> g.alpha, g.beta, g.eta, g.gamma
-    (10.0, 10.0, 10.0, 500.0)
+    (100.0, 100.0, 100.0, 500.0)
+
+    An ill-conditioned problem under ``predict``: s = 100, s / L = 10, and alpha lambda_2 /
+    (10 mu) = 50 is above the cap 2 s / L = 20:
+
+    >>> g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, scheme="predict",
+    ...                lambda_2=1.0, strong_convexity=0.1)
+    >>> g.alpha, g.eta
+    (50.0, 20.0)
     """
     if scheme not in AUTO_SCHEME:
         raise InputError(f"`scheme` must be one of {', '.join(AUTO_SCHEME)} (got {scheme!r})")
-    budget, ratio = AUTO_SCHEME[scheme]
+    budget, ratio, cap = AUTO_SCHEME[scheme]
     lf = smoothness if smoothness and smoothness > 0 else 1.0
     speed = budget / step
     gamma = 0.5 / step
@@ -176,7 +215,11 @@ def auto_gains(
     if compressor_period and math.isfinite(compressor_period) and compressor_period > 0:
         speed = min(speed, 1.0 / compressor_period)
     alpha = 2.0 * speed / lambda_max
-    return Gains(alpha=alpha, beta=alpha, eta=speed / lf, gamma=gamma)
+    eta = speed / lf
+    if cap > 1.0 and lambda_2 and lambda_2 > 0 and strong_convexity and strong_convexity > 0:
+        wanted = alpha * lambda_2 / (AUTO_RATE_SEPARATION * strong_convexity)
+        eta = min(cap * eta, max(eta, wanted))
+    return Gains(alpha=alpha, beta=alpha, eta=eta, gamma=gamma)
 
 
 def primal_dual_update(X, V, LXc, G, h, gains: Gains):

@@ -17,6 +17,8 @@ __all__ = [
 
 
 _NEWTON_POLISH_STEPS = 3
+#: Power iterations of :attr:`Problem.solution_curvature`.
+_CURVATURE_ITERATIONS = 100
 
 
 class Problem(abc.ABC):
@@ -180,6 +182,45 @@ class Problem(abc.ABC):
         if self._given_f_star is not None:
             return self._given_f_star
         return self.total_value(self.x_star)
+
+    @cached_property
+    def solution_curvature(self) -> float:
+        r"""Largest local curvature at the solution,
+        :math:`L_\star = \max_i \lambda_{max}(\nabla^2 f_i(x^\star)) \le L_f`.
+
+        ``smoothness`` (:math:`L_f`) bounds the curvature everywhere; near the solution, where
+        a linearly converging run spends most of its rounds, :math:`L_\star` is what limits a
+        gradient step (``"auto"`` gains, ``docs/gains.md``). Computed for all agents at once
+        by :data:`_CURVATURE_ITERATIONS` power iterations on Hessian-vector products taken as
+        central differences of ``grad`` (every agent starts from the same vector, drawn from
+        ``default_rng(0)``, so a block of agents gets the same values), Rayleigh
+        quotient of the last one, capped at ``smoothness``. Costs with a constant Hessian
+        (quadratic, least squares) return ``smoothness`` itself; a problem without ``x_star``
+        (the MLP) too.
+
+        Examples
+        --------
+        >>> from stflow.problems import make_problem
+        >>> p = make_problem("logistic", agents=4, dim=3, seed=0)
+        >>> bool(0 < p.solution_curvature <= p.smoothness)
+        True
+        >>> q = make_problem("least_squares", agents=3, dim=2, seed=0)
+        >>> q.solution_curvature == q.smoothness
+        True
+        """
+        if self.x_star is None:
+            return float(self.smoothness)
+        x = np.asarray(self.x_star, dtype=np.float64)
+        X = np.array(self._stack(x))
+        eps = 1e-5 * max(1.0, float(np.linalg.norm(x)))
+        V = np.tile(np.random.default_rng(0).standard_normal(self.dim), (self.n_agents, 1))
+        rayleigh = np.zeros(self.n_agents)
+        for _ in range(_CURVATURE_ITERATIONS):
+            V /= np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-300)
+            HV = (self.grad(X + eps * V) - self.grad(X - eps * V)) / (2.0 * eps)
+            rayleigh = np.einsum("nd,nd->n", V, HV)
+            V = HV
+        return float(min(max(float(rayleigh.max()), 0.0), float(self.smoothness)))
 
     def _polish(self, x: np.ndarray) -> np.ndarray:
         g = self.total_grad(x)

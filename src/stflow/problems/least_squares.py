@@ -351,6 +351,11 @@ class LeastSquaresProblem(RowCosts, Problem):
     def strong_convexity(self) -> float:
         return _smallest_eigenvalue(self._normal_equations[0])
 
+    @property
+    def solution_curvature(self) -> float:
+        """The Hessian is constant: ``smoothness`` itself."""
+        return self.smoothness
+
     def _minimize(self) -> np.ndarray:
         h, c = self._normal_equations
         return np.linalg.lstsq(h, c, rcond=None)[0]

@@ -68,6 +68,11 @@ class QuadraticProblem(Problem):
     def strong_convexity(self) -> float:
         return _smallest_eigenvalue(self._Q_sum)
 
+    @property
+    def solution_curvature(self) -> float:
+        """The Hessian is constant: ``smoothness`` itself."""
+        return self.smoothness
+
     def _minimize(self) -> np.ndarray:
         if self.strong_convexity == 0.0:
             raise InputError(

@@ -87,6 +87,16 @@ def _fault_hook(rank: int, where) -> None:
         raise RuntimeError(f"injected fault at step {where} ({FAULT_ENV}={spec})")
 
 
+def _strong_convexity(sums, local, x_star) -> float:
+    """Strong convexity of :math:`\\sum_i f_i` from rank-local sums (collective), as the
+    whole problem's ``strong_convexity`` defines it."""
+    if local.kind in ("quadratic", "least_squares"):
+        from ...problems.base import _smallest_eigenvalue
+
+        return _smallest_eigenvalue(sums._hessian_sum(x_star))
+    return float(sums.n_agents * local.regularization)  # logistic
+
+
 class _GatheredCosts:
     """The problem as rank 0's Recorder sees it: x*, f* and the value gathered for xbar."""
 
@@ -206,6 +216,8 @@ class Runner:
             except InputError as exc:  # computed from the same reduced data on every rank
                 raise Agreed(str(exc)) from None
             local = local._from_arrays(local.arrays(), x_star=x_star, f_star=f_star)
+            self._curvature = lambda: (self.sums.max(local.solution_curvature),
+                                       _strong_convexity(self.sums, local, x_star))
             return n, d, local, _GatheredCosts(x_star, f_star), x_star, f_star, smoothness
         # data tables and learning problems: small enough for every rank to hold them
         from ...config import build_problem
@@ -222,6 +234,8 @@ class Runner:
         f_star = None if x_star is None else full.f_star
         local = full.subset(slice(start, stop), x_star=x_star, f_star=f_star)
         self.sums = None
+        self._curvature = lambda: (float(full.solution_curvature),
+                                   float(full.strong_convexity))
         return n, d, local, full, x_star, f_star, float(full.smoothness)
 
     def _check_out(self):
@@ -233,7 +247,7 @@ class Runner:
 
     def _build_shared(self, config, n, d, smoothness, x_star):
         """Graph, compressor and method exactly as :func:`stflow.config.build_run`."""
-        from ...config import build_method
+        from ...config import GAIN_KEYS, build_method
         from ...graphs import make_graph
 
         cfg = copy.deepcopy(config)
@@ -247,6 +261,8 @@ class Runner:
             )
         shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star,
                                 param_shapes=getattr(self.local, "param_shapes", None))
+        if any(config["flow"].get(k) == "auto" for k in GAIN_KEYS):  # collective: all ranks
+            shape.solution_curvature, shape.strong_convexity = self._curvature()
         if self.rank == 0:  # "auto" values (a certificate for auto gains) resolved once
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

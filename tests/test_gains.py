@@ -1,0 +1,74 @@
+"""``"auto"`` gains: the curvature at the solution, and predict's raise of eta when the
+optimization is the bottleneck (``docs/gains.md``)."""
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from stflow.config import build_run, resolve_config
+from stflow.methods import auto_gains
+from stflow.methods.primal_dual import AUTO_RATE_SEPARATION, AUTO_SCHEME
+from stflow.problems import make_problem
+
+
+def test_predict_raises_eta_between_s_over_l_and_its_cap():
+    # s = min(b / h, gamma lambda_C / r) = min(1 / 0.01, 50 * 1 / 0.25) = 100 under predict;
+    # alpha = 2 s / lambda_max = 50; s / L = 10; cap 2 s / L = 20.
+    assert AUTO_SCHEME["predict"] == (1.0, 0.25, 2.0) and AUTO_RATE_SEPARATION == 10.0
+    kw = dict(lambda_max=4.0, smoothness=10.0, step=0.01, scheme="predict", lambda_2=1.0)
+    # alpha lambda_2 / (10 mu): mu = 1 -> 5 < s/L, unchanged; mu = 0.3 -> 16.67, taken;
+    # mu = 0.1 -> 50, capped at 20
+    assert auto_gains(**kw, strong_convexity=1.0).eta == pytest.approx(10.0, rel=1e-15)
+    assert auto_gains(**kw, strong_convexity=0.3).eta == pytest.approx(50.0 / 3.0, rel=1e-15)
+    g = auto_gains(**kw, strong_convexity=0.1)
+    assert (g.alpha, g.beta, g.eta, g.gamma) == (50.0, 50.0, 20.0, 50.0)
+    # without lambda_2 / mu (or mu = 0: no conditioning known) eta stays s / L
+    assert auto_gains(**{**kw, "lambda_2": None}, strong_convexity=0.1).eta == 10.0
+    assert auto_gains(**kw, strong_convexity=0.0).eta == 10.0
+
+
+def test_euler_schemes_never_raise_eta():
+    assert AUTO_SCHEME["euler"] == (0.3, 0.5, 1.0)
+    assert AUTO_SCHEME["gauss_seidel"] == (1.0, 0.5, 1.0)
+    # euler: s = min(0.3 / 0.01, 50 * 1 / 0.5) = 30, eta = s / L = 3, alpha = 2 s / 4 = 15;
+    # gauss_seidel: s = min(1 / 0.01, 100) = 100, eta = 10, alpha = 50
+    for scheme, want in (("euler", (15.0, 3.0, 50.0)), ("gauss_seidel", (50.0, 10.0, 50.0))):
+        g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, scheme=scheme,
+                       lambda_2=1.0, strong_convexity=1e-6)
+        assert (g.alpha, g.eta, g.gamma) == pytest.approx(want, rel=1e-14)
+    # the observer limit binds with a slow compressor: s = 50 * 0.2 / 0.5 = 20 (euler)
+    g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, compressor_rate=0.2)
+    assert (g.alpha, g.eta) == pytest.approx((10.0, 2.0), rel=1e-14)
+
+
+def test_solution_curvature_is_the_largest_local_hessian_eigenvalue():
+    p = make_problem("logistic", agents=5, dim=4, seed=2, regularization=0.05)
+    x = p.x_star
+    exact = max(
+        np.linalg.eigvalsh(a.T @ ((s * (1 - s))[:, None] * a))[-1] + p.regularization
+        for a, s in ((a, expit(a @ x)) for a in p.A)
+    )
+    assert p.solution_curvature == pytest.approx(exact, rel=1e-6)
+    assert p.solution_curvature < p.smoothness
+    q = make_problem("least_squares", agents=4, dim=3, seed=1)
+    assert q.solution_curvature == q.smoothness  # constant Hessian
+
+
+def test_e6_auto_eta_uses_the_curvature_at_the_solution():
+    # E9's E6 setting: L_f = 256.6 is 10x the largest local curvature at x* (25.41), and the
+    # optimization is the bottleneck (mu = 0.01), so predict's eta = 2 s / L* = 200 / 25.41
+    cfg = resolve_config({
+        "problem": {"kind": "logistic", "dataset": "breast_cancer", "agents": 10,
+                    "regularization": 1e-2, "test_fraction": 0.2, "seed": 0},
+        "graph": {"kind": "ring", "chords": 2, "seed": 0},
+        "flow": {"kind": "observer", "alpha": "auto", "beta": "auto", "eta": "auto",
+                 "gamma": "auto"},
+        "compressor": {"spec": "quantize:bits=4"},
+        "solver": {"method": "predict", "step": 0.01, "horizon": 1.0},
+    })
+    run = build_run(cfg)
+    p, f = run.problem, run.config["flow"]
+    assert p.smoothness == pytest.approx(256.61, rel=1e-4)
+    assert p.solution_curvature == pytest.approx(25.41, rel=1e-3)
+    assert f["alpha"] == pytest.approx(200.0 / run.graph.lambda_max, rel=1e-12)
+    assert f["eta"] == pytest.approx(200.0 / p.solution_curvature, rel=1e-12)
