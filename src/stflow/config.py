@@ -513,7 +513,7 @@ def build_run(config: dict) -> Run:
     if x0 is None:
         x0 = default_x0(problem)
     v0 = _load_init(cfg["init"]["v0"], "v0")
-    compressor, method = build_method(cfg, problem, graph, smoothness=problem.smoothness)
+    compressor, method = build_method(cfg, problem, graph)
     return Run(cfg, problem, graph, compressor, method, x0, v0)
 
 
@@ -563,9 +563,12 @@ def build_problem(p: dict):
     )
 
 
-def build_method(cfg: dict, problem, graph, *, smoothness):
+def build_method(cfg: dict, problem, graph, *, smoothness=None):
     """``(compressor, method)`` of a resolved config on ``problem`` (all agents, or one MPI
-    block's local costs): ``"auto"`` values in ``cfg["flow"]`` are resolved in place."""
+    block's local costs): ``"auto"`` values in ``cfg["flow"]`` are resolved in place.
+
+    ``smoothness`` (L_f of all agents; default ``problem.smoothness``) is asked for only when
+    a flow gain is ``"auto"``: for a network (the MLP) it costs a Hessian power iteration."""
     from .compressors import make_compressor
     from .methods import FLOW_KINDS, SCHEMES, make_method, method_class
 
@@ -578,7 +581,9 @@ def build_method(cfg: dict, problem, graph, *, smoothness):
     scheme = cfg["solver"]["method"]
     if f["kind"] in FLOW_KINDS:
         curvature, mu = smoothness, None
-        if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* only when "auto" needs it
+        if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* and L_f only when "auto" needs it
+            if smoothness is None:
+                smoothness = problem.smoothness
             curvature = getattr(problem, "solution_curvature", smoothness)
             mu = getattr(problem, "strong_convexity", 0.0) / problem.n_agents
         resolve_auto_gains(f, graph=graph, smoothness=curvature, compressor=compressor,
