@@ -24,11 +24,11 @@ import statistics
 import time
 
 from stflow.config import resolve_config
+from stflow.experiments.comparison import SETTINGS
 from stflow.tune import tune
 
 PROBLEMS = {
-    "E2": ({"kind": "least_squares", "agents": 20, "dim": 10, "seed": 0},
-           {"kind": "ring", "chords": 3, "seed": 0}),
+    "E2": SETTINGS["E2"],
     "P3": ({"kind": "least_squares", "agents": 40, "dim": 20, "seed": 3},
            {"kind": "erdos_renyi", "seed": 3}),
     "P4": ({"kind": "quadratic", "agents": 16, "dim": 8, "seed": 4},

@@ -263,8 +263,9 @@ def test_bad_data_on_one_rank_is_one_line_exit_2(tmp_path):
     assert seconds < 10.0
 
 
-def test_resume_gives_exactly_the_uninterrupted_metrics(tmp_path):
-    cfg = _config(tmp_path / "c.toml", horizon=0.2)
+def _whole_and_resumed(tmp_path, cfg):
+    """Run ``cfg`` on 2 ranks whole, and stopped after 130 rounds (checkpoints every 50)
+    then resumed; the two outputs must be identical. Returns (whole, part, run args)."""
     whole, part = tmp_path / "whole", tmp_path / "part"
     proc, _ = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", whole])
     assert proc.returncode in (0, 1), proc.stderr
@@ -277,6 +278,11 @@ def test_resume_gives_exactly_the_uninterrupted_metrics(tmp_path):
     assert (whole / "metrics.csv").read_bytes() == (part / "metrics.csv").read_bytes()
     a = json.loads((whole / "comm.json").read_text())
     assert a == json.loads((part / "comm.json").read_text())
+    return whole, part, args
+
+
+def test_resume_gives_exactly_the_uninterrupted_metrics(tmp_path):
+    _, _, args = _whole_and_resumed(tmp_path, _config(tmp_path / "c.toml", horizon=0.2))
     proc, _ = _mpirun(1, [*args, "--resume"])  # another P: refused, one line
     assert proc.returncode == 2 and "--resume: the checkpoint was written by 2 ranks" in (
         proc.stderr
@@ -286,18 +292,8 @@ def test_resume_gives_exactly_the_uninterrupted_metrics(tmp_path):
 def test_resume_keeps_the_bit_count_of_event_triggered_messages(tmp_path):
     cfg = _config(tmp_path / "c.toml", horizon=0.2, spec="quantize:bits=4",
                   flow_extra="trigger = 0.05\ntrigger_decay = 5.0")
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    proc, _ = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", whole])
-    assert proc.returncode in (0, 1), proc.stderr
-    args = ["run", cfg, "--backend", "mpi", "--out", part, "--checkpoint-every", "50"]
-    proc, _ = _mpirun(2, args, env={"STFLOW_MPI_STOP_AFTER": "130"})
-    assert proc.returncode != 0 and not (part / "metrics.csv").exists()
-    proc, _ = _mpirun(2, [*args, "--resume"])
-    assert proc.returncode in (0, 1), proc.stderr
-    assert (whole / "metrics.csv").read_bytes() == (part / "metrics.csv").read_bytes()
-    a = json.loads((whole / "comm.json").read_text())
-    assert a == json.loads((part / "comm.json").read_text())
-    assert a["bytes_match_accounting"] is True
+    whole, _, _ = _whole_and_resumed(tmp_path, cfg)
+    assert json.loads((whole / "comm.json").read_text())["bytes_match_accounting"] is True
     bits = read_metrics_csv(whole / "metrics.csv")["bits_per_agent"]
     assert 200 < bits[-1] < 200 * 81  # some rounds silent (1 bit), some sent (81 bits)
 

@@ -276,6 +276,13 @@ class BitCounter:
     def totals(self) -> tuple[float, float]:
         return self.sent, self.p2p
 
+    def per_agent(self, n_agents: int, totals=None) -> tuple[float, float] | None:
+        """``totals`` (default: this block's) over all ``n_agents`` agents, as
+        :meth:`stflow.metrics.Recorder.record` takes them; None when sizes are fixed."""
+        if not self.on:
+            return None
+        return tuple(float(b) / n_agents for b in (self.totals() if totals is None else totals))
+
 
 def _check_continuous(flow) -> None:
     comp = getattr(flow, "compressor", None)
@@ -307,11 +314,6 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                   stop, step_decay=None, target_accuracy=None, time_model=None) -> Solution:
     rec = make_recorder(flow, flow.problem, local_steps=local_steps, time_model=time_model)
     counter = BitCounter(flow, flow.graph.degree)
-    n_agents = flow.n_agents
-
-    def bits():
-        return tuple(b / n_agents for b in counter.totals()) if counter.on else None
-
     limit = GROWTH_LIMIT * _scale(flow, state)
     check_every = min(record_every, 50)
     start = time.perf_counter()
@@ -351,7 +353,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                 state = new
                 if done % record_every == 0 or done == n_steps:
                     rec.record(done, done * h if step_decay is None else t_next, state["X"],
-                               draws=flow.draws, bits=bits())
+                               draws=flow.draws, bits=counter.per_agent(flow.n_agents))
                     if bar is not None:
                         bar.update(done - bar.n)
                 if done < n_steps and any(f.requested for f in stop_flags):
@@ -366,7 +368,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     t_of = (lambda n: n * h) if step_decay is None else (lambda n: t_next)
     if interrupted_at is not None and rec.last_step != interrupted_at:
         rec.record(interrupted_at, t_of(interrupted_at), state["X"], draws=flow.draws,
-                   bits=bits())
+                   bits=counter.per_agent(flow.n_agents))
     records = rec.columns()
     steps_run = diverged_at if diverged_at is not None else rec.last_step
     if diverged_at is not None:
@@ -391,7 +393,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
         grad_evals=int(flow.draws * flow.n_agents),
         bits_per_message=flow.bits_per_message,
         bits_per_agent=float(steps_run * flow.bits_per_message) if not counter.on
-        else bits()[0],
+        else counter.per_agent(flow.n_agents)[0],
         records=records,
         state=state,
         tolerance=tolerance,

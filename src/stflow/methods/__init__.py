@@ -31,11 +31,11 @@ from .lead import LEAD
 from .nids import NIDS
 from .primal_dual import (
     FLOW_KINDS,
+    FLOW_PARAMS,
     SCHEMES,
     Gains,
     PrimalDualFlow,
     auto_gains,
-    flow_params,
     primal_dual_update,
 )
 
@@ -88,7 +88,7 @@ def method_params(kind: str) -> tuple[Param, ...]:
     if kind in _PEERS:
         return _PEERS[kind].params
     if kind in FLOW_KINDS:
-        return flow_params(kind)
+        return FLOW_PARAMS[kind]
     raise _unknown_kind(kind)
 
 

@@ -41,7 +41,6 @@ __all__ = [
     "Gains",
     "PrimalDualFlow",
     "auto_gains",
-    "flow_params",
     "primal_dual_update",
 ]
 
@@ -69,11 +68,6 @@ _ERROR_FEEDBACK = Param(
 #: The ``[flow]`` parameters of each primal-dual flow.
 FLOW_PARAMS = {"uncompressed": _GAIN_PARAMS, "direct": _GAIN_PARAMS + (_ERROR_FEEDBACK,),
                "observer": _GAIN_PARAMS + (_GAMMA, *_TRIGGER)}
-
-
-def flow_params(kind: str) -> tuple[Param, ...]:
-    """The ``[flow]`` parameters of the primal-dual flow ``kind`` (besides ``kind``)."""
-    return FLOW_PARAMS[kind]
 
 
 @dataclass(frozen=True)
@@ -318,7 +312,7 @@ class PrimalDualFlow(Method):
             )
         self.kind = kind
         self.scheme = scheme
-        self.params = flow_params(kind)
+        self.params = FLOW_PARAMS[kind]
         if kind == "observer":
             self.trigger = _TRIGGER[0].check(trigger, kind)
             self.trigger_decay = _TRIGGER[1].check(trigger_decay, kind)

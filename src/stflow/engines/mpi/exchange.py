@@ -286,16 +286,16 @@ class NeighbourExchange:
             self._request = None
         return self._recv
 
-    def start_flagged(self, flagged: np.ndarray, active: np.ndarray,
-                      own_active: np.ndarray) -> None:
+    def start_flagged(self, flagged: np.ndarray, active: np.ndarray) -> None:
         """Post this round's event-triggered messages (:func:`flag_rows`, one row per sender in
-        :attr:`send_agents` order, ``active`` its flags; ``own_active`` the flags of every own
-        agent, for the same-rank deliveries): a silent message is 1 byte, so the byte counts
-        change every round and are exchanged first (``Neighbor_alltoall``)."""
+        :attr:`send_agents` order; ``active`` the flags of every own agent): a silent message
+        is 1 byte, so the byte counts change every round and are exchanged first
+        (``Neighbor_alltoall``)."""
         plan, MPI = self.plan, self._MPI
         nb = self.nbytes
-        sizes = np.where(active, nb, 1)
-        self.bytes_same_rank += int(np.dot(plan.same_rank_degree, np.where(own_active, nb, 1)))
+        own_sizes = np.where(active, nb, 1)
+        sizes = own_sizes[self.send_agents]
+        self.bytes_same_rank += int(np.dot(plan.same_rank_degree, own_sizes))
         self.messages += plan.same_rank + int(plan.send_counts.sum())
         self._flag_count = int(plan.recv_counts.sum())
         if not plan.neighbours:

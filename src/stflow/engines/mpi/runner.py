@@ -401,7 +401,7 @@ class Runner:
                     f"compressor {c.spec!r} does not keep its message in its first {nbits} "
                     "bits, so event-triggered messages cannot carry it exactly")
             self._flag_checked = True
-        ex.start_flagged(flag_rows(inner, nbits, active[remote]), active[remote], active)
+        ex.start_flagged(flag_rows(inner, nbits, active[remote]), active)
         own = c(z, t)
         method.local(state, t, h)
         sent, rows = ex.finish_flagged(ex.nbytes)
@@ -505,7 +505,7 @@ class Runner:
                 self.costs.set_value(xbar, value)
         bits = None
         if self.counter.on:  # messages vary in size: the mean over all agents so far
-            bits = tuple(b / self.n for b in self.comm.allreduce(
+            bits = self.counter.per_agent(self.n, self.comm.allreduce(
                 np.array(self.counter.totals())))
         if rec is not None:
             rec.record(step, t, full, draws=self.method.draws, bits=bits)
