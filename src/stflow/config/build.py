@@ -1,0 +1,218 @@
+"""Building a run from a resolved config: problem, graph, compressor and method
+(:func:`build_run`), ``"auto"`` gains, and running it on the simulator (:func:`run_config`)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .schema import GAIN_KEYS, SCHEMA
+
+
+@dataclass
+class Run:
+    """Everything one run needs, built from a resolved config."""
+
+    config: dict
+    problem: object
+    graph: object
+    compressor: object
+    flow: object
+    x0: np.ndarray | None
+    v0: np.ndarray | None
+
+
+def _load_init(value, name):
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return np.load(value)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"[init] {name}: cannot read {value!r} ({exc}): give a .npy file"
+        ) from None
+
+
+def build_run(config: dict) -> Run:
+    """Build problem, graph, compressor and method from a resolved config.
+
+    ``"auto"`` gains and step sizes are replaced by the values used and written back into the
+    returned ``Run.config`` (so ``summary.json`` shows them).
+    """
+    from ..graphs import make_graph
+
+    cfg = copy.deepcopy(config)
+    problem = build_problem(cfg["problem"])
+    g = cfg["graph"]
+    graph_kw = {k: g[k] for k in ("edges", "weights", "p", "radius") if g[k] is not None}
+    graph = make_graph(g["kind"], problem.n_agents, seed=g["seed"], chords=g["chords"], **graph_kw)
+    if graph.n != problem.n_agents:
+        raise InputError(
+            f"[graph] has {graph.n} agents but the problem has {problem.n_agents}: "
+            "make the edge list cover agents 0..N-1"
+        )
+    x0 = _load_init(cfg["init"]["x0"], "x0")
+    if x0 is None:
+        x0 = default_x0(problem)
+    v0 = _load_init(cfg["init"]["v0"], "v0")
+    compressor, method = build_method(cfg, problem, graph)
+    return Run(cfg, problem, graph, compressor, method, x0, v0)
+
+
+def default_x0(problem):
+    """``X(0)`` when ``[init] x0`` is not given: the problem's initial point for every agent
+    (a network's PyTorch initialization), else None (zeros)."""
+    init = getattr(problem, "initial_point", None)
+    if init is None:
+        return None
+    return np.tile(np.asarray(init(), dtype=np.float64), (problem.n_agents, 1))
+
+
+def build_problem(p: dict):
+    """The problem of a resolved ``[problem]`` section (all agents)."""
+    from ..problems import make_problem
+
+    if p["kind"] == "mlp" and p["dataset"] is None and p["data"] is None:
+        p = {**p, "dataset": "digits"}  # the network's default data set
+    if p["kind"] != "mlp" and p["hidden"] != SCHEMA["problem"]["hidden"][0]:
+        raise InputError(
+            f"[problem] hidden applies to kind = \"mlp\" only (got hidden = {p['hidden']!r} "
+            f"with kind = {p['kind']!r}): remove hidden"
+        )
+    if p["dataset"] is not None or p["target"] is not None or str(p["data"]).endswith(".csv"):
+        from ..datasets import problem_from_config
+
+        return problem_from_config(p)
+    if p["data"] is not None:
+        from ..datasets import check_npz_file
+
+        check_npz_file(p["data"])
+    if p["split"] != "iid":
+        raise InputError(
+            f"[problem] split = {p['split']!r} needs a data table: set dataset = \"digits\""
+            " (or data/target), or remove split"
+        )
+    return make_problem(
+        p["kind"],
+        agents=p["agents"],
+        dim=p["dim"],
+        seed=p["seed"],
+        data=p["data"],
+        regularization=p["regularization"],
+        samples=p["samples"],
+        classes=p["classes"],
+        batch=p["batch"],
+    )
+
+
+def build_method(cfg: dict, problem, graph, *, smoothness=None):
+    """``(compressor, method)`` of a resolved config on ``problem`` (all agents, or one MPI
+    block's local costs): ``"auto"`` values in ``cfg["flow"]`` are resolved in place.
+
+    ``smoothness`` (L_f of all agents; default ``problem.smoothness``) is asked for only when
+    a flow gain is ``"auto"``: for a network (the MLP) it costs a Hessian power iteration."""
+    from ..compressors import make_compressor
+    from ..methods import FLOW_KINDS, SCHEMES, make_method, method_class
+
+    f = cfg["flow"]
+    cls = method_class(f["kind"])
+    compressor = None
+    if "compressed" in getattr(cls, "channels", ()) or f["kind"] in ("direct", "observer"):
+        compressor = make_compressor(cfg["compressor"]["spec"], problem.dim,
+                                     shapes=getattr(problem, "param_shapes", None))
+    scheme = cfg["solver"]["method"]
+    if f["kind"] in FLOW_KINDS:
+        curvature, mu = smoothness, None
+        if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* and L_f only when "auto" needs it
+            if smoothness is None:
+                smoothness = problem.smoothness
+            curvature = getattr(problem, "solution_curvature", smoothness)
+            mu = getattr(problem, "strong_convexity", 0.0) / problem.n_agents
+        resolve_auto_gains(f, graph=graph, smoothness=curvature, compressor=compressor,
+                           step=cfg["solver"]["step"],
+                           scheme=scheme if scheme in SCHEMES else "euler",
+                           strong_convexity=mu)
+    params = {k: v for k, v in f.items() if k != "kind"}
+    method = make_method(f["kind"], problem, graph, compressor,
+                         scheme=scheme if scheme in SCHEMES else "euler", **params)
+    for k in params:  # "auto" -> the value used, shown in summary.json
+        f[k] = getattr(method, k)
+    return compressor, method
+
+
+def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
+                       scheme: str = "euler", strong_convexity: float | None = None) -> dict:
+    """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
+
+    Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
+    only) and excitation period, the graph's ``lambda_2`` and the mean cost's
+    ``strong_convexity``; ``smoothness`` is the curvature that limits the gradient step
+    (:func:`build_method` passes ``problem.solution_curvature``). Shared by the simulator
+    and the MPI engine so both run with the same gains.
+    """
+    from ..methods import auto_gains
+
+    f = flow_section
+    if not any(f.get(k) == "auto" for k in GAIN_KEYS):
+        return f
+    rate = None
+    if compressor is not None and f["kind"] == "observer":
+        from ..certify import certify
+
+        rate = certify(compressor).rate
+    auto = auto_gains(
+        lambda_max=graph.lambda_max,
+        smoothness=smoothness,
+        step=step,
+        compressor_rate=rate,
+        compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
+        observer=f["kind"] == "observer",
+        scheme=scheme,
+        lambda_2=graph.lambda_2,
+        strong_convexity=strong_convexity,
+    )
+    for k in GAIN_KEYS:
+        if f.get(k) == "auto":
+            f[k] = getattr(auto, k)
+    return f
+
+
+def run_config(config: dict, *, progress: bool = False, stop=None):
+    """Build and solve a resolved config on the simulator; returns ``(run, solution)``."""
+    from ..engines.simulate import solve
+
+    run = build_run(config)
+    s = run.config["solver"]
+    sol = solve(
+        run.flow,
+        step=s["step"],
+        horizon=s["horizon"],
+        method=s["method"],
+        record_every=s["record_every"],
+        tolerance=s["tolerance"],
+        x0=run.x0,
+        v0=run.v0,
+        progress=progress,
+        local_steps=s["local_steps"],
+        stop=stop,
+        step_decay=s["step_decay"],
+        target_accuracy=s["target_accuracy"],
+        time_model=time_model(run.config),
+    )
+    return run, sol
+
+
+def time_model(config: dict):
+    """The :class:`stflow.metrics.TimeModel` of a resolved config's ``[network]`` and
+    ``[compute]`` sections."""
+    from ..metrics import TimeModel
+
+    bw = config["network"]["bandwidth"]
+    return TimeModel(bandwidth=math.inf if bw is None else bw,
+                     latency=config["network"]["latency"],
+                     seconds_per_sample=config["compute"]["seconds_per_sample"])
+
