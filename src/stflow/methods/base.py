@@ -23,92 +23,15 @@ knows any method by name.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..params import Param
 
 __all__ = ["Param", "Block", "Method", "initial_array"]
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter a method declares: its ``[flow]`` key, default, bounds and meaning.
-
-    ``low < value <= high`` (``low`` excluded); ``auto`` allows the string ``"auto"``;
-    ``zero`` allows the value 0 too (an off switch: the tuner keeps a 0 as it is);
-    ``log`` says the tuner searches it on a log scale. A non-empty ``choices`` makes it a
-    switch instead of a number: the value must be one of them, of the same type (``true`` /
-    ``false`` for a boolean; declare it with ``tunable=False``).
-
-    Examples
-    --------
-    >>> p = Param("lr", "auto", "step size", high=10.0, auto=True)
-    >>> p.check(0.5, "dgd"), p.check("auto", "dgd")
-    (0.5, 'auto')
-    >>> p.check(-1, "dgd")
-    Traceback (most recent call last):
-    ...
-    stflow.errors.InputError: [flow] lr must be a number in (0, 10] or "auto" for kind = "dgd" (got -1): e.g. lr = 'auto' (step size)
-    >>> ef = Param("error_feedback", False, "memory", choices=(True, False), tunable=False)
-    >>> ef.check(True, "direct")
-    True
-    >>> ef.check(1, "direct")
-    Traceback (most recent call last):
-    ...
-    stflow.errors.InputError: [flow] error_feedback must be true or false for kind = "direct" (got 1): e.g. error_feedback = false (memory)
-    """
-
-    name: str
-    default: Any
-    doc: str
-    low: float = 0.0
-    high: float = math.inf
-    auto: bool = False
-    log: bool = True
-    tunable: bool = True
-    zero: bool = False
-    #: Tuned only when this other parameter is nonzero (it has no effect otherwise).
-    requires: str | None = None
-    choices: tuple = ()
-
-    def check(self, value, kind: str):
-        """The validated value (float, ``"auto"`` when allowed, or one of ``choices``)."""
-        if self.choices:
-            if any(type(value) is type(c) and value == c for c in self.choices):
-                return value
-            allowed = " or ".join(_toml(c) for c in self.choices)
-            raise InputError(
-                f'[flow] {self.name} must be {allowed} for kind = "{kind}" (got {value!r}): '
-                f"e.g. {self.name} = {_toml(self.default)} ({self.doc})"
-            )
-        if self.auto and value == "auto":
-            return value
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if self.zero and ok and value == 0:
-            return 0.0
-        if not (ok and math.isfinite(value) and self.low < value <= self.high):
-            rng = "> 0" if self.low == 0 and math.isinf(self.high) else (
-                f"in ({self.low:g}, {self.high:g}]")
-            if self.zero:
-                rng = ">= 0" if self.low == 0 and math.isinf(self.high) else rng + " or 0"
-            auto = ' or "auto"' if self.auto else ""
-            raise InputError(
-                f'[flow] {self.name} must be a number {rng}{auto} for kind = "{kind}" '
-                f"(got {value!r}): e.g. {self.name} = {self.default!r} ({self.doc})"
-            )
-        return float(value)
-
-
-def _toml(value) -> str:
-    """``value`` as written in a TOML file (``true``, ``"name"``, ``2.0``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 class Block:

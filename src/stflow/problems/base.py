@@ -46,7 +46,10 @@ class Problem(abc.ABC):
     True
     """
 
+    #: ``[problem] kind`` name, one-line title and own keys (:mod:`.registry`).
     kind: str = ""
+    title: str = ""
+    params: tuple = ()
 
     def __init__(self, n_agents: int, dim: int, *, x_star: Any = None, f_star: Any = None):
         self.n_agents = int(n_agents)

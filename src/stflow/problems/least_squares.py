@@ -26,6 +26,7 @@ from stflow.errors import InputError
 from ._validate import _validate_arrays
 from .base import Problem, _smallest_eigenvalue
 from .minibatch import RowCosts
+from .registry import BATCH, SAMPLES, TABLE_PARAMS
 
 __all__ = [
     "LeastSquaresProblem",
@@ -176,6 +177,8 @@ class LeastSquaresProblem(RowCosts, Problem):
     """
 
     kind = "least_squares"
+    title = "f_i(x) = 1/2 ||A_i x - b_i||^2"
+    params = (SAMPLES, BATCH, *TABLE_PARAMS)
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from stflow.errors import InputError
 from ._validate import _check_regularization, _validate_arrays
 from .base import Problem
 from .minibatch import ClassifierRows
+from .registry import BATCH, REGULARIZATION, SAMPLES, TABLE_PARAMS
 
 __all__ = [
     "trust_exact_minimize",
@@ -72,6 +73,8 @@ class LogisticProblem(ClassifierRows, Problem):
     """
 
     kind = "logistic"
+    title = "logistic regression, labels in {-1, +1}"
+    params = (SAMPLES, REGULARIZATION, BATCH, *TABLE_PARAMS)
 
     def __init__(
         self,

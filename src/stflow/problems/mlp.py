@@ -29,6 +29,7 @@ from stflow.errors import InputError
 
 from .base import Problem, block_bounds
 from .minibatch import RowCounts
+from .registry import BATCH, HIDDEN, TABLE_PARAMS
 from .sampling import BatchSampler
 
 __all__ = ["MLPProblem", "make_mlp_problem", "mlp_param_shapes"]
@@ -172,6 +173,8 @@ class MLPProblem(RowCounts, Problem):
     """
 
     kind = "mlp"
+    title = "a ReLU network (PyTorch), cross-entropy"
+    params = (HIDDEN, BATCH, *TABLE_PARAMS)
     x_star = None
     f_star = None
     strong_convexity = 0.0

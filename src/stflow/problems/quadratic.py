@@ -36,6 +36,8 @@ class QuadraticProblem(Problem):
     """
 
     kind = "quadratic"
+    title = "f_i(x) = 1/2 x^T Q_i x - b_i^T x"
+    params = ()
 
     def __init__(self, Q: Any, b: Any, *, x_star: Any = None, f_star: Any = None):
         arr = _validate_arrays("quadratic", {"Q": Q, "b": b}, fix="fix the data arrays")

@@ -19,6 +19,7 @@ from ._validate import _check_regularization, _validate_arrays
 from .base import Problem
 from .logistic import trust_exact_minimize
 from .minibatch import ClassifierRows
+from .registry import BATCH, CLASSES, REGULARIZATION, SAMPLES, TABLE_PARAMS
 
 __all__ = [
     "SoftmaxProblem",
@@ -84,6 +85,8 @@ class SoftmaxProblem(ClassifierRows, Problem):
     """
 
     kind = "softmax"
+    title = "multinomial logistic regression, K classes"
+    params = (SAMPLES, CLASSES, REGULARIZATION, BATCH, *TABLE_PARAMS)
 
     def __init__(
         self,
