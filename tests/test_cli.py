@@ -231,7 +231,7 @@ FAILURES = [
     ("huge_agents.toml", "agents = 1000000000, dim = 8 need about 1.54e+03 GB of memory"),
     ("huge_dim.toml", "dim = 10000000000 need about 1.04e+13 GB"),
     ("stages.toml", "at most 32 stages joined by `|` (got 2000)"),
-    ("one_agent.toml", "[problem] agents must be >= 2 (got 1)"),
+    ("one_agent.toml", "[problem] agents must be an integer >= 2"),
     ("tolerance.toml", "[solver] tolerance must be > 0 (got -1.0): e.g. tolerance = 1e-08"),
     ("horizon.toml", "[solver] horizon must be > 0 (got 0.0): e.g. horizon = 30.0"),
     ("long.toml", "= 1e+303 steps, more than 1e+08: lower horizon or raise step, or add --force"),

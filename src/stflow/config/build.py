@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .schema import GAIN_KEYS, SCHEMA
+from .schema import GAIN_KEYS
 
 
 @dataclass
@@ -73,40 +73,11 @@ def default_x0(problem):
 
 
 def build_problem(p: dict):
-    """The problem of a resolved ``[problem]`` section (all agents)."""
-    from ..problems import make_problem
+    """The problem of a resolved ``[problem]`` section (all agents): the kind's class builds
+    it (``from_config``, :mod:`stflow.problems.registry`)."""
+    from ..problems.registry import problem_class
 
-    if p["kind"] == "mlp" and p["dataset"] is None and p["data"] is None:
-        p = {**p, "dataset": "digits"}  # the network's default data set
-    if p["kind"] != "mlp" and p["hidden"] != SCHEMA["problem"]["hidden"][0]:
-        raise InputError(
-            f"[problem] hidden applies to kind = \"mlp\" only (got hidden = {p['hidden']!r} "
-            f"with kind = {p['kind']!r}): remove hidden"
-        )
-    if p["dataset"] is not None or p["target"] is not None or str(p["data"]).endswith(".csv"):
-        from ..datasets import problem_from_config
-
-        return problem_from_config(p)
-    if p["data"] is not None:
-        from ..datasets import check_npz_file
-
-        check_npz_file(p["data"])
-    if p["split"] != "iid":
-        raise InputError(
-            f"[problem] split = {p['split']!r} needs a data table: set dataset = \"digits\""
-            " (or data/target), or remove split"
-        )
-    return make_problem(
-        p["kind"],
-        agents=p["agents"],
-        dim=p["dim"],
-        seed=p["seed"],
-        data=p["data"],
-        regularization=p["regularization"],
-        samples=p["samples"],
-        classes=p["classes"],
-        batch=p["batch"],
-    )
+    return problem_class(p["kind"]).from_config(p)
 
 
 def build_method(cfg: dict, problem, graph, *, smoothness=None):

@@ -9,34 +9,16 @@ import tomllib
 from pathlib import Path
 
 from ..errors import InputError
+from ..params import check_section
 
 _REQUIRED = object()
 
 #: section -> key -> (default, description). ``_REQUIRED`` marks keys without a default.
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
-        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax (docs/problems.md)"
-                 " | mlp (a neural network, PyTorch: docs/mlp.md)"),
-        "hidden": ([64], "mlp: widths of the hidden layers (ReLU), e.g. [64] or [128, 64]"),
-        "agents": (10, "number of agents N (ignored when `data` holds problem arrays)"),
-        "dim": (8, "dimension d of the decision variable (ignored when `data` is given)"),
-        "seed": (0, "seed of the generated data (of the shuffle, for a data table)"),
-        "data": (None, "path to a .npz with the problem's arrays (Q,b | A,b | A,y), or a data "
-                 "table: a .csv with a header row, or a .npz with X and `target` (docs/reproduce.md)"),
-        "regularization": (0.0, "L2 weight of each logistic / softmax cost (>= 0; softmax "
-                           "needs > 0 to be strongly convex)"),
-        "samples": (None, "samples per agent m of generated least_squares / logistic / softmax "
-                    "data"),
-        "classes": (None, "softmax on generated data: classes K (default 2); dim = features x K"),
-        "batch": (None, "rows B per stochastic gradient evaluation (SPEC section 7; none = full "
-                  "gradients; least_squares / logistic / softmax)"),
-        "dataset": (None, "built-in data table: breast_cancer | diabetes | digits (no download)"),
-        "target": (None, "data table: name of the target column (CSV default: the last one)"),
-        "standardize": (True, "data table: standardize features (and a least-squares target)"),
-        "intercept": (True, "data table: append a column of ones"),
-        "test_fraction": (0.0, "data table: share of rows held out, 0 <= f < 1"),
-        "split": ("iid", "data table: iid (shuffled rows) | by_label (rows sorted by label, "
-                  "then dealt: each agent sees few classes)"),
+        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax | mlp (docs/problems.md, "
+                 "docs/mlp.md), or py:FILE:ATTR[:key=value,...], your own cost; the other keys "
+                 "of [problem] are the chosen kind's own (tables below)"),
     },
     "graph": {
         "kind": ("ring", "ring | path | star | complete | grid | erdos_renyi | geometric | edges"),
@@ -90,17 +72,14 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
 }
 
-_INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
-             ("problem", "samples"), ("problem", "classes"), ("problem", "batch"),
-             ("graph", "seed"), ("graph", "chords"),
+_INT_KEYS = {("graph", "seed"), ("graph", "chords"),
              ("solver", "record_every"), ("solver", "local_steps")}
-_FLOAT_KEYS = {("problem", "regularization"), ("graph", "p"), ("graph", "radius"),
+_FLOAT_KEYS = {("graph", "p"), ("graph", "radius"),
                ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance"),
                ("solver", "step_decay"), ("solver", "target_accuracy"),
                ("network", "bandwidth"), ("network", "latency"),
                ("compute", "seconds_per_sample")}
-_STR_KEYS = {("problem", "kind"), ("problem", "data"), ("problem", "split"),
-             ("graph", "kind"), ("flow", "kind"),
+_STR_KEYS = {("graph", "kind"), ("flow", "kind"),
              ("compressor", "spec"), ("solver", "method")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
 from ..compressors.spec import MAX_STAGES  # noqa: E402  (one limit: the parser's)
@@ -191,6 +170,9 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
         if section == "flow":
             out["flow"] = _resolve_flow(given)
             continue
+        if section == "problem":
+            out["problem"] = _resolve_problem(given, base_dir)
+            continue
         for key in given:
             if key not in keys:
                 raise InputError(
@@ -209,7 +191,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
         )
     if base_dir is not None:
         base = Path(base_dir)
-        if out["problem"]["data"] is not None:
+        if isinstance(out["problem"].get("data"), str):
             out["problem"]["data"] = str((base / out["problem"]["data"]).resolve())
         for key in ("x0", "v0"):
             if isinstance(out["init"][key], str):
@@ -247,12 +229,6 @@ def _check_type(section: str, key: str, value):
     where = f"[{section}] {key}"
     if value is None:
         return None
-    if (section, key) == ("problem", "hidden"):
-        if (not isinstance(value, list) or any(
-                isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in value)):
-            raise InputError(f"{where} must be a list of positive integers (got {value!r}): "
-                             "e.g. hidden = [64], or [] for no hidden layer")
-        return value
     if (section, key) in _INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(
@@ -298,6 +274,26 @@ def _check_type(section: str, key: str, value):
             )
         return value
     return value
+
+
+def _resolve_problem(given: dict, base_dir) -> dict:
+    """``[problem]``: ``kind`` plus exactly the chosen kind's declared keys (a user's cost:
+    the keys its factory takes, :mod:`stflow.problems.user`)."""
+    from ..problems.registry import problem_class, problem_params
+    from ..user_code import is_py, resolve_path
+
+    kind = given.get("kind", SCHEMA["problem"]["kind"][0])
+    if not isinstance(kind, str):
+        raise InputError(
+            f'[problem] kind must be a string (got {kind!r}): e.g. kind = "quadratic", or '
+            'kind = "py:my_cost.py:make"'
+        )
+    if is_py(kind):
+        kind = resolve_path(kind, base_dir, "[problem] kind") if base_dir else kind.strip()
+        cls = problem_class(kind)
+        return {"kind": kind, **cls.check_keys(given)}
+    params = problem_params(kind)
+    return {"kind": kind, **check_section("problem", kind, given, params)}
 
 
 def _resolve_flow(given: dict) -> dict:

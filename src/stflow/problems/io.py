@@ -273,38 +273,10 @@ def check_generation(kind: str, agents: Any, dim: Any, seed: Any, samples: Any):
 
 
 def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
-              classes: Any = None) -> dict:
+              classes: Any = None, start: int = 0, stop: int | None = None) -> dict:
+    """The arrays kind's class generates (its ``generate``), rows ``start:stop``."""
+    from .base import Stream
+
     n, d = check_generation(kind, agents, dim, seed, samples)
-    rng = np.random.default_rng(int(seed))
-    if kind == "quadratic":
-        mm = rng.standard_normal((n, d, d))
-        q = mm @ np.swapaxes(mm, 1, 2) / d + 0.1 * np.eye(d)
-        return {"Q": 0.5 * (q + np.swapaxes(q, 1, 2)), "b": rng.standard_normal((n, d))}
-    m = _check_count(
-        (d if kind == "least_squares" else 20) if samples is None else samples,
-        "samples", "set [problem] samples >= 1",
-    )
-    if kind == "least_squares":
-        a = rng.standard_normal((n, m, d))
-        a /= np.sqrt(m)  # in place: the same numbers as a / sqrt(m), without a second copy
-        x_true = rng.standard_normal(d)
-        return {"A": a, "b": a @ x_true + 0.1 * rng.standard_normal((n, m))}
-    if kind == "softmax":
-        k = 2 if classes is None else _check_count(classes, "classes", "set [problem] classes")
-        if k < 2 or d % k:
-            raise InputError(
-                f"softmax: `dim` must be a multiple of `classes` >= 2, since d = features x "
-                f"classes (got dim={d}, classes={k}): e.g. dim = {max(k, 2) * max(d // k, 1)}"
-            )
-        p = d // k
-        a = rng.standard_normal((n, m, p)) / np.sqrt(p)
-        w_true = rng.standard_normal((p, k))
-        y = np.argmax(a @ w_true, axis=2).astype(np.float64)
-        flip = rng.random((n, m)) < 0.1
-        y[flip] = rng.integers(0, k, size=int(flip.sum()))
-        return {"A": a, "y": y}
-    a = rng.standard_normal((n, m, d)) / np.sqrt(d)
-    x_true = rng.standard_normal(d)
-    y = np.where(a @ x_true >= 0, 1.0, -1.0)
-    y[rng.random((n, m)) < 0.1] *= -1.0
-    return {"A": a, "y": y}
+    return _CLASSES[kind].generate(Stream(int(seed), n, start, stop), d, samples=samples,
+                                   classes=classes)

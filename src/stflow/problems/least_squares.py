@@ -179,6 +179,27 @@ class LeastSquaresProblem(RowCosts, Problem):
     kind = "least_squares"
     title = "f_i(x) = 1/2 ||A_i x - b_i||^2"
     params = (SAMPLES, BATCH, *TABLE_PARAMS)
+    data_keys = ("A", "b")
+    blocks = True
+
+    @classmethod
+    def from_block(cls, arrays, section, **optimum):
+        """Fresh arrays, handed over: the Gram form without the rows."""
+        from ._validate import _validate_arrays
+
+        arr = _validate_arrays(cls.kind, arrays, fix="fix the data arrays", copy=False,
+                               freeze=False)
+        return cls._adopt(arr["A"], arr["b"], keep_rows=False, **optimum)
+
+    @classmethod
+    def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
+        """:math:`A_i \\sim N(0, 1/m)`, :math:`b_i = A_i x_{true} + 0.1 \\varepsilon`."""
+        rng, m = stream.rng, cls._samples(d, samples)
+        a = stream.keep(rng.standard_normal, (m, d))
+        a /= np.sqrt(m)  # in place: the same numbers as a / sqrt(m), without a second copy
+        x_true = rng.standard_normal(d)
+        return {"A": a, "b": a @ x_true + 0.1 * stream.keep(rng.standard_normal, (m,))}
+    default_samples = 0  # m = d
 
     def __init__(
         self,

@@ -75,6 +75,23 @@ class LogisticProblem(ClassifierRows, Problem):
     kind = "logistic"
     title = "logistic regression, labels in {-1, +1}"
     params = (SAMPLES, REGULARIZATION, BATCH, *TABLE_PARAMS)
+    data_keys = ("A", "y")
+    blocks = True
+
+    @classmethod
+    def from_block(cls, arrays, section, **optimum):
+        reg = section.get("regularization", 0.0)
+        return cls(arrays["A"], arrays["y"], regularization=reg, **optimum)
+
+    @classmethod
+    def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
+        """:math:`a_{ij} \\sim N(0, I/d)`, labels of a random :math:`x_{true}`, 10% flipped."""
+        rng, m = stream.rng, cls._samples(d, samples)
+        a = stream.keep(rng.standard_normal, (m, d)) / np.sqrt(d)
+        x_true = rng.standard_normal(d)
+        y = np.where(a @ x_true >= 0, 1.0, -1.0)
+        y[stream.keep(rng.random, (m,)) < 0.1] *= -1.0
+        return {"A": a, "y": y}
 
     def __init__(
         self,

@@ -27,13 +27,8 @@ import numpy as np
 
 from ...errors import InputError
 from ...problems import (
-    LeastSquaresProblem,
-    LogisticProblem,
     Problem,
-    QuadraticProblem,
     _check_count,
-    _check_regularization,
-    _validate_arrays,
 )
 
 __all__ = [
@@ -45,8 +40,6 @@ __all__ = [
     "DistributedSums",
     "distributed_optimum",
 ]
-
-_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y")}
 
 
 def block_offsets(n_agents: int, n_ranks: int) -> np.ndarray:
@@ -131,7 +124,9 @@ def problem_shape(problem_cfg: dict) -> tuple[int, int]:
     if not Path(path).is_file():
         raise InputError(f"[problem] data: file {path!r} not found: check the path")
     members = _npz_members(path)
-    keys = _KEYS.get(kind, ())
+    from ...problems.registry import problem_class
+
+    keys = problem_class(kind).data_keys
     if set(members) != set(keys):
         raise InputError(
             f"problem data for kind={kind!r} must hold exactly the arrays {', '.join(keys)} "
@@ -154,26 +149,10 @@ def problem_shape(problem_cfg: dict) -> tuple[int, int]:
 # --------------------------------------------------------------------------- generation
 
 
-class _Stream:
-    """Draws per-agent chunks of one seeded stream, keeping rows ``start:stop`` only."""
-
-    def __init__(self, rng, n, start, stop):
-        self.rng, self.n, self.start, self.stop = rng, n, start, stop
-
-    def keep(self, draw, shape) -> np.ndarray:
-        out = np.empty((self.stop - self.start, *shape))
-        for i in range(self.n):  # setup only: one agent's draw in memory at a time
-            value = draw(shape)
-            if self.start <= i < self.stop:
-                out[i - self.start] = value
-        return out
-
-
 def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str, np.ndarray]:
-    """Rows ``start:stop`` of the arrays :func:`stflow.problems.make_problem` generates.
-
-    The same seeded stream is consumed agent by agent, so the rows are bit-identical to
-    slicing the full arrays, while only one other agent's draw is in memory at a time.
+    """Rows ``start:stop`` of the arrays :func:`stflow.problems.make_problem` generates: the
+    kind's own generator on a partial :class:`stflow.problems.base.Stream` (bit-identical
+    rows, one other agent's draw in memory at a time).
 
     Examples
     --------
@@ -184,28 +163,9 @@ def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str
     >>> all(np.array_equal(part[k], full[k][2:4]) for k in ("A", "b"))
     True
     """
-    from ...problems.io import check_generation
+    from ...problems.io import _generate
 
-    n, d = check_generation(kind, agents, dim, seed, samples)
-    rng = np.random.default_rng(int(seed))
-    s = _Stream(rng, n, start, stop)
-    if kind == "quadratic":
-        mm = s.keep(rng.standard_normal, (d, d))
-        q = mm @ np.swapaxes(mm, 1, 2) / d + 0.1 * np.eye(d)
-        return {"Q": 0.5 * (q + np.swapaxes(q, 1, 2)), "b": s.keep(rng.standard_normal, (d,))}
-    m = _check_count(
-        (d if kind == "least_squares" else 20) if samples is None else samples,
-        "samples", "set [problem] samples >= 1",
-    )
-    if kind == "least_squares":
-        a = s.keep(rng.standard_normal, (m, d)) / np.sqrt(m)
-        x_true = rng.standard_normal(d)
-        return {"A": a, "b": a @ x_true + 0.1 * s.keep(rng.standard_normal, (m,))}
-    a = s.keep(rng.standard_normal, (m, d)) / np.sqrt(d)
-    x_true = rng.standard_normal(d)
-    y = np.where(a @ x_true >= 0, 1.0, -1.0)
-    y[s.keep(rng.random, (m,)) < 0.1] *= -1.0
-    return {"A": a, "y": y}
+    return _generate(kind, agents, dim, seed, samples, start=start, stop=stop)
 
 
 def supports_blocks(problem_cfg: dict) -> bool:
@@ -219,9 +179,11 @@ def supports_blocks(problem_cfg: dict) -> bool:
     >>> supports_blocks({"kind": "quadratic", "data": None, "dataset": None, "target": None})
     True
     """
+    from ...problems.registry import problem_class
+
     p = problem_cfg
     return (
-        p.get("kind") in _KEYS
+        getattr(problem_class(p.get("kind")), "blocks", False)
         and p.get("dataset") is None
         and p.get("target") is None
         and not str(p.get("data")).endswith(".csv")
@@ -242,38 +204,25 @@ def load_block(problem_cfg: dict, start: int, stop: int, **optimum) -> Problem:
     >>> load_block(cfg, 1, 3).n_agents
     2
     """
+    from ...problems.registry import problem_class
+
     kind = problem_cfg["kind"]
-    if kind not in _KEYS:
-        raise InputError(
-            f"`kind` must be one of {', '.join(_KEYS)} (got {kind!r}): "
-            "set [problem] kind to a known cost"
-        )
-    reg = _check_regularization(problem_cfg["regularization"])
-    if reg != 0.0 and kind != "logistic":
-        raise InputError(
-            f"`regularization` applies to kind='logistic' only (got {reg} with kind={kind!r}):"
-            " remove [problem] regularization"
-        )
+    cls = problem_class(kind)
     if problem_cfg["data"] is None:
         arrays = generate_block(
             kind,
             agents=problem_cfg["agents"],
             dim=problem_cfg["dim"],
             seed=problem_cfg["seed"],
-            samples=problem_cfg["samples"],
+            samples=problem_cfg.get("samples"),
             start=start,
             stop=stop,
         )
     else:
         problem_shape(problem_cfg)  # checks the keys
         path = str(problem_cfg["data"])
-        arrays = {k: _read_rows(path, k, start, stop) for k in _KEYS[kind]}
-    if kind == "quadratic":
-        return QuadraticProblem(arrays["Q"], arrays["b"], **optimum)
-    if kind == "least_squares":  # fresh arrays: handed over, Gram form without the rows
-        arr = _validate_arrays(kind, arrays, fix="fix the data arrays", copy=False, freeze=False)
-        return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=False, **optimum)
-    return LogisticProblem(arrays["A"], arrays["y"], regularization=reg, **optimum)
+        arrays = {k: _read_rows(path, k, start, stop) for k in cls.data_keys}
+    return cls.from_block(arrays, problem_cfg, **optimum)
 
 
 # --------------------------------------------------------------------------- the optimum
