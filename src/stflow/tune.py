@@ -183,8 +183,9 @@ class TuneResult:
 
 
 def rescale_compressor_time(spec: str, factor: float) -> str:
-    r"""The spec with every time window scaled by ``factor``: ``tau -> factor * tau`` for
-    ``scalarize`` (cyclic, random) and ``randk``, ``freq -> freq / factor`` for the sinusoid.
+    r"""The spec with every time window scaled by ``factor``, as each stage's class declares
+    (``Compressor.rescale_time``): ``tau -> factor * tau`` for ``scalarize`` (cyclic,
+    random) and ``randk``, ``freq -> freq / factor`` for the sinusoid.
 
     With ``h -> factor * h`` each round then sees the same window as before. Stages without a
     time scale are kept as written; a ``py:`` stage raises (its time scale is unknown).
@@ -198,8 +199,8 @@ def rescale_compressor_time(spec: str, factor: float) -> str:
     >>> rescale_compressor_time("scalarize:basis=sinusoid,freq=5", 2.0)
     'scalarize:basis=sinusoid,freq=2.5'
     """
-    from .compressors import COMPRESSOR_DOCS
     from .compressors._common import _parse_pairs
+    from .compressors.spec import _CLASSES
 
     if factor == 1.0:
         return spec
@@ -213,17 +214,14 @@ def rescale_compressor_time(spec: str, factor: float) -> str:
             )
         name, _, args = stage.partition(":")
         name = name.strip()
-        if name not in ("scalarize", "randk"):
+        cls = _CLASSES.get(name)
+        if cls is None:  # lowrank: no time scale
             stages.append(stage)
             continue
         pairs = _parse_pairs(args, stage) if args.strip() else {}
-        docs = COMPRESSOR_DOCS[name]
-        basis = pairs.get("basis", docs.get("basis", (None,))[0])
-        if name == "scalarize" and basis == "sinusoid":
-            pairs["freq"] = repr(float(pairs.get("freq", docs["freq"][0])) / factor)
-        elif name == "randk" or basis in ("cyclic", "random"):
-            pairs["tau"] = repr(float(pairs.get("tau", docs["tau"][0])) * factor)
-        stages.append(f"{name}:" + ",".join(f"{k}={v}" for k, v in pairs.items()))
+        new = cls.rescale_time(dict(pairs), factor)
+        stages.append(stage if new == pairs else
+                      f"{name}:" + ",".join(f"{k}={v}" for k, v in new.items()))
     return "|".join(stages)
 
 
