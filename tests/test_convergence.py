@@ -90,11 +90,11 @@ def test_auto_gains_converge_across_matrix():
                 cfg = resolve_config({
                     "problem": {"kind": kind, "agents": 10, "dim": 5, "seed": 4},
                     "graph": {"kind": graph},
-                    "flow": {"alpha": "auto", "beta": "auto", "eta": "auto", "gamma": "auto"},
+                    "method": {"alpha": "auto", "beta": "auto", "eta": "auto", "gamma": "auto"},
                     "compressor": {"spec": spec},
                 })
                 with warnings.catch_warnings():
                     run = build_run(cfg)
                 sol = solve(run.flow, step=1e-3, horizon=25.0, record_every=1000,
                             tolerance=1e-6)
-                assert sol.converged, (spec, graph, kind, sol.message, run.config["flow"])
+                assert sol.converged, (spec, graph, kind, sol.message, run.config["method"])

@@ -29,7 +29,7 @@ SETTINGS = settings(
 BASE = {
     "problem": {"kind": "quadratic", "agents": 4, "dim": 3, "seed": 0},
     "graph": {"kind": "ring"},
-    "flow": {"kind": "observer", "alpha": 2.0, "beta": 2.0, "eta": 1.0, "gamma": 50.0},
+    "method": {"kind": "observer", "alpha": 2.0, "beta": 2.0, "eta": 1.0, "gamma": 50.0},
     "compressor": {"spec": "topk:k=2"},
     "solver": {"step": 0.01, "horizon": 2.0, "record_every": 20, "tolerance": 1e-8},
 }
@@ -195,7 +195,7 @@ def spec(draw):
 def test_fuzz_compressor_specs(tmp_path, capsys, spec, flow):
     cfg = json.loads(json.dumps(BASE))
     cfg["compressor"]["spec"] = spec
-    cfg["flow"] = {"kind": flow} if flow == "lead" else {**cfg["flow"], "kind": flow}
+    cfg["method"] = {"kind": flow} if flow == "lead" else {**cfg["method"], "kind": flow}
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
     check_outcome(tmp_path, [str(path)], capsys)
@@ -248,7 +248,7 @@ def test_fuzz_csv_tables(tmp_path, capsys, text, kind, target, agents, suffix):
     problem = {"kind": kind, "data": data.name, "agents": agents}
     if target is not None:
         problem["target"] = target
-    cfg = {"problem": problem, "flow": BASE["flow"], "solver": BASE["solver"]}
+    cfg = {"problem": problem, "flow": BASE["method"], "solver": BASE["solver"]}
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
     check_outcome(tmp_path, [str(path)], capsys)
@@ -291,7 +291,7 @@ def test_fuzz_npz_problem_data(tmp_path, capsys, arrays, kind, seed, corrupt):
         raw = raw[: len(raw) // 2]
     data = tmp_path / "p.npz"
     data.write_bytes(raw)
-    cfg = {"problem": {"kind": kind, "data": data.name}, "flow": BASE["flow"],
+    cfg = {"problem": {"kind": kind, "data": data.name}, "flow": BASE["method"],
            "solver": BASE["solver"]}
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
@@ -304,7 +304,7 @@ def test_fuzz_valid_problem_data_runs(tmp_path, capsys):
     m = rng.standard_normal((4, 3, 3))
     np.savez(tmp_path / "p.npz", Q=m @ np.swapaxes(m, 1, 2) + np.eye(3),
              b=rng.standard_normal((4, 3)))
-    cfg = {"problem": {"kind": "quadratic", "data": "p.npz"}, "flow": BASE["flow"],
+    cfg = {"problem": {"kind": "quadratic", "data": "p.npz"}, "flow": BASE["method"],
            "solver": BASE["solver"]}
     (tmp_path / "c.toml").write_text(to_toml(cfg))
     assert check_outcome(tmp_path, [str(tmp_path / "c.toml")], capsys) in (0, 1)

@@ -33,7 +33,7 @@ dim = 4
 {problem_extra}
 [graph]
 kind = "{graph}"
-[flow]
+[method]
 kind = "{flow}"
 {flow_extra}
 [compressor]

@@ -2,7 +2,7 @@
 
 On a strongly convex quadratic: gradient tracking, NIDS and LEAD converge linearly to the
 optimum; DGD and CHOCO (constant steps) stall at a floor that shrinks with the step. Plus
-the bit accounting of SPEC section 6 and the ``[flow] kind = "lead"`` config path.
+the bit accounting of SPEC section 6 and the ``[method] kind = "lead"`` config path.
 """
 
 import json
@@ -197,7 +197,7 @@ def test_bad_inputs(setting):
         solve(m, step=1.0, horizon=10, method="continuous")
     with pytest.raises(InputError, match="lr"):
         DGD(problem, graph, lr=-1.0)
-    choco_msg = r'\[flow\] gamma must be a number in \(0, 1\] for kind = "choco"'
+    choco_msg = r'\[method\] gamma must be a number in \(0, 1\] for kind = "choco"'
     with pytest.raises(InputError, match=choco_msg):
         CHOCO(problem, graph, make_compressor("sign", 4), gamma=1.5)
     with pytest.raises(InputError, match="needs a compressor"):
@@ -205,27 +205,27 @@ def test_bad_inputs(setting):
     with pytest.raises(InputError, match="peer kind"):
         make_peer("sgd", problem, graph)
     diverged = solve(DGD(problem, graph, lr=5.0), step=1.0, horizon=500)
-    assert diverged.status == "diverged" and "lower [flow] lr" in diverged.message
+    assert diverged.status == "diverged" and "lower [method] lr" in diverged.message
 
 
 def test_config_builds_every_peer():
     for kind in PEER_KINDS:
-        run = build_run(resolve_config({"flow": {"kind": kind}}))
-        assert run.flow.kind == kind and isinstance(run.config["flow"]["lr"], float)
-    lead_msg = r'\[flow\] alpha must be a number in \(0, 1\] for kind = "lead"'
+        run = build_run(resolve_config({"method": {"kind": kind}}))
+        assert run.flow.kind == kind and isinstance(run.config["method"]["lr"], float)
+    lead_msg = r'\[method\] alpha must be a number in \(0, 1\] for kind = "lead"'
     with pytest.raises(InputError, match=lead_msg):
-        build_run(resolve_config({"flow": {"kind": "lead", "alpha": 2.0}}))
-    with pytest.raises(InputError, match='unknown key \\[flow\\] lead_alpha for kind = "lead"'):
-        resolve_config({"flow": {"kind": "lead", "lead_alpha": 0.1}})
-    with pytest.raises(InputError, match='unknown key \\[flow\\] lr for kind = "observer"'):
-        resolve_config({"flow": {"kind": "observer", "lr": 0.1}})
+        build_run(resolve_config({"method": {"kind": "lead", "alpha": 2.0}}))
+    with pytest.raises(InputError, match='unknown key \\[method\\] lead_alpha for kind = "lead"'):
+        resolve_config({"method": {"kind": "lead", "lead_alpha": 0.1}})
+    with pytest.raises(InputError, match='unknown key \\[method\\] lr for kind = "observer"'):
+        resolve_config({"method": {"kind": "observer", "lr": 0.1}})
     with pytest.raises(InputError, match="kind must be one of"):
-        build_run(resolve_config({"flow": {"kind": "sgd"}}))
+        build_run(resolve_config({"method": {"kind": "sgd"}}))
 
 
 def test_cli_lead_alone_converges(tmp_path):
     cfg = tmp_path / "lead.toml"
-    cfg.write_text('[flow]\nkind = "lead"\n')
+    cfg.write_text('[method]\nkind = "lead"\n')
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["converged"] and summary["final_relative_error"] <= 1e-8

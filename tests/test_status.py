@@ -102,7 +102,7 @@ def test_solve_uses_the_trend():
 
     cfg = resolve_config({
         "problem": {"kind": "quadratic", "agents": 2, "dim": 2},
-        "flow": {"kind": "uncompressed", "alpha": 1.0, "beta": 1.0, "eta": 0.2},
+        "method": {"kind": "uncompressed", "alpha": 1.0, "beta": 1.0, "eta": 0.2},
         "solver": {"step": 0.01, "horizon": 10.0, "record_every": 20},
     })
     _, sol = run_config(cfg)

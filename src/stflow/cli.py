@@ -287,7 +287,7 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
         }
     )
     spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
-    title = f"{run.config['flow']['kind']} flow, {spec}, {run.config['problem']['kind']}"
+    title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
     kw = {} if figure else {"figure": False}
     write_run_outputs(out, sol.records, summary, title=title, **kw)
     errors = (f"relative error {sol.final_relative_error:.3e}, consensus error "
@@ -379,7 +379,7 @@ def _cmd_reproduce(args) -> int:
 def _tune_parser(sub) -> None:
     tun = sub.add_parser(
         "tune", help="tune a config's method with a budget of runs: tuned.toml, tuning.json")
-    tun.add_argument("config", help="TOML config whose [flow] method is tuned")
+    tun.add_argument("config", help="TOML config whose [method] method is tuned")
     tun.add_argument("--budget", type=int, required=True, metavar="B",
                      help="candidate settings tried (one run each, capped at the config's rounds)")
     tun.add_argument("--target", type=float, default=None, metavar="E",

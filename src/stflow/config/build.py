@@ -82,20 +82,20 @@ def build_problem(p: dict):
 
 def build_method(cfg: dict, problem, graph, *, smoothness=None):
     """``(compressor, method)`` of a resolved config on ``problem`` (all agents, or one MPI
-    block's local costs): ``"auto"`` values in ``cfg["flow"]`` are resolved in place.
+    block's local costs): ``"auto"`` values in ``cfg["method"]`` are resolved in place.
 
     ``smoothness`` (L_f of all agents; default ``problem.smoothness``) is asked for only when
     a flow gain is ``"auto"``: for a network (the MLP) it costs a Hessian power iteration."""
     from ..compressors import make_compressor
     from ..methods import FLOW_KINDS, SCHEMES, make_method, method_class
 
-    f = cfg["flow"]
+    f = cfg["method"]
     cls = method_class(f["kind"])
     compressor = None
     if "compressed" in getattr(cls, "channels", ()) or f["kind"] in ("direct", "observer"):
         compressor = make_compressor(cfg["compressor"]["spec"], problem.dim,
                                      shapes=getattr(problem, "param_shapes", None))
-    scheme = cfg["solver"]["method"]
+    scheme = cfg["solver"]["scheme"]
     if f["kind"] in FLOW_KINDS:
         curvature, mu = smoothness, None
         if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* and L_f only when "auto" needs it
@@ -117,7 +117,7 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
 
 def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
                        scheme: str = "euler", strong_convexity: float | None = None) -> dict:
-    """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
+    """Replace every ``"auto"`` gain of a ``[method]`` section in place (and return it).
 
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
     only) and excitation period, the graph's ``lambda_2`` and the mean cost's
@@ -162,7 +162,7 @@ def run_config(config: dict, *, progress: bool = False, stop=None):
         run.flow,
         step=s["step"],
         horizon=s["horizon"],
-        method=s["method"],
+        method=s["scheme"],
         record_every=s["record_every"],
         tolerance=s["tolerance"],
         x0=run.x0,

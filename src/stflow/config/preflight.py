@@ -66,7 +66,7 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
     Raises :class:`~stflow.errors.InputError` when :func:`estimate_memory` exceeds
     ``memory`` (default: :func:`total_memory`), naming the estimate and the keys to lower;
     unless ``force``, when ``horizon / step`` exceeds :data:`MAX_STEPS` steps; and when
-    ``method = "continuous"`` meets a compressor that jumps with z (top-k, quantizers,
+    ``scheme = "continuous"`` meets a compressor that jumps with z (top-k, quantizers,
     sign): ``solve_ivp`` would never finish.
 
     Examples
@@ -88,7 +88,7 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
             f"more than {MAX_STEPS:.0e}: lower horizon or raise step, or add --force to run "
             "that many"
         )
-    if s["method"] == "continuous" and config["flow"]["kind"] in ("direct", "observer"):
+    if s["scheme"] == "continuous" and config["method"]["kind"] in ("direct", "observer"):
         from ..compressors import _CLASSES
 
         spec = config["compressor"]["spec"]
@@ -96,9 +96,9 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
                  if n in _CLASSES and not _CLASSES[n].linear]
         if jumps:
             raise InputError(
-                f'[solver] method = "continuous" cannot integrate the compressor `{spec}`: '
+                f'[solver] scheme = "continuous" cannot integrate the compressor `{spec}`: '
                 f"{jumps[0]} jumps with z, so solve_ivp's step collapses at its switching "
-                'surfaces and never finishes; use method = "euler" (one round per step), or '
+                'surfaces and never finishes; use scheme = "euler" (one round per step), or '
                 "a compressor linear in z (identity, scalarize, randk)"
             )
     est = estimate_memory(config)

@@ -29,19 +29,20 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "radius": (None, "connection radius (geometric)"),
         "chords": (0, "extra random edges added to a ring"),
     },
-    "flow": {
+    "method": {
         "kind": (
             "observer",
             "uncompressed | direct | observer, or a peer method (docs/peers.md): dgd | "
-            "gradient_tracking | nids | choco | lead; the other keys of [flow] are the "
-            "chosen method's own parameters (tables below)",
+            "gradient_tracking | nids | choco | lead, or py:FILE:ATTR, your own method "
+            "(docs/methods.md); the other keys of [method] are the chosen method's own "
+            "parameters (tables below). `[flow]` is this section's old name, still read",
         ),
     },
     "compressor": {
         "spec": ("topk:k=2", "compressor spec, e.g. topk:k=2, quantize:bits=4, A|B, py:mod:attr"),
     },
     "solver": {
-        "method": ("predict", "scheme of the primal-dual flows: predict (the default: fewest "
+        "scheme": ("predict", "scheme of the primal-dual flows (`method` is its old name): predict (the default: fewest "
                    "bits in the measured comparison, docs/tune.md) | euler (SPEC 5, the "
                    "paper's pinned scheme) | gauss_seidel (docs/schemes.md); the peers run "
                    "their paper's update under each; continuous = solve_ivp (flows only, no "
@@ -79,8 +80,7 @@ _FLOAT_KEYS = {("graph", "p"), ("graph", "radius"),
                ("solver", "step_decay"), ("solver", "target_accuracy"),
                ("network", "bandwidth"), ("network", "latency"),
                ("compute", "seconds_per_sample")}
-_STR_KEYS = {("graph", "kind"), ("flow", "kind"),
-             ("compressor", "spec"), ("solver", "method")}
+_STR_KEYS = {("graph", "kind"), ("compressor", "spec"), ("solver", "scheme")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
 from ..compressors.spec import MAX_STAGES  # noqa: E402  (one limit: the parser's)
 
@@ -145,7 +145,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     Examples
     --------
     >>> cfg = resolve_config({"compressor": {"spec": "quantize:bits=4"}})
-    >>> cfg["compressor"]["spec"], cfg["solver"]["step"], cfg["flow"]["kind"]
+    >>> cfg["compressor"]["spec"], cfg["solver"]["step"], cfg["method"]["kind"]
     ('quantize:bits=4', 0.001, 'observer')
     >>> spec = "topk:k=4|py:lib/comp.py:make:tau=0.1|py:my_module:make"
     >>> resolve_config({"compressor": {"spec": spec}}, base_dir="/runs")["compressor"]["spec"]
@@ -153,10 +153,11 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     >>> resolve_config({"solver": {"stepsize": 0.1}})
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are method, step, horizon, record_every, tolerance, local_steps, step_decay, target_accuracy
+    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are scheme, step, horizon, record_every, tolerance, local_steps, step_decay, target_accuracy
     """
     if not isinstance(raw, dict):
         raise InputError("config must be a table of sections")
+    raw = _old_names(raw)
     out: dict = {}
     for section in raw:
         if section not in SCHEMA:
@@ -167,8 +168,8 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             raise InputError(f"[{section}] must be a table of keys")
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
-        if section == "flow":
-            out["flow"] = _resolve_flow(given)
+        if section == "method":
+            out["method"] = _resolve_flow(given)
             continue
         if section == "problem":
             out["problem"] = _resolve_problem(given, base_dir)
@@ -276,6 +277,28 @@ def _check_type(section: str, key: str, value):
     return value
 
 
+def _old_names(raw: dict) -> dict:
+    """``[flow]`` is read as ``[method]`` and ``[solver] method`` as ``[solver] scheme``
+    (their names before the method section held peers and users' methods too)."""
+    raw = dict(raw)
+    if "flow" in raw:
+        if "method" in raw:
+            raise InputError(
+                "[flow] and [method] are one section ([flow] is its old name): keep [method]"
+            )
+        raw["method"] = raw.pop("flow")
+    solver = raw.get("solver")
+    if isinstance(solver, dict) and "method" in solver:
+        if "scheme" in solver:
+            raise InputError(
+                "[solver] method and scheme are one key (method is its old name): keep scheme"
+            )
+        solver = dict(solver)
+        solver["scheme"] = solver.pop("method")
+        raw["solver"] = solver
+    return raw
+
+
 def _resolve_problem(given: dict, base_dir) -> dict:
     """``[problem]``: ``kind`` plus exactly the chosen kind's declared keys (a user's cost:
     the keys its factory takes, :mod:`stflow.problems.user`)."""
@@ -297,13 +320,13 @@ def _resolve_problem(given: dict, base_dir) -> dict:
 
 
 def _resolve_flow(given: dict) -> dict:
-    """``[flow]``: ``kind`` plus exactly the chosen method's declared parameters."""
+    """``[method]``: ``kind`` plus exactly the chosen method's declared parameters."""
     from ..methods import METHOD_KINDS, method_params
 
-    kind = given.get("kind", SCHEMA["flow"]["kind"][0])
+    kind = given.get("kind", SCHEMA["method"]["kind"][0])
     if not isinstance(kind, str) or kind not in METHOD_KINDS:
         raise InputError(
-            f"[flow] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
+            f"[method] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
             "of those"
         )
     params = method_params(kind)
@@ -311,7 +334,7 @@ def _resolve_flow(given: dict) -> dict:
     for key in given:
         if key != "kind" and key not in names:
             raise InputError(
-                f'unknown key [flow] {key} for kind = "{kind}": its keys are '
+                f'unknown key [method] {key} for kind = "{kind}": its keys are '
                 f"{', '.join(['kind', *names])} (docs/config.md lists every method's keys)"
             )
     out = {"kind": kind}

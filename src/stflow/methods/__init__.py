@@ -1,7 +1,7 @@
 r"""Every method of stflow, each written once as what one block of agents computes.
 
 ============================  ===========================================  =================
-``[flow] kind``               method (module)                              bits per round
+``[method] kind``               method (module)                              bits per round
 ============================  ===========================================  =================
 ``observer``                  primal-dual flow, compressed error states    the compressor's
 ``direct``                    primal-dual flow, compressed states          the compressor's
@@ -13,7 +13,7 @@ r"""Every method of stflow, each written once as what one block of agents comput
 ``lead``                      LEAD (:mod:`.lead`)                          the compressor's
 ============================  ===========================================  =================
 
-Each method declares its ``[flow]`` keys as :class:`~stflow.methods.base.Param` (default,
+Each method declares its ``[method]`` keys as :class:`~stflow.methods.base.Param` (default,
 bounds, meaning); :func:`method_params` lists them, the config validates against them and
 ``docs/config.md`` is generated from them. The block protocol both engines run is in
 :mod:`stflow.methods.base`.
@@ -65,20 +65,20 @@ __all__ = [
 
 _PEERS = {"dgd": DGD, "gradient_tracking": GradientTracking, "nids": NIDS, "choco": CHOCO,
           "lead": LEAD}
-#: Peer kinds selectable as ``[flow] kind``.
+#: Peer kinds selectable as ``[method] kind``.
 PEER_KINDS = tuple(_PEERS)
-#: Every ``[flow] kind``.
+#: Every ``[method] kind``.
 METHOD_KINDS = FLOW_KINDS + PEER_KINDS
 
 
 def _unknown_kind(kind) -> InputError:
     return InputError(
-        f"[flow] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one of those"
+        f"[method] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one of those"
     )
 
 
 def method_params(kind: str) -> tuple[Param, ...]:
-    """The ``[flow]`` parameters method ``kind`` declares (besides ``kind``).
+    """The ``[method]`` parameters method ``kind`` declares (besides ``kind``).
 
     Examples
     --------

@@ -94,5 +94,5 @@ class PeerMethod(Method):
         """The most likely reason a run blew up: the method's step size against 1/L_f."""
         return (
             f"step size too large for {self.kind}: lr * L_f = {self.lr * self.lf:.3g}; "
-            f'lower [flow] lr (e.g. lr = "auto" = {AUTO_LR[self.kind] / self.lf:.3g})'
+            f'lower [method] lr (e.g. lr = "auto" = {AUTO_LR[self.kind] / self.lf:.3g})'
         )

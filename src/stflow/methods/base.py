@@ -103,7 +103,7 @@ class Method:
     takes_v0: ClassVar[bool] = False
     #: True when ``[solver] local_steps > 1`` is defined for the method (SPEC section 7).
     local_steps_ok: ClassVar[bool] = False
-    #: True when ``[solver] method = "continuous"`` is defined (a vector field exists).
+    #: True when ``[solver] scheme = "continuous"`` is defined (a vector field exists).
     continuous_ok: ClassVar[bool] = False
 
     def __init__(self, problem, graph, compressor=None):
@@ -119,7 +119,7 @@ class Method:
             )
         if "compressed" in self.channels and compressor is None:
             raise InputError(
-                f"[flow] kind = {self.kind!r} needs a compressor: add [compressor] spec"
+                f"[method] kind = {self.kind!r} needs a compressor: add [compressor] spec"
             )
         self.draws = 0  # gradient evaluations made by each agent so far (SPEC section 7)
         self.bind(Block.everything(self.n_agents), problem)
@@ -197,7 +197,7 @@ class Method:
     def local_update(self, state, t: float, h: float) -> dict:
         """One local step without messages (``[solver] local_steps > 1``)."""
         raise InputError(
-            f'[solver] local_steps > 1 is not defined for [flow] kind = "{self.kind}" (its '
+            f'[solver] local_steps > 1 is not defined for [method] kind = "{self.kind}" (its '
             "paper defines no local steps): use local_steps = 1"
         )
 
@@ -211,8 +211,8 @@ class Method:
     def vector_field(self, t, state):
         """Only the primal-dual flows have one: an :class:`InputError` otherwise."""
         raise InputError(
-            f"[flow] kind = {self.kind!r} is a discrete-time method (got [solver] method = "
-            '"continuous"): use method = "euler"'
+            f"[method] kind = {self.kind!r} is a discrete-time method (got [solver] scheme = "
+            '"continuous"): use [solver] scheme = "euler"'
         )
 
     def divergence_cause(self, step: float) -> str:  # pragma: no cover - overridden
@@ -245,7 +245,7 @@ def initial_arrays(method: Method, x0, v0):
     if not method.takes_v0:
         if v0 is not None:
             raise InputError(
-                f"[init] v0 is only for the primal-dual flows (got it with [flow] kind = "
+                f"[init] v0 is only for the primal-dual flows (got it with [method] kind = "
                 f"{method.kind!r}): remove v0"
             )
         return X, None

@@ -6,7 +6,7 @@ r"""The distributed primal-dual flows (SPEC sections 2, 4, 5) and their discreti
 
 with :math:`X_c = X` (``uncompressed``), :math:`X_c = C(X, t)` (``direct``) or
 :math:`X_c = \hat X,\ \dot{\hat X} = \gamma C(X - \hat X, t)` (``observer``). Three schemes
-discretize the same flow, one communication round per step (``[solver] method``):
+discretize the same flow, one communication round per step (``[solver] scheme``):
 
 - ``euler`` (pinned, SPEC section 5): every right-hand side at step k;
 - ``predict``: the local part first, :math:`Y = X + h(-\beta V - \eta \nabla F(X))`, then
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 FLOW_KINDS = ("uncompressed", "direct", "observer")
-#: Discretizations of the flows (``[solver] method``), one round per step.
+#: Discretizations of the flows (``[solver] scheme``), one round per step.
 SCHEMES = ("euler", "predict", "gauss_seidel")
 
 _GAIN_PARAMS = (
@@ -65,7 +65,7 @@ _ERROR_FEEDBACK = Param(
     "error_feedback", False,
     "true: agent i sends C(x_i + m_i, t) and keeps the error m_i <- x_i + m_i - C(...) "
     "(docs/schemes.md)", choices=(True, False), tunable=False)
-#: The ``[flow]`` parameters of each primal-dual flow.
+#: The ``[method]`` parameters of each primal-dual flow.
 FLOW_PARAMS = {"uncompressed": _GAIN_PARAMS, "direct": _GAIN_PARAMS + (_ERROR_FEEDBACK,),
                "observer": _GAIN_PARAMS + (_GAMMA, *_TRIGGER)}
 
@@ -82,7 +82,7 @@ class Gains:
     >>> Gains(alpha=0.0, beta=1.0, eta=1.0, gamma=1.0)
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: `alpha` must be a positive finite number (got 0.0): set [flow] alpha > 0 or "auto"
+    stflow.errors.InputError: `alpha` must be a positive finite number (got 0.0): set [method] alpha > 0 or "auto"
     """
 
     alpha: float
@@ -96,7 +96,7 @@ class Gains:
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InputError(
                     f"`{name}` must be a positive finite number (got {value!r}): "
-                    f'set [flow] {name} > 0 or "auto"'
+                    f'set [method] {name} > 0 or "auto"'
                 )
             object.__setattr__(self, name, float(value))
 
@@ -297,17 +297,17 @@ class PrimalDualFlow(Method):
                  error_feedback: bool = False):
         if kind not in FLOW_KINDS:
             raise InputError(
-                f"[flow] kind must be one of {', '.join(FLOW_KINDS)} (got {kind!r}): "
+                f"[method] kind must be one of {', '.join(FLOW_KINDS)} (got {kind!r}): "
                 "pick one of those"
             )
         if scheme not in SCHEMES:
             raise InputError(
-                f"[solver] method must be one of {', '.join(SCHEMES)} for the primal-dual "
+                f"[solver] scheme must be one of {', '.join(SCHEMES)} for the primal-dual "
                 f"flows (got {scheme!r}): pick one of those"
             )
         if error_feedback and kind != "direct":
             raise InputError(
-                f'[flow] error_feedback is only for kind = "direct" (got kind = "{kind}"): '
+                f'[method] error_feedback is only for kind = "direct" (got kind = "{kind}"): '
                 "remove error_feedback"
             )
         self.kind = kind
@@ -319,7 +319,7 @@ class PrimalDualFlow(Method):
             self.triggered = self.trigger > 0
         elif trigger:
             raise InputError(
-                f"[flow] trigger (event-triggered sending) is defined for the observer flow "
+                f"[method] trigger (event-triggered sending) is defined for the observer flow "
                 f'only (got kind = "{kind}"): use kind = "observer" or drop trigger')
         self.channels = ("raw",) if kind == "uncompressed" else ("compressed",)
         self.state_keys = ("X", "V", "Xhat") if kind == "observer" else ("X", "V")
@@ -434,15 +434,15 @@ class PrimalDualFlow(Method):
         """Right-hand side of the flow at ``(t, state)`` (same keys as the state)."""
         if "M" in self.state_keys:
             raise InputError(
-                '[flow] error_feedback = true has no continuous-time flow (its memory is a '
-                'per-round quantity; got [solver] method = "continuous"): use method = '
+                '[method] error_feedback = true has no continuous-time flow (its memory is a '
+                'per-round quantity; got [solver] scheme = "continuous"): use method = '
                 '"euler" or "predict", or error_feedback = false'
             )
         X = state["X"]
         if self.triggered:
             raise InputError(
-                '[solver] method = "continuous" has no rounds to skip, so event-triggered '
-                'sending is undefined there: set [flow] trigger = 0 or method = "predict"')
+                '[solver] scheme = "continuous" has no rounds to skip, so event-triggered '
+                'sending is undefined there: set [method] trigger = 0 or [solver] scheme = "predict"')
         if self.kind == "uncompressed":
             Xc, Q = X, None
         elif self.kind == "direct":
@@ -487,7 +487,7 @@ class PrimalDualFlow(Method):
             if g.gamma < 2.0 * g.alpha * lam_max:
                 causes.append(
                     f"gamma too small: gamma = {g.gamma:.3g} < 2*alpha*lambda_max = "
-                    f"{2.0 * g.alpha * lam_max:.3g}; raise [flow] gamma"
+                    f"{2.0 * g.alpha * lam_max:.3g}; raise [method] gamma"
                 )
         if self.kind == "direct" and not self.compressor.linear:
             ef = " with error feedback" if self.error_feedback else ""
