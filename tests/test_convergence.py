@@ -5,12 +5,11 @@ import warnings
 import numpy as np
 import pytest
 
+from stflow import Gains, PrimalDualFlow, solve
 from stflow.compressors import EXAMPLE_SPECS, make_compressor
 from stflow.config import build_run, resolve_config
-from stflow.flows import Gains, PrimalDualFlow
 from stflow.graphs import make_graph
 from stflow.problems import make_problem
-from stflow.solve import solve
 
 ST_SPECS = [s for s in EXAMPLE_SPECS if "fixedquant" not in s and "constant" not in s]
 DEFAULT_GAINS = Gains(alpha=2.0, beta=2.0, eta=1.0, gamma=50.0)

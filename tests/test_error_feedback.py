@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pytest
 
+from stflow import Gains, PrimalDualFlow
 from stflow.compressors import make_compressor
 from stflow.config import resolve_config, run_config
 from stflow.errors import DirectFlowWarning, InputError
-from stflow.flows import Gains, PrimalDualFlow
 from stflow.graphs import make_graph
 from stflow.problems import make_problem
 

@@ -10,23 +10,23 @@ import json
 import numpy as np
 import pytest
 
+from stflow import solve
 from stflow.cli import main
 from stflow.compressors import make_compressor
 from stflow.config import build_run, resolve_config
 from stflow.errors import InputError
 from stflow.graphs import make_graph
-from stflow.peers import (
+from stflow.methods import (
     CHOCO,
     DGD,
     LEAD,
     NIDS,
     PEER_KINDS,
     GradientTracking,
-    make_peer,
+    make_method,
     metropolis_weights,
 )
 from stflow.problems import make_problem
-from stflow.solve import solve
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_metropolis_weights_doubly_stochastic_sparse():
 def test_exact_methods_converge_linearly(setting, kind, spec):
     problem, graph = setting
     comp = make_compressor(spec, problem.dim) if spec else None
-    method = make_peer(kind, problem, graph, comp)
+    method = make_method(kind, problem, graph, comp)
     sol = solve(method, step=1.0, horizon=4000, record_every=20, tolerance=1e-8)
     assert sol.status == "converged"
     assert sol.final_relative_error <= 1e-8
@@ -180,7 +180,7 @@ def test_compressor_clock_and_bits(setting, cls):
 def test_bits_per_round(setting, kind, spec, bits):
     problem, graph = setting
     comp = make_compressor(spec, problem.dim) if spec else None
-    m = make_peer(kind, problem, graph, comp)
+    m = make_method(kind, problem, graph, comp)
     assert m.bits_per_message == bits
     sol = solve(m, step=1.0, horizon=30, record_every=10)
     assert sol.records["bits_per_agent"].tolist() == [0.0, 10 * bits, 20 * bits, 30 * bits]
@@ -201,9 +201,9 @@ def test_bad_inputs(setting):
     with pytest.raises(InputError, match=choco_msg):
         CHOCO(problem, graph, make_compressor("sign", 4), gamma=1.5)
     with pytest.raises(InputError, match="needs a compressor"):
-        make_peer("lead", problem, graph)
-    with pytest.raises(InputError, match="peer kind"):
-        make_peer("sgd", problem, graph)
+        make_method("lead", problem, graph)
+    with pytest.raises(InputError, match="kind must be one of"):
+        make_method("sgd", problem, graph)
     diverged = solve(DGD(problem, graph, lr=5.0), step=1.0, horizon=500)
     assert diverged.status == "diverged" and "lower [method] lr" in diverged.message
 

@@ -224,7 +224,7 @@ def _run_sim(args, out: Path) -> int:
 
 def _cmd_run_mpi(args) -> int:
     from .config import load_config, preflight
-    from .mpi import require_launcher, run_mpi
+    from .engines.mpi import require_launcher, run_mpi
 
     require_launcher()
     from mpi4py import MPI

@@ -159,7 +159,7 @@ def solve(
     --------
     >>> from types import SimpleNamespace
     >>> import scipy.sparse as sp
-    >>> from stflow.flows import Gains, PrimalDualFlow
+    >>> from stflow import Gains, PrimalDualFlow
     >>> graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
     ...                         degree=np.array([1, 1]), n=2, lambda_max=2.0)
     >>> problem = SimpleNamespace(n_agents=2, dim=1, grad=lambda X: X - [[1.0], [3.0]],

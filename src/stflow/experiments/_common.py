@@ -113,7 +113,7 @@ def md_table(headers, rows) -> str:
 
 def solve_flow(kind, problem, graph, spec, gains: dict, *, step, horizon, record_every=100,
                tolerance=1e-8, x0=None):
-    """Build a :class:`~stflow.flows.PrimalDualFlow` and :func:`~stflow.solve.solve` it.
+    """Build a :class:`~stflow.PrimalDualFlow` and :func:`~stflow.solve` it.
 
     The direct-flow warning for nonlinear compressors is silenced here: the experiments
     report the outcome instead.

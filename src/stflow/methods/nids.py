@@ -34,7 +34,7 @@ class NIDS(PeerMethod):
     --------
     >>> from stflow.graphs import make_graph
     >>> from stflow.problems import make_problem
-    >>> from stflow.solve import solve
+    >>> from stflow import solve
     >>> p = make_problem("quadratic", agents=6, dim=3, seed=0)
     >>> sol = solve(NIDS(p, make_graph("ring", 6)), step=1.0, horizon=1000, tolerance=1e-8)
     >>> sol.status
