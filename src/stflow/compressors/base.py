@@ -67,6 +67,8 @@ class Compressor(abc.ABC):
     #: the k kept values (the sparse encoding of :class:`~stflow.compressors.Composition`).
     summary: ClassVar[str] = ""
     params: ClassVar[tuple] = ()
+    #: Specs the contract tests and E1 run (valid for d >= 3; default: the bare name).
+    examples: ClassVar[tuple[str, ...]] = ()
     sparse: ClassVar[str | None] = None
     keeps_zeros: ClassVar[bool] = False
 

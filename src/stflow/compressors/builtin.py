@@ -107,6 +107,7 @@ class TopK(_BitCompressor):
     """
 
     name = "topk"
+    examples = ("topk:k=1", "topk:k=3")
     summary = "greedy sparsifier: keep the k largest |z_j|, ties to the lower index"
     params = (_k("entries kept per message, 1 <= k <= d"),)
     sparse = "indices"
@@ -215,6 +216,8 @@ class Quantize(_BitCompressor):
     """
 
     name = "quantize"
+    examples = ("quantize:bits=2", "quantize:bits=4", "quantize:bits=8",
+                "quantize:bits=2,scale=pow2", "quantize:bits=4,scale=pow2")
     summary = "norm-scaled uniform quantizer: m rint(s z / m) / s with m = max |z_j|"
     params = (
         Param("bits", 4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels",
@@ -331,6 +334,8 @@ class Scalarize(_BitCompressor):
     """
 
     name = "scalarize"
+    examples = ("scalarize:basis=cyclic", "scalarize:basis=sinusoid", "scalarize:basis=random",
+                "scalarize:basis=constant")
     summary = "one scalar per message: C = phi(t) phi(t)^T z"
     params = (
         Param("basis", "cyclic", "direction phi(t): cyclic, sinusoid, random or constant",
@@ -483,6 +488,7 @@ class RandK(_BitCompressor):
     """
 
     name = "randk"
+    examples = ("randk:k=2",)
     summary = "shared-seed random sparsifier: keep k coordinates redrawn every tau"
     params = (
         _k("coordinates sent per message, 1 <= k <= d"),
@@ -547,6 +553,7 @@ class FixedQuant(_BitCompressor):
     """
 
     name = "fixedquant"
+    examples = ("fixedquant:step=0.1",)
     summary = "fixed-step quantizer Delta rint(z / Delta); NOT spatio-temporal"
     params = (
         Param("step", 0.1, "quantization step Delta > 0 (not spatio-temporal)",

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..kinds import discover
 from ._bits import _bits_uint, _index_width, _uint_bits
 from ._common import _parse_pairs
 from .base import Compressor, _BitCompressor
-from .builtin import FixedQuant, Identity, Quantize, RandK, Scalarize, Sign, TopK
 from .lowrank import make_lowrank
 from .user import _load_user
 
@@ -37,9 +37,9 @@ __all__ = [
 
 #: The built-in compressor classes; everything below is read from their declarations
 #: (``name``, ``summary``, ``params``, ``sparse``, ``keeps_zeros``, ``rescale_time``).
-COMPRESSOR_CLASSES: tuple[type[Compressor], ...] = (
-    Identity, TopK, Quantize, Scalarize, Sign, RandK, FixedQuant,
-)
+#: Found by :func:`stflow.kinds.discover`: every class of this package that sets ``summary``.
+COMPRESSOR_CLASSES: tuple[type[Compressor], ...] = tuple(
+    discover("stflow.compressors", Compressor, "summary"))
 
 #: Every key of every compressor: ``{name: {key: (default, description)}}``.
 COMPRESSOR_DOCS: dict[str, dict[str, tuple[object, str]]] = {
@@ -49,23 +49,11 @@ COMPRESSOR_DOCS: dict[str, dict[str, tuple[object, str]]] = {
 #: One line per compressor, for ``--help`` and the docs.
 COMPRESSOR_SUMMARY: dict[str, str] = {c.name: c.summary for c in COMPRESSOR_CLASSES}
 
-#: Example specs covering every compressor and two kinds of composition (valid for d >= 3).
-EXAMPLE_SPECS: tuple[str, ...] = (
-    "identity",
-    "topk:k=1",
-    "topk:k=3",
-    "quantize:bits=2",
-    "quantize:bits=4",
-    "quantize:bits=8",
-    "quantize:bits=2,scale=pow2",
-    "quantize:bits=4,scale=pow2",
-    "scalarize:basis=cyclic",
-    "scalarize:basis=sinusoid",
-    "scalarize:basis=random",
-    "scalarize:basis=constant",
-    "sign",
-    "randk:k=2",
-    "fixedquant:step=0.1",
+#: Example specs covering every compressor (each class's ``examples``, else its name) and
+#: the kinds of composition (valid for d >= 3): the one list the contract tests run.
+EXAMPLE_SPECS: tuple[str, ...] = tuple(
+    spec for c in COMPRESSOR_CLASSES for spec in (c.examples or (c.name,))
+) + (
     "topk:k=2|quantize:bits=4",
     "topk:k=2|quantize:bits=4,scale=pow2",
     "randk:k=2|quantize:bits=3",
