@@ -192,6 +192,18 @@ class LeastSquaresProblem(RowCosts, Problem):
         return cls._adopt(arr["A"], arr["b"], keep_rows=False, **optimum)
 
     @classmethod
+    def build(cls, arrays, *, owned, generated, keep_rows, batch=None, seed=0, **options):
+        """The problem of validated or generated arrays: fresh arrays are handed over (Gram
+        form without a copy), a caller's arrays are copied."""
+        rows = {"batch": batch, "seed": seed}
+        if owned:
+            arr = _validate_arrays(  # a loaded file was validated already
+                cls.kind, arrays, fix="fix the data arrays", copy=False, freeze=False
+            ) if generated else arrays
+            return cls._adopt(arr["A"], arr["b"], keep_rows=keep_rows, **rows)
+        return cls(arrays["A"], arrays["b"], keep_rows=keep_rows, **rows)
+
+    @classmethod
     def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
         """:math:`A_i \\sim N(0, 1/m)`, :math:`b_i = A_i x_{true} + 0.1 \\varepsilon`."""
         rng, m = stream.rng, cls._samples(d, samples)

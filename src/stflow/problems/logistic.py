@@ -84,6 +84,12 @@ class LogisticProblem(ClassifierRows, Problem):
         return cls(arrays["A"], arrays["y"], regularization=reg, **optimum)
 
     @classmethod
+    def build(cls, arrays, *, regularization=0.0, test=None, batch=None, seed=0, **options):
+        """The problem of validated or generated arrays."""
+        return cls(arrays["A"], arrays["y"], regularization=regularization, test=test,
+                   batch=batch, seed=seed)
+
+    @classmethod
     def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
         """:math:`a_{ij} \\sim N(0, I/d)`, labels of a random :math:`x_{true}`, 10% flipped."""
         rng, m = stream.rng, cls._samples(d, samples)

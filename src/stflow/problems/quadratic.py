@@ -46,6 +46,14 @@ class QuadraticProblem(Problem):
         return cls(arrays["Q"], arrays["b"], **optimum)
 
     @classmethod
+    def build(cls, arrays, *, owned, generated, keep_rows, **options):
+        """The problem of validated or generated arrays (:func:`stflow.problems.make_problem`)."""
+        problem = cls(**arrays)
+        if problem.strong_convexity == 0.0:
+            problem._minimize()  # raises the singular-sum error
+        return problem
+
+    @classmethod
     def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
         """:math:`Q_i = M_i M_i^T / d + 0.1 I`, :math:`b_i \\sim N(0, I)`."""
         rng = stream.rng

@@ -90,6 +90,15 @@ class SoftmaxProblem(ClassifierRows, Problem):
     data_keys = ("A", "y")
 
     @classmethod
+    def build(cls, arrays, *, generated, regularization=0.0, classes=None, test=None,
+              batch=None, seed=0, **options):
+        """The problem of validated or generated arrays (K = 2 for generated data unless
+        ``classes``; a file's largest label + 1 otherwise)."""
+        return cls(arrays["A"], arrays["y"], regularization=regularization, test=test,
+                   batch=batch, seed=seed,
+                   classes=2 if classes is None and generated else classes)
+
+    @classmethod
     def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
         """:math:`a_{ij} \\sim N(0, I/p)`, labels argmax of a random :math:`W_{true}`, 10%
         redrawn (all agents at once: not blockwise)."""
