@@ -36,7 +36,7 @@ def planned_runs(quick: bool) -> int:
 
 def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     """Run E8 into ``out_dir``; see the module docstring."""
-    from ..flows import auto_gains
+    from ..methods import auto_gains
     from ..graphs import make_graph
     from ..problems import make_problem
 
