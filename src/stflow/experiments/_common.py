@@ -119,8 +119,8 @@ def solve_flow(kind, problem, graph, spec, gains: dict, *, step, horizon, record
     report the outcome instead.
     """
     from ..compressors import make_compressor
-    from ..methods import Gains, PrimalDualFlow
     from ..engines.simulate import solve
+    from ..methods import Gains, PrimalDualFlow
 
     comp = None if spec is None else make_compressor(spec, problem.dim)
     with warnings.catch_warnings():

@@ -36,8 +36,8 @@ def planned_runs(quick: bool) -> int:
 
 def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     """Run E8 into ``out_dir``; see the module docstring."""
-    from ..methods import auto_gains
     from ..graphs import make_graph
+    from ..methods import auto_gains
     from ..problems import make_problem
 
     size = pick(_SIZES, quick)

@@ -316,6 +316,8 @@ class UserProblem(Problem):
     def _minimize(self) -> np.ndarray:
         from scipy.optimize import minimize
 
+        _say(f"solving for x* of {_attr(self.kind)} (L-BFGS-B on the sum; give the cost an "
+             "x_star to skip this)")
         x0 = np.zeros(self.dim)
         scale = max(1.0, float(np.linalg.norm(self.total_grad(x0))))
         res = minimize(self.total_value, x0, jac=self.total_grad, method="L-BFGS-B",
@@ -415,6 +417,14 @@ class UserProblem(Problem):
 
     def __repr__(self) -> str:
         return f"UserProblem({self.kind!r}, n_agents={self.n_agents}, dim={self.dim})"
+
+
+def _say(text: str) -> None:
+    """One progress line on a terminal (a user's cost may be slow before the first round)."""
+    import sys
+
+    if sys.stderr.isatty():
+        print(f"stflow: {text} ...", file=sys.stderr, flush=True)
 
 
 def _attr(ref: str) -> str:
