@@ -90,6 +90,37 @@ class Problem(abc.ABC):
         options and the run's optimum (``x_star=``, ``f_star=``)."""
         raise NotImplementedError(f"kind {cls.kind!r} has no MPI blocks")  # blocks = False
 
+    # -- the MPI engine's optimum from rank-local sums (kinds with blocks = True) -----
+    #: True when the Hessians do not depend on x (the engine sums them once).
+    hessian_is_constant: bool = False
+
+    def block_hessians(self, x: np.ndarray) -> np.ndarray:
+        """Each own agent's Hessian at ``x`` (n, d, d), without a ridge term
+        (``hessian_ridge``), for :class:`stflow.engines.mpi.data.DistributedSums`."""
+        raise NotImplementedError(f"kind {self.kind!r} has no MPI blocks")
+
+    def distributed_grad(self, sums, x: np.ndarray) -> np.ndarray:
+        """:math:`\\sum_i \\nabla f_i(x)` over every rank (``sums``: the run's
+        :class:`~stflow.engines.mpi.data.DistributedSums`)."""
+        return sums.chain_sum(self.grad(sums._stack(x)))
+
+    @classmethod
+    def distributed_minimize(cls, sums) -> np.ndarray:
+        """A minimizer of the sum over every rank before Newton polishing (collective):
+        ``trust-exact`` on ``sums``' total value, gradient and Hessian."""
+        from .logistic import trust_exact_minimize
+
+        return trust_exact_minimize(sums, sums.dim)
+
+    @classmethod
+    def distributed_strong_convexity(cls, sums, x_star) -> float:
+        """``strong_convexity`` of the sum over every rank (collective): the smallest
+        eigenvalue of the summed Hessian at x* (a ridge kind: N r, as its own
+        ``strong_convexity`` says)."""
+        if hasattr(sums.local, "hessian_ridge"):
+            return sums.n_agents * float(sums.local.hessian_ridge)
+        return _smallest_eigenvalue(sums._hessian_sum(x_star))
+
     @classmethod
     def _samples(cls, d: int, samples) -> int:
         from ._validate import _check_count

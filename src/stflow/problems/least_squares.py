@@ -182,6 +182,27 @@ class LeastSquaresProblem(RowCosts, Problem):
     data_keys = ("A", "b")
     blocks = True
 
+    hessian_is_constant = True
+
+    def block_hessians(self, x):
+        return self.gram if self.form == "gram" else np.swapaxes(self.A, 1, 2) @ self.A
+
+    def _atb_sum(self, sums) -> np.ndarray:
+        atb = self.atb if self.form == "gram" else (self.b[:, None, :] @ self.A)[:, 0, :]
+        return sums.cached("atb", lambda: sums.chain_sum(atb))
+
+    def distributed_grad(self, sums, x):
+        """Gram form: :math:`(\\sum_i G_i) x - \\sum_i c_i`, like the simulator."""
+        if self.form != "gram":
+            return super().distributed_grad(sums, x)
+        return sums._hessian_sum(x) @ sums._stack(x)[0] - self._atb_sum(sums)
+
+    @classmethod
+    def distributed_minimize(cls, sums):
+        """The minimum-norm solution of the summed normal equations."""
+        gram = sums._hessian_sum(np.zeros(sums.dim))
+        return np.linalg.lstsq(gram, sums.local._atb_sum(sums), rcond=None)[0]
+
     @classmethod
     def from_block(cls, arrays, section, **optimum):
         """Fresh arrays, handed over: the Gram form without the rows."""

@@ -78,6 +78,36 @@ class LogisticProblem(ClassifierRows, Problem):
     data_keys = ("A", "y")
     blocks = True
 
+    @property
+    def hessian_ridge(self) -> float:
+        return self.regularization
+
+    def block_hessians(self, x):
+        from scipy.special import expit
+
+        s = expit(self.A @ np.asarray(x, dtype=np.float64))
+        return np.swapaxes(self.A, 1, 2) @ ((s * (1.0 - s))[:, :, None] * self.A)
+
+    @classmethod
+    def distributed_minimize(cls, sums):
+        """``trust-exact``, refusing separable data (no finite minimizer)."""
+        import math
+
+        loc = sums.local
+        x = trust_exact_minimize(sums, sums.dim)
+        z = loc._margins(sums._stack(x))
+        gnorm = float(np.linalg.norm(sums.total_grad(x)))
+        all_positive = not sums.max(0.0 if np.all(z > 0) else 1.0)
+        scale = float(sums.gather_all(np.linalg.norm(loc.grad(sums._stack(x)), axis=1)).sum())
+        separable = loc.regularization == 0.0 and all_positive
+        if separable or gnorm > 1e-6 * max(1.0, scale) or not math.isfinite(gnorm):
+            raise InputError(
+                "logistic data: sum of f_i has no finite minimizer (labels are linearly "
+                f"separable, or nearly so: ||grad|| = {gnorm:.2g} at ||x|| = "
+                f"{np.linalg.norm(x):.3g}): set [problem] regularization > 0 or add samples"
+            )
+        return x
+
     @classmethod
     def from_block(cls, arrays, section, **optimum):
         reg = section.get("regularization", 0.0)

@@ -19,7 +19,6 @@ simulator does.
 
 from __future__ import annotations
 
-import math
 import zipfile
 from pathlib import Path
 
@@ -284,39 +283,28 @@ class DistributedSums:
         r""":math:`\sum_i f_i(x)`, summed over the gathered per-agent values as the simulator does."""
         return float(self.gather_all(self.local.values(self._stack(x))).sum())
 
-    def total_grad(self, x: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_i \nabla f_i(x)`, (d,); least squares in Gram form as
-        :math:`(\sum_i G_i) x - \sum_i c_i`, like the simulator."""
-        loc = self.local
-        if loc.kind == "least_squares" and loc.form == "gram":
-            return self._hessian_sum(x) @ self._stack(x)[0] - self._atb_sum()
-        return self.chain_sum(loc.grad(self._stack(x)))
+    def cached(self, key: str, compute):
+        """``compute()`` once per run (a sum that does not depend on x)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
-    def _atb_sum(self) -> np.ndarray:
-        r""":math:`\sum_i A_i^T b_i`, (d,) (least squares)."""
-        if "atb" not in self._cache:
-            loc = self.local
-            atb = loc.atb if loc.form == "gram" else (loc.b[:, None, :] @ loc.A)[:, 0, :]
-            self._cache["atb"] = self.chain_sum(atb)
-        return self._cache["atb"]
+    def total_grad(self, x: np.ndarray) -> np.ndarray:
+        r""":math:`\sum_i \nabla f_i(x)`, (d,): the local class's ``distributed_grad``
+        (default: the chain sum of the block's gradients; least squares in Gram form
+        :math:`(\sum_i G_i) x - \sum_i c_i`, like the simulator)."""
+        return self.local.distributed_grad(self, np.asarray(x, dtype=np.float64))
 
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_i \nabla^2 f_i(x)`, (d, d)."""
+        r""":math:`\sum_i \nabla^2 f_i(x)`, (d, d): the chain sum of the local class's
+        ``block_hessians`` (cached when ``hessian_is_constant``), plus
+        :math:`N r I` for a ridge weight ``hessian_ridge`` r."""
         loc = self.local
-        if loc.kind == "quadratic":
-            if "Q" not in self._cache:
-                self._cache["Q"] = self.chain_sum(loc.Q)
-            return self._cache["Q"]
-        if loc.kind == "least_squares":
-            if "gram" not in self._cache:
-                g = loc.gram if loc.form == "gram" else np.swapaxes(loc.A, 1, 2) @ loc.A
-                self._cache["gram"] = self.chain_sum(g)
-            return self._cache["gram"]
-        from scipy.special import expit
-
-        s = expit(loc.A @ np.asarray(x, dtype=np.float64))
-        h = self.chain_sum(np.swapaxes(loc.A, 1, 2) @ ((s * (1.0 - s))[:, :, None] * loc.A))
-        return h + self.n_agents * loc.regularization * np.eye(self.dim)
+        if loc.hessian_is_constant:
+            return self.cached("hessian", lambda: self.chain_sum(loc.block_hessians(x)))
+        h = self.chain_sum(loc.block_hessians(np.asarray(x, dtype=np.float64)))
+        ridge = float(getattr(loc, "hessian_ridge", 0.0))
+        return h + self.n_agents * ridge * np.eye(self.dim) if ridge else h
 
     def max(self, value: float) -> float:
         """Largest ``value`` over the ranks."""
@@ -329,47 +317,13 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
     r"""``(x_star, f_star)`` of :math:`\sum_i f_i` from rank-local sums (collective).
 
     The same solvers as :attr:`stflow.problems.Problem.x_star`, fed by
-    :class:`DistributedSums`: quadratic :math:`x = (\sum_i Q_i)^{-1} \sum_i b_i`; least
+    :class:`DistributedSums` (each class's ``distributed_minimize``): quadratic :math:`x = (\sum_i Q_i)^{-1} \sum_i b_i`; least
     squares the minimum-norm solution of the normal equations
     :math:`(\sum_i A_i^T A_i) x = \sum_i A_i^T b_i`; logistic ``trust-exact``; then up to
     three Newton polishing steps. Quadratic runs and least squares in Gram form (m >= d)
     give the simulator's ``x_star`` bit for bit; least squares with m < d and logistic agree
     to rounding (their centralized solvers work on the stacked data, which no rank holds).
     """
-    loc = sums.local
-    if loc.kind == "quadratic":
-        q_sum = sums._hessian_sum(np.zeros(sums.dim))
-        if np.linalg.eigvalsh(q_sum)[0] <= 0.0:
-            raise InputError(
-                "quadratic data: sum of Q_i is singular (smallest eigenvalue "
-                f"{np.linalg.eigvalsh(q_sum)[0]:.3g}), so x* is not unique: make the sum "
-                "of the Q_i positive definite"
-            )
-        x = np.linalg.solve(q_sum, sums.chain_sum(loc.b))
-    elif loc.kind == "least_squares":
-        gram = sums._hessian_sum(np.zeros(sums.dim))
-        atb = sums._atb_sum()
-        x = np.linalg.lstsq(gram, atb, rcond=None)[0]
-    else:
-        x = _logistic_minimize(sums)
+    x = type(sums.local).distributed_minimize(sums)
     x = Problem._polish(sums, x)
     return x, sums.total_value(x)
-
-
-def _logistic_minimize(sums: DistributedSums) -> np.ndarray:
-    from ...problems.logistic import trust_exact_minimize
-
-    loc = sums.local
-    x = trust_exact_minimize(sums, sums.dim)
-    z = loc._margins(sums._stack(x))
-    gnorm = float(np.linalg.norm(sums.total_grad(x)))
-    all_positive = not sums.max(0.0 if np.all(z > 0) else 1.0)
-    scale = float(sums.gather_all(np.linalg.norm(loc.grad(sums._stack(x)), axis=1)).sum())
-    separable = loc.regularization == 0.0 and all_positive
-    if separable or gnorm > 1e-6 * max(1.0, scale) or not math.isfinite(gnorm):
-        raise InputError(
-            "logistic data: sum of f_i has no finite minimizer (labels are linearly "
-            f"separable, or nearly so: ||grad|| = {gnorm:.2g} at ||x|| = "
-            f"{np.linalg.norm(x):.3g}): set [problem] regularization > 0 or add samples"
-        )
-    return x

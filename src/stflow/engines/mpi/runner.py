@@ -90,11 +90,7 @@ def _fault_hook(rank: int, where) -> None:
 def _strong_convexity(sums, local, x_star) -> float:
     """Strong convexity of :math:`\\sum_i f_i` from rank-local sums (collective), as the
     whole problem's ``strong_convexity`` defines it."""
-    if local.kind in ("quadratic", "least_squares"):
-        from ...problems.base import _smallest_eigenvalue
-
-        return _smallest_eigenvalue(sums._hessian_sum(x_star))
-    return float(sums.n_agents * local.regularization)  # logistic
+    return float(type(local).distributed_strong_convexity(sums, x_star))
 
 
 class _GatheredCosts:
