@@ -72,12 +72,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"stflow: error: {message} ({hint})\n")
 
 
+def _compressor_names() -> list[str]:
+    from .compressors.spec import COMPRESSOR_CLASSES
+
+    return [c.name for c in COMPRESSOR_CLASSES]
+
+
+def _kinds_text() -> str:
+    """The kinds a config may name, read from their declarations."""
+    from .methods import METHOD_KINDS
+    from .problems.registry import problem_kinds
+
+    return (
+        "Run one config on the simulator, or over MPI (--backend mpi under mpiexec).\n"
+        f"[problem] kind: {', '.join(problem_kinds())}, or py:FILE:ATTR (your cost)\n"
+        f"[method] kind: {', '.join(METHOD_KINDS)}, or py:FILE:ATTR (your method)\n"
+        f"[compressor] spec: {', '.join(_compressor_names())}, composed as A|B, or py:FILE:ATTR\n"
+        "Every key of every kind: docs/config.md."
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stflow")
     parser.add_argument("--version", action="version", version=f"stflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run one config: metrics.csv, summary.json, convergence.png")
+    run = sub.add_parser("run", help="run one config: metrics.csv, summary.json, convergence.png",
+                         description=_kinds_text())
     run.add_argument("config", help="TOML config (see examples/quickstart.toml, docs/config.md)")
     run.add_argument("--out", required=True,
                      help="output folder, created first; must be new or empty unless --force")
@@ -95,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="mpi: continue from the last checkpoint in --out")
 
     cert = sub.add_parser("certify", help="numerical spatio-temporal certificate of a compressor")
-    cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"')
+    cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"'
+                      f" ({', '.join(_compressor_names())}, lowrank, or py:FILE:ATTR)")
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
     cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories (>= 0)")
     cert.add_argument("--json", action="store_true", help="print one JSON object")
