@@ -217,6 +217,39 @@ def test_tune_works_on_a_user_cost(tmp_path, capsys):
                  "--quiet", "--no-figure"]) == 0
 
 
+def test_stochastic_grad_is_used_with_the_draw_number(tmp_path):
+    (tmp_path / "noisy.py").write_text(textwrap.dedent('''
+        import numpy as np
+        DRAWS = []
+        C = np.array([1.0, 2.0])
+
+        class Noisy:
+            n_agents, dim = 4, 2
+            def values(self, X): return 0.5 * ((X - C) ** 2).sum(axis=1)
+            def grad(self, X): return X - C
+            def stochastic_grad(self, X, draw):
+                DRAWS.append(draw)
+                return X - C + 0.01 * np.random.default_rng(draw).standard_normal(X.shape)
+
+        def make():
+            return Noisy()
+    '''))
+    cfg = resolve_config({"problem": {"kind": f"py:{tmp_path}/noisy.py:make"},
+                          "method": {"kind": "dgd", "lr": 0.5},
+                          "solver": {"step": 1.0, "horizon": 5.0, "record_every": 1}})
+    _, sol = run_config(cfg)
+    module = next(m for k, m in sys.modules.items()
+                  if k.startswith("stflow_user_") and hasattr(m, "DRAWS"))
+    assert module.DRAWS == [0, 1, 2, 3, 4]
+    # DGD by hand: X <- W X - lr (X - c + noise(draw)) from X = 0; ring of 4, Metropolis
+    # weights 1/3 for itself and each of its two neighbours
+    W = np.array([[1, 1, 0, 1], [1, 1, 1, 0], [0, 1, 1, 1], [1, 0, 1, 1]]) / 3.0
+    X, c = np.zeros((4, 2)), np.array([1.0, 2.0])
+    for k in range(5):
+        X = W @ X - 0.5 * (X - c + 0.01 * np.random.default_rng(k).standard_normal((4, 2)))
+    np.testing.assert_allclose(sol.state["X"], X, rtol=0, atol=1e-15)
+
+
 def test_a_subset_is_the_same_costs(springs):
     p = build_run(load_config(_config(springs, """
         [problem]

@@ -246,7 +246,10 @@ class UserProblem(Problem):
 
     @property
     def batch(self):
-        return getattr(self.obj, "batch", None) if hasattr(self.obj, "stochastic_grad") else None
+        """Not None when the object has ``stochastic_grad``: every round then uses it."""
+        if not hasattr(self.obj, "stochastic_grad"):
+            return None
+        return getattr(self.obj, "batch", None) or 1
 
     def test_accuracy(self, X):
         X = self._check_X(X)
