@@ -87,16 +87,16 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
     ``smoothness`` (L_f of all agents; default ``problem.smoothness``) is asked for only when
     a flow gain is ``"auto"``: for a network (the MLP) it costs a Hessian power iteration."""
     from ..compressors import make_compressor
-    from ..methods import FLOW_KINDS, SCHEMES, make_method, method_class
+    from ..methods import SCHEMES, method_class
 
     f = cfg["flow"]
     cls = method_class(f["kind"])
     compressor = None
-    if "compressed" in getattr(cls, "channels", ()) or f["kind"] in ("direct", "observer"):
+    if "compressed" in cls.channels:
         compressor = make_compressor(cfg["compressor"]["spec"], problem.dim,
                                      shapes=getattr(problem, "param_shapes", None))
     scheme = cfg["solver"]["method"]
-    if f["kind"] in FLOW_KINDS:
+    if cls.flow_gains:
         curvature, mu = smoothness, None
         if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* and L_f only when "auto" needs it
             if smoothness is None:
@@ -108,8 +108,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
                            scheme=scheme if scheme in SCHEMES else "euler",
                            strong_convexity=mu)
     params = {k: v for k, v in f.items() if k != "kind"}
-    method = make_method(f["kind"], problem, graph, compressor,
-                         scheme=scheme if scheme in SCHEMES else "euler", **params)
+    method = cls.build(problem, graph, compressor,
+                       scheme=scheme if scheme in SCHEMES else "euler", **params)
     for k in params:  # "auto" -> the value used, shown in summary.json
         f[k] = getattr(method, k)
     return compressor, method

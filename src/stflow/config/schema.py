@@ -33,7 +33,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "kind": (
             "observer",
             "uncompressed | direct | observer, or a peer method (docs/peers.md): dgd | "
-            "gradient_tracking | nids | choco | lead; the other keys of [flow] are the "
+            "gradient_tracking | nids | choco | lead, or py:FILE:ATTR[:key=value,...], your "
+            "own Method subclass (docs/methods.md); the other keys of [flow] are the "
             "chosen method's own parameters (tables below)",
         ),
     },
@@ -138,8 +139,9 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
 
     With ``base_dir`` (the config file's folder), every relative path ``p`` becomes the
     absolute ``base_dir / p``: ``[problem] data``, ``[init] x0``/``v0`` given as
-    files, and the file of each ``py:FILE:ATTR[:key=value,...]`` stage of ``[compressor]
-    spec`` whose ``FILE`` contains a ``/`` or ends in ``.py``. A ``py:MODULE:ATTR`` stage (a
+    files, the file of a ``py:FILE:ATTR[:key=value,...]`` ``[problem] kind`` or ``[flow]
+    kind``, and the file of each such stage of ``[compressor] spec`` whose ``FILE``
+    contains a ``/`` or ends in ``.py``. A ``py:MODULE:ATTR`` stage (a
     module on PYTHONPATH) stays as it is.
 
     Examples
@@ -168,7 +170,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
         if section == "flow":
-            out["flow"] = _resolve_flow(given)
+            out["flow"] = _resolve_flow(given, base_dir)
             continue
         if section == "problem":
             out["problem"] = _resolve_problem(given, base_dir)
@@ -296,26 +298,20 @@ def _resolve_problem(given: dict, base_dir) -> dict:
     return {"kind": kind, **check_section("problem", kind, given, params)}
 
 
-def _resolve_flow(given: dict) -> dict:
-    """``[flow]``: ``kind`` plus exactly the chosen method's declared parameters."""
-    from ..methods import METHOD_KINDS, method_params
+def _resolve_flow(given: dict, base_dir=None) -> dict:
+    """``[flow]``: ``kind`` plus exactly the chosen method's declared parameters (a user's
+    ``py:FILE:ATTR`` method: its class's ``params``, whose defaults the reference's
+    ``key=value`` pairs replace; ``FILE`` made absolute against ``base_dir``)."""
+    from ..methods import METHOD_KINDS, method_class
+    from ..user_code import is_py, resolve_path
 
     kind = given.get("kind", SCHEMA["flow"]["kind"][0])
-    if not isinstance(kind, str) or kind not in METHOD_KINDS:
+    if not isinstance(kind, str):
         raise InputError(
             f"[flow] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
-            "of those"
+            'of those, or kind = "py:my_method.py:MyMethod" (docs/methods.md)'
         )
-    params = method_params(kind)
-    names = [p.name for p in params]
-    for key in given:
-        if key != "kind" and key not in names:
-            raise InputError(
-                f'unknown key [flow] {key} for kind = "{kind}": its keys are '
-                f"{', '.join(['kind', *names])} (docs/config.md lists every method's keys)"
-            )
-    out = {"kind": kind}
-    for p in params:
-        out[p.name] = p.check(copy.deepcopy(given.get(p.name, p.default)), kind)
-    return out
-
+    if is_py(kind):
+        kind = resolve_path(kind, base_dir, "[flow] kind") if base_dir else kind.strip()
+    params = method_class(kind, base_dir).params
+    return {"kind": kind, **check_section("flow", kind, given, params)}

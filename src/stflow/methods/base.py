@@ -106,12 +106,17 @@ class Method:
     #: True when ``[solver] method = "continuous"`` is defined (a vector field exists).
     continuous_ok: ClassVar[bool] = False
 
-    def __init__(self, problem, graph, compressor=None):
+    #: True for the primal-dual flows: the step ``h`` multiplies the gains (so the tuner
+    #: may tune ``h``), and ``"auto"`` gains come from :func:`~stflow.methods.auto_gains`.
+    flow_gains: ClassVar[bool] = False
+
+    def __init__(self, problem, graph, compressor=None, **values):
         self.problem = problem
         self.graph = graph
         self.compressor = compressor
         self.n_agents = int(problem.n_agents)
         self.dim = int(problem.dim)
+        self._set_params(values)
         if graph.n != self.n_agents:
             raise InputError(
                 f"`graph` has {graph.n} agents but the problem has {self.n_agents}: "
@@ -123,6 +128,42 @@ class Method:
             )
         self.draws = 0  # gradient evaluations made by each agent so far (SPEC section 7)
         self.bind(Block.everything(self.n_agents), problem)
+
+    # -- declared parameters -----------------------------------------------------------------
+    def _set_params(self, values: dict) -> None:
+        """Each declared parameter as an attribute: ``values[name]``, else its default (a
+        value already set by a subclass's ``__init__`` is kept); ``"auto"`` becomes
+        :meth:`auto_value`."""
+        names = [p.name for p in self.params]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise InputError(
+                f'unknown key [flow] {unknown[0]} for kind = "{self.kind}": its keys are '
+                f"{', '.join(['kind', *names])} (docs/config.md lists every method's keys)"
+            )
+        for p in self.params:
+            if p.name not in values and p.name in vars(self):
+                continue
+            value = values.get(p.name)
+            value = p.check(p.default if value is None else value, self.kind)
+            if value == "auto":
+                value = self.auto_value(p.name)
+            setattr(self, p.name, value)
+
+    def auto_value(self, name: str) -> float:
+        """The value of parameter ``name`` given as ``"auto"`` (its auto rule); a method
+        that declares ``Param(..., auto=True)`` overrides this."""
+        raise InputError(
+            f'[flow] {name} = "auto" has no rule for kind = "{self.kind}": give a number'
+        )
+
+    @classmethod
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler",
+              **params) -> Method:
+        """The method from its resolved ``[flow]`` parameters (the registry calls this;
+        ``scheme`` is ``[solver] method``, used by the primal-dual flows only)."""
+        return cls(problem, graph, compressor if "compressed" in cls.channels else None,
+                   **params)
 
     # -- engines ---------------------------------------------------------------------------
     def bind(self, block: Block, problem=None) -> None:
