@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ._peer import PeerMethod, metropolis_weights
-from .base import Block, Method, Param
+from .base import Block, Method, Param, keyed_normal
 from .choco import CHOCO
 from .dgd import DGD
 from .gradient_tracking import GradientTracking
@@ -59,6 +59,7 @@ __all__ = [
     "Block",
     "Method",
     "Param",
+    "keyed_normal",
     "PeerMethod",
     "PrimalDualFlow",
     "UncompressedFlow",

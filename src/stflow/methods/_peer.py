@@ -86,7 +86,7 @@ class PeerMethod(Method):
             self._W = metropolis_weights(self.graph)
         return self._W
 
-    def _bind(self, block) -> None:
+    def bind_block(self, block) -> None:
         self.W = block.restrict(self.mixing)
 
     def divergence_cause(self, step: float) -> str:

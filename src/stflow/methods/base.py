@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from ..errors import InputError
 from ..params import Param
 
-__all__ = ["Param", "Block", "Method", "initial_array"]
+__all__ = ["Param", "Block", "Method", "initial_array", "keyed_normal"]
 
 
 class Block:
@@ -60,6 +60,12 @@ class Block:
         self.n_own = self.stop - self.start
         self.n_cols = int(self.cols.size)
         self.whole = self.n_own == self.n_total
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Global ids of the block's own agents, ``(n_own,)``: key per-agent randomness on
+        these (:func:`keyed_normal`), never on a row's position in an array."""
+        return np.arange(self.start, self.stop, dtype=np.int64)
 
     @classmethod
     def everything(cls, n: int) -> Block:
@@ -90,7 +96,7 @@ class Method:
 
     Subclasses set :attr:`kind`, :attr:`params`, :attr:`state_keys`, :attr:`copies`,
     :attr:`channels` (``"compressed"`` or ``"raw"`` per message channel) and implement
-    :meth:`_bind`, :meth:`init_block`, :meth:`send` and :meth:`receive`.
+    :meth:`bind_block`, :meth:`init_block`, :meth:`send` and :meth:`receive`.
     """
 
     kind: ClassVar[str] = ""
@@ -171,10 +177,12 @@ class Method:
         self.block = block
         if problem is not None:
             self.local_problem = problem
-        self._bind(block)
+        self.bind_block(block)
 
-    def _bind(self, block: Block) -> None:  # pragma: no cover - overridden when needed
-        pass
+    def bind_block(self, block: Block) -> None:
+        """Precompute the constants of ``block`` (e.g. ``W = block.restrict(W_full)``); the
+        engine calls it (through :meth:`bind`) before :meth:`init_block`. Constants only:
+        never anything that changes from round to round."""
 
     def grad(self, X: np.ndarray) -> np.ndarray:
         r"""The block's gradients :math:`\nabla f_i(x_i)` (or SPEC 7 minibatch estimates)."""
@@ -277,6 +285,28 @@ class Method:
         vals = ", ".join(f"{k}={v:.4g}" for k, v in self.describe_params().items()
                          if isinstance(v, float))
         return f"{type(self).__name__}({vals}{extra})"
+
+
+def keyed_normal(seed: int, counter: int, ids, dim: int) -> np.ndarray:
+    r"""Standard normal draws ``(len(ids), dim)``, row ``i`` from the generator keyed on
+    ``(seed, counter, ids[i])``: the same numbers for agent ``ids[i]`` whichever block, rank
+    or row holds it (the rule of ``docs/methods.md``).
+
+    .. math:: Z_{i\cdot} = \text{normal}(\text{PCG64}(\text{SeedSequence}([s, k, a_i])))
+
+    Examples
+    --------
+    >>> a = keyed_normal(0, 3, [0, 1, 2, 3], 2)
+    >>> b = keyed_normal(0, 3, [2, 3], 2)  # agents 2 and 3 on another block
+    >>> bool(np.array_equal(a[2:], b))
+    True
+    """
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    out = np.empty((ids.size, int(dim)))
+    for row, agent in enumerate(ids):
+        out[row] = np.random.default_rng([int(seed), int(counter), int(agent)]).standard_normal(
+            int(dim))
+    return out
 
 
 def initial_arrays(method: Method, x0, v0):

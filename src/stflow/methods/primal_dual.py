@@ -369,7 +369,7 @@ class PrimalDualFlow(Method):
         """The full graph Laplacian (N, N), CSR."""
         return self.graph.laplacian.tocsr()
 
-    def _bind(self, block) -> None:
+    def bind_block(self, block) -> None:
         self.lap = block.restrict(self.graph.laplacian.tocsr())
 
     def init_block(self, X, V):
