@@ -125,13 +125,15 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
     (:func:`build_method` passes ``problem.solution_curvature``). Shared by the simulator
     and the MPI engine so both run with the same gains.
     """
-    from ..methods import auto_gains
+    from ..methods import auto_gains, method_class
 
     f = flow_section
     if not any(f.get(k) == "auto" for k in GAIN_KEYS):
         return f
+    # the observer flow is the one declaring an observer gain gamma
+    observer = any(p.name == "gamma" for p in method_class(f["kind"]).params)
     rate = None
-    if compressor is not None and f["kind"] == "observer":
+    if compressor is not None and observer:
         from ..certify import certify
 
         rate = certify(compressor).rate
@@ -141,7 +143,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         step=step,
         compressor_rate=rate,
         compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
-        observer=f["kind"] == "observer",
+        observer=observer,
         scheme=scheme,
         lambda_2=graph.lambda_2,
         strong_convexity=strong_convexity,
