@@ -155,6 +155,34 @@ def test_check_method_passes_on_the_example():
     assert max(result.max_relative_difference.values()) <= 1e-9
 
 
+def test_a_compressed_channel_with_public_copies_runs_on_both_engines():
+    ref = f"py:{BROKEN.parent / 'good_methods.py'}:CompressedGossip"
+    from stflow.compressors import make_compressor
+
+    m = method_class(ref).build(make_problem("quadratic", agents=6, dim=4),
+                                make_graph("ring", 6), make_compressor("topk:k=2", 4))
+    assert m.bits_per_message == 2 * (2 + 64)  # two (index, value) pairs of d = 4
+    result = check_method(ref, procs=(2,))  # topk:k=2 on a ring of 6, blocks 0:3 and 3:6
+    assert result.ok, result.report()
+    assert result.max_relative_difference["mpi_P2"] <= 1e-9
+
+
+def test_check_method_takes_the_class_itself():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hb_example", ROOT / "examples" /
+                                                  "heavy_ball.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hb_example"] = module  # as an import would
+    spec.loader.exec_module(module)
+    result = check_method(module.HeavyBall, mpi=False)
+    assert result.ok and result.method == HEAVY_BALL
+    with pytest.raises(InputError, match="not defined at the top level of a .py file"):
+        class Local(Method):
+            pass
+        check_method(Local, mpi=False)
+
+
 def test_check_method_names_the_broken_rule():
     noisy = check_method(f"py:{BROKEN}:GlobalNoise", mpi=False)
     assert not noisy.ok and noisy.problems[0].startswith("determinism: two identical "
@@ -208,6 +236,7 @@ def _one_line(capsys, argv) -> tuple[int, str]:
     ("NotAMethod", "'NotAMethod' is class NotAMethod, not a stflow.methods.Method subclass: "
                    "write `class NotAMethod"),
     ("Missing", "has no attribute 'Missing' .*: name a stflow.methods.Method subclass"),
+    ("BadBind", "BadBind.bind_block raised ValueError: matmul: .*: fix BadBind.bind_block"),
 ])
 def test_bad_user_method_is_one_line_exit_2(tmp_path, capsys, attr, expected):
     cfg = tmp_path / "c.toml"

@@ -73,3 +73,11 @@ class Exits(_Base):
 
 class NotAMethod:
     pass
+
+
+class BadBind(_Base):
+    def bind_block(self, block):
+        self.W = block.restrict(metropolis_weights(self.graph)) @ np.ones(3)
+
+    def receive(self, state, messages, t, h):
+        return {"X": state["X"]}

@@ -162,6 +162,15 @@ class GuardedMethod(Method):
                     "make the update finite wherever it is evaluated")
         return state
 
+    @classmethod
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler", **params):
+        return call_user(f"{cls.where}: {cls.attr}(...)", super().build.__func__, cls, problem,
+                         graph, compressor, scheme=scheme, fix=f"fix {cls.attr}.__init__ "
+                         "(docs/methods.md)", **params)
+
+    def bind_block(self, block):
+        self._call("bind_block", super().bind_block, block)
+
     def init_block(self, X, V):
         out = self._call("init_block", super().init_block, X, V)
         return self._check_state("init_block", out, self._finite_in([X]))
