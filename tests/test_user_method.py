@@ -255,3 +255,18 @@ def test_a_method_file_that_raises_on_import(tmp_path, capsys):
     code, line = _one_line(capsys, ["run", str(cfg), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "importing 'bad.py' raised RuntimeError: no numpy here: fix the file" in line
+
+
+def test_docs_show_the_example_as_it_is():
+    import re
+
+    doc = (ROOT / "docs" / "methods.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)
+                if "class HeavyBall" in b]
+    code = {ln.split("#")[0].strip() for ln in
+            (ROOT / "examples" / "heavy_ball.py").read_text().splitlines()}
+    missing = [ln for ln in (x.split("#")[0].strip() for x in block.splitlines())
+               if ln and ln not in code]
+    assert not missing, f"docs/methods.md shows lines examples/heavy_ball.py lacks: {missing}"
+    for link in ("README.md", "docs/peers.md"):
+        assert "methods.md" in (ROOT / link).read_text(), link
