@@ -375,7 +375,7 @@ def _perturbed(values: dict, space: dict, tunables, rng) -> dict:
 def _prepare(config: dict, record_every: int, tune_step):
     """The base config with "auto" resolved, the tunable params and whether h is tuned."""
     from .config import build_run
-    from .methods import FLOW_KINDS, method_params
+    from .methods import method_class
 
     if not isinstance(config, dict) or "method" not in config or "solver" not in config:
         raise InputError("`config` must be a resolved config (stflow.config.load_config)")
@@ -390,10 +390,11 @@ def _prepare(config: dict, record_every: int, tune_step):
     base["solver"]["record_every"] = min(int(s["record_every"]), int(record_every))
     run = build_run(base)  # resolves "auto" into run.config (and checks the config)
     base["method"] = copy.deepcopy(run.config["method"])
-    tunables = [p for p in method_params(kind) if p.tunable
+    cls = method_class(kind)
+    tunables = [p for p in cls.params if p.tuned
                 and not (p.requires and not base["method"].get(p.requires))
                 and not (p.zero and base["method"].get(p.name) == 0)]
-    is_flow = kind in FLOW_KINDS
+    is_flow = cls.flow_gains
     spec = base["compressor"]["spec"] if run.compressor is not None else None
     if tune_step is None:
         tune_step = is_flow and (spec is None or "py:" not in spec)

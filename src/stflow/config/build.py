@@ -87,16 +87,16 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
     ``smoothness`` (L_f of all agents; default ``problem.smoothness``) is asked for only when
     a flow gain is ``"auto"``: for a network (the MLP) it costs a Hessian power iteration."""
     from ..compressors import make_compressor
-    from ..methods import FLOW_KINDS, SCHEMES, make_method, method_class
+    from ..methods import SCHEMES, method_class
 
     f = cfg["method"]
     cls = method_class(f["kind"])
     compressor = None
-    if "compressed" in getattr(cls, "channels", ()) or f["kind"] in ("direct", "observer"):
+    if "compressed" in cls.channels:
         compressor = make_compressor(cfg["compressor"]["spec"], problem.dim,
                                      shapes=getattr(problem, "param_shapes", None))
     scheme = cfg["solver"]["scheme"]
-    if f["kind"] in FLOW_KINDS:
+    if cls.flow_gains:
         curvature, mu = smoothness, None
         if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* and L_f only when "auto" needs it
             if smoothness is None:
@@ -108,8 +108,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
                            scheme=scheme if scheme in SCHEMES else "euler",
                            strong_convexity=mu)
     params = {k: v for k, v in f.items() if k != "kind"}
-    method = make_method(f["kind"], problem, graph, compressor,
-                         scheme=scheme if scheme in SCHEMES else "euler", **params)
+    method = cls.build(problem, graph, compressor,
+                       scheme=scheme if scheme in SCHEMES else "euler", **params)
     for k in params:  # "auto" -> the value used, shown in summary.json
         f[k] = getattr(method, k)
     return compressor, method
@@ -125,13 +125,15 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
     (:func:`build_method` passes ``problem.solution_curvature``). Shared by the simulator
     and the MPI engine so both run with the same gains.
     """
-    from ..methods import auto_gains
+    from ..methods import auto_gains, method_class
 
     f = flow_section
     if not any(f.get(k) == "auto" for k in GAIN_KEYS):
         return f
+    # the observer flow is the one declaring an observer gain gamma
+    observer = any(p.name == "gamma" for p in method_class(f["kind"]).params)
     rate = None
-    if compressor is not None and f["kind"] == "observer":
+    if compressor is not None and observer:
         from ..certify import certify
 
         rate = certify(compressor).rate
@@ -141,7 +143,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         step=step,
         compressor_rate=rate,
         compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
-        observer=f["kind"] == "observer",
+        observer=observer,
         scheme=scheme,
         lambda_2=graph.lambda_2,
         strong_convexity=strong_convexity,

@@ -33,9 +33,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "kind": (
             "observer",
             "uncompressed | direct | observer, or a peer method (docs/peers.md): dgd | "
-            "gradient_tracking | nids | choco | lead, or py:FILE:ATTR, your own method "
-            "(docs/methods.md); the other keys of [method] are the chosen method's own "
-            "parameters (tables below). `[flow]` is this section's old name, still read",
+            "gradient_tracking | nids | choco | lead, or py:FILE:ATTR[:key=value,...], your "
+            "own Method subclass (docs/methods.md); the other keys of [method] are the "
+            "chosen method's own parameters (tables below)",
         ),
     },
     "compressor": {
@@ -138,8 +138,9 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
 
     With ``base_dir`` (the config file's folder), every relative path ``p`` becomes the
     absolute ``base_dir / p``: ``[problem] data``, ``[init] x0``/``v0`` given as
-    files, and the file of each ``py:FILE:ATTR[:key=value,...]`` stage of ``[compressor]
-    spec`` whose ``FILE`` contains a ``/`` or ends in ``.py``. A ``py:MODULE:ATTR`` stage (a
+    files, the file of a ``py:FILE:ATTR[:key=value,...]`` ``[problem] kind`` or ``[method]
+    kind``, and the file of each such stage of ``[compressor] spec`` whose ``FILE``
+    contains a ``/`` or ends in ``.py``. A ``py:MODULE:ATTR`` stage (a
     module on PYTHONPATH) stays as it is.
 
     Examples
@@ -169,7 +170,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
         if section == "method":
-            out["method"] = _resolve_flow(given)
+            out["method"] = _resolve_flow(given, base_dir)
             continue
         if section == "problem":
             out["problem"] = _resolve_problem(given, base_dir)
@@ -278,20 +279,20 @@ def _check_type(section: str, key: str, value):
 
 
 def _old_names(raw: dict) -> dict:
-    """``[flow]`` is read as ``[method]`` and ``[solver] method`` as ``[solver] scheme``
+    """``[method]`` is read as ``[method]`` and ``[solver] scheme`` as ``[solver] scheme``
     (their names before the method section held peers and users' methods too)."""
     raw = dict(raw)
     if "flow" in raw:
         if "method" in raw:
             raise InputError(
-                "[flow] and [method] are one section ([flow] is its old name): keep [method]"
+                "[method] and [method] are one section ([method] is its old name): keep [method]"
             )
         raw["method"] = raw.pop("flow")
     solver = raw.get("solver")
     if isinstance(solver, dict) and "method" in solver:
         if "scheme" in solver:
             raise InputError(
-                "[solver] method and scheme are one key (method is its old name): keep scheme"
+                "[solver] scheme and scheme are one key (method is its old name): keep scheme"
             )
         solver = dict(solver)
         solver["scheme"] = solver.pop("method")
@@ -319,26 +320,20 @@ def _resolve_problem(given: dict, base_dir) -> dict:
     return {"kind": kind, **check_section("problem", kind, given, params)}
 
 
-def _resolve_flow(given: dict) -> dict:
-    """``[method]``: ``kind`` plus exactly the chosen method's declared parameters."""
-    from ..methods import METHOD_KINDS, method_params
+def _resolve_flow(given: dict, base_dir=None) -> dict:
+    """``[method]``: ``kind`` plus exactly the chosen method's declared parameters (a user's
+    ``py:FILE:ATTR`` method: its class's ``params``, whose defaults the reference's
+    ``key=value`` pairs replace; ``FILE`` made absolute against ``base_dir``)."""
+    from ..methods import METHOD_KINDS, method_class
+    from ..user_code import is_py, resolve_path
 
     kind = given.get("kind", SCHEMA["method"]["kind"][0])
-    if not isinstance(kind, str) or kind not in METHOD_KINDS:
+    if not isinstance(kind, str):
         raise InputError(
             f"[method] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
-            "of those"
+            'of those, or kind = "py:my_method.py:MyMethod" (docs/methods.md)'
         )
-    params = method_params(kind)
-    names = [p.name for p in params]
-    for key in given:
-        if key != "kind" and key not in names:
-            raise InputError(
-                f'unknown key [method] {key} for kind = "{kind}": its keys are '
-                f"{', '.join(['kind', *names])} (docs/config.md lists every method's keys)"
-            )
-    out = {"kind": kind}
-    for p in params:
-        out[p.name] = p.check(copy.deepcopy(given.get(p.name, p.default)), kind)
-    return out
-
+    if is_py(kind):
+        kind = resolve_path(kind, base_dir, "[method] kind") if base_dir else kind.strip()
+    params = method_class(kind, base_dir).params
+    return {"kind": kind, **check_section("method", kind, given, params)}

@@ -45,8 +45,9 @@ class CHOCO(PeerMethod):
 
     kind = "choco"
     title = "CHOCO"
+    auto_lr = 0.5
     params = (
-        lr_param("choco"),
+        lr_param(auto_lr),
         Param("gamma", 0.1, "consensus step gamma in (0, 1]", high=1.0),
     )
     state_keys = ("X", "Xhat")

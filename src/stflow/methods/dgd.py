@@ -34,7 +34,8 @@ class DGD(PeerMethod):
 
     kind = "dgd"
     title = "DGD"
-    params = (lr_param("dgd"),)
+    auto_lr = 0.5
+    params = (lr_param(auto_lr),)
     local_steps_ok = True
 
     def init_block(self, X, V):

@@ -34,7 +34,8 @@ class GradientTracking(PeerMethod):
 
     kind = "gradient_tracking"
     title = "gradient tracking"
-    params = (lr_param("gradient_tracking"),)
+    auto_lr = 0.3
+    params = (lr_param(auto_lr),)
     state_keys = ("X", "Y", "G")
     channels = ("raw", "raw")
 

@@ -50,8 +50,9 @@ class LEAD(PeerMethod):
 
     kind = "lead"
     title = "LEAD"
+    auto_lr = 0.5
     params = (
-        lr_param("lead"),
+        lr_param(auto_lr),
         Param("alpha", 0.1, "weight alpha in (0, 1] of the compressed-state tracking H",
               high=1.0),
         Param("gamma", 1.0, "dual step gamma in (0, 2]", high=2.0),

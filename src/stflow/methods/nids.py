@@ -43,8 +43,9 @@ class NIDS(PeerMethod):
 
     kind = "nids"
     title = "NIDS"
+    auto_lr = 1.0
     params = (
-        lr_param("nids"),
+        lr_param(auto_lr),
         Param("c", 0.5, "mixing W~ = I - c (I - W), c in (0, 1]; 0.5 = exact diffusion",
               high=1.0, log=False),
     )

@@ -35,16 +35,19 @@ from ..errors import DirectFlowWarning, InputError
 from .base import Method, Param
 
 __all__ = [
+    "FLOW_CLASSES",
     "FLOW_KINDS",
     "FLOW_PARAMS",
     "SCHEMES",
     "Gains",
     "PrimalDualFlow",
+    "UncompressedFlow",
+    "DirectFlow",
+    "ObserverFlow",
     "auto_gains",
     "primal_dual_update",
 ]
 
-FLOW_KINDS = ("uncompressed", "direct", "observer")
 #: Discretizations of the flows (``[solver] scheme``), one round per step.
 SCHEMES = ("euler", "predict", "gauss_seidel")
 
@@ -65,9 +68,6 @@ _ERROR_FEEDBACK = Param(
     "error_feedback", False,
     "true: agent i sends C(x_i + m_i, t) and keeps the error m_i <- x_i + m_i - C(...) "
     "(docs/schemes.md)", choices=(True, False), tunable=False)
-#: The ``[method]`` parameters of each primal-dual flow.
-FLOW_PARAMS = {"uncompressed": _GAIN_PARAMS, "direct": _GAIN_PARAMS + (_ERROR_FEEDBACK,),
-               "observer": _GAIN_PARAMS + (_GAMMA, *_TRIGGER)}
 
 
 @dataclass(frozen=True)
@@ -291,14 +291,35 @@ class PrimalDualFlow(Method):
     takes_v0 = True
     local_steps_ok = True
     continuous_ok = True
+    flow_gains = True
+
+    def __new__(cls, kind=None, *args, **kwargs):
+        """``PrimalDualFlow(kind, ...)`` is the subclass declaring ``kind``."""
+        if cls is PrimalDualFlow:
+            by_kind = {c.kind: c for c in PrimalDualFlow.__subclasses__()}
+            if kind not in by_kind:
+                raise InputError(
+                    f"[method] kind must be one of {', '.join(by_kind)} (got {kind!r}): "
+                    "pick one of those"
+                )
+            cls = by_kind[kind]
+        return super().__new__(cls)
+
+    @classmethod
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler", **params):
+        """The flow from its resolved ``[method]`` gains (no ``"auto"`` left: see
+        :func:`stflow.config.resolve_auto_gains`) and options."""
+        gains = Gains(alpha=params.pop("alpha"), beta=params.pop("beta"),
+                      eta=params.pop("eta"), gamma=params.pop("gamma", 1.0))
+        return cls(cls.kind, problem, graph, compressor, gains=gains, scheme=scheme, **params)
 
     def __init__(self, kind: str, problem, graph, compressor=None, *, gains: Gains,
                  scheme: str = "euler", trigger: float = 0.0, trigger_decay: float = 1.0,
                  error_feedback: bool = False):
-        if kind not in FLOW_KINDS:
+        if kind != type(self).kind:
             raise InputError(
-                f"[method] kind must be one of {', '.join(FLOW_KINDS)} (got {kind!r}): "
-                "pick one of those"
+                f"{type(self).__name__} is kind = {type(self).kind!r} (got {kind!r}): use "
+                f"PrimalDualFlow({kind!r}, ...)"
             )
         if scheme not in SCHEMES:
             raise InputError(
@@ -310,9 +331,7 @@ class PrimalDualFlow(Method):
                 f'[method] error_feedback is only for kind = "direct" (got kind = "{kind}"): '
                 "remove error_feedback"
             )
-        self.kind = kind
         self.scheme = scheme
-        self.params = FLOW_PARAMS[kind]
         if kind == "observer":
             self.trigger = _TRIGGER[0].check(trigger, kind)
             self.trigger_decay = _TRIGGER[1].check(trigger_decay, kind)
@@ -350,7 +369,7 @@ class PrimalDualFlow(Method):
         """The full graph Laplacian (N, N), CSR."""
         return self.graph.laplacian.tocsr()
 
-    def _bind(self, block) -> None:
+    def bind_block(self, block) -> None:
         self.lap = block.restrict(self.graph.laplacian.tocsr())
 
     def init_block(self, X, V):
@@ -493,3 +512,37 @@ class PrimalDualFlow(Method):
             ef = " with error feedback" if self.error_feedback else ""
             causes.append(f"nonlinear compressor on the direct flow{ef} (no guarantee, SPEC 4)")
         return "; ".join(causes) if causes else "unknown (gains and step look admissible)"
+
+
+class UncompressedFlow(PrimalDualFlow):
+    """The primal-dual flow sending its states uncompressed (:math:`X_c = X`, 64 d bits)."""
+
+    kind = "uncompressed"
+    title = "primal-dual flow, uncompressed"
+    params = _GAIN_PARAMS
+    channels = ("raw",)
+
+
+class DirectFlow(PrimalDualFlow):
+    """The primal-dual flow sending compressed states (:math:`X_c = C(X, t)`)."""
+
+    kind = "direct"
+    title = "primal-dual flow, compressed states"
+    params = _GAIN_PARAMS + (_ERROR_FEEDBACK,)
+    channels = ("compressed",)
+
+
+class ObserverFlow(PrimalDualFlow):
+    """The primal-dual flow sending compressed errors to the observer copies (SPEC 4)."""
+
+    kind = "observer"
+    title = "primal-dual flow, compressed error states"
+    params = _GAIN_PARAMS + (_GAMMA, *_TRIGGER)
+    channels = ("compressed",)
+
+
+#: The primal-dual flows, one class per ``[method] kind``.
+FLOW_CLASSES = (UncompressedFlow, DirectFlow, ObserverFlow)
+FLOW_KINDS = tuple(c.kind for c in FLOW_CLASSES)
+#: The ``[method]`` parameters of each primal-dual flow (read from the classes).
+FLOW_PARAMS = {c.kind: c.params for c in FLOW_CLASSES}
