@@ -16,8 +16,9 @@ r"""Every method of stflow, each written once as what one block of agents comput
 Each method class declares itself once: its ``kind``, its ``[method]`` keys as
 :class:`~stflow.methods.base.Param` (default, bounds, meaning), its auto rule
 (:meth:`~stflow.methods.base.Method.auto_value`; the peers' ``auto_lr``) and how it is built
-from them (:meth:`~stflow.methods.base.Method.build`). :data:`METHOD_CLASSES` lists the
-built-in classes, one per kind; :func:`method_class`, :func:`method_params` and
+from them (:meth:`~stflow.methods.base.Method.build`). :data:`METHOD_CLASSES` holds the
+built-in classes, one per kind, found in this package's modules (a new method is one new
+module); :func:`method_class`, :func:`method_params` and
 :func:`make_method` read them, and so do the config, ``docs/config.md`` and the tuner. A
 user's method, ``[method] kind = "py:FILE:ATTR"``, is a :class:`Method` subclass loaded by
 :func:`stflow.methods.user.user_method_class` (the contract: ``docs/methods.md``). The block
@@ -27,6 +28,7 @@ protocol both engines run is in :mod:`stflow.methods.base`.
 from __future__ import annotations
 
 from ..errors import InputError
+from ..kinds import discover
 from ._peer import PeerMethod, metropolis_weights
 from .base import Block, Method, Param, keyed_normal
 from .choco import CHOCO
@@ -35,7 +37,6 @@ from .gradient_tracking import GradientTracking
 from .lead import LEAD
 from .nids import NIDS
 from .primal_dual import (
-    FLOW_CLASSES,
     FLOW_KINDS,
     FLOW_PARAMS,
     SCHEMES,
@@ -79,9 +80,11 @@ __all__ = [
     "make_method",
 ]
 
-#: The built-in methods, one class per ``[method] kind``, in the order the docs list them.
-METHOD_CLASSES: tuple[type[Method], ...] = (*FLOW_CLASSES, DGD, GradientTracking, NIDS, CHOCO,
-                                            LEAD)
+#: The built-in methods, one class per ``[method] kind``: every class of this package that
+#: sets ``kind`` (:func:`stflow.kinds.discover`); the primal-dual flows first, then the
+#: peers in module order.
+METHOD_CLASSES: tuple[type[Method], ...] = tuple(sorted(
+    discover("stflow.methods", Method, "kind"), key=lambda c: not c.flow_gains))
 _BY_KIND = {c.kind: c for c in METHOD_CLASSES}
 assert len(_BY_KIND) == len(METHOD_CLASSES), "two method classes declare the same kind"
 #: Every built-in ``[method] kind``.
