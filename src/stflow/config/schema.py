@@ -47,9 +47,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
                    "paper's pinned scheme) | gauss_seidel (docs/schemes.md); the peers run "
                    "their paper's update under each; continuous = solve_ivp (flows only, no "
                    "bits)"),
-        "step": (1e-3, "Euler step h = time of one communication round"),
-        "horizon": (30.0, "final time; steps = round(horizon / step)"),
-        "record_every": (100, "record metrics every this many steps (and at 0 and the end)"),
+        "step": (1e-3, "h: the time one round stands for (t_k = k h, the clock of time-varying "
+                 "compressors and of the flows; for the flows h also multiplies every gain, for "
+                 "the peers it is only the clock: their step is [method] lr)"),
+        "horizon": (30.0, "final time T; rounds = round(horizon / step) for every method"),
+        "record_every": (100, "record metrics every this many rounds (and at 0 and the end)"),
         "tolerance": (1e-8, "converged when the final relative error <= tolerance"),
         "local_steps": (1, "K: per round, K - 1 local updates without messages, then the "
                         "round (SPEC section 7; flows, dgd and choco)"),
