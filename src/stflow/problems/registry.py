@@ -82,6 +82,7 @@ PROBLEM_CLASSES: tuple[str, ...] = (
     "stflow.problems.logistic:LogisticProblem",
     "stflow.problems.softmax:SoftmaxProblem",
     "stflow.problems.mlp:MLPProblem",
+    "stflow.problems.torch_model:TorchProblem",
 )
 
 
@@ -105,7 +106,7 @@ def problem_kinds() -> tuple[str, ...]:
     Examples
     --------
     >>> problem_kinds()
-    ('quadratic', 'least_squares', 'logistic', 'softmax', 'mlp')
+    ('quadratic', 'least_squares', 'logistic', 'softmax', 'mlp', 'torch')
     """
     return tuple(_kind_of(p) for p in PROBLEM_CLASSES)
 
