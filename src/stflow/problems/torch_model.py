@@ -279,7 +279,9 @@ class TorchProblem(RowCounts, Problem):
             with torch.random.fork_rng(devices=[]), torch.device("meta"):
                 module = factory.fn(in_features=p, classes=k, **factory.kwargs)
             return sum(q.numel() for q in module.parameters())
-        except Exception:  # the real build names what is wrong
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # SystemExit too: the real build names what is wrong
             return None
 
     @classmethod
@@ -467,8 +469,10 @@ class TorchProblem(RowCounts, Problem):
         K = self.classes
         if loss == "cross_entropy":
             return lambda out, y: nnf.cross_entropy(out, y, reduction="none")
-        if loss == "mse":
-            return lambda out, y: ((out - nnf.one_hot(y, K).to(out.dtype)) ** 2).mean(dim=1)
+        if loss == "mse":  # one-hot by comparison: one_hot's range check cannot be vmapped
+            classes = torch.arange(K)
+            return lambda out, y: ((out - (y[:, None] == classes).to(out.dtype)) ** 2).mean(
+                dim=1)
         if is_py(loss):
             self._loss_where = f"[problem] loss = {loss.strip()!r}"
             fn, pairs = load_attr(loss, "[problem] loss", base_dir,
