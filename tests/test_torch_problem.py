@@ -28,6 +28,16 @@ EXAMPLE = ROOT / "examples" / "cnn_digits.toml"
 NET = ROOT / "examples" / "cnn_digits.py"
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread, as with OMP_NUM_THREADS=1: these models are tiny, and torch's
+    thread pool on a loaded 2-core machine made a 100-round run 20x slower (docs/torch.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _short_config(folder: Path, rounds: int, **problem) -> Path:
     """A copy of the example with ``rounds`` rounds and ``problem`` keys replaced, its
     model file copied next to it (the copy's relative ``py:`` path must resolve there)."""
@@ -153,7 +163,7 @@ def test_a_py_loss_equals_the_builtin_and_must_be_a_mean(tmp_path):
 
 
 def test_stflow_run_trains_the_cnn_and_float32_converges_alike(tmp_path, monkeypatch):
-    # 100 rounds of the example (300 in the file): the mean agent test accuracy is 0.964
+    # 100 rounds of the example (200 in the file): the mean agent test accuracy is 0.964
     cfg = _short_config(tmp_path / "cfg", 100)
     monkeypatch.chdir(tmp_path)  # model = "py:cnn_digits.py:..." is found next to the config
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
