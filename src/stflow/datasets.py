@@ -427,11 +427,15 @@ def dataset_problem(
     split: str = "iid",
     batch: int | None = None,
     hidden=(64,),
+    network=None,
 ):
     """Build ``(problem, split)`` from a built-in name, a CSV/NPZ path, or a :class:`Table`.
 
     ``kind = "mlp"`` builds :class:`stflow.problems.mlp.MLPProblem` (``hidden`` widths) on the
-    softmax problem's split (needs PyTorch: ``pip install "stflow[torch]"``).
+    softmax problem's split (needs PyTorch: ``pip install "stflow[torch]"``). ``network``, a
+    function of a :class:`Split`, builds the problem from the softmax split instead of
+    ``kind`` (a network's classes: ``kind = "torch"``,
+    :meth:`stflow.problems.torch_model.TorchProblem.from_split`).
 
     ``kind`` defaults to the data set's suggested kind (built-ins) or ``"logistic"`` when the
     target has two values, else ``"least_squares"``. ``seed`` seeds the shuffle of
@@ -468,7 +472,7 @@ def dataset_problem(
             kind = "logistic" if np.unique(table.y).size == 2 else "least_squares"
     split = split_table(
         table,
-        "softmax" if kind == "mlp" else kind,
+        "softmax" if kind == "mlp" or network is not None else kind,
         agents,
         standardize=standardize,
         intercept=intercept,
@@ -476,6 +480,8 @@ def dataset_problem(
         seed=seed,
         split=split,
     )
+    if network is not None:
+        return network(split), split
     if kind == "mlp":
         from .problems.mlp import make_mlp_problem
 
@@ -574,11 +580,12 @@ def check_npz_file(path) -> None:
     )
 
 
-def problem_from_config(section: dict):
+def problem_from_config(section: dict, *, network=None):
     """The problem of a ``[problem]`` config section that names a data table.
 
     Used by :func:`stflow.config.build_run` when ``dataset``, ``target`` or a ``.csv``
-    ``data`` is given; checks the types of the table keys.
+    ``data`` is given; checks the types of the table keys. ``network`` (a function of the
+    softmax :class:`Split`) builds a network's problem, as in :func:`dataset_problem`.
 
     Examples
     --------
@@ -628,5 +635,6 @@ def problem_from_config(section: dict):
         split=section.get("split") or "iid",
         batch=section.get("batch"),
         hidden=section.get("hidden") or (64,),
+        network=network,
     )
     return problem

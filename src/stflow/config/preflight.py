@@ -10,10 +10,11 @@ from .schema import resolve_config  # noqa: F401  (doctests)
 def estimate_memory(config: dict) -> dict[str, int]:
     r"""Bytes a resolved config needs, estimated before anything is allocated.
 
-    The problem's data as its class estimates it (``data_bytes``: float64 entries of the
-    generated data, quadratic :math:`N d^2 + N d`, least squares and logistic
+    The problem's data as its class estimates it (``data_bytes``: a network's per-agent
+    parameter copies, float64 entries of the generated data, quadratic :math:`N d^2 + N d`, least squares and logistic
     :math:`N m d + N m` with :math:`m` = ``samples``, and the centralized solve
-    :math:`3 d^2`), the state and its per-step work arrays (:math:`12 N d`), the
+    :math:`3 d^2`), the state and its per-step work arrays (:math:`12 N d`, d from the
+    class's ``dim_of``: a network's parameter count), the
     graph (:math:`N^2` pair draws for complete, erdos_renyi and geometric graphs, else
     about 64 bytes per agent and edge) and the recorded rows (400 bytes per row). With
     ``[problem] data`` or ``dataset`` the arrays come from a file and count 0 (the file's
@@ -28,8 +29,9 @@ def estimate_memory(config: dict) -> dict[str, int]:
     from ..problems.registry import problem_class
 
     p, g, s = config["problem"], config["graph"], config["solver"]
-    n, d = _int_or_zero(p.get("agents")), _int_or_zero(p.get("dim"))
-    problem = int(problem_class(p["kind"]).data_bytes(p))
+    cls = problem_class(p["kind"])
+    n, d = _int_or_zero(p.get("agents")), _int_or_zero(cls.dim_of(p))
+    problem = int(cls.data_bytes(p))
     pairs = n * n if g["kind"] in ("complete", "erdos_renyi", "geometric") else 0
     graph = 8 * pairs + 64 * (3 * n + int(g["chords"] or 0))
     steps = _step_count(s)
@@ -114,14 +116,15 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
             f"[solver] horizon / step / record_every = {rows:.3g} recorded rows need about "
             f"{total / gb:.3g} GB of memory, {have}: raise record_every or lower horizon"
         )
-    p = config["problem"]
+    from ..problems.registry import problem_class
+
+    what, fix = problem_class(config["problem"]["kind"]).size_text(config["problem"])
     parts = ", ".join(
         f"{name} {est[key] / gb:.3g} GB"
         for name, key in (("problem data", "problem"), ("state", "state"), ("graph", "graph"))
         if est[key] >= 0.1 * total
     )
     raise InputError(
-        f"[problem] agents = {p['agents']}, dim = {p['dim']} need about {total / gb:.3g} GB "
-        f"of memory ({parts}), {have}: lower agents, dim or samples"
+        f"{what} need about {total / gb:.3g} GB of memory ({parts}), {have}: {fix}"
     )
 

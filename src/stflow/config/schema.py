@@ -16,8 +16,9 @@ _REQUIRED = object()
 #: section -> key -> (default, description). ``_REQUIRED`` marks keys without a default.
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
-        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax | mlp (docs/problems.md, "
-                 "docs/mlp.md), or py:FILE:ATTR[:key=value,...], your own cost; the other keys "
+        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax | mlp | torch "
+                 "(docs/problems.md, docs/torch.md: your own PyTorch model), or "
+                 "py:FILE:ATTR[:key=value,...], your own cost; the other keys "
                  "of [problem] are the chosen kind's own (tables below)"),
     },
     "graph": {
@@ -201,7 +202,18 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             if isinstance(out["init"][key], str):
                 out["init"][key] = str((base / out["init"][key]).resolve())
         out["compressor"]["spec"] = _resolve_spec_files(out["compressor"]["spec"], base)
+        _resolve_model_files(out["problem"], base)
     return out
+
+
+def _resolve_model_files(problem: dict, base: Path) -> None:
+    """``[problem] model`` and ``loss`` given as ``py:FILE:ATTR`` (``kind = "torch"``): the
+    file made absolute against the config's folder, like ``[problem] kind``."""
+    from ..user_code import is_py, resolve_path
+
+    for key in ("model", "loss"):
+        if is_py(problem.get(key)):
+            problem[key] = resolve_path(problem[key], base, f"[problem] {key}")
 
 
 def _resolve_spec_files(spec: str, base: Path) -> str:

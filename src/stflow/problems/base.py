@@ -151,6 +151,19 @@ class Problem(abc.ABC):
         return 8 * (n * m * d + n * m + 3 * d * d)
 
     @classmethod
+    def dim_of(cls, section: dict) -> int:
+        """d of a resolved ``[problem]`` section, known before anything is built (the
+        preflight's state estimate): ``dim`` (0 when it is not an integer)."""
+        d = section.get("dim")
+        return d if isinstance(d, int) and not isinstance(d, bool) else 0
+
+    @classmethod
+    def size_text(cls, section: dict) -> tuple[str, str]:
+        """``(what, fix)`` of the preflight's too-much-memory message."""
+        return (f"[problem] agents = {section.get('agents')}, dim = {section.get('dim')}",
+                "lower agents, dim or samples")
+
+    @classmethod
     def from_config(cls, section: dict) -> Problem:
         """The problem of a resolved ``[problem]`` section of this kind: seeded data, a
         ``.npz`` of the kind's arrays, or a data table (``dataset``, ``target`` or a ``.csv``

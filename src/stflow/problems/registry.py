@@ -93,7 +93,7 @@ def problem_kinds() -> tuple[str, ...]:
     Examples
     --------
     >>> problem_kinds()
-    ('least_squares', 'logistic', 'mlp', 'quadratic', 'softmax')
+    ('least_squares', 'logistic', 'mlp', 'quadratic', 'softmax', 'torch')
     """
     return tuple(c.kind for c in builtin_classes())
 
