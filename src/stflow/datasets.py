@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .splits import LABEL_SPLITS, SPLIT_KEYS, SPLITS, deal_rows, label_histogram, label_skew
 
 __all__ = [
     "DATASETS",
@@ -56,10 +57,6 @@ DATASETS: dict[str, tuple[str, str]] = {
     "diabetes": ("regression", "least_squares"),
     "digits": ("classification", "softmax"),
 }
-
-#: Ways to deal the training rows over the agents (:func:`split_table`).
-SPLITS = ("iid", "by_label")
-
 
 @dataclass(frozen=True)
 class Table:
@@ -116,6 +113,34 @@ class Split:
     feature_names: tuple
     info: dict = field(default_factory=dict)
     classes: int = 0
+    label_histogram: np.ndarray | None = None
+
+    def summary(self) -> dict:
+        """The ``split`` block of ``summary.json``: the split's kind and keys, the seed, each
+        agent's row count and (classification) label histogram, and :func:`label_skew`.
+
+        Examples
+        --------
+        >>> s = split_table(load_dataset("breast_cancer"), "logistic", 3, split="dirichlet",
+        ...                 concentration=0.5, seed=1)
+        >>> b = s.summary()
+        >>> b["kind"], b["concentration"], sum(b["rows_per_agent"]), len(b["label_histogram"])
+        ('dirichlet', 0.5, 569, 3)
+        >>> [sum(h) for h in b["label_histogram"]] == b["rows_per_agent"]
+        True
+        """
+        info = self.info
+        out = {"kind": info["split"]}
+        out.update({k: info[k] for k in SPLIT_KEYS[info["split"]]})
+        out["seed"] = info["seed"]
+        out["rows_per_agent"] = [int(m) for m in self.block_sizes]
+        if "rows_moved" in info:
+            out["rows_moved"] = info["rows_moved"]
+        if self.label_histogram is not None:
+            out["label_values"] = list(info["label_values"])
+            out["label_histogram"] = self.label_histogram.tolist()
+            out["label_skew"] = label_skew(self.label_histogram)
+        return out
 
 
 def _data_path(name: str):
@@ -273,6 +298,8 @@ def split_table(
     test_fraction: float = 0.0,
     seed: int = 0,
     split: str = "iid",
+    concentration: float = 0.5,
+    labels_per_agent: int = 2,
 ) -> Split:
     r"""Shuffle, hold out a test set, standardize, and deal the rows over ``agents`` agents.
 
@@ -305,10 +332,7 @@ def split_table(
             f"{kind!r}): set kind accordingly"
         )
     if split not in SPLITS:
-        raise InputError(
-            f"[problem] split must be one of {', '.join(SPLITS)} (got {split!r}): use "
-            '"iid" (shuffled rows) or "by_label" (rows sorted by label)'
-        )
+        deal_rows(1, 1, split=split)  # the one message that lists the splits
     if isinstance(agents, bool) or not isinstance(agents, int | np.integer) or agents < 1:
         raise InputError(f"[problem] agents must be an integer >= 1 (got {agents!r})")
     if not (isinstance(test_fraction, int | float) and 0.0 <= test_fraction < 1.0):
@@ -324,7 +348,8 @@ def split_table(
             f"[problem] agents must be <= the {n_train} training rows of {table.name!r} (got "
             f"agents={agents}): lower agents or test_fraction"
         )
-    perm = np.random.default_rng(seed).permutation(n)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)  # first draw: the same held-out rows under every split
     tr, te = perm[:n_train], perm[n_train:]
     X, y = table.X, table.y.copy()
     values = np.unique(y)
@@ -346,13 +371,18 @@ def split_table(
             )
         y = np.searchsorted(values, y).astype(np.float64)
         classes = int(values.size)
+    if split in LABEL_SPLITS and kind == "least_squares":
+        raise InputError(
+            f'[problem] split = "{split}" needs class labels (got kind = "least_squares"): '
+            'use split = "iid" or "quantity", or kind = "logistic" / "softmax"'
+        )
+    label_index = None if kind == "least_squares" else np.searchsorted(values, table.y[tr])
+    order, sizes, moved = deal_rows(
+        n_train if label_index is None else label_index, agents, split=split, rng=rng,
+        concentration=concentration, labels_per_agent=labels_per_agent,
+    )
+    tr = tr[order]
     if split == "by_label":
-        if kind == "least_squares":
-            raise InputError(
-                '[problem] split = "by_label" needs class labels (got kind = "least_squares"):'
-                ' use split = "iid", or kind = "logistic" / "softmax"'
-            )
-        tr = tr[np.argsort(y[tr], kind="stable")]
         if n_test:
             missing = np.setdiff1d(np.unique(y), y[te])
             if missing.size:
@@ -365,6 +395,11 @@ def split_table(
     Xtr, Xte, ytr, yte = X[tr], X[te], y[tr], y[te]
     info = {"n_samples": n, "n_train": n_train, "n_test": n_test, "seed": seed,
             "split": split}
+    for key in SPLIT_KEYS[split]:
+        info[key] = {"concentration": float(concentration),
+                     "labels_per_agent": labels_per_agent}[key]
+    if split in ("dirichlet", "quantity"):
+        info["rows_moved"] = moved
     if kind != "least_squares":
         info["label_values"] = values.tolist()
     if standardize and table.feature_scale is not None:
@@ -390,7 +425,8 @@ def split_table(
         Xtr = np.hstack([Xtr, np.ones((Xtr.shape[0], 1))])
         Xte = np.hstack([Xte, np.ones((Xte.shape[0], 1))])
         names = (*names, "intercept")
-    blocks = np.array_split(np.arange(n_train), agents)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    blocks = [np.arange(bounds[i], bounds[i + 1]) for i in range(agents)]
     m = max(len(b) for b in blocks)
     d = Xtr.shape[1]
     A = np.zeros((agents, m, d))
@@ -410,6 +446,8 @@ def split_table(
         feature_names=names,
         info=info,
         classes=classes,
+        label_histogram=None if label_index is None else label_histogram(
+            label_index[order], sizes, values.size),
     )
 
 
@@ -425,6 +463,8 @@ def dataset_problem(
     test_fraction: float = 0.0,
     seed: int = 0,
     split: str = "iid",
+    concentration: float = 0.5,
+    labels_per_agent: int = 2,
     batch: int | None = None,
     hidden=(64,),
 ):
@@ -475,6 +515,8 @@ def dataset_problem(
         test_fraction=test_fraction,
         seed=seed,
         split=split,
+        concentration=concentration,
+        labels_per_agent=labels_per_agent,
     )
     if kind == "mlp":
         from .problems.mlp import make_mlp_problem
@@ -485,6 +527,7 @@ def dataset_problem(
             test_features=split.X_test if split.info["n_test"] > 0 else None,
             test_labels=split.y_test if split.info["n_test"] > 0 else None,
         )
+        problem.data_split = split.summary()
         return problem, split
     extra = {}
     if kind == "softmax":
@@ -495,6 +538,7 @@ def dataset_problem(
         kind, agents=agents, dim=split.X_train.shape[1], data=split.arrays,
         regularization=regularization, seed=seed, batch=batch, **extra,
     )
+    problem.data_split = split.summary()  # shown in summary.json by both engines
     return problem, split
 
 
@@ -609,6 +653,15 @@ def problem_from_config(section: dict):
             "[problem] give either dataset (built-in) or data (your file), not both: "
             "remove one"
         )
+    split = section.get("split") or "iid"
+    for key, default in (("concentration", 0.5), ("labels_per_agent", 2)):
+        value = section.get(key, default)
+        if value != default and split in SPLIT_KEYS and key not in SPLIT_KEYS[split]:
+            users = " or ".join(f'"{k}"' for k, keys in SPLIT_KEYS.items() if key in keys)
+            raise InputError(
+                f'[problem] {key} applies to split = {users} (got {key} = {value!r} with '
+                f'split = "{split}"): remove {key} or change split'
+            )
     source = section.get("dataset") or section.get("data")
     if source is None:
         raise InputError(
@@ -625,7 +678,9 @@ def problem_from_config(section: dict):
         intercept=section.get("intercept", True),
         test_fraction=float(frac),
         seed=section.get("seed", 0),
-        split=section.get("split") or "iid",
+        split=split,
+        concentration=section.get("concentration", 0.5),
+        labels_per_agent=section.get("labels_per_agent", 2),
         batch=section.get("batch"),
         hidden=section.get("hidden") or (64,),
     )

@@ -35,8 +35,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "standardize": (True, "data table: standardize features (and a least-squares target)"),
         "intercept": (True, "data table: append a column of ones"),
         "test_fraction": (0.0, "data table: share of rows held out, 0 <= f < 1"),
-        "split": ("iid", "data table: iid (shuffled rows) | by_label (rows sorted by label, "
-                  "then dealt: each agent sees few classes)"),
+        "split": ("iid", "data table: how the training rows are dealt to the agents: iid "
+                  "(shuffled rows) | by_label (rows sorted by label: each agent sees few "
+                  "classes) | dirichlet (label skew: each class divided by "
+                  "Dirichlet(concentration) proportions) | shards (labels_per_agent "
+                  "label-sorted shards per agent) | quantity (iid labels, "
+                  "Dirichlet(concentration) sizes); docs/problems.md"),
+        "concentration": (0.5, 'data table, split = "dirichlet" or "quantity": Dirichlet '
+                          "concentration alpha > 0 (small: skewed; large: near iid)"),
+        "labels_per_agent": (2, 'data table, split = "shards": shards (so classes) per '
+                             "agent, 1 <= L <= classes"),
     },
     "graph": {
         "kind": ("ring", "ring | path | star | complete | grid | erdos_renyi | geometric | edges"),
@@ -92,9 +100,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 
 _INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
              ("problem", "samples"), ("problem", "classes"), ("problem", "batch"),
+             ("problem", "labels_per_agent"),
              ("graph", "seed"), ("graph", "chords"),
              ("solver", "record_every"), ("solver", "local_steps")}
-_FLOAT_KEYS = {("problem", "regularization"), ("graph", "p"), ("graph", "radius"),
+_FLOAT_KEYS = {("problem", "regularization"), ("problem", "concentration"),
+               ("graph", "p"), ("graph", "radius"),
                ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance"),
                ("solver", "step_decay"), ("solver", "target_accuracy"),
                ("network", "bandwidth"), ("network", "latency"),
