@@ -8,12 +8,13 @@ built-in ones (``breast_cancer``: 569 x 30, binary; ``diabetes``: 442 x 10, regr
 or NPZ (array ``X`` (n, p) and a 1-D target array, default ``y``). :func:`split_table`
 shuffles with a seeded generator, holds out a test fraction, standardizes with the
 *training* statistics, appends an intercept column, and deals the training rows over N
-agents in contiguous blocks (``split="iid"``, in shuffled order, or ``split="by_label"``,
-sorted by label first), giving the arrays of a :class:`stflow.problems.LeastSquaresProblem`
+agents (:mod:`stflow.splits`: ``iid``, ``by_label``, ``dirichlet``, ``shards``,
+``quantity``), giving the arrays of a :class:`stflow.problems.LeastSquaresProblem`
 (``A, b``), :class:`stflow.problems.LogisticProblem` (``A, y``) or
 :class:`stflow.problems.SoftmaxProblem` (``A, y`` with labels 0..K-1).
 
-Blocks that are one row shorter than the largest (n is rarely a multiple of N) are padded
+Blocks shorter than the largest (n is rarely a multiple of N; ``dirichlet`` and
+``quantity`` give very unequal blocks) are padded
 at their end with all-zero rows (target 0 for least squares, label +1 for logistic, class 0
 for softmax). A zero row has zero gradient everywhere, so the minimizer, the gradients and
 the flows are exactly those of the unpadded data; the value of each padded row is a
@@ -308,11 +309,15 @@ def split_table(
     ``standardize`` every feature is mapped to :math:`(x - \mu)/\sigma` with the training mean
     and standard deviation (and, for least squares, the target too); a table with a
     ``feature_scale`` (digits: 16) is divided by it instead. ``intercept`` appends a column
-    of ones (its weight is regularized like the others). Agent i gets the i-th contiguous
-    block of ``numpy.array_split`` of the training rows, zero-padded to the largest block
-    (see the module docstring): with ``split="iid"`` the rows in shuffled order, with
-    ``split="by_label"`` the rows stably sorted by label first (so each agent sees few
-    classes: the standard non-IID split). For ``logistic`` the target must have exactly two
+    of ones (its weight is regularized like the others). The training rows are dealt by
+    :func:`stflow.splits.deal_rows`, each agent's block zero-padded to the largest (see the
+    module docstring): with ``split="iid"`` agent i gets the i-th contiguous block of
+    ``numpy.array_split`` of the rows in shuffled order, with ``split="by_label"`` of the
+    rows stably sorted by label (so each agent sees few classes); ``"dirichlet"`` (label
+    skew, ``concentration``), ``"shards"`` (``labels_per_agent``) and ``"quantity"`` (size
+    skew, ``concentration``) draw from the same generator, after the shuffle (so every
+    split holds out the same rows). ``Split.label_histogram`` counts each agent's rows per
+    class. For ``logistic`` the target must have exactly two
     values, the larger one becomes +1; for ``softmax`` the K distinct target values (of the
     whole table) become the labels 0..K-1 in increasing order.
 
