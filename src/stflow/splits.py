@@ -248,25 +248,37 @@ def assign_shards(shard_classes, agents: int, rng, *, sweeps: int = 20) -> np.nd
     >>> [sorted(c for s in np.flatnonzero(own == i) for c in classes[s]) for i in range(3)]
     [[0, 2], [1, 2], [0, 1]]
     """
-    sets = [frozenset(int(c) for c in cs) for cs in shard_classes]
+    sets = [sorted({int(c) for c in cs}) for cs in shard_classes]
     n_shards = len(sets)
-    owner = np.arange(n_shards) % agents
-    held = [[s for s in range(i, n_shards, agents)] for i in range(agents)]
+    width = 1 + max((c for cs in sets for c in cs), default=0)
+    owner = (np.arange(n_shards) % agents).tolist()
+    count = [0] * (agents * width)  # count[a * width + c]: shards of agent a with class c
+    for s, a in enumerate(owner):
+        for c in sets[s]:
+            count[a * width + c] += 1
 
-    def repeats(shard_ids) -> int:
-        total = sum(len(sets[s]) for s in shard_ids)
-        return total - len(frozenset().union(*(sets[s] for s in shard_ids)))
+    def move(a: int, remove, add) -> int:
+        """Apply the change to agent a's counts; the change in its repeated classes."""
+        delta = 0
+        for c in remove:
+            count[a * width + c] -= 1
+            delta -= count[a * width + c] >= 1
+        for c in add:
+            delta += count[a * width + c] >= 1
+            count[a * width + c] += 1
+        return delta
 
     proposals = rng.integers(n_shards, size=(sweeps * n_shards, 2))
-    for s, t in proposals.tolist():  # setup only: S shards, a few operations per swap
+    for s, t in proposals.tolist():  # setup only: O(1) work per proposed swap
         a, b = owner[s], owner[t]
         if a == b:
             continue
-        new_a = [t if u == s else u for u in held[a]]
-        new_b = [s if u == t else u for u in held[b]]
-        if repeats(new_a) + repeats(new_b) <= repeats(held[a]) + repeats(held[b]):
-            held[a], held[b] = new_a, new_b
+        if move(a, sets[s], sets[t]) + move(b, sets[t], sets[s]) <= 0:
             owner[s], owner[t] = b, a
+        else:  # undo
+            move(a, sets[t], sets[s])
+            move(b, sets[s], sets[t])
+    owner = np.array(owner, dtype=np.int64)
     relabel = rng.permutation(agents)
     return relabel[owner]
 
