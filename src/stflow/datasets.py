@@ -14,9 +14,8 @@ agents (:mod:`stflow.splits`: ``iid``, ``by_label``, ``dirichlet``, ``shards``,
 :class:`stflow.problems.SoftmaxProblem` (``A, y`` with labels 0..K-1).
 
 Blocks shorter than the largest (n is rarely a multiple of N; ``dirichlet`` and
-``quantity`` give very unequal blocks) are padded
-at their end with all-zero rows (target 0 for least squares, label +1 for logistic, class 0
-for softmax). A zero row has zero gradient everywhere, so the minimizer, the gradients and
+``quantity`` give very unequal blocks) are padded at their end with all-zero rows (target 0
+for least squares, label +1 for logistic, class 0 for softmax). A zero row has zero gradient everywhere, so the minimizer, the gradients and
 the flows are exactly those of the unpadded data; the value of each padded row is a
 constant (:math:`\log 2` logistic, :math:`\log K` softmax), which cancels in the optimality
 gap. Minibatches never sample padding rows (``rows_per_agent`` of the problem counts the
@@ -35,7 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .splits import LABEL_SPLITS, SPLIT_KEYS, SPLITS, deal_rows, label_histogram, label_skew
+from .splits import (
+    LABEL_SPLITS,
+    SPLIT_KEYS,
+    SPLITS,
+    check_split,
+    deal_rows,
+    label_histogram,
+    label_skew,
+)
 
 __all__ = [
     "DATASETS",
@@ -336,8 +343,7 @@ def split_table(
             f"[problem] kind must be least_squares, logistic or softmax for a data table (got "
             f"{kind!r}): set kind accordingly"
         )
-    if split not in SPLITS:
-        deal_rows(1, 1, split=split)  # the one message that lists the splits
+    check_split(split)
     if isinstance(agents, bool) or not isinstance(agents, int | np.integer) or agents < 1:
         raise InputError(f"[problem] agents must be an integer >= 1 (got {agents!r})")
     if not (isinstance(test_fraction, int | float) and 0.0 <= test_fraction < 1.0):
@@ -400,9 +406,8 @@ def split_table(
     Xtr, Xte, ytr, yte = X[tr], X[te], y[tr], y[te]
     info = {"n_samples": n, "n_train": n_train, "n_test": n_test, "seed": seed,
             "split": split}
-    for key in SPLIT_KEYS[split]:
-        info[key] = {"concentration": float(concentration),
-                     "labels_per_agent": labels_per_agent}[key]
+    keys = {"concentration": float(concentration), "labels_per_agent": labels_per_agent}
+    info.update({key: keys[key] for key in SPLIT_KEYS[split]})
     if split in ("dirichlet", "quantity"):
         info["rows_moved"] = moved
     if kind != "least_squares":

@@ -45,7 +45,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["SPLITS", "SPLIT_KEYS", "deal_rows", "assign_shards", "label_histogram",
+__all__ = ["SPLITS", "SPLIT_KEYS", "check_split", "deal_rows", "assign_shards", "label_histogram",
            "label_skew"]
 
 #: Ways to deal the training rows over the agents.
@@ -110,12 +110,7 @@ def deal_rows(labels, agents: int, *, split: str = "iid", rng=None,
     >>> int(sizes.min()) >= 1, int(sizes.sum())
     (True, 24)
     """
-    if split not in SPLITS:
-        raise InputError(
-            f"[problem] split must be one of {', '.join(SPLITS)} (got {split!r}): iid "
-            "(shuffled rows), by_label (sorted by label), dirichlet (label skew), shards "
-            "(labels_per_agent classes per agent) or quantity (size skew); docs/problems.md"
-        )
+    check_split(split)
     if isinstance(labels, int | np.integer):
         n, labels = int(labels), None
     else:
@@ -147,6 +142,27 @@ def deal_rows(labels, agents: int, *, split: str = "iid", rng=None,
             _cut(rows, _dirichlet(rng, alpha, agents), owner)
     moved = _one_row_each(owner, agents)
     return np.argsort(owner, kind="stable"), np.bincount(owner, minlength=agents), moved
+
+
+def check_split(split) -> str:
+    """``split`` if it is one of :data:`SPLITS`, else an `InputError` that lists them.
+
+    Examples
+    --------
+    >>> check_split("shards")
+    'shards'
+    >>> check_split("nope")
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [problem] split must be one of iid, by_label, dirichlet, shards, quantity (got 'nope'): iid (shuffled rows), by_label (sorted by label), dirichlet (label skew), shards (labels_per_agent classes per agent) or quantity (size skew); docs/problems.md
+    """
+    if split not in SPLITS:
+        raise InputError(
+            f"[problem] split must be one of {', '.join(SPLITS)} (got {split!r}): iid "
+            "(shuffled rows), by_label (sorted by label), dirichlet (label skew), shards "
+            "(labels_per_agent classes per agent) or quantity (size skew); docs/problems.md"
+        )
+    return split
 
 
 def _even(n: int, agents: int) -> np.ndarray:
