@@ -49,7 +49,7 @@ dim = {d}
 samples = 10
 [graph]
 kind = "ring"
-[flow]
+[method]
 kind = "observer"
 [compressor]
 spec = "{spec}"
@@ -86,7 +86,7 @@ agents = {n}
 dim = {d}
 [graph]
 kind = "ring"
-[flow]
+[method]
 kind = "observer"
 [compressor]
 spec = "topk:k=2"

@@ -119,7 +119,7 @@ def setup_record(n: int, d: int, m: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _write(Path(tmp) / "big.toml", (
             f'[problem]\nkind = "least_squares"\nagents = {n}\ndim = {d}\nsamples = {m}\n'
-            '[flow]\nkind = "observer"\nalpha = 2.0\nbeta = 2.0\neta = 1.0\ngamma = 50.0\n'
+            '[method]\nkind = "observer"\nalpha = 2.0\nbeta = 2.0\neta = 1.0\ngamma = 50.0\n'
             '[compressor]\nspec = "topk:k=2"\n'
             '[solver]\nstep = 0.001\nhorizon = 0.01\nrecord_every = 5\n'))
         run = _child(["--run-child", cfg, str(Path(tmp) / "out"), "1"])

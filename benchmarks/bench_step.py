@@ -2,7 +2,7 @@
 
 Timed in the same process, on the same problem, graph and state:
 
-- ``ours``: :meth:`stflow.flows.PrimalDualFlow.step` (observer, ``topk:k``);
+- ``ours``: :meth:`stflow.PrimalDualFlow.step` (observer, ``topk:k``);
 - ``read``: one streaming read (``np.add.reduce``) of the bytes a step must touch at least:
   the least-squares data in its smaller form (the Gram matrices ``A_i^T A_i`` and
   ``A_i^T b_i`` when m >= d, else ``A`` and ``b``) plus the state arrays (``X, V, Xhat``
@@ -97,8 +97,8 @@ def measure(n: int, d: int, *, seconds: float = 3.0, k: int = 2, samples: int | 
     """
     import numpy as np
 
+    from stflow import Gains, PrimalDualFlow
     from stflow.compressors import make_compressor
-    from stflow.flows import Gains, PrimalDualFlow
     from stflow.graphs import make_graph
     from stflow.problems import make_problem
 

@@ -32,7 +32,7 @@ def facts() -> None:
     run = build_run(method_config("E6", "observer", "predict", SPEC, ROUNDS))
     p, g = run.problem, run.graph
     ev = np.linalg.eigvalsh(p._hessian_sum(p.x_star) / p.n_agents)
-    f = run.config["flow"]
+    f = run.config["method"]
     print(f"L_f {p.smoothness:.4g}  solution_curvature {p.solution_curvature:.4g}  mean Hessian "
           f"at x*: max {ev[-1]:.4g} min {ev[0]:.4g}  lambda_2 {g.lambda_2:.4g}  lambda_max "
           f"{g.lambda_max:.4g}")
@@ -45,7 +45,7 @@ def scan() -> None:
     for he, ha, hg in itertools.product((0.0039, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.2),
                                         (0.1, 0.2, 0.3, 0.38, 0.45), (0.5, 0.75, 1.0)):
         cfg = method_config("E6", "observer", "predict", SPEC, ROUNDS)
-        cfg["flow"].update(alpha=ha / h, beta=ha / h, eta=he / h, gamma=hg / h)
+        cfg["method"].update(alpha=ha / h, beta=ha / h, eta=he / h, gamma=hg / h)
         _, sol = run_config(cfg)
         rec, out = sol.records, []
         for target in (1e-2, 1e-3):

@@ -54,7 +54,7 @@ def config(problem: str, method: str, spec: str) -> dict:
     return resolve_config({
         "problem": dict(prob), "graph": dict(graph), "flow": f,
         "compressor": {"spec": spec.format(tau=repr(h))},
-        "solver": {"method": "predict", "step": h, "horizon": ROUNDS * h,
+        "solver": {"scheme": "predict", "step": h, "horizon": ROUNDS * h,
                    "record_every": 10, "tolerance": 1e-6}})
 
 

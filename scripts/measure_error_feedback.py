@@ -58,14 +58,14 @@ def case_config(flow: dict, scheme: str, spec: str, start: str | None = None) ->
     from stflow.config import build_run, resolve_config
 
     raw = copy.deepcopy(E2)
-    raw["flow"] = dict(flow)
-    raw["solver"]["method"] = start or scheme
+    raw["method"] = dict(flow)
+    raw["solver"]["scheme"] = start or scheme
     raw["compressor"] = {"spec": spec}
     if start is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            raw["flow"] = dict(build_run(resolve_config(raw)).config["flow"])
-        raw["solver"]["method"] = scheme
+            raw["method"] = dict(build_run(resolve_config(raw)).config["method"])
+        raw["solver"]["scheme"] = scheme
     return raw
 
 
@@ -79,7 +79,7 @@ def _closest(res, raw: dict) -> dict | None:
             continue
         cfg = copy.deepcopy(raw)
         p = trial["params"]
-        cfg["flow"].update({k: v for k, v in p.items() if k != "step"})
+        cfg["method"].update({k: v for k, v in p.items() if k != "step"})
         cfg["solver"]["step"] = p["step"]
         cfg["solver"]["horizon"] = res.rounds_cap * p["step"]
         _, sol = run_config(resolve_config(cfg))
@@ -104,7 +104,7 @@ def measure(names=None) -> dict:
             warnings.simplefilter("ignore")
             res = tune(resolve_config(raw), budget=BUDGET, target=TARGET, seed=SEED)
             closest = None if res.found else _closest(res, raw)
-        out[name] = {"flow": raw["flow"], "scheme": scheme, "compressor": spec,
+        out[name] = {"flow": raw["method"], "scheme": scheme, "compressor": spec,
                      "bits_to_target": res.bits_to_target,
                      "robust_bits_to_target": res.robust_bits_to_target,
                      "rounds_to_target": res.rounds_to_target,
@@ -123,7 +123,7 @@ def floor_scan(scales=(0.1, 0.03, 0.01, 0.003), rounds=10_000) -> list[dict]:
     rows = []
     for spec in ("topk:k=2", "quantize:bits=4"):
         auto = case_config(CASES["direct + EF, predict, topk:k=2"][0], "predict", spec,
-                           "predict")["flow"]
+                           "predict")["method"]
         for scale in scales:
             raw = case_config({**auto, **{k: auto[k] * scale for k in ("alpha", "beta", "eta")}},
                               "predict", spec)
@@ -132,7 +132,7 @@ def floor_scan(scales=(0.1, 0.03, 0.01, 0.003), rounds=10_000) -> list[dict]:
                 warnings.simplefilter("ignore")
                 _, sol = run_config(resolve_config(raw))
             err = sol.records["relative_error"]
-            rows.append({"compressor": spec, "scale": scale, "alpha": raw["flow"]["alpha"],
+            rows.append({"compressor": spec, "scale": scale, "alpha": raw["method"]["alpha"],
                          "status": sol.status, "final": float(err[-1]),
                          "smallest": float(err.min())})
             print(f"{spec} gains x {scale}: alpha = {raw['flow']['alpha']:.4g}, {sol.status}, "
@@ -148,7 +148,7 @@ def table(data: dict) -> str:
     lines = ["| case | bits to 1e-6 | robust bits | robust / observer predict (same "
              "compressor) |", "|---|---|---|---|"]
     for name, r in data.items():
-        ref = next((x for x in data.values() if x["flow"]["kind"] == "observer"
+        ref = next((x for x in data.values() if x["method"]["kind"] == "observer"
                     and x["scheme"] == "predict" and x["compressor"] == r["compressor"]), None)
         ratio = "-"
         if r["robust_bits_to_target"] is not None and ref and ref["robust_bits_to_target"]:

@@ -20,7 +20,7 @@ agents = 6
 dim = 4
 [graph]
 kind = "ring"
-[flow]
+[method]
 kind = "observer"
 [compressor]
 spec = "topk:k=2"
@@ -86,7 +86,7 @@ BAD = [
     ("[solver]\nstepsize = 0.1\n", "unknown key [solver] stepsize: valid keys are"),
     ("[compressor]\nspec = \"topk:k=12\"\n", "`k` must satisfy 1 <= k <= d"),
     ("[compressor]\nspec = \"quantize:bits=1\"\n", "`bits`"),
-    ("[flow]\nalpha = -1.0\n", "[flow] alpha must be a number > 0"),
+    ("[method]\nalpha = -1.0\n", "[method] alpha must be a number > 0"),
     ("[solver]\nstep = 0.0\n", "[solver] step must be > 0"),
     ("[graph]\nkind = \"edges\"\nedges = [[0, 1], [2, 3]]\n[problem]\nagents = 4\n",
      "disconnected"),
@@ -231,13 +231,13 @@ FAILURES = [
     ("huge_agents.toml", "agents = 1000000000, dim = 8 need about 1.54e+03 GB of memory"),
     ("huge_dim.toml", "dim = 10000000000 need about 1.04e+13 GB"),
     ("stages.toml", "at most 32 stages joined by `|` (got 2000)"),
-    ("one_agent.toml", "[problem] agents must be >= 2 (got 1)"),
+    ("one_agent.toml", "[problem] agents must be an integer >= 2"),
     ("tolerance.toml", "[solver] tolerance must be > 0 (got -1.0): e.g. tolerance = 1e-08"),
     ("horizon.toml", "[solver] horizon must be > 0 (got 0.0): e.g. horizon = 30.0"),
     ("long.toml", "= 1e+303 steps, more than 1e+08: lower horizon or raise step, or add --force"),
     ("step_gt_horizon.toml", "[solver] step must be <= horizon (got step = 10, horizon = 5)"),
     ("csv_as_txt.toml", "'d.txt' is a text table, not an .npz archive"),
-    ("continuous_topk.toml", 'method = "continuous" cannot integrate the compressor '
+    ("continuous_topk.toml", 'scheme = "continuous" cannot integrate the compressor '
                              "`topk:k=2`: topk jumps with z"),
     ("user_raises.toml", "raises.py:make` raised RuntimeError: boom in the user compressor"),
 ]

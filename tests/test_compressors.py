@@ -54,6 +54,7 @@ def expected_bits(spec, d):
         "sign": 64 + d,
         "randk": 64 * p.get("k", 0),
         "fixedquant": 64 * d,
+        "natural": 13 * d,
     }[name]
 
 

@@ -5,12 +5,11 @@ import warnings
 import numpy as np
 import pytest
 
+from stflow import Gains, PrimalDualFlow, solve
 from stflow.compressors import EXAMPLE_SPECS, make_compressor
 from stflow.config import build_run, resolve_config
-from stflow.flows import Gains, PrimalDualFlow
 from stflow.graphs import make_graph
 from stflow.problems import make_problem
-from stflow.solve import solve
 
 ST_SPECS = [s for s in EXAMPLE_SPECS if "fixedquant" not in s and "constant" not in s]
 DEFAULT_GAINS = Gains(alpha=2.0, beta=2.0, eta=1.0, gamma=50.0)
@@ -90,11 +89,11 @@ def test_auto_gains_converge_across_matrix():
                 cfg = resolve_config({
                     "problem": {"kind": kind, "agents": 10, "dim": 5, "seed": 4},
                     "graph": {"kind": graph},
-                    "flow": {"alpha": "auto", "beta": "auto", "eta": "auto", "gamma": "auto"},
+                    "method": {"alpha": "auto", "beta": "auto", "eta": "auto", "gamma": "auto"},
                     "compressor": {"spec": spec},
                 })
                 with warnings.catch_warnings():
                     run = build_run(cfg)
                 sol = solve(run.flow, step=1e-3, horizon=25.0, record_every=1000,
                             tolerance=1e-6)
-                assert sol.converged, (spec, graph, kind, sol.message, run.config["flow"])
+                assert sol.converged, (spec, graph, kind, sol.message, run.config["method"])

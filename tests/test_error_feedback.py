@@ -1,4 +1,4 @@
-"""Error feedback on the direct flow (``[flow] error_feedback = true``) against steps by hand.
+"""Error feedback on the direct flow (``[method] error_feedback = true``) against steps by hand.
 
 Two agents on one edge (L = [[1, -1], [-1, 1]]), d = 2, costs f_i(x) = ||x||^2 / 2 - b_i^T x
 with b_1 = (1, 0), b_2 = (0, 2) (so G(X) = X - B), alpha = beta = eta = 1, h = 0.5,
@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pytest
 
+from stflow import Gains, PrimalDualFlow
 from stflow.compressors import make_compressor
 from stflow.config import resolve_config, run_config
 from stflow.errors import DirectFlowWarning, InputError
-from stflow.flows import Gains, PrimalDualFlow
 from stflow.graphs import make_graph
 from stflow.problems import make_problem
 
@@ -126,17 +126,18 @@ def test_memory_is_the_accumulated_compression_error(scheme, spec):
 def test_config_key_is_for_the_direct_flow_only():
     raw = {"problem": {"agents": 3, "dim": 2}, "compressor": {"spec": "topk:k=1"},
            "solver": {"step": 0.01, "horizon": 0.1}}
-    cfg = resolve_config({**raw, "flow": {"kind": "direct", "error_feedback": True}})
-    assert cfg["flow"]["error_feedback"] is True
-    assert resolve_config({**raw, "flow": {"kind": "direct"}})["flow"]["error_feedback"] is False
-    with pytest.raises(InputError, match=r"unknown key \[flow\] error_feedback for kind = "
+    cfg = resolve_config({**raw, "method": {"kind": "direct", "error_feedback": True}})
+    assert cfg["method"]["error_feedback"] is True
+    plain = resolve_config({**raw, "method": {"kind": "direct"}})
+    assert plain["method"]["error_feedback"] is False
+    with pytest.raises(InputError, match=r"unknown key \[method\] error_feedback for kind = "
                                          r'"observer"'):
-        resolve_config({**raw, "flow": {"kind": "observer", "error_feedback": True}})
+        resolve_config({**raw, "method": {"kind": "observer", "error_feedback": True}})
     with pytest.raises(InputError, match=r"error_feedback must be true or false .* \(got 1\): "
                                          r"e\.g\. error_feedback = false"):
-        resolve_config({**raw, "flow": {"kind": "direct", "error_feedback": 1}})
-    bad = resolve_config({**raw, "flow": {"kind": "direct", "error_feedback": True},
-                          "solver": {"step": 0.01, "horizon": 0.1, "method": "continuous"}})
+        resolve_config({**raw, "method": {"kind": "direct", "error_feedback": 1}})
+    bad = resolve_config({**raw, "method": {"kind": "direct", "error_feedback": True},
+                          "solver": {"step": 0.01, "horizon": 0.1, "scheme": "continuous"}})
     with pytest.raises(InputError, match="no continuous-time flow"), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", DirectFlowWarning)

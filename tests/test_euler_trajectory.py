@@ -9,8 +9,8 @@ Every number below was computed by hand (L = [[1, -1], [-1, 1]]), not by the lib
 import numpy as np
 import pytest
 
+from stflow import Gains, PrimalDualFlow
 from stflow.compressors import make_compressor
-from stflow.flows import Gains, PrimalDualFlow
 from stflow.graphs import make_graph
 from stflow.problems import make_problem
 

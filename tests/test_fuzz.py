@@ -29,7 +29,7 @@ SETTINGS = settings(
 BASE = {
     "problem": {"kind": "quadratic", "agents": 4, "dim": 3, "seed": 0},
     "graph": {"kind": "ring"},
-    "flow": {"kind": "observer", "alpha": 2.0, "beta": 2.0, "eta": 1.0, "gamma": 50.0},
+    "method": {"kind": "observer", "alpha": 2.0, "beta": 2.0, "eta": 1.0, "gamma": 50.0},
     "compressor": {"spec": "topk:k=2"},
     "solver": {"step": 0.01, "horizon": 2.0, "record_every": 20, "tolerance": 1e-8},
 }
@@ -96,21 +96,21 @@ KEYS = {
     "problem": ["kind", "agents", "dim", "seed", "data", "regularization", "samples",
                 "dataset", "target", "standardize", "intercept", "test_fraction"],
     "graph": ["kind", "edges", "weights", "seed", "p", "radius", "chords"],
-    "flow": ["kind", "alpha", "beta", "eta", "gamma", "lr"],
+    "method": ["kind", "alpha", "beta", "eta", "gamma", "lr"],
     "compressor": ["spec"],
-    "solver": ["method", "step", "horizon", "record_every", "tolerance"],
+    "solver": ["scheme", "step", "horizon", "record_every", "tolerance"],
     "init": ["x0", "v0"],
 }
 GOOD_VALUES = {
     ("problem", "kind"): ["quadratic", "least_squares", "logistic"],
     ("graph", "kind"): ["ring", "path", "star", "complete", "grid", "erdos_renyi",
                         "geometric"],
-    ("flow", "kind"): ["uncompressed", "direct", "observer", "dgd", "gradient_tracking",
+    ("method", "kind"): ["uncompressed", "direct", "observer", "dgd", "gradient_tracking",
                        "nids", "choco", "lead"],
     ("compressor", "spec"): ["identity", "quantize:bits=3", "sign", "randk:k=1",
                              "scalarize:basis=cyclic", "fixedquant:step=0.1",
                              "topk:k=1|quantize:bits=4"],
-    ("solver", "method"): ["euler", "predict", "continuous"],
+    ("solver", "scheme"): ["euler", "predict", "continuous"],
 }
 
 
@@ -195,7 +195,7 @@ def spec(draw):
 def test_fuzz_compressor_specs(tmp_path, capsys, spec, flow):
     cfg = json.loads(json.dumps(BASE))
     cfg["compressor"]["spec"] = spec
-    cfg["flow"] = {"kind": flow} if flow == "lead" else {**cfg["flow"], "kind": flow}
+    cfg["method"] = {"kind": flow} if flow == "lead" else {**cfg["method"], "kind": flow}
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
     check_outcome(tmp_path, [str(path)], capsys)
@@ -248,7 +248,7 @@ def test_fuzz_csv_tables(tmp_path, capsys, text, kind, target, agents, suffix):
     problem = {"kind": kind, "data": data.name, "agents": agents}
     if target is not None:
         problem["target"] = target
-    cfg = {"problem": problem, "flow": BASE["flow"], "solver": BASE["solver"]}
+    cfg = {"problem": problem, "method": BASE["method"], "solver": BASE["solver"]}
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
     check_outcome(tmp_path, [str(path)], capsys)
@@ -291,7 +291,7 @@ def test_fuzz_npz_problem_data(tmp_path, capsys, arrays, kind, seed, corrupt):
         raw = raw[: len(raw) // 2]
     data = tmp_path / "p.npz"
     data.write_bytes(raw)
-    cfg = {"problem": {"kind": kind, "data": data.name}, "flow": BASE["flow"],
+    cfg = {"problem": {"kind": kind, "data": data.name}, "method": BASE["method"],
            "solver": BASE["solver"]}
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
@@ -304,7 +304,7 @@ def test_fuzz_valid_problem_data_runs(tmp_path, capsys):
     m = rng.standard_normal((4, 3, 3))
     np.savez(tmp_path / "p.npz", Q=m @ np.swapaxes(m, 1, 2) + np.eye(3),
              b=rng.standard_normal((4, 3)))
-    cfg = {"problem": {"kind": "quadratic", "data": "p.npz"}, "flow": BASE["flow"],
+    cfg = {"problem": {"kind": "quadratic", "data": "p.npz"}, "method": BASE["method"],
            "solver": BASE["solver"]}
     (tmp_path / "c.toml").write_text(to_toml(cfg))
     assert check_outcome(tmp_path, [str(tmp_path / "c.toml")], capsys) in (0, 1)

@@ -61,13 +61,13 @@ def test_e6_auto_eta_uses_the_curvature_at_the_solution():
         "problem": {"kind": "logistic", "dataset": "breast_cancer", "agents": 10,
                     "regularization": 1e-2, "test_fraction": 0.2, "seed": 0},
         "graph": {"kind": "ring", "chords": 2, "seed": 0},
-        "flow": {"kind": "observer", "alpha": "auto", "beta": "auto", "eta": "auto",
+        "method": {"kind": "observer", "alpha": "auto", "beta": "auto", "eta": "auto",
                  "gamma": "auto"},
         "compressor": {"spec": "quantize:bits=4"},
-        "solver": {"method": "predict", "step": 0.01, "horizon": 1.0},
+        "solver": {"scheme": "predict", "step": 0.01, "horizon": 1.0},
     })
     run = build_run(cfg)
-    p, f = run.problem, run.config["flow"]
+    p, f = run.problem, run.config["method"]
     assert p.smoothness == pytest.approx(256.61, rel=1e-4)
     assert p.solution_curvature == pytest.approx(25.41, rel=1e-3)
     assert f["alpha"] == pytest.approx(200.0 / run.graph.lambda_max, rel=1e-12)

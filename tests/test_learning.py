@@ -61,7 +61,7 @@ def test_every_full_setting_has_a_tuned_entry():
     # the flows' h is tuned with the rounds kept (stflow tune's rule)
     assert cfg["solver"]["step"] == values["step"] != e11.FLOW_STEP
     assert cfg["solver"]["horizon"] == pytest.approx(e11.ROUNDS[4] * values["step"])
-    assert cfg["flow"]["gamma"] == values["gamma"]
+    assert cfg["method"]["gamma"] == values["gamma"]
     assert cfg["solver"]["step_decay"] == e11.STEP_DECAY
     # settings the tuner could not settle: none (CHOCO by label), run at the tuner's centre
     assert e11.TUNED[("choco q4", "by_label", 1)] is None

@@ -157,7 +157,7 @@ def test_config_mlp_hidden_builds_the_expected_dim(hidden, d):
 
     cfg = resolve_config({"problem": {"kind": "mlp", "dataset": "digits", "agents": 4,
                                       "hidden": hidden, "batch": 8, "test_fraction": 0.25},
-                          "flow": {"kind": "dgd", "lr": 1e-3},
+                          "method": {"kind": "dgd", "lr": 1e-3},
                           "solver": {"step": 1.0, "horizon": 1.0, "target_accuracy": 0.5}})
     run = build_run(cfg)
     assert run.problem.dim == d
@@ -171,7 +171,7 @@ def test_stflow_run_without_torch_names_the_extra(tmp_path, monkeypatch, capsys)
 
     cfg = tmp_path / "mlp.toml"
     cfg.write_text('[problem]\nkind = "mlp"\ndataset = "digits"\nagents = 4\nhidden = [4]\n'
-                   '[flow]\nkind = "dgd"\nlr = 0.001\n'
+                   '[method]\nkind = "dgd"\nlr = 0.001\n'
                    '[solver]\nstep = 1.0\nhorizon = 5.0\ntarget_accuracy = 0.5\n')
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     code = main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"])

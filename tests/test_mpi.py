@@ -33,7 +33,7 @@ dim = 4
 {problem_extra}
 [graph]
 kind = "{graph}"
-[flow]
+[method]
 kind = "{flow}"
 {flow_extra}
 [compressor]
@@ -183,7 +183,7 @@ def equivalence_runs(tmp_path_factory):
         args = []
         for _name, cfg in cases:
             args += [cfg, root / f"mpi{p}-{cfg.stem}"]
-        proc, _ = _mpirun(p, args, timeout=120, python=("-c", _DRIVER))
+        proc, _ = _mpirun(p, args, timeout=600, python=("-c", _DRIVER))
         assert proc.returncode == 0, proc.stderr[-2000:]
         mpi[p] = {name: root / f"mpi{p}-{cfg.stem}" for name, cfg in cases}
     return sims, mpi

@@ -2,7 +2,7 @@
 
 On a strongly convex quadratic: gradient tracking, NIDS and LEAD converge linearly to the
 optimum; DGD and CHOCO (constant steps) stall at a floor that shrinks with the step. Plus
-the bit accounting of SPEC section 6 and the ``[flow] kind = "lead"`` config path.
+the bit accounting of SPEC section 6 and the ``[method] kind = "lead"`` config path.
 """
 
 import json
@@ -10,23 +10,23 @@ import json
 import numpy as np
 import pytest
 
+from stflow import solve
 from stflow.cli import main
 from stflow.compressors import make_compressor
 from stflow.config import build_run, resolve_config
 from stflow.errors import InputError
 from stflow.graphs import make_graph
-from stflow.peers import (
+from stflow.methods import (
     CHOCO,
     DGD,
     LEAD,
     NIDS,
     PEER_KINDS,
     GradientTracking,
-    make_peer,
+    make_method,
     metropolis_weights,
 )
 from stflow.problems import make_problem
-from stflow.solve import solve
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_metropolis_weights_doubly_stochastic_sparse():
 def test_exact_methods_converge_linearly(setting, kind, spec):
     problem, graph = setting
     comp = make_compressor(spec, problem.dim) if spec else None
-    method = make_peer(kind, problem, graph, comp)
+    method = make_method(kind, problem, graph, comp)
     sol = solve(method, step=1.0, horizon=4000, record_every=20, tolerance=1e-8)
     assert sol.status == "converged"
     assert sol.final_relative_error <= 1e-8
@@ -180,7 +180,7 @@ def test_compressor_clock_and_bits(setting, cls):
 def test_bits_per_round(setting, kind, spec, bits):
     problem, graph = setting
     comp = make_compressor(spec, problem.dim) if spec else None
-    m = make_peer(kind, problem, graph, comp)
+    m = make_method(kind, problem, graph, comp)
     assert m.bits_per_message == bits
     sol = solve(m, step=1.0, horizon=30, record_every=10)
     assert sol.records["bits_per_agent"].tolist() == [0.0, 10 * bits, 20 * bits, 30 * bits]
@@ -197,35 +197,35 @@ def test_bad_inputs(setting):
         solve(m, step=1.0, horizon=10, method="continuous")
     with pytest.raises(InputError, match="lr"):
         DGD(problem, graph, lr=-1.0)
-    choco_msg = r'\[flow\] gamma must be a number in \(0, 1\] for kind = "choco"'
+    choco_msg = r'\[method\] gamma must be a number in \(0, 1\] for kind = "choco"'
     with pytest.raises(InputError, match=choco_msg):
         CHOCO(problem, graph, make_compressor("sign", 4), gamma=1.5)
     with pytest.raises(InputError, match="needs a compressor"):
-        make_peer("lead", problem, graph)
-    with pytest.raises(InputError, match="peer kind"):
-        make_peer("sgd", problem, graph)
+        make_method("lead", problem, graph)
+    with pytest.raises(InputError, match="kind must be one of"):
+        make_method("sgd", problem, graph)
     diverged = solve(DGD(problem, graph, lr=5.0), step=1.0, horizon=500)
-    assert diverged.status == "diverged" and "lower [flow] lr" in diverged.message
+    assert diverged.status == "diverged" and "lower [method] lr" in diverged.message
 
 
 def test_config_builds_every_peer():
     for kind in PEER_KINDS:
-        run = build_run(resolve_config({"flow": {"kind": kind}}))
-        assert run.flow.kind == kind and isinstance(run.config["flow"]["lr"], float)
-    lead_msg = r'\[flow\] alpha must be a number in \(0, 1\] for kind = "lead"'
+        run = build_run(resolve_config({"method": {"kind": kind}}))
+        assert run.flow.kind == kind and isinstance(run.config["method"]["lr"], float)
+    lead_msg = r'\[method\] alpha must be a number in \(0, 1\] for kind = "lead"'
     with pytest.raises(InputError, match=lead_msg):
-        build_run(resolve_config({"flow": {"kind": "lead", "alpha": 2.0}}))
-    with pytest.raises(InputError, match='unknown key \\[flow\\] lead_alpha for kind = "lead"'):
-        resolve_config({"flow": {"kind": "lead", "lead_alpha": 0.1}})
-    with pytest.raises(InputError, match='unknown key \\[flow\\] lr for kind = "observer"'):
-        resolve_config({"flow": {"kind": "observer", "lr": 0.1}})
+        build_run(resolve_config({"method": {"kind": "lead", "alpha": 2.0}}))
+    with pytest.raises(InputError, match='unknown key \\[method\\] lead_alpha for kind = "lead"'):
+        resolve_config({"method": {"kind": "lead", "lead_alpha": 0.1}})
+    with pytest.raises(InputError, match='unknown key \\[method\\] lr for kind = "observer"'):
+        resolve_config({"method": {"kind": "observer", "lr": 0.1}})
     with pytest.raises(InputError, match="kind must be one of"):
-        build_run(resolve_config({"flow": {"kind": "sgd"}}))
+        build_run(resolve_config({"method": {"kind": "sgd"}}))
 
 
 def test_cli_lead_alone_converges(tmp_path):
     cfg = tmp_path / "lead.toml"
-    cfg.write_text('[flow]\nkind = "lead"\n')
+    cfg.write_text('[method]\nkind = "lead"\n')
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["converged"] and summary["final_relative_error"] <= 1e-8

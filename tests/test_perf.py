@@ -13,9 +13,9 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from stflow import Gains, PrimalDualFlow
 from stflow.compressors import make_compressor
 from stflow.errors import InputError
-from stflow.flows import Gains, PrimalDualFlow
 from stflow.graphs import make_graph
 from stflow.graphs._validate import _component_count
 from stflow.problems import LeastSquaresProblem, make_problem, save_problem_data

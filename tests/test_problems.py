@@ -248,7 +248,7 @@ def test_bad_npz_file(tmp_path):
         (lambda: make_problem("quadratic", agents=0, dim=2), "`agents` must be a positive"),
         (lambda: make_problem("logistic", agents=2, dim=2, regularization=-1.0), ">= 0"),
         (lambda: make_problem("quadratic", agents=2, dim=2, regularization=0.1),
-         "applies to kind='logistic' only"),
+         "applies to kind='logistic' or 'softmax' only"),
         (lambda: make_problem("quadratic", agents=2, dim=2, samples=3), "`samples` applies"),
         (lambda: make_problem("logistic", agents=2, dim=2, samples=0), "`samples` must be"),
         (lambda: make_problem("quadratic", agents=2, dim=2, data=3), "`data` must be"),

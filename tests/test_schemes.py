@@ -9,11 +9,10 @@ Every number below was computed by hand (L = [[1, -1], [-1, 1]]), not by the lib
 import numpy as np
 import pytest
 
+from stflow import Gains, PrimalDualFlow, solve
 from stflow.compressors import make_compressor
-from stflow.flows import Gains, PrimalDualFlow
 from stflow.graphs import make_graph
 from stflow.problems import make_problem
-from stflow.solve import solve
 
 X0 = np.array([[1.0, 0.5], [0.9, 0.6]])
 H = 0.1

@@ -102,7 +102,7 @@ def test_solve_uses_the_trend():
 
     cfg = resolve_config({
         "problem": {"kind": "quadratic", "agents": 2, "dim": 2},
-        "flow": {"kind": "uncompressed", "alpha": 1.0, "beta": 1.0, "eta": 0.2},
+        "method": {"kind": "uncompressed", "alpha": 1.0, "beta": 1.0, "eta": 0.2},
         "solver": {"step": 0.01, "horizon": 10.0, "record_every": 20},
     })
     _, sol = run_config(cfg)
@@ -156,8 +156,7 @@ def test_solve_stops_at_the_end_of_the_step_on_a_signal():
 
     import scipy.sparse as sp
 
-    from stflow.flows import Gains, PrimalDualFlow
-    from stflow.solve import solve
+    from stflow import Gains, PrimalDualFlow, solve
 
     graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
                             degree=np.array([1, 1]), n=2, lambda_max=2.0)

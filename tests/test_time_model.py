@@ -9,7 +9,7 @@ from stflow.errors import InputError
 
 def _run(extra: dict):
     raw = {"problem": {"kind": "least_squares", "agents": 4, "dim": 3, "samples": 5},
-           "flow": {"kind": "choco"}, "compressor": {"spec": "quantize:bits=4"},
+           "method": {"kind": "choco"}, "compressor": {"spec": "quantize:bits=4"},
            "solver": {"step": 1.0, "horizon": 20.0, "record_every": 10, "local_steps": 2}}
     for section, values in extra.items():
         raw.setdefault(section, {}).update(values)
@@ -57,7 +57,7 @@ def test_bad_network_and_solver_values(section, key, value, message):
 
 def test_local_steps_refused_where_the_paper_defines_none():
     with pytest.raises(InputError, match='local_steps > 1 is not defined for .*"lead"'):
-        run_config(resolve_config({"flow": {"kind": "lead"},
+        run_config(resolve_config({"method": {"kind": "lead"},
                                    "solver": {"local_steps": 2, "horizon": 0.01}}))
 
 

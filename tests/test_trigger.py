@@ -1,4 +1,4 @@
-"""Event-triggered sending on the observer flow ([flow] trigger, trigger_decay; issue 9)."""
+"""Event-triggered sending on the observer flow ([method] trigger, trigger_decay; issue 9)."""
 
 from __future__ import annotations
 
@@ -64,10 +64,10 @@ def _config(trigger, **solver):
     return resolve_config({
         "problem": {"kind": "least_squares", "agents": 8, "dim": 5, "seed": 1},
         "graph": {"kind": "ring", "chords": 1, "seed": 0},
-        "flow": {"kind": "observer", "alpha": 42.0, "beta": 42.0, "eta": 21.5, "gamma": 50.0,
+        "method": {"kind": "observer", "alpha": 42.0, "beta": 42.0, "eta": 21.5, "gamma": 50.0,
                  "trigger": trigger, "trigger_decay": 8.0},
         "compressor": {"spec": "quantize:bits=4"},
-        "solver": {"method": "predict", "step": 0.01, "horizon": 3.0, "record_every": 10,
+        "solver": {"scheme": "predict", "step": 0.01, "horizon": 3.0, "record_every": 10,
                    **solver}})
 
 
@@ -99,7 +99,7 @@ def test_recorded_bits_are_the_sum_of_every_agents_messages():
 def test_trigger_off_is_the_plain_observer_flow():
     _, a = run_config(_config(0.0))
     cfg = _config(0.0)
-    cfg["flow"]["trigger_decay"] = 99.0  # no effect when trigger = 0
+    cfg["method"]["trigger_decay"] = 99.0  # no effect when trigger = 0
     _, b = run_config(cfg)
     assert a.bits_per_message == b.bits_per_message == 64 + 5 * 4  # no flag bit
     np.testing.assert_array_equal(a.records["relative_error"], b.records["relative_error"])
@@ -108,11 +108,11 @@ def test_trigger_off_is_the_plain_observer_flow():
 
 
 def test_bad_trigger_values_are_one_line_errors():
-    with pytest.raises(InputError, match=r"\[flow\] trigger must be a number >= 0"):
+    with pytest.raises(InputError, match=r"\[method\] trigger must be a number >= 0"):
         _config(-1.0)
-    with pytest.raises(InputError, match=r"unknown key \[flow\] trigger for kind = \"direct\""):
-        resolve_config({"flow": {"kind": "direct", "trigger": 0.1}})
-    cfg = _config(0.1, method="continuous")
+    with pytest.raises(InputError, match=r"unknown key \[method\] trigger for kind = \"direct\""):
+        resolve_config({"method": {"kind": "direct", "trigger": 0.1}})
+    cfg = _config(0.1, scheme="continuous")
     cfg["compressor"]["spec"] = "scalarize:basis=cyclic"
     with pytest.raises(InputError, match="event-triggered sending is undefined"):
         run_config(cfg)

@@ -23,7 +23,7 @@ seed = 1
 [graph]
 kind = "ring"
 
-[flow]
+[method]
 kind = "observer"
 alpha = 10.0
 beta = 10.0
@@ -34,7 +34,7 @@ gamma = 50.0
 spec = "scalarize:basis=cyclic,tau=0.01"
 
 [solver]
-method = "predict"
+scheme = "predict"
 step = 0.01
 horizon = 15.0
 """
@@ -60,7 +60,7 @@ def test_tuned_toml_reproduces_bits_to_target(tmp_path, capsys):
     tuned = load_config(out / "tuned.toml")
     assert tuned["solver"]["step"] == h
     assert round(tuned["solver"]["horizon"] / h) == 1500  # the config's rounds
-    assert all(tuned["flow"][k] == saved["params"][k] for k in ("alpha", "beta", "eta", "gamma"))
+    assert all(tuned["method"][k] == saved["params"][k] for k in ("alpha", "beta", "eta", "gamma"))
 
     run_dir = tmp_path / "run"
     assert main(["run", str(out / "tuned.toml"), "--out", str(run_dir), "--quiet"]) == 0
@@ -77,7 +77,7 @@ def test_reaching_then_rising_is_not_counted(tmp_path):
     # DGD started at x* has relative error 0 at step 0, then drifts to its O(lr) floor: it
     # reaches 1e-6 and rises above it, so it must not count (nor any other lr of the budget).
     p = make_problem("quadratic", agents=4, dim=3, seed=1)
-    raw = {"problem": {"agents": 4, "dim": 3, "seed": 1}, "flow": {"kind": "dgd"},
+    raw = {"problem": {"agents": 4, "dim": 3, "seed": 1}, "method": {"kind": "dgd"},
            "solver": {"step": 1.0, "horizon": 200, "record_every": 10},
            "init": {"x0": p.x_star.tolist()}}
     cfg = tmp_path / "dgd.toml"
@@ -109,7 +109,7 @@ def test_rescale_and_toml_round_trip(tmp_path):
     assert rescale_compressor_time("topk:k=2|quantize:bits=4", 7.0) == "topk:k=2|quantize:bits=4"
     cfg = resolve_config({"graph": {"kind": "edges", "edges": [[0, 1], [1, 2]]},
                           "problem": {"agents": 3, "dim": 2},
-                          "flow": {"kind": "lead", "lr": 0.1 + 0.2},
+                          "method": {"kind": "lead", "lr": 0.1 + 0.2},
                           "init": {"x0": [[1.0, 2.0], [3.0, -4.5], [1e-300, 5e22]]}})
     path = tmp_path / "c.toml"
     path.write_text(config_toml(cfg))
@@ -126,7 +126,7 @@ def test_rescale_and_toml_round_trip(tmp_path):
 ])
 def test_bad_inputs_exit_2(tmp_path, capsys, args, needle):
     cfg = tmp_path / "lead.toml"
-    cfg.write_text('[problem]\nagents = 4\ndim = 3\n[flow]\nkind = "lead"\n'
+    cfg.write_text('[problem]\nagents = 4\ndim = 3\n[method]\nkind = "lead"\n'
                    '[compressor]\nspec = "quantize:bits=4"\n[solver]\nstep = 1.0\nhorizon = 50\n')
     argv = ["tune", str(cfg), "--out", str(tmp_path / "o"), "--quiet", *args]
     try:
@@ -139,7 +139,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys, args, needle):
 
 def test_bad_config_and_out_exit_2(tmp_path, capsys):
     cont = tmp_path / "cont.toml"
-    cont.write_text('[flow]\nkind = "uncompressed"\n[solver]\nmethod = "continuous"\n')
+    cont.write_text('[method]\nkind = "uncompressed"\n[solver]\nmethod = "continuous"\n')
     assert main(["tune", str(cont), "--budget", "1", "--target", "1e-6",
                  "--out", str(tmp_path / "a")]) == 2
     assert "sends no bits" in capsys.readouterr().err
@@ -165,7 +165,7 @@ def test_e9_methods_send_the_same_messages():
         for kind, scheme in e9.METHODS:
             cfg = e9.method_config("E2", kind, scheme, spec, 100)
             if kind == "observer":  # skip the certificate behind "auto" gains
-                cfg["flow"].update(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0)
+                cfg["method"].update(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0)
             run = build_run(cfg)
             bits.setdefault(ckey, set()).add(run.flow.bits_per_message)
             if ckey == "cyclic":

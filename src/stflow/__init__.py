@@ -1,3 +1,75 @@
-"""stflow: distributed primal-dual flows with spatio-temporal compressed communication."""
+"""stflow: distributed primal-dual flows with spatio-temporal compressed communication.
+
+The names a user needs for a run, imported lazily (``import stflow`` loads neither SciPy's
+optimizers, the MPI engine nor PyTorch until a name that needs them is used):
+
+=========================  ===============================================================
+run from a config          :func:`load_config`, :func:`resolve_config`, :func:`build_run`,
+                           :func:`run_config` (the simulator), :func:`run_mpi`
+the pieces                 :func:`make_problem`, :func:`make_graph`, :func:`make_compressor`,
+                           :func:`make_method`, :func:`solve` (returns a :class:`Solution`)
+tools                      :func:`certify` (is a compressor spatio-temporal?), :func:`tune`
+your own kinds             :class:`Problem`, :class:`Method`, :class:`Compressor`,
+                           :class:`Param` (docs/extending.md, docs/methods.md,
+                           docs/problems.md); :func:`stflow.testing.check_method`
+the flows                  :class:`PrimalDualFlow`, :class:`Gains`, :func:`auto_gains`
+errors                     :class:`InputError` (bad input: one line, exit code 2)
+=========================  ===============================================================
+
+Examples
+--------
+>>> import stflow
+>>> auto = dict.fromkeys(("alpha", "beta", "eta", "gamma"), "auto")
+>>> cfg = stflow.resolve_config({"problem": {"agents": 4, "dim": 3},
+...                              "method": {"kind": "observer", **auto},
+...                              "solver": {"step": 0.01, "horizon": 20.0}})
+>>> run, sol = stflow.run_config(cfg)
+>>> sol.status, sol.final_relative_error < 1e-8
+('converged', True)
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_API = {
+    "load_config": "stflow.config",
+    "resolve_config": "stflow.config",
+    "build_run": "stflow.config",
+    "run_config": "stflow.config",
+    "run_mpi": "stflow.engines.mpi",
+    "make_problem": "stflow.problems",
+    "make_graph": "stflow.graphs",
+    "make_compressor": "stflow.compressors",
+    "make_method": "stflow.methods",
+    "solve": "stflow.engines.simulate",
+    "Solution": "stflow.engines.simulate",
+    "certify": "stflow.certify",
+    "tune": "stflow.tune",
+    "Problem": "stflow.problems",
+    "Method": "stflow.methods",
+    "Compressor": "stflow.compressors",
+    "Param": "stflow.params",
+    "PrimalDualFlow": "stflow.methods",
+    "Gains": "stflow.methods",
+    "auto_gains": "stflow.methods",
+    "InputError": "stflow.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -72,12 +72,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"stflow: error: {message} ({hint})\n")
 
 
+def _compressor_names() -> list[str]:
+    from .compressors.spec import COMPRESSOR_CLASSES
+
+    return [c.name for c in COMPRESSOR_CLASSES]
+
+
+def _kinds_text() -> str:
+    """The kinds a config may name, read from their declarations."""
+    from .methods import METHOD_KINDS
+    from .problems.registry import problem_kinds
+
+    return (
+        "Run one config on the simulator, or over MPI (--backend mpi under mpiexec).\n"
+        f"[problem] kind: {', '.join(problem_kinds())}, or py:FILE:ATTR (your cost)\n"
+        f"[method] kind: {', '.join(METHOD_KINDS)}, or py:FILE:ATTR (your method)\n"
+        f"[compressor] spec: {', '.join(_compressor_names())}, composed as A|B, or py:FILE:ATTR\n"
+        "Every key of every kind: docs/config.md."
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stflow")
     parser.add_argument("--version", action="version", version=f"stflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run one config: metrics.csv, summary.json, convergence.png")
+    run = sub.add_parser("run", help="run one config: metrics.csv, summary.json, convergence.png",
+                         description=_kinds_text())
     run.add_argument("config", help="TOML config (see examples/quickstart.toml, docs/config.md)")
     run.add_argument("--out", required=True,
                      help="output folder, created first; must be new or empty unless --force")
@@ -95,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="mpi: continue from the last checkpoint in --out")
 
     cert = sub.add_parser("certify", help="numerical spatio-temporal certificate of a compressor")
-    cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"')
+    cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"'
+                      f" ({', '.join(_compressor_names())}, lowrank, or py:FILE:ATTR)")
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
     cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories (>= 0)")
     cert.add_argument("--json", action="store_true", help="print one JSON object")
@@ -224,7 +246,7 @@ def _run_sim(args, out: Path) -> int:
 
 def _cmd_run_mpi(args) -> int:
     from .config import load_config, preflight
-    from .mpi import require_launcher, run_mpi
+    from .engines.mpi import require_launcher, run_mpi
 
     require_launcher()
     from mpi4py import MPI
@@ -290,7 +312,7 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
     if data_split is not None:
         summary["split"] = data_split
     spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
-    title = f"{run.config['flow']['kind']} flow, {spec}, {run.config['problem']['kind']}"
+    title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
     kw = {} if figure else {"figure": False}
     write_run_outputs(out, sol.records, summary, title=title, **kw)
     errors = (f"relative error {sol.final_relative_error:.3e}, consensus error "
@@ -382,7 +404,7 @@ def _cmd_reproduce(args) -> int:
 def _tune_parser(sub) -> None:
     tun = sub.add_parser(
         "tune", help="tune a config's method with a budget of runs: tuned.toml, tuning.json")
-    tun.add_argument("config", help="TOML config whose [flow] method is tuned")
+    tun.add_argument("config", help="TOML config whose [method] method is tuned")
     tun.add_argument("--budget", type=int, required=True, metavar="B",
                      help="candidate settings tried (one run each, capped at the config's rounds)")
     tun.add_argument("--target", type=float, default=None, metavar="E",

@@ -37,14 +37,14 @@ class Param:
     >>> p.check(-1, "dgd")
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: [flow] lr must be a number in (0, 10] or "auto" for kind = "dgd" (got -1): e.g. lr = 'auto' (step size)
+    stflow.errors.InputError: [method] lr must be a number in (0, 10] or "auto" for kind = "dgd" (got -1): e.g. lr = 'auto' (step size)
     >>> ef = Param("error_feedback", False, "memory", choices=(True, False), tunable=False)
     >>> ef.check(True, "direct")
     True
     >>> ef.check(1, "direct")
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: [flow] error_feedback must be true or false for kind = "direct" (got 1): e.g. error_feedback = false (memory)
+    stflow.errors.InputError: [method] error_feedback must be true or false for kind = "direct" (got 1): e.g. error_feedback = false (memory)
     >>> m = Param("samples", None, "rows per agent", type="int", low=1, none=True, example=20,
     ...           section="problem")
     >>> m.check(None, "logistic"), m.check(20, "logistic")
@@ -69,7 +69,7 @@ class Param:
     choices: tuple = ()
     type: str = "float"
     none: bool = False
-    section: str = "flow"
+    section: str = "method"
     #: An example value for messages (default: the default, else a typical value).
     example: Any = None
 

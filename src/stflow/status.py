@@ -4,7 +4,7 @@ r"""How a finished run is classified: converged, not_converged, stalled or diver
 (a least-squares fit of :math:`\log e` against :math:`t` over the last third of the recorded
 rows), not one ratio, so a smooth decay is never called stalled and a growing error is
 never told to run longer. The engines add two statuses of their own: ``diverged`` (the
-state turned non-finite or grew :data:`stflow.solve.GROWTH_LIMIT`-fold) and
+state turned non-finite or grew :data:`stflow.engines.simulate.GROWTH_LIMIT`-fold) and
 ``interrupted`` (Ctrl-C or SIGTERM, see :mod:`stflow.interrupts`).
 
 Exit codes of ``stflow run`` (:data:`EXIT_CODES`): converged 0, not_converged and stalled 1,

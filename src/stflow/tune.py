@@ -1,6 +1,6 @@
 r"""Equal-budget tuning (``stflow tune``): the same search and the same rules for every method.
 
-:func:`tune` searches the tunable ``[flow]`` parameters a method declares
+:func:`tune` searches the tunable ``[method]`` parameters a method declares
 (:func:`stflow.methods.method_params`) and, for the primal-dual flows, the step ``h`` of
 ``[solver] step``, with Optuna's seeded TPE sampler. It spends ``budget`` candidate settings;
 each candidate is one run capped at the config's number of rounds ``round(horizon / step)``.
@@ -11,7 +11,7 @@ only when
 
 1. the run did not diverge and the criterion holds at every later recorded row (a run that
    reaches E and then rises above it does not count), and
-2. the median of :data:`ROBUST_RUNS` runs with every tuned ``[flow]`` parameter multiplied
+2. the median of :data:`ROBUST_RUNS` runs with every tuned ``[method]`` parameter multiplied
    by its own factor drawn uniformly in ``[1 - 0.1, 1 + 0.1]`` (seeded; clipped to the
    parameter's bounds; ``h`` kept) also reaches the target under rule 1
    (``robust_bits_to_target``, a failed run counting as infinitely many bits).
@@ -143,7 +143,7 @@ class TuneResult:
     """What :func:`tune` found (``to_dict()`` is ``tuning.json``).
 
     ``config`` is the tuned, resolved config (None when nothing counted); ``params`` the tuned
-    ``[flow]`` values (plus ``step`` for the flows); ``evaluations`` the candidate settings
+    ``[method]`` values (plus ``step`` for the flows); ``evaluations`` the candidate settings
     tried (the budget), ``runs`` every simulator run made (pruned parts, reruns and
     robustness runs included); ``trials`` one entry per candidate.
     """
@@ -183,8 +183,9 @@ class TuneResult:
 
 
 def rescale_compressor_time(spec: str, factor: float) -> str:
-    r"""The spec with every time window scaled by ``factor``: ``tau -> factor * tau`` for
-    ``scalarize`` (cyclic, random) and ``randk``, ``freq -> freq / factor`` for the sinusoid.
+    r"""The spec with every time window scaled by ``factor``, as each stage's class declares
+    (``Compressor.rescale_time``): ``tau -> factor * tau`` for ``scalarize`` (cyclic,
+    random) and ``randk``, ``freq -> freq / factor`` for the sinusoid.
 
     With ``h -> factor * h`` each round then sees the same window as before. Stages without a
     time scale are kept as written; a ``py:`` stage raises (its time scale is unknown).
@@ -198,8 +199,8 @@ def rescale_compressor_time(spec: str, factor: float) -> str:
     >>> rescale_compressor_time("scalarize:basis=sinusoid,freq=5", 2.0)
     'scalarize:basis=sinusoid,freq=2.5'
     """
-    from .compressors import COMPRESSOR_DOCS
     from .compressors._common import _parse_pairs
+    from .compressors.spec import _CLASSES
 
     if factor == 1.0:
         return spec
@@ -213,17 +214,14 @@ def rescale_compressor_time(spec: str, factor: float) -> str:
             )
         name, _, args = stage.partition(":")
         name = name.strip()
-        if name not in ("scalarize", "randk"):
+        cls = _CLASSES.get(name)
+        if cls is None:  # lowrank: no time scale
             stages.append(stage)
             continue
         pairs = _parse_pairs(args, stage) if args.strip() else {}
-        docs = COMPRESSOR_DOCS[name]
-        basis = pairs.get("basis", docs.get("basis", (None,))[0])
-        if name == "scalarize" and basis == "sinusoid":
-            pairs["freq"] = repr(float(pairs.get("freq", docs["freq"][0])) / factor)
-        elif name == "randk" or basis in ("cyclic", "random"):
-            pairs["tau"] = repr(float(pairs.get("tau", docs["tau"][0])) * factor)
-        stages.append(f"{name}:" + ",".join(f"{k}={v}" for k, v in pairs.items()))
+        new = cls.rescale_time(dict(pairs), factor)
+        stages.append(stage if new == pairs else
+                      f"{name}:" + ",".join(f"{k}={v}" for k, v in new.items()))
     return "|".join(stages)
 
 
@@ -255,8 +253,8 @@ def config_toml(config: dict) -> str:
 
     Examples
     --------
-    >>> print(config_toml({"flow": {"kind": "lead", "lr": 0.25}, "init": {"x0": None}}))
-    [flow]
+    >>> print(config_toml({"method": {"kind": "lead", "lr": 0.25}, "init": {"x0": None}}))
+    [method]
     kind = "lead"
     lr = 0.25
     <BLANKLINE>
@@ -280,7 +278,7 @@ def _space(base: dict, tunables, *, tune_step: bool, span: float) -> dict:
     """name -> (low, high, log, center) of every searched value."""
     space = {}
     for p in tunables:
-        v0 = float(base["flow"][p.name])
+        v0 = float(base["method"][p.name])
         lo = max(v0 / span, p.low + 1e-12 * max(abs(p.low), 1.0))
         hi = min(v0 * span, p.high)
         if p.log:
@@ -297,7 +295,7 @@ def _candidate(base: dict, values: dict, rounds: int, h0: float, spec0: str | No
     cfg = copy.deepcopy(base)
     for k, v in values.items():
         if k != "step":
-            cfg["flow"][k] = float(v)
+            cfg["method"][k] = float(v)
     if "step" in values:
         h = float(values["step"])
         cfg["solver"]["step"] = h
@@ -377,31 +375,32 @@ def _perturbed(values: dict, space: dict, tunables, rng) -> dict:
 def _prepare(config: dict, record_every: int, tune_step):
     """The base config with "auto" resolved, the tunable params and whether h is tuned."""
     from .config import build_run
-    from .methods import FLOW_KINDS, method_params
+    from .methods import method_class
 
-    if not isinstance(config, dict) or "flow" not in config or "solver" not in config:
+    if not isinstance(config, dict) or "method" not in config or "solver" not in config:
         raise InputError("`config` must be a resolved config (stflow.config.load_config)")
     s = config["solver"]
-    if s["method"] == "continuous":
+    if s["scheme"] == "continuous":
         raise InputError(
-            '[solver] method = "continuous" sends no bits, so there is nothing to tune: use '
-            'method = "euler", "predict" or "gauss_seidel"'
+            '[solver] scheme = "continuous" sends no bits, so there is nothing to tune: use '
+            'scheme = "euler", "predict" or "gauss_seidel"'
         )
-    kind = config["flow"]["kind"]
+    kind = config["method"]["kind"]
     base = copy.deepcopy(config)
     base["solver"]["record_every"] = min(int(s["record_every"]), int(record_every))
     run = build_run(base)  # resolves "auto" into run.config (and checks the config)
-    base["flow"] = copy.deepcopy(run.config["flow"])
-    tunables = [p for p in method_params(kind) if p.tunable
-                and not (p.requires and not base["flow"].get(p.requires))
-                and not (p.zero and base["flow"].get(p.name) == 0)]
-    is_flow = kind in FLOW_KINDS
+    base["method"] = copy.deepcopy(run.config["method"])
+    cls = method_class(kind)
+    tunables = [p for p in cls.params if p.tuned
+                and not (p.requires and not base["method"].get(p.requires))
+                and not (p.zero and base["method"].get(p.name) == 0)]
+    is_flow = cls.flow_gains
     spec = base["compressor"]["spec"] if run.compressor is not None else None
     if tune_step is None:
         tune_step = is_flow and (spec is None or "py:" not in spec)
     if tune_step and not is_flow:
         raise InputError(
-            f'tune_step is only for the primal-dual flows (got [flow] kind = "{kind}", whose '
+            f'tune_step is only for the primal-dual flows (got [method] kind = "{kind}", whose '
             "step h is only the clock of the compressor): leave tune_step unset"
         )
     return base, tunables, bool(tune_step), spec
@@ -434,7 +433,7 @@ def tune(
     Examples
     --------
     >>> from stflow.config import resolve_config
-    >>> cfg = resolve_config({"problem": {"agents": 4, "dim": 3}, "flow": {"kind": "lead"},
+    >>> cfg = resolve_config({"problem": {"agents": 4, "dim": 3}, "method": {"kind": "lead"},
     ...     "compressor": {"spec": "quantize:bits=4"},
     ...     "solver": {"step": 1.0, "horizon": 300}})
     >>> res = tune(cfg, budget=3, target=1e-6)
@@ -468,7 +467,7 @@ def tune(
     h0 = float(s["step"])
     cap = max(1, int(round(s["horizon"] / h0)))
     space = _space(base, tunables, tune_step=tune_step, span=float(span))
-    kind, scheme = base["flow"]["kind"], s["method"]
+    kind, scheme = base["method"]["kind"], s["scheme"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         best, trials, runs, reason = _search(base, space, tunables, crit, cap, h0, spec0,
@@ -495,7 +494,7 @@ def tune(
                           **common)
     values, outcome, robust = best
     cfg = _candidate(base, values, cap, h0, spec0)
-    params = {p.name: cfg["flow"][p.name] for p in tunables}
+    params = {p.name: cfg["method"][p.name] for p in tunables}
     if tune_step:
         params["step"] = cfg["solver"]["step"]
     return TuneResult(

@@ -24,6 +24,7 @@ scalarize       one float64 phi(t)^T z                               64
 sign            float64 ``||z||_1 / d``, d bits (1 = nonnegative)    64 + d
 randk           k float64 in increasing index order (S(t) is shared)  64 k
 fixedquant      d int64 levels                                       64 d
+natural         d sign bits, then d 12-bit exponent codes e + 1075    13 d
 ==============  ===================================================  =====================
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -58,6 +59,26 @@ class Compressor(abc.ABC):
     name: str = ""
     spec: str = ""
     dim: int = 0
+    #: The declaration (``docs/extending.md``): a one-line summary, the spec keys as
+    #: :class:`~stflow.params.Param` (``section="compressor"``), and two encoding flags:
+    #: ``sparse`` -- ``"indices"`` (sends the kept indices) or ``"shared"`` (a support
+    #: both ends draw from a shared seed) for a sparsifier; ``keeps_zeros`` -- C maps 0 to
+    #: 0 and depends on the nonzero entries only, so ``S|C`` after a sparsifier S runs C on
+    #: the k kept values (the sparse encoding of :class:`~stflow.compressors.Composition`).
+    summary: ClassVar[str] = ""
+    params: ClassVar[tuple] = ()
+    #: Specs the contract tests and E1 run (valid for d >= 3; default: the bare name).
+    examples: ClassVar[tuple[str, ...]] = ()
+    sparse: ClassVar[str | None] = None
+    keeps_zeros: ClassVar[bool] = False
+
+    @classmethod
+    def rescale_time(cls, pairs: dict, factor: float) -> dict:
+        """The spec's ``key=value`` pairs (strings) with every time window scaled so that
+        each round sees the same window when the step becomes ``factor`` times larger
+        (``stflow tune`` when it moves h); time-invariant compressors return them as they
+        are."""
+        return pairs
     linear: bool = False
     linear_bound: float = math.inf
     period: float = 0.0

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
+from ..params import Param
 from ._bits import (
     _bits_uint,
     _bytes_f8,
@@ -44,6 +45,11 @@ __all__ = [
 ]
 
 
+
+def _k(doc: str) -> Param:
+    return Param("k", 1, doc, type="int", low=1, section="compressor")
+
+
 class Identity(_BitCompressor):
     r"""No compression, :math:`C(z, t) = z`; message d float64 (64 d bits).
 
@@ -55,6 +61,9 @@ class Identity(_BitCompressor):
     """
 
     name = "identity"
+    summary = "C(z) = z (no compression)"
+    params = ()
+    keeps_zeros = True
     linear = True
     linear_bound = 1.0
 
@@ -98,6 +107,10 @@ class TopK(_BitCompressor):
     """
 
     name = "topk"
+    examples = ("topk:k=1", "topk:k=3")
+    summary = "greedy sparsifier: keep the k largest |z_j|, ties to the lower index"
+    params = (_k("entries kept per message, 1 <= k <= d"),)
+    sparse = "indices"
     linear = False
     linear_bound = 1.0
 
@@ -203,6 +216,17 @@ class Quantize(_BitCompressor):
     """
 
     name = "quantize"
+    examples = ("quantize:bits=2", "quantize:bits=4", "quantize:bits=8",
+                "quantize:bits=2,scale=pow2", "quantize:bits=4,scale=pow2")
+    summary = "norm-scaled uniform quantizer: m rint(s z / m) / s with m = max |z_j|"
+    params = (
+        Param("bits", 4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels",
+              type="int", low=2, high=53, section="compressor"),
+        Param("scale", "float64", "how m is sent: float64 (64 bits) or pow2 (12-bit "
+              "exponent of 2^e >= m)", choices=("float64", "pow2"), type="str",
+              section="compressor"),
+    )
+    keeps_zeros = True
     linear = False
 
     def __init__(self, dim: int, bits: int = 4, scale: str = "float64"):
@@ -310,6 +334,31 @@ class Scalarize(_BitCompressor):
     """
 
     name = "scalarize"
+    examples = ("scalarize:basis=cyclic", "scalarize:basis=sinusoid", "scalarize:basis=random",
+                "scalarize:basis=constant")
+    summary = "one scalar per message: C = phi(t) phi(t)^T z"
+    params = (
+        Param("basis", "cyclic", "direction phi(t): cyclic, sinusoid, random or constant",
+              choices=("cyclic", "sinusoid", "random", "constant"), type="str",
+              section="compressor"),
+        Param("tau", 0.01, "time each cyclic/random direction is held, > 0",
+              section="compressor"),
+        Param("freq", 5.0, "sinusoid base frequency f > 0; omega_j = 2 pi f (j + 1)",
+              section="compressor"),
+        Param("seed", 0, "shared seed of the random basis, >= 0", type="int",
+              section="compressor"),
+    )
+
+    @classmethod
+    def rescale_time(cls, pairs: dict, factor: float) -> dict:
+        """Round windows kept when h -> factor h: tau * factor (cyclic, random), freq /
+        factor (sinusoid)."""
+        basis = pairs.get("basis", "cyclic")
+        if basis == "sinusoid":
+            return {**pairs, "freq": repr(float(pairs.get("freq", 5.0)) / factor)}
+        if basis in ("cyclic", "random"):
+            return {**pairs, "tau": repr(float(pairs.get("tau", 0.01)) * factor)}
+        return pairs
     linear = True
 
     def __init__(
@@ -391,6 +440,8 @@ class Sign(_BitCompressor):
     """
 
     name = "sign"
+    summary = "scaled sign: (||z||_1 / d) sgn(z), sgn(0) = +1"
+    params = ()
     linear = False
     linear_bound = 1.0
 
@@ -437,6 +488,20 @@ class RandK(_BitCompressor):
     """
 
     name = "randk"
+    examples = ("randk:k=2",)
+    summary = "shared-seed random sparsifier: keep k coordinates redrawn every tau"
+    params = (
+        _k("coordinates sent per message, 1 <= k <= d"),
+        Param("seed", 0, "shared seed of the coordinate sets, >= 0", type="int",
+              section="compressor"),
+        Param("tau", 0.01, "time each coordinate set is held, > 0", section="compressor"),
+    )
+    sparse = "shared"
+
+    @classmethod
+    def rescale_time(cls, pairs: dict, factor: float) -> dict:
+        """Round windows kept when h -> factor h: tau * factor."""
+        return {**pairs, "tau": repr(float(pairs.get("tau", 0.01)) * factor)}
     linear = True
     linear_bound = 1.0
 
@@ -488,6 +553,12 @@ class FixedQuant(_BitCompressor):
     """
 
     name = "fixedquant"
+    examples = ("fixedquant:step=0.1",)
+    summary = "fixed-step quantizer Delta rint(z / Delta); NOT spatio-temporal"
+    params = (
+        Param("step", 0.1, "quantization step Delta > 0 (not spatio-temporal)",
+              section="compressor"),
+    )
     linear = False
     linear_bound = 2.0
 

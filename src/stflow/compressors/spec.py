@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..kinds import discover
 from ._bits import _bits_uint, _index_width, _uint_bits
 from ._common import _parse_pairs
 from .base import Compressor, _BitCompressor
-from .builtin import FixedQuant, Identity, Quantize, RandK, Scalarize, Sign, TopK
 from .lowrank import make_lowrank
 from .user import _load_user
 
@@ -35,57 +35,25 @@ __all__ = [
 ]
 
 
+#: The built-in compressor classes; everything below is read from their declarations
+#: (``name``, ``summary``, ``params``, ``sparse``, ``keeps_zeros``, ``rescale_time``).
+#: Found by :func:`stflow.kinds.discover`: every class of this package that sets ``summary``.
+COMPRESSOR_CLASSES: tuple[type[Compressor], ...] = tuple(
+    discover("stflow.compressors", Compressor, "summary"))
+
 #: Every key of every compressor: ``{name: {key: (default, description)}}``.
 COMPRESSOR_DOCS: dict[str, dict[str, tuple[object, str]]] = {
-    "identity": {},
-    "topk": {"k": (1, "entries kept per message, 1 <= k <= d")},
-    "quantize": {
-        "bits": (4, "bits per level, 2 <= bits <= 53; s = 2^(bits-1) - 1 levels"),
-        "scale": ("float64", "how m is sent: float64 (64 bits) or pow2 (12-bit exponent of 2^e >= m)"),
-    },
-    "scalarize": {
-        "basis": ("cyclic", "direction phi(t): cyclic, sinusoid, random or constant"),
-        "tau": (0.01, "time each cyclic/random direction is held, > 0"),
-        "freq": (5.0, "sinusoid base frequency f > 0; omega_j = 2 pi f (j + 1)"),
-        "seed": (0, "shared seed of the random basis, >= 0"),
-    },
-    "sign": {},
-    "randk": {
-        "k": (1, "coordinates sent per message, 1 <= k <= d"),
-        "seed": (0, "shared seed of the coordinate sets, >= 0"),
-        "tau": (0.01, "time each coordinate set is held, > 0"),
-    },
-    "fixedquant": {"step": (0.1, "quantization step Delta > 0 (not spatio-temporal)")},
+    c.name: {p.name: (p.default, p.doc) for p in c.params} for c in COMPRESSOR_CLASSES
 }
 
 #: One line per compressor, for ``--help`` and the docs.
-COMPRESSOR_SUMMARY: dict[str, str] = {
-    "identity": "C(z) = z (no compression)",
-    "topk": "greedy sparsifier: keep the k largest |z_j|, ties to the lower index",
-    "quantize": "norm-scaled uniform quantizer: m rint(s z / m) / s with m = max |z_j|",
-    "scalarize": "one scalar per message: C = phi(t) phi(t)^T z",
-    "sign": "scaled sign: (||z||_1 / d) sgn(z), sgn(0) = +1",
-    "randk": "shared-seed random sparsifier: keep k coordinates redrawn every tau",
-    "fixedquant": "fixed-step quantizer Delta rint(z / Delta); NOT spatio-temporal",
-}
+COMPRESSOR_SUMMARY: dict[str, str] = {c.name: c.summary for c in COMPRESSOR_CLASSES}
 
-#: Example specs covering every compressor and two kinds of composition (valid for d >= 3).
-EXAMPLE_SPECS: tuple[str, ...] = (
-    "identity",
-    "topk:k=1",
-    "topk:k=3",
-    "quantize:bits=2",
-    "quantize:bits=4",
-    "quantize:bits=8",
-    "quantize:bits=2,scale=pow2",
-    "quantize:bits=4,scale=pow2",
-    "scalarize:basis=cyclic",
-    "scalarize:basis=sinusoid",
-    "scalarize:basis=random",
-    "scalarize:basis=constant",
-    "sign",
-    "randk:k=2",
-    "fixedquant:step=0.1",
+#: Example specs covering every compressor (each class's ``examples``, else its name) and
+#: the kinds of composition (valid for d >= 3): the one list the contract tests run.
+EXAMPLE_SPECS: tuple[str, ...] = tuple(
+    spec for c in COMPRESSOR_CLASSES for spec in (c.examples or (c.name,))
+) + (
     "topk:k=2|quantize:bits=4",
     "topk:k=2|quantize:bits=4,scale=pow2",
     "randk:k=2|quantize:bits=3",
@@ -134,7 +102,7 @@ class Composition(_BitCompressor):
         self.linear = bool(first.linear and second.linear)
         self.period = max(first.period, second.period)
         self.time_scale = min(first.time_scale, second.time_scale)
-        self._sparse = type(first) in (TopK, RandK) and type(second) in (Quantize, Identity)
+        self._sparse = bool(type(first).sparse) and bool(type(second).keeps_zeros)
         self._inner = make_compressor(second.spec, first.k) if self._sparse else second
         self.linear_bound = float(first.linear_bound) * float(self._inner.linear_bound)
 
@@ -144,7 +112,7 @@ class Composition(_BitCompressor):
         return self._index_bits() + self._inner.bits_per_message()
 
     def _index_bits(self) -> int:
-        return self.first.k * _index_width(self.dim) if type(self.first) is TopK else 0
+        return self.first.k * _index_width(self.dim) if self.first.sparse == "indices" else 0
 
     def _apply(self, Z, t):
         if not self._sparse:
@@ -178,7 +146,7 @@ class Composition(_BitCompressor):
         return self.second.decode_array(buf, t)
 
     def _kept(self, Z, t):
-        if type(self.first) is TopK:
+        if self.first.sparse == "indices":
             return self.first.indices(Z)
         return np.broadcast_to(self.first.support(t), (Z.shape[0], self.first.k))
 
@@ -186,18 +154,18 @@ class Composition(_BitCompressor):
         idx = self._kept(Z, t)
         vals = np.take_along_axis(Z, idx, axis=1)
         segs = self._inner._segments(vals, t)
-        if type(self.first) is TopK:
+        if self.first.sparse == "indices":
             segs.insert(0, ("bits", _uint_bits(idx, _index_width(self.dim))))
         return segs
 
     def _layout(self):
-        head = [("bits", self._index_bits())] if type(self.first) is TopK else []
+        head = [("bits", self._index_bits())] if self.first.sparse == "indices" else []
         return head + self._inner._layout()
 
     def _from_segments(self, segs, t):
         k = self.first.k
         n_rows = segs[0].shape[0]
-        if type(self.first) is TopK:
+        if self.first.sparse == "indices":
             idx = _bits_uint(segs[0], k, _index_width(self.dim))
             segs = segs[1:]
         else:
@@ -210,30 +178,26 @@ class Composition(_BitCompressor):
 # --------------------------------------------------------------------------- spec parser
 
 
-_CLASSES = {
-    "identity": Identity,
-    "topk": TopK,
-    "quantize": Quantize,
-    "scalarize": Scalarize,
-    "sign": Sign,
-    "randk": RandK,
-    "fixedquant": FixedQuant,
-}
+_CLASSES = {c.name: c for c in COMPRESSOR_CLASSES}
 
 
 def _convert(name: str, key: str, value: str):
-    default = COMPRESSOR_DOCS[name][key][0]
+    """A spec value (text) as the type its :class:`~stflow.params.Param` declares."""
+    param = next(p for p in _CLASSES[name].params if p.name == key)
+    text = value.strip()
     try:
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
+        parsed = {"int": int, "float": float}.get(param.type, str)(text)
     except ValueError:
-        kind = "an integer" if isinstance(default, int) else "a number"
+        kind = "an integer" if param.type == "int" else "a number"
         raise InputError(
-            f"`{key}` of {name} must be {kind} (got {key}={value!r}): e.g. {key}={default}"
+            f"`{key}` of {name} must be {kind} (got {key}={value!r}): e.g. {key}={param.default}"
         ) from None
-    return value
+    if param.choices and parsed not in param.choices:
+        raise InputError(
+            f"`{key}` of {name} must be one of {', '.join(map(str, param.choices))} (got "
+            f"{key}={value!r}): pick one of these"
+        )
+    return parsed
 
 
 def _build_stage(stage: str, dim: int, base_dir=None, shapes=None) -> Compressor:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .schema import GAIN_KEYS, SCHEMA
+from .schema import GAIN_KEYS
 
 
 @dataclass
@@ -73,59 +73,30 @@ def default_x0(problem):
 
 
 def build_problem(p: dict):
-    """The problem of a resolved ``[problem]`` section (all agents)."""
-    from ..problems import make_problem
+    """The problem of a resolved ``[problem]`` section (all agents): the kind's class builds
+    it (``from_config``, :mod:`stflow.problems.registry`)."""
+    from ..problems.registry import problem_class
 
-    if p["kind"] == "mlp" and p["dataset"] is None and p["data"] is None:
-        p = {**p, "dataset": "digits"}  # the network's default data set
-    if p["kind"] != "mlp" and p["hidden"] != SCHEMA["problem"]["hidden"][0]:
-        raise InputError(
-            f"[problem] hidden applies to kind = \"mlp\" only (got hidden = {p['hidden']!r} "
-            f"with kind = {p['kind']!r}): remove hidden"
-        )
-    if p["dataset"] is not None or p["target"] is not None or str(p["data"]).endswith(".csv"):
-        from ..datasets import problem_from_config
-
-        return problem_from_config(p)
-    if p["data"] is not None:
-        from ..datasets import check_npz_file
-
-        check_npz_file(p["data"])
-    if p["split"] != "iid":
-        raise InputError(
-            f"[problem] split = {p['split']!r} needs a data table: set dataset = \"digits\""
-            " (or data/target), or remove split"
-        )
-    return make_problem(
-        p["kind"],
-        agents=p["agents"],
-        dim=p["dim"],
-        seed=p["seed"],
-        data=p["data"],
-        regularization=p["regularization"],
-        samples=p["samples"],
-        classes=p["classes"],
-        batch=p["batch"],
-    )
+    return problem_class(p["kind"]).from_config(p)
 
 
 def build_method(cfg: dict, problem, graph, *, smoothness=None):
     """``(compressor, method)`` of a resolved config on ``problem`` (all agents, or one MPI
-    block's local costs): ``"auto"`` values in ``cfg["flow"]`` are resolved in place.
+    block's local costs): ``"auto"`` values in ``cfg["method"]`` are resolved in place.
 
     ``smoothness`` (L_f of all agents; default ``problem.smoothness``) is asked for only when
     a flow gain is ``"auto"``: for a network (the MLP) it costs a Hessian power iteration."""
     from ..compressors import make_compressor
-    from ..methods import FLOW_KINDS, SCHEMES, make_method, method_class
+    from ..methods import SCHEMES, method_class
 
-    f = cfg["flow"]
+    f = cfg["method"]
     cls = method_class(f["kind"])
     compressor = None
-    if "compressed" in getattr(cls, "channels", ()) or f["kind"] in ("direct", "observer"):
+    if "compressed" in cls.channels:
         compressor = make_compressor(cfg["compressor"]["spec"], problem.dim,
                                      shapes=getattr(problem, "param_shapes", None))
-    scheme = cfg["solver"]["method"]
-    if f["kind"] in FLOW_KINDS:
+    scheme = cfg["solver"]["scheme"]
+    if cls.flow_gains:
         curvature, mu = smoothness, None
         if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* and L_f only when "auto" needs it
             if smoothness is None:
@@ -137,8 +108,8 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
                            scheme=scheme if scheme in SCHEMES else "euler",
                            strong_convexity=mu)
     params = {k: v for k, v in f.items() if k != "kind"}
-    method = make_method(f["kind"], problem, graph, compressor,
-                         scheme=scheme if scheme in SCHEMES else "euler", **params)
+    method = cls.build(problem, graph, compressor,
+                       scheme=scheme if scheme in SCHEMES else "euler", **params)
     for k in params:  # "auto" -> the value used, shown in summary.json
         f[k] = getattr(method, k)
     return compressor, method
@@ -146,7 +117,7 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
 
 def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
                        scheme: str = "euler", strong_convexity: float | None = None) -> dict:
-    """Replace every ``"auto"`` gain of a ``[flow]`` section in place (and return it).
+    """Replace every ``"auto"`` gain of a ``[method]`` section in place (and return it).
 
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
     only) and excitation period, the graph's ``lambda_2`` and the mean cost's
@@ -154,13 +125,15 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
     (:func:`build_method` passes ``problem.solution_curvature``). Shared by the simulator
     and the MPI engine so both run with the same gains.
     """
-    from ..methods import auto_gains
+    from ..methods import auto_gains, method_class
 
     f = flow_section
     if not any(f.get(k) == "auto" for k in GAIN_KEYS):
         return f
+    # the observer flow is the one declaring an observer gain gamma
+    observer = any(p.name == "gamma" for p in method_class(f["kind"]).params)
     rate = None
-    if compressor is not None and f["kind"] == "observer":
+    if compressor is not None and observer:
         from ..certify import certify
 
         rate = certify(compressor).rate
@@ -170,7 +143,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         step=step,
         compressor_rate=rate,
         compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
-        observer=f["kind"] == "observer",
+        observer=observer,
         scheme=scheme,
         lambda_2=graph.lambda_2,
         strong_convexity=strong_convexity,
@@ -191,7 +164,7 @@ def run_config(config: dict, *, progress: bool = False, stop=None):
         run.flow,
         step=s["step"],
         horizon=s["horizon"],
-        method=s["method"],
+        method=s["scheme"],
         record_every=s["record_every"],
         tolerance=s["tolerance"],
         x0=run.x0,

@@ -22,7 +22,26 @@ def config_markdown() -> str:
         "(a name containing `/` or ending in `.py` is a file). A `py:MODULE:ATTR` stage (no",
         "`/`, no `.py`) names a module on PYTHONPATH and is imported as it is. Absolute paths",
         "stay as they are. Example: `examples/my_compressor.toml` loads",
-        "`py:my_compressor.py:make`, the file next to it, from any working directory.",
+        "`py:my_compressor.py:make`, the file next to it, from any working directory. The",
+        "same holds for `py:` in `[problem] kind` (your cost, docs/problems.md) and",
+        "`[method] kind` (your method, docs/methods.md). A `py:` reference runs your code",
+        "with your permissions: a config file that names one is a program.",
+        "",
+        "**Old names.** `[method]` was called `[flow]` and `[solver] scheme` was called",
+        "`[solver] method`; both old names are still read (not both names at once).",
+        "",
+        "**Rounds, step and horizon mean one thing for every method.** A round is one",
+        "communication round: every agent sends once (one message per channel), receives its",
+        "neighbours' messages and updates; it costs one gradient per agent (K with",
+        "`local_steps = K`). A run has `round(horizon / step)` rounds; round k happens at time",
+        "t_k = k h with h = `[solver] step`. For the primal-dual flows h is also the Euler",
+        "step, so a round moves by h times each gain; for the peers (dgd, ..., lead) and your",
+        "own methods h is only that clock (what time-varying compressors see), and their",
+        "per-round step is their own `lr`.",
+        "",
+        "**Kinds declare their keys.** The keys of `[problem]`, `[method]` and each",
+        "compressor are declared once, on the kind's class (docs/extending.md); the tables",
+        "below are generated from those declarations.",
         "",
     ]
     for section, keys in SCHEMA.items():
@@ -31,9 +50,53 @@ def config_markdown() -> str:
             shown = "none" if default is None else repr(default).replace("'", '"')
             lines.append(f"| `{key}` | `{shown}` | {doc.replace('|', chr(92) + '|')} |")
         lines.append("")
-        if section == "flow":
+        if section == "method":
             lines += _method_tables()
+        if section == "problem":
+            lines += _problem_tables()
+        if section == "compressor":
+            lines += _compressor_tables()
     return "\n".join(lines)
+
+
+def _rows(params) -> list[str]:
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for p in params:
+        shown = "none" if p.default is None else repr(p.default).replace("'", '"')
+        if isinstance(p.default, bool):
+            shown = "true" if p.default else "false"
+        lines.append(f"| `{p.name}` | `{shown}` | {p.doc.replace('|', chr(92) + '|')} |")
+    return lines
+
+
+def _problem_tables() -> list[str]:
+    from ..problems.registry import COMMON_PARAMS, problem_class, problem_kinds
+
+    lines = ["### Every kind", "", *_rows(COMMON_PARAMS), ""]
+    common = {p.name for p in COMMON_PARAMS}
+    for kind in problem_kinds():
+        cls = problem_class(kind)
+        own = [p for p in cls.params if p.name not in common]
+        lines += [f'### [problem] kind = "{kind}"', "", f"{cls.title}.", ""]
+        lines += (_rows(own) if own else ["No keys besides those of every kind."]) + [""]
+    lines += [
+        '### [problem] kind = "py:FILE:ATTR[:key=value,...]"', "",
+        "Your own cost (docs/problems.md): the keys are the ones `ATTR` takes (its",
+        "signature, or its `params` declaration); they and the `key=value` pairs are passed",
+        "to `ATTR(**keys)`.", "",
+    ]
+    return lines
+
+
+def _compressor_tables() -> list[str]:
+    from ..compressors.spec import COMPRESSOR_CLASSES
+
+    lines = ["`spec` names one compressor `name:key=value,...` or composes them as `A|B`",
+             "(docs/compressors.md). Each compressor's keys:", ""]
+    for cls in COMPRESSOR_CLASSES:
+        lines += [f"### `{cls.name}`", "", f"{cls.summary}.", ""]
+        lines += (_rows(cls.params) if cls.params else ["No keys."]) + [""]
+    return lines
 
 
 def _method_tables() -> list[str]:
@@ -41,7 +104,7 @@ def _method_tables() -> list[str]:
 
     lines = []
     for kind in METHOD_KINDS:
-        lines += [f"### [flow] kind = \"{kind}\"", "", "| key | default | meaning |",
+        lines += [f"### [method] kind = \"{kind}\"", "", "| key | default | meaning |",
                   "|---|---|---|"]
         for p in method_params(kind):
             shown = repr(p.default).replace("'", '"')

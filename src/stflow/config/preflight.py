@@ -10,9 +10,10 @@ from .schema import resolve_config  # noqa: F401  (doctests)
 def estimate_memory(config: dict) -> dict[str, int]:
     r"""Bytes a resolved config needs, estimated before anything is allocated.
 
-    Float64 entries of the generated problem data (quadratic :math:`N d^2 + N d`, least
-    squares and logistic :math:`N m d + N m` with :math:`m` = ``samples``), the centralized
-    solve (:math:`3 d^2`), the state and its per-step work arrays (:math:`12 N d`), the
+    The problem's data as its class estimates it (``data_bytes``: float64 entries of the
+    generated data, quadratic :math:`N d^2 + N d`, least squares and logistic
+    :math:`N m d + N m` with :math:`m` = ``samples``, and the centralized solve
+    :math:`3 d^2`), the state and its per-step work arrays (:math:`12 N d`), the
     graph (:math:`N^2` pair draws for complete, erdos_renyi and geometric graphs, else
     about 64 bytes per agent and edge) and the recorded rows (400 bytes per row). With
     ``[problem] data`` or ``dataset`` the arrays come from a file and count 0 (the file's
@@ -24,20 +25,21 @@ def estimate_memory(config: dict) -> dict[str, int]:
     >>> est["problem"] == 8 * (10**9 * 64 + 10**9 * 8 + 3 * 64), est["state"] == 8 * 12 * 8 * 10**9
     (True, True)
     """
+    from ..problems.registry import problem_class
+
     p, g, s = config["problem"], config["graph"], config["solver"]
-    n, d = int(p["agents"]), int(p["dim"])
-    if p["data"] is not None or p["dataset"] is not None:
-        problem = 0
-    elif p["kind"] == "quadratic":
-        problem = 8 * (n * d * d + n * d + 3 * d * d)
-    else:
-        m = p["samples"] or (d if p["kind"] == "least_squares" else 20)
-        problem = 8 * (n * m * d + n * m + 3 * d * d)
+    n, d = _int_or_zero(p.get("agents")), _int_or_zero(p.get("dim"))
+    problem = int(problem_class(p["kind"]).data_bytes(p))
     pairs = n * n if g["kind"] in ("complete", "erdos_renyi", "geometric") else 0
     graph = 8 * pairs + 64 * (3 * n + int(g["chords"] or 0))
     steps = _step_count(s)
     rows = steps // max(1, int(s["record_every"])) + 2
     return {"problem": problem, "state": 8 * 12 * n * d, "graph": graph, "records": 400 * rows}
+
+
+def _int_or_zero(value) -> int:
+    """A count of a user's cost may be anything (its own key): 0 when not an integer."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def total_memory() -> int:
@@ -64,7 +66,7 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
     Raises :class:`~stflow.errors.InputError` when :func:`estimate_memory` exceeds
     ``memory`` (default: :func:`total_memory`), naming the estimate and the keys to lower;
     unless ``force``, when ``horizon / step`` exceeds :data:`MAX_STEPS` steps; and when
-    ``method = "continuous"`` meets a compressor that jumps with z (top-k, quantizers,
+    ``scheme = "continuous"`` meets a compressor that jumps with z (top-k, quantizers,
     sign): ``solve_ivp`` would never finish.
 
     Examples
@@ -86,7 +88,7 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
             f"more than {MAX_STEPS:.0e}: lower horizon or raise step, or add --force to run "
             "that many"
         )
-    if s["method"] == "continuous" and config["flow"]["kind"] in ("direct", "observer"):
+    if s["scheme"] == "continuous" and config["method"]["kind"] in ("direct", "observer"):
         from ..compressors import _CLASSES
 
         spec = config["compressor"]["spec"]
@@ -94,9 +96,9 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
                  if n in _CLASSES and not _CLASSES[n].linear]
         if jumps:
             raise InputError(
-                f'[solver] method = "continuous" cannot integrate the compressor `{spec}`: '
+                f'[solver] scheme = "continuous" cannot integrate the compressor `{spec}`: '
                 f"{jumps[0]} jumps with z, so solve_ivp's step collapses at its switching "
-                'surfaces and never finishes; use method = "euler" (one round per step), or '
+                'surfaces and never finishes; use scheme = "euler" (one round per step), or '
                 "a compressor linear in z (identity, scalarize, randk)"
             )
     est = estimate_memory(config)

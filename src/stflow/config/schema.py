@@ -9,42 +9,16 @@ import tomllib
 from pathlib import Path
 
 from ..errors import InputError
+from ..params import check_section
 
 _REQUIRED = object()
 
 #: section -> key -> (default, description). ``_REQUIRED`` marks keys without a default.
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
-        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax (docs/problems.md)"
-                 " | mlp (a neural network, PyTorch: docs/mlp.md)"),
-        "hidden": ([64], "mlp: widths of the hidden layers (ReLU), e.g. [64] or [128, 64]"),
-        "agents": (10, "number of agents N (ignored when `data` holds problem arrays)"),
-        "dim": (8, "dimension d of the decision variable (ignored when `data` is given)"),
-        "seed": (0, "seed of the generated data (of the shuffle, for a data table)"),
-        "data": (None, "path to a .npz with the problem's arrays (Q,b | A,b | A,y), or a data "
-                 "table: a .csv with a header row, or a .npz with X and `target` (docs/reproduce.md)"),
-        "regularization": (0.0, "L2 weight of each logistic / softmax cost (>= 0; softmax "
-                           "needs > 0 to be strongly convex)"),
-        "samples": (None, "samples per agent m of generated least_squares / logistic / softmax "
-                    "data"),
-        "classes": (None, "softmax on generated data: classes K (default 2); dim = features x K"),
-        "batch": (None, "rows B per stochastic gradient evaluation (SPEC section 7; none = full "
-                  "gradients; least_squares / logistic / softmax)"),
-        "dataset": (None, "built-in data table: breast_cancer | diabetes | digits (no download)"),
-        "target": (None, "data table: name of the target column (CSV default: the last one)"),
-        "standardize": (True, "data table: standardize features (and a least-squares target)"),
-        "intercept": (True, "data table: append a column of ones"),
-        "test_fraction": (0.0, "data table: share of rows held out, 0 <= f < 1"),
-        "split": ("iid", "data table: how the training rows are dealt to the agents: iid "
-                  "(shuffled rows) | by_label (rows sorted by label: each agent sees few "
-                  "classes) | dirichlet (label skew: each class divided by "
-                  "Dirichlet(concentration) proportions) | shards (labels_per_agent "
-                  "label-sorted shards per agent) | quantity (iid labels, "
-                  "Dirichlet(concentration) sizes); docs/problems.md"),
-        "concentration": (0.5, 'data table, split = "dirichlet" or "quantity": Dirichlet '
-                          "concentration alpha > 0 (small: skewed; large: near iid)"),
-        "labels_per_agent": (2, 'data table, split = "shards": shards (so classes) per '
-                             "agent, 1 <= L <= classes"),
+        "kind": ("quadratic", "quadratic | least_squares | logistic | softmax | mlp (docs/problems.md, "
+                 "docs/mlp.md), or py:FILE:ATTR[:key=value,...], your own cost; the other keys "
+                 "of [problem] are the chosen kind's own (tables below)"),
     },
     "graph": {
         "kind": ("ring", "ring | path | star | complete | grid | erdos_renyi | geometric | edges"),
@@ -55,11 +29,12 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "radius": (None, "connection radius (geometric)"),
         "chords": (0, "extra random edges added to a ring"),
     },
-    "flow": {
+    "method": {
         "kind": (
             "observer",
             "uncompressed | direct | observer, or a peer method (docs/peers.md): dgd | "
-            "gradient_tracking | nids | choco | lead; the other keys of [flow] are the "
+            "gradient_tracking | nids | choco | lead, or py:FILE:ATTR[:key=value,...], your "
+            "own Method subclass (docs/methods.md); the other keys of [method] are the "
             "chosen method's own parameters (tables below)",
         ),
     },
@@ -67,14 +42,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "spec": ("topk:k=2", "compressor spec, e.g. topk:k=2, quantize:bits=4, A|B, py:mod:attr"),
     },
     "solver": {
-        "method": ("predict", "scheme of the primal-dual flows: predict (the default: fewest "
+        "scheme": ("predict", "scheme of the primal-dual flows (`method` is its old name): predict (the default: fewest "
                    "bits in the measured comparison, docs/tune.md) | euler (SPEC 5, the "
                    "paper's pinned scheme) | gauss_seidel (docs/schemes.md); the peers run "
                    "their paper's update under each; continuous = solve_ivp (flows only, no "
                    "bits)"),
-        "step": (1e-3, "Euler step h = time of one communication round"),
-        "horizon": (30.0, "final time; steps = round(horizon / step)"),
-        "record_every": (100, "record metrics every this many steps (and at 0 and the end)"),
+        "step": (1e-3, "h: the time one round stands for (t_k = k h, the clock of time-varying "
+                 "compressors and of the flows; for the flows h also multiplies every gain, for "
+                 "the peers it is only the clock: their step is [method] lr)"),
+        "horizon": (30.0, "final time T; rounds = round(horizon / step) for every method"),
+        "record_every": (100, "record metrics every this many rounds (and at 0 and the end)"),
         "tolerance": (1e-8, "converged when the final relative error <= tolerance"),
         "local_steps": (1, "K: per round, K - 1 local updates without messages, then the "
                         "round (SPEC section 7; flows, dgd and choco)"),
@@ -98,20 +75,14 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
 }
 
-_INT_KEYS = {("problem", "agents"), ("problem", "dim"), ("problem", "seed"),
-             ("problem", "samples"), ("problem", "classes"), ("problem", "batch"),
-             ("problem", "labels_per_agent"),
-             ("graph", "seed"), ("graph", "chords"),
+_INT_KEYS = {("graph", "seed"), ("graph", "chords"),
              ("solver", "record_every"), ("solver", "local_steps")}
-_FLOAT_KEYS = {("problem", "regularization"), ("problem", "concentration"),
-               ("graph", "p"), ("graph", "radius"),
+_FLOAT_KEYS = {("graph", "p"), ("graph", "radius"),
                ("solver", "step"), ("solver", "horizon"), ("solver", "tolerance"),
                ("solver", "step_decay"), ("solver", "target_accuracy"),
                ("network", "bandwidth"), ("network", "latency"),
                ("compute", "seconds_per_sample")}
-_STR_KEYS = {("problem", "kind"), ("problem", "data"), ("problem", "split"),
-             ("graph", "kind"), ("flow", "kind"),
-             ("compressor", "spec"), ("solver", "method")}
+_STR_KEYS = {("graph", "kind"), ("compressor", "spec"), ("solver", "scheme")}
 GAIN_KEYS = ("alpha", "beta", "eta", "gamma")
 from ..compressors.spec import MAX_STAGES  # noqa: E402  (one limit: the parser's)
 
@@ -169,14 +140,15 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
 
     With ``base_dir`` (the config file's folder), every relative path ``p`` becomes the
     absolute ``base_dir / p``: ``[problem] data``, ``[init] x0``/``v0`` given as
-    files, and the file of each ``py:FILE:ATTR[:key=value,...]`` stage of ``[compressor]
-    spec`` whose ``FILE`` contains a ``/`` or ends in ``.py``. A ``py:MODULE:ATTR`` stage (a
+    files, the file of a ``py:FILE:ATTR[:key=value,...]`` ``[problem] kind`` or ``[method]
+    kind``, and the file of each such stage of ``[compressor] spec`` whose ``FILE``
+    contains a ``/`` or ends in ``.py``. A ``py:MODULE:ATTR`` stage (a
     module on PYTHONPATH) stays as it is.
 
     Examples
     --------
     >>> cfg = resolve_config({"compressor": {"spec": "quantize:bits=4"}})
-    >>> cfg["compressor"]["spec"], cfg["solver"]["step"], cfg["flow"]["kind"]
+    >>> cfg["compressor"]["spec"], cfg["solver"]["step"], cfg["method"]["kind"]
     ('quantize:bits=4', 0.001, 'observer')
     >>> spec = "topk:k=4|py:lib/comp.py:make:tau=0.1|py:my_module:make"
     >>> resolve_config({"compressor": {"spec": spec}}, base_dir="/runs")["compressor"]["spec"]
@@ -184,10 +156,11 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     >>> resolve_config({"solver": {"stepsize": 0.1}})
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are method, step, horizon, record_every, tolerance, local_steps, step_decay, target_accuracy
+    stflow.errors.InputError: unknown key [solver] stepsize: valid keys are scheme, step, horizon, record_every, tolerance, local_steps, step_decay, target_accuracy
     """
     if not isinstance(raw, dict):
         raise InputError("config must be a table of sections")
+    raw = _old_names(raw)
     out: dict = {}
     for section in raw:
         if section not in SCHEMA:
@@ -198,8 +171,11 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             raise InputError(f"[{section}] must be a table of keys")
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
-        if section == "flow":
-            out["flow"] = _resolve_flow(given)
+        if section == "method":
+            out["method"] = _resolve_flow(given, base_dir)
+            continue
+        if section == "problem":
+            out["problem"] = _resolve_problem(given, base_dir)
             continue
         for key in given:
             if key not in keys:
@@ -219,7 +195,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
         )
     if base_dir is not None:
         base = Path(base_dir)
-        if out["problem"]["data"] is not None:
+        if isinstance(out["problem"].get("data"), str):
             out["problem"]["data"] = str((base / out["problem"]["data"]).resolve())
         for key in ("x0", "v0"):
             if isinstance(out["init"][key], str):
@@ -257,12 +233,6 @@ def _check_type(section: str, key: str, value):
     where = f"[{section}] {key}"
     if value is None:
         return None
-    if (section, key) == ("problem", "hidden"):
-        if (not isinstance(value, list) or any(
-                isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in value)):
-            raise InputError(f"{where} must be a list of positive integers (got {value!r}): "
-                             "e.g. hidden = [64], or [] for no hidden layer")
-        return value
     if (section, key) in _INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(
@@ -310,26 +280,62 @@ def _check_type(section: str, key: str, value):
     return value
 
 
-def _resolve_flow(given: dict) -> dict:
-    """``[flow]``: ``kind`` plus exactly the chosen method's declared parameters."""
-    from ..methods import METHOD_KINDS, method_params
-
-    kind = given.get("kind", SCHEMA["flow"]["kind"][0])
-    if not isinstance(kind, str) or kind not in METHOD_KINDS:
-        raise InputError(
-            f"[flow] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
-            "of those"
-        )
-    params = method_params(kind)
-    names = [p.name for p in params]
-    for key in given:
-        if key != "kind" and key not in names:
+def _old_names(raw: dict) -> dict:
+    """``[method]`` is read as ``[method]`` and ``[solver] scheme`` as ``[solver] scheme``
+    (their names before the method section held peers and users' methods too)."""
+    raw = dict(raw)
+    if "flow" in raw:
+        if "method" in raw:
             raise InputError(
-                f'unknown key [flow] {key} for kind = "{kind}": its keys are '
-                f"{', '.join(['kind', *names])} (docs/config.md lists every method's keys)"
+                "[method] and [method] are one section ([method] is its old name): keep [method]"
             )
-    out = {"kind": kind}
-    for p in params:
-        out[p.name] = p.check(copy.deepcopy(given.get(p.name, p.default)), kind)
-    return out
+        raw["method"] = raw.pop("flow")
+    solver = raw.get("solver")
+    if isinstance(solver, dict) and "method" in solver:
+        if "scheme" in solver:
+            raise InputError(
+                "[solver] scheme and scheme are one key (method is its old name): keep scheme"
+            )
+        solver = dict(solver)
+        solver["scheme"] = solver.pop("method")
+        raw["solver"] = solver
+    return raw
 
+
+def _resolve_problem(given: dict, base_dir) -> dict:
+    """``[problem]``: ``kind`` plus exactly the chosen kind's declared keys (a user's cost:
+    the keys its factory takes, :mod:`stflow.problems.user`)."""
+    from ..problems.registry import problem_class, problem_params
+    from ..user_code import is_py, resolve_path
+
+    kind = given.get("kind", SCHEMA["problem"]["kind"][0])
+    if not isinstance(kind, str):
+        raise InputError(
+            f'[problem] kind must be a string (got {kind!r}): e.g. kind = "quadratic", or '
+            'kind = "py:my_cost.py:make"'
+        )
+    if is_py(kind):
+        kind = resolve_path(kind, base_dir, "[problem] kind") if base_dir else kind.strip()
+        cls = problem_class(kind)
+        return {"kind": kind, **cls.check_keys(given)}
+    params = problem_params(kind)
+    return {"kind": kind, **check_section("problem", kind, given, params)}
+
+
+def _resolve_flow(given: dict, base_dir=None) -> dict:
+    """``[method]``: ``kind`` plus exactly the chosen method's declared parameters (a user's
+    ``py:FILE:ATTR`` method: its class's ``params``, whose defaults the reference's
+    ``key=value`` pairs replace; ``FILE`` made absolute against ``base_dir``)."""
+    from ..methods import METHOD_KINDS, method_class
+    from ..user_code import is_py, resolve_path
+
+    kind = given.get("kind", SCHEMA["method"]["kind"][0])
+    if not isinstance(kind, str):
+        raise InputError(
+            f"[method] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
+            'of those, or kind = "py:my_method.py:MyMethod" (docs/methods.md)'
+        )
+    if is_py(kind):
+        kind = resolve_path(kind, base_dir, "[method] kind") if base_dir else kind.strip()
+    params = method_class(kind, base_dir).params
+    return {"kind": kind, **check_section("method", kind, given, params)}

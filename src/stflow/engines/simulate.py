@@ -21,7 +21,7 @@ from ..metrics import Recorder, fitted_rate
 
 __all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT"]
 
-#: ``[solver] method``: a scheme of the primal-dual flows (the peers have one update,
+#: ``[solver] scheme``: a scheme of the primal-dual flows (the peers have one update,
 #: so every scheme runs their paper's iteration), or ``solve_ivp``.
 SOLVER_METHODS = ("euler", "predict", "gauss_seidel", "continuous")
 #: A run whose state norm exceeds this factor times its initial scale is declared diverged.
@@ -159,7 +159,7 @@ def solve(
     --------
     >>> from types import SimpleNamespace
     >>> import scipy.sparse as sp
-    >>> from stflow.flows import Gains, PrimalDualFlow
+    >>> from stflow import Gains, PrimalDualFlow
     >>> graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
     ...                         degree=np.array([1, 1]), n=2, lambda_max=2.0)
     >>> problem = SimpleNamespace(n_agents=2, dim=1, grad=lambda X: X - [[1.0], [3.0]],
@@ -173,7 +173,7 @@ def solve(
     """
     if method is not None and method not in SOLVER_METHODS:
         raise InputError(
-            f"[solver] method must be one of {', '.join(SOLVER_METHODS)} (got {method!r}): "
+            f"[solver] scheme must be one of {', '.join(SOLVER_METHODS)} (got {method!r}): "
             "pick one of those"
         )
     if not (isinstance(step, int | float) and math.isfinite(step) and step > 0):
@@ -288,7 +288,7 @@ def _check_continuous(flow) -> None:
     comp = getattr(flow, "compressor", None)
     if comp is not None and not comp.linear:
         raise InputError(
-            f"[solver] method = \"continuous\" needs a compressor continuous in z (got "
+            f"[solver] scheme = \"continuous\" needs a compressor continuous in z (got "
             f"{comp.spec!r}, which switches discontinuously, so solve_ivp's step control "
             "chatters at its switching surfaces): use method = \"euler\" with a small step, "
             "or a linear compressor (scalarize, randk)"

@@ -113,14 +113,14 @@ def md_table(headers, rows) -> str:
 
 def solve_flow(kind, problem, graph, spec, gains: dict, *, step, horizon, record_every=100,
                tolerance=1e-8, x0=None):
-    """Build a :class:`~stflow.flows.PrimalDualFlow` and :func:`~stflow.solve.solve` it.
+    """Build a :class:`~stflow.PrimalDualFlow` and :func:`~stflow.solve` it.
 
     The direct-flow warning for nonlinear compressors is silenced here: the experiments
     report the outcome instead.
     """
     from ..compressors import make_compressor
-    from ..flows import Gains, PrimalDualFlow
-    from ..solve import solve
+    from ..engines.simulate import solve
+    from ..methods import Gains, PrimalDualFlow
 
     comp = None if spec is None else make_compressor(spec, problem.dim)
     with warnings.catch_warnings():

@@ -89,11 +89,11 @@ def method_config(setting: str, kind: str, scheme: str, spec: str | None, rounds
     problem, graph = SETTINGS[setting]
     flow = kind == "observer"
     h = FLOW_STEP if flow else 1.0
-    raw = {"problem": dict(problem), "graph": dict(graph), "flow": {"kind": kind},
-           "solver": {"method": scheme, "step": h, "horizon": rounds * h,
+    raw = {"problem": dict(problem), "graph": dict(graph), "method": {"kind": kind},
+           "solver": {"scheme": scheme, "step": h, "horizon": rounds * h,
                       "record_every": 10, "tolerance": TARGET}}
     if flow:
-        raw["flow"].update(dict.fromkeys(("alpha", "beta", "eta", "gamma"), "auto"))
+        raw["method"].update(dict.fromkeys(("alpha", "beta", "eta", "gamma"), "auto"))
     if spec is not None:
         raw["compressor"] = {"spec": spec.format(tau=repr(h))}
     return resolve_config(raw)

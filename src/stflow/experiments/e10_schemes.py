@@ -8,13 +8,13 @@ below it, as in ``stflow tune``) and its stability region: the steps at which it
 diverge. A larger stable h at the same gains means larger per-round gains h alpha, h eta,
 hence fewer rounds.
 
-Extra table: error feedback on the direct flow (``[flow] error_feedback = true``) against
+Extra table: error feedback on the direct flow (``[method] error_feedback = true``) against
 the observer flow on E2 with ``topk:k=2`` and ``quantize:bits=4``, tuned with the same budget
 by ``scripts/measure_error_feedback.py``. The tuner does not run here: its figures are
 stored in :data:`ERROR_FEEDBACK`, and E10 reruns each stored setting once (the winner, or
 the closest candidate when none counted) to show its live bits to 1e-6 or final error.
 
-Second extra table: event-triggered sending (``[flow] trigger``, ``trigger_decay``: agent i
+Second extra table: event-triggered sending (``[method] trigger``, ``trigger_decay``: agent i
 sends only while ``||x_i - xhat_i|| > trigger * exp(-trigger_decay * t)``, else a 1-bit
 flag) against the same observer flow without it, both ``predict`` and tuned live here by
 ``stflow.tune.tune`` with the same budget and seeds (the triggered flow starts from
@@ -149,9 +149,9 @@ def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
                 h = float(h)
                 raw = {"problem": {"kind": "least_squares", "agents": 20, "dim": 10, "seed": 0},
                        "graph": {"kind": "ring", "chords": 3, "seed": 0},
-                       "flow": {"kind": "observer", **GAINS, "gamma": OBSERVER_STEP / h},
+                       "method": {"kind": "observer", **GAINS, "gamma": OBSERVER_STEP / h},
                        "compressor": {"spec": spec.format(tau=repr(h))},
-                       "solver": {"method": scheme, "step": h, "horizon": rounds * h,
+                       "solver": {"scheme": scheme, "step": h, "horizon": rounds * h,
                                   "record_every": 10, "tolerance": TARGET}}
                 _, sol = run_config(resolve_config(raw))
                 i, stays = first_hit(sol.records, "relative_error", TARGET)
@@ -185,9 +185,9 @@ def error_feedback_rows(*, progress=None) -> list[dict]:
             if case["kind"] == "direct":
                 flow["error_feedback"] = case["error_feedback"]
             raw = {"problem": {"kind": "least_squares", "agents": 20, "dim": 10, "seed": 0},
-                   "graph": {"kind": "ring", "chords": 3, "seed": 0}, "flow": flow,
+                   "graph": {"kind": "ring", "chords": 3, "seed": 0}, "method": flow,
                    "compressor": {"spec": case["compressor"]},
-                   "solver": {"method": case["scheme"], "step": p["step"],
+                   "solver": {"scheme": case["scheme"], "step": p["step"],
                               "horizon": ERROR_FEEDBACK_ROUNDS * p["step"],
                               "record_every": 10, "tolerance": TARGET}}
             with warnings.catch_warnings():
@@ -219,7 +219,7 @@ def trigger_rows(budget: int, seeds, compressors, rounds: int, *, progress=None)
             for seed in seeds:
                 cfg = method_config("E2", "observer", "predict", specs[ckey], rounds)
                 if variant != "flow":
-                    cfg["flow"].update(TRIGGER_START)
+                    cfg["method"].update(TRIGGER_START)
                 res = tune(cfg, budget=budget, target=TARGET, seed=seed)
                 rows.append({"compressor": ckey, "variant": variant, "seed": seed,
                              "budget": budget, "bits_to_target": res.bits_to_target,
@@ -257,7 +257,7 @@ def _trigger_table(rows: list[dict]) -> str:
             verdict.append(f"{ckey} {b / a:.2f}")
     seeds = sorted({r["seed"] for r in rows})
     return "\n".join([
-        "Event-triggered sending (`[flow] trigger`, `trigger_decay`; a silent round costs one "
+        "Event-triggered sending (`[method] trigger`, `trigger_decay`; a silent round costs one "
         "bit) against the same observer flow without it, E2, `predict`, both tuned here by "
         f"`stflow tune` with budget {rows[0]['budget']} and seeds {seeds} (robust bits per "
         "agent to 1e-6, one per seed, and their median):", "",
@@ -370,7 +370,7 @@ def _ef_table(live: list[dict]) -> str:
         body.append([name, bits(c["bits_to_target"]), bits(c["robust_bits_to_target"]) + stored,
                      ratio, live_cell])
     return "\n".join([
-        "Error feedback on the direct flow (`[flow] error_feedback = true`) against the "
+        "Error feedback on the direct flow (`[method] error_feedback = true`) against the "
         "observer flow, E2, tuned with budget 30 each (`stflow.tune.tune(config, budget=30, "
         "target=1e-6, seed=0)`, 3000 rounds at clock step 0.01, gains \"auto\" as the start); "
         f"stored figures from `{ERROR_FEEDBACK_COMMAND}`, the last column reruns the stored "

@@ -6,7 +6,7 @@ section 7). Methods: the primal-dual flow (``predict`` scheme; observer with ``t
 and with ``quantize:bits=4,scale=pow2``, and the uncompressed flow), CHOCO-SGD with the same
 two compressors, DGD (D-PSGD) and gradient tracking (both send raw float64 vectors: they
 define no compressor), with local steps K in {1, 4} (gradient tracking defines none, so
-K = 1 only), all with ``[solver] step_decay = 200`` (:data:`STEP_DECAY`). Every setting's ``[flow]`` parameters (and the flows' step h) were tuned with
+K = 1 only), all with ``[solver] step_decay = 200`` (:data:`STEP_DECAY`). Every setting's ``[method]`` parameters (and the flows' step h) were tuned with
 ``stflow tune --budget 12 --target-accuracy A`` (the same budget and rules for every method;
 A = :data:`TARGETS`); :data:`TUNED` holds the winners and the experiment re-runs them.
 :func:`tune_all` (``python -m stflow.experiments.e11_learning tune OUT``) recomputes them.
@@ -48,7 +48,7 @@ NETWORKS = {
 }
 TOPK = "topk:k=20"
 QUANT = "quantize:bits=4,scale=pow2"
-#: label -> ([flow] kind, compressor spec or None); the flows run the ``predict`` scheme.
+#: label -> ([method] kind, compressor spec or None); the flows run the ``predict`` scheme.
 VARIANTS = {
     "flow top-20": ("observer", TOPK),
     "flow q4": ("observer", QUANT),
@@ -81,7 +81,7 @@ FLOOR_REGULARIZATION = 1.0
 FLOOR_LR = 0.01
 
 #: Winners of ``stflow tune --budget 12 --seed 0 --target-accuracy TARGETS[split]`` on
-#: :func:`base_config` (recomputed by :func:`tune_all`): (variant, split, K) -> [flow]
+#: :func:`base_config` (recomputed by :func:`tune_all`): (variant, split, K) -> [method]
 #: values (and ``step`` for the flows), or None when no candidate reached the target.
 TUNED: dict = {
     ('flow top-20', 'iid', 1):
@@ -162,7 +162,7 @@ def base_config(variant: str, split: str, local_steps: int, *, rounds: int | Non
     Examples
     --------
     >>> c = base_config("flow q4", "by_label", 4)
-    >>> c["flow"]["kind"], c["solver"]["method"], c["solver"]["local_steps"], c["problem"]["split"]
+    >>> c["method"]["kind"], c["solver"]["scheme"], c["solver"]["local_steps"], c["problem"]["split"]
     ('observer', 'predict', 4, 'by_label')
     """
     kind, spec = VARIANTS[variant]
@@ -175,9 +175,9 @@ def base_config(variant: str, split: str, local_steps: int, *, rounds: int | Non
         "problem": {"kind": "softmax", "dataset": "digits", "agents": 8, "split": split,
                     "batch": 16, "test_fraction": 0.25, "regularization": 1e-2, "seed": 0},
         "graph": {"kind": "ring"},
-        "flow": flow,
+        "method": flow,
         "solver": {"step": step, "horizon": rounds * step, "record_every": 10,
-                   "method": "predict" if is_flow else "euler", "local_steps": local_steps,
+                   "scheme": "predict" if is_flow else "euler", "local_steps": local_steps,
                    "step_decay": STEP_DECAY},
         "network": {"bandwidth": net["bandwidth"], "latency": net["latency"]},
         "compute": {"seconds_per_sample": net["seconds_per_sample"]},
@@ -198,7 +198,7 @@ def tuned_config(variant: str, split: str, local_steps: int, *, rounds: int | No
     if "step" in values:
         cfg["solver"]["step"] = float(values.pop("step"))
         cfg["solver"]["horizon"] = rounds * cfg["solver"]["step"]
-    cfg["flow"].update(values)
+    cfg["method"].update(values)
     return cfg
 
 
@@ -280,7 +280,7 @@ def _one(variant, split, k, rounds, out_dir):
     write_metrics_csv(folder / "metrics.csv", sol.records)
     rec = sol.records
     row = {"variant": variant, "split": split, "K": k, "tuned": tuned, "status": sol.status,
-           "params": {k_: v for k_, v in run.config["flow"].items() if k_ != "kind"},
+           "params": {k_: v for k_, v in run.config["method"].items() if k_ != "kind"},
            "step": run.config["solver"]["step"], "rounds_run": int(rec["step"][-1]),
            "final_mean_agent": float(rec["mean_agent_test_accuracy"][-1]),
            "final_worst_agent": float(rec["worst_agent_test_accuracy"][-1]),
@@ -304,7 +304,7 @@ def _noise_floor(rounds: int, out_dir):
             cfg["problem"]["regularization"] = FLOOR_REGULARIZATION
             cfg["problem"]["batch"] = batch
             if variant == "dgd":
-                cfg["flow"]["lr"] = FLOOR_LR
+                cfg["method"]["lr"] = FLOOR_LR
             cfg["solver"]["step_decay"] = decay
             _, sol = run_config(cfg)
             rec = sol.records

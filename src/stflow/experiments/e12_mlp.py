@@ -65,9 +65,9 @@ COMPUTE = {"seconds_per_sample": 1e-5}
 #: flow's h within a factor 10); per-round flow gains h alpha = 0.05, h beta = 0.01,
 #: h eta = 0.001, h gamma = 1; DGD's and CHOCO's lr near DGD's "auto" 0.001 x 2 to 3.
 CENTRES = {
-    "observer": {"flow": {"alpha": 5.0, "beta": 1.0, "eta": 0.1, "gamma": 100.0}, "step": 0.01},
-    "choco": {"flow": {"lr": 0.002, "gamma": 0.5}, "step": 1.0},
-    "dgd": {"flow": {"lr": 0.003}, "step": 1.0},
+    "observer": {"method": {"alpha": 5.0, "beta": 1.0, "eta": 0.1, "gamma": 100.0}, "step": 0.01},
+    "choco": {"method": {"lr": 0.002, "gamma": 0.5}, "step": 1.0},
+    "dgd": {"method": {"lr": 0.003}, "step": 1.0},
 }
 #: (split, method, scheme, compressor key) tuned by :func:`tune_settings`: the flow under
 #: its three schemes with top-k and the quantizer (the goals' compressors), under euler with
@@ -91,13 +91,13 @@ SETTINGS = [
         + [(m, "euler", c) for c in ("lowrank", "cyclic") for m in ("observer", "choco")]
     )
 ]
-#: Tuned parameters per setting ``"split method scheme compressor"``: ``{"flow": {...},
+#: Tuned parameters per setting ``"split method scheme compressor"``: ``{"method": {...},
 #: "step": h}`` from ``tune_settings`` (None: the tuner found no setting that reaches and
 #: keeps the target within ROUNDS rounds; the centre is then run and reported as a miss).
 TUNED: dict[str, dict | None] = {
     # best of 6 candidates; 21 runs; rounds 980, bits 305697280.0
     "by_label dgd euler identity": {
-        "flow": {"lr": 0.0044023780118570294},
+        "method": {"lr": 0.0044023780118570294},
         "step": 1.0,
         "bits": 305697280.0,
     },
@@ -107,7 +107,7 @@ TUNED: dict[str, dict | None] = {
     "by_label choco euler topk": None,
     # best of 6 candidates; 11 runs; rounds 920, bits 17947360.0
     "by_label observer euler quantize": {
-        "flow": {
+        "method": {
             "alpha": 6.969103793382513,
             "beta": 4.322366351920185,
             "eta": 0.20118145001674997,
@@ -118,7 +118,7 @@ TUNED: dict[str, dict | None] = {
     },
     # best of 6 candidates; 11 runs; rounds 1330, bits 25945640.0
     "by_label choco euler quantize": {
-        "flow": {"lr": 0.0015818978772913865, "gamma": 1.0},
+        "method": {"lr": 0.0015818978772913865, "gamma": 1.0},
         "step": 1.0,
         "bits": 25945640.0,
     },
@@ -131,10 +131,10 @@ TUNED: dict[str, dict | None] = {
     # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
     "by_label choco euler cyclic": None,
     # best of 6 candidates; 11 runs; rounds 210, bits 65506560.0
-    "iid dgd euler identity": {"flow": {"lr": 0.003}, "step": 1.0, "bits": 65506560.0},
+    "iid dgd euler identity": {"method": {"lr": 0.003}, "step": 1.0, "bits": 65506560.0},
     # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
     "iid observer euler topk": {
-        "flow": {
+        "method": {
             "alpha": 5.264160861971577,
             "beta": 0.6124649360206738,
             "eta": 0.06644875330122732,
@@ -147,7 +147,7 @@ TUNED: dict[str, dict | None] = {
     "iid choco euler topk": None,
     # best of 6 candidates; 18 runs; rounds 140, bits 2731120.0
     "iid observer euler quantize": {
-        "flow": {
+        "method": {
             "alpha": 6.969103793382513,
             "beta": 4.322366351920185,
             "eta": 0.20118145001674997,
@@ -158,13 +158,13 @@ TUNED: dict[str, dict | None] = {
     },
     # best of 6 candidates; 23 runs; rounds 80, bits 1560640.0
     "iid choco euler quantize": {
-        "flow": {"lr": 0.0020127584325350585, "gamma": 0.9985869318489713},
+        "method": {"lr": 0.0020127584325350585, "gamma": 0.9985869318489713},
         "step": 1.0,
         "bits": 1560640.0,
     },
     # best of 6 candidates; 11 runs; rounds 310, bits 9602560.0
     "iid observer euler lowrank": {
-        "flow": {
+        "method": {
             "alpha": 5.264160861971577,
             "beta": 0.6124649360206738,
             "eta": 0.06644875330122732,
@@ -185,7 +185,7 @@ TUNED: dict[str, dict | None] = {
     "by_label observer predict topk": None,
     # best of 6 candidates; 16 runs; rounds 620, bits 12094960.0
     "by_label observer gauss_seidel quantize": {
-        "flow": {
+        "method": {
             "alpha": 16.980150845505456,
             "beta": 5.163021579324902,
             "eta": 0.20097167049244438,
@@ -196,7 +196,7 @@ TUNED: dict[str, dict | None] = {
     },
     # best of 6 candidates; 16 runs; rounds 280, bits 5462240.0
     "by_label observer predict quantize": {
-        "flow": {
+        "method": {
             "alpha": 16.980150845505456,
             "beta": 5.163021579324902,
             "eta": 0.20097167049244438,
@@ -207,7 +207,7 @@ TUNED: dict[str, dict | None] = {
     },
     # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
     "iid observer gauss_seidel topk": {
-        "flow": {
+        "method": {
             "alpha": 5.264160861971577,
             "beta": 0.6124649360206738,
             "eta": 0.06644875330122732,
@@ -218,7 +218,7 @@ TUNED: dict[str, dict | None] = {
     },
     # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
     "iid observer predict topk": {
-        "flow": {
+        "method": {
             "alpha": 5.264160861971577,
             "beta": 0.6124649360206738,
             "eta": 0.06644875330122732,
@@ -229,7 +229,7 @@ TUNED: dict[str, dict | None] = {
     },
     # best of 6 candidates; 23 runs; rounds 130, bits 2536040.0
     "iid observer gauss_seidel quantize": {
-        "flow": {
+        "method": {
             "alpha": 16.980150845505456,
             "beta": 5.163021579324902,
             "eta": 0.20097167049244438,
@@ -240,7 +240,7 @@ TUNED: dict[str, dict | None] = {
     },
     # best of 6 candidates; 23 runs; rounds 100, bits 1950800.0
     "iid observer predict quantize": {
-        "flow": {
+        "method": {
             "alpha": 16.980150845505456,
             "beta": 5.163021579324902,
             "eta": 0.20097167049244438,
@@ -269,7 +269,7 @@ def setting_config(
 ) -> dict:
     """The raw config (``[problem]`` ... ``[compute]``) of one setting.
 
-    ``params`` ``{"flow": {...}, "step": h}`` (default: :data:`CENTRES`).
+    ``params`` ``{"method": {...}, "step": h}`` (default: :data:`CENTRES`).
     """
     centre = CENTRES[method]
     params = params or centre
@@ -287,10 +287,10 @@ def setting_config(
             "seed": 0,
         },
         "graph": {"kind": "ring"},
-        "flow": {"kind": method, **params["flow"]},
+        "method": {"kind": method, **params["method"]},
         "compressor": {"spec": spec},
         "solver": {
-            "method": scheme,
+            "scheme": scheme,
             "step": step,
             "horizon": rounds * step,
             "record_every": 10,
@@ -359,7 +359,7 @@ def run_setting(split, method, scheme, ckey, *, rounds: int, out_dir=None) -> di
             if key in TUNED
             else "not tuned"
         ),
-        "params": {**raw["flow"], "step": raw["solver"]["step"]},
+        "params": {**raw["method"], "step": raw["solver"]["step"]},
         "status": sol.status,
         "rounds": int(r["step"][-1]),
         "bits_per_message": int(sol.bits_per_message),

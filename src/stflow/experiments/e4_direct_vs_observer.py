@@ -89,7 +89,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         "setting": (
             f"Problem, graph, gains and step of E2 (N = {size['agents']}, d = {size['dim']}), "
             f"horizon {size['horizon']:g}, both flows for each compressor. Verdicts are "
-            "`stflow.solve.Solution.status`."
+            "`stflow.Solution.status`."
         ),
         "prediction": (
             "Observer flow: converges for every ST compressor. Direct flow: guaranteed only "

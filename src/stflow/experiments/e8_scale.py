@@ -1,7 +1,7 @@
 """E8: scale. Steps per second and wall time to relative error 1e-6 as N grows.
 
 Quadratic costs (d = 10), Erdos-Renyi graph with p = 2 ln(N)/N (seed 0), observer flow with
-top-2, ``stflow.flows.auto_gains`` at h = 1e-2. One process, numpy on one core. The run is
+top-2, ``stflow.auto_gains`` at h = 1e-2. One process, numpy on one core. The run is
 capped at a step budget; when 1e-6 is not reached within it the wall time is extrapolated
 from the fitted exponential rate (marked ~).
 """
@@ -36,8 +36,8 @@ def planned_runs(quick: bool) -> int:
 
 def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     """Run E8 into ``out_dir``; see the module docstring."""
-    from ..flows import auto_gains
     from ..graphs import make_graph
+    from ..methods import auto_gains
     from ..problems import make_problem
 
     size = pick(_SIZES, quick)

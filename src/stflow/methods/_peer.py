@@ -7,21 +7,19 @@ with the Metropolis-Hastings matrix :func:`metropolis_weights`.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
 from .base import Method, Param
 
-__all__ = ["AUTO_LR", "metropolis_weights", "PeerMethod", "lr_param"]
-
-#: ``lr = "auto"`` means ``AUTO_LR[kind] / L_f`` with ``L_f = max_i`` Lipschitz constant of
-#: ``grad f_i`` (measured to converge on the default problems, ``docs/peers.md``).
-AUTO_LR = {"dgd": 0.5, "gradient_tracking": 0.3, "nids": 1.0, "choco": 0.5, "lead": 0.5}
+__all__ = ["metropolis_weights", "PeerMethod", "lr_param"]
 
 
-def lr_param(kind: str) -> Param:
-    """The ``lr`` declaration of peer ``kind`` (``"auto"`` = ``AUTO_LR[kind] / L_f``)."""
-    return Param("lr", "auto", f'step size (> 0, or "auto" = {AUTO_LR[kind]} / L_f, '
+def lr_param(factor: float) -> Param:
+    """The ``lr`` declaration of a peer whose ``lr = "auto"`` is ``factor / L_f``."""
+    return Param("lr", "auto", f'step size (> 0, or "auto" = {factor} / L_f, '
                  "L_f = max_i Lipschitz constant of grad f_i)", auto=True)
 
 
@@ -60,25 +58,26 @@ class PeerMethod(Method):
     implement ``init_block``, ``send`` and ``receive``.
     """
 
+    #: ``lr = "auto"`` means ``auto_lr / L_f`` with ``L_f = max_i`` Lipschitz constant of
+    #: ``grad f_i`` (measured to converge on the default problems, ``docs/peers.md``).
+    auto_lr: ClassVar[float] = 0.5
+
     def __init__(self, problem, graph, compressor=None, **values):
-        unknown = set(values) - {p.name for p in self.params}
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unknown parameters {sorted(unknown)}")
         self.lf = float(getattr(problem, "smoothness", 0.0) or 1.0)
-        for p in self.params:
-            value = values.get(p.name, p.default)
-            if value is None:
-                value = p.default
-            value = p.check(value, self.kind)
-            if value == "auto":  # only lr is "auto"
-                value = AUTO_LR[self.kind] / self.lf
-            setattr(self, p.name, value)
-        self.lr0 = self.lr
-        super().__init__(problem, graph, compressor if "compressed" in self.channels else None)
+        super().__init__(problem, graph, compressor if "compressed" in self.channels else None,
+                         **values)
+        self.lr0 = getattr(self, "lr", None)
+
+    def auto_value(self, name: str) -> float:
+        """``lr = "auto"``: :attr:`auto_lr` / L_f."""
+        if name == "lr":
+            return type(self).auto_lr / self.lf
+        return super().auto_value(name)
 
     def set_step_scale(self, scale: float) -> None:
         """``[solver] step_decay``: this round's step size is ``lr0 * scale``."""
-        self.lr = self.lr0 * scale
+        if self.lr0 is not None:
+            self.lr = self.lr0 * scale
 
     @property
     def mixing(self) -> sp.csr_matrix:
@@ -87,12 +86,14 @@ class PeerMethod(Method):
             self._W = metropolis_weights(self.graph)
         return self._W
 
-    def _bind(self, block) -> None:
+    def bind_block(self, block) -> None:
         self.W = block.restrict(self.mixing)
 
     def divergence_cause(self, step: float) -> str:
         """The most likely reason a run blew up: the method's step size against 1/L_f."""
+        if not isinstance(getattr(self, "lr", None), float):
+            return "unknown (the method declares no step size lr)"
         return (
             f"step size too large for {self.kind}: lr * L_f = {self.lr * self.lf:.3g}; "
-            f'lower [flow] lr (e.g. lr = "auto" = {AUTO_LR[self.kind] / self.lf:.3g})'
+            f'lower [method] lr (e.g. lr = "auto" = {type(self).auto_lr / self.lf:.3g})'
         )

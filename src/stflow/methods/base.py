@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from ..errors import InputError
 from ..params import Param
 
-__all__ = ["Param", "Block", "Method", "initial_array"]
+__all__ = ["Param", "Block", "Method", "initial_array", "keyed_normal"]
 
 
 class Block:
@@ -60,6 +60,12 @@ class Block:
         self.n_own = self.stop - self.start
         self.n_cols = int(self.cols.size)
         self.whole = self.n_own == self.n_total
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Global ids of the block's own agents, ``(n_own,)``: key per-agent randomness on
+        these (:func:`keyed_normal`), never on a row's position in an array."""
+        return np.arange(self.start, self.stop, dtype=np.int64)
 
     @classmethod
     def everything(cls, n: int) -> Block:
@@ -90,7 +96,7 @@ class Method:
 
     Subclasses set :attr:`kind`, :attr:`params`, :attr:`state_keys`, :attr:`copies`,
     :attr:`channels` (``"compressed"`` or ``"raw"`` per message channel) and implement
-    :meth:`_bind`, :meth:`init_block`, :meth:`send` and :meth:`receive`.
+    :meth:`bind_block`, :meth:`init_block`, :meth:`send` and :meth:`receive`.
     """
 
     kind: ClassVar[str] = ""
@@ -103,15 +109,20 @@ class Method:
     takes_v0: ClassVar[bool] = False
     #: True when ``[solver] local_steps > 1`` is defined for the method (SPEC section 7).
     local_steps_ok: ClassVar[bool] = False
-    #: True when ``[solver] method = "continuous"`` is defined (a vector field exists).
+    #: True when ``[solver] scheme = "continuous"`` is defined (a vector field exists).
     continuous_ok: ClassVar[bool] = False
 
-    def __init__(self, problem, graph, compressor=None):
+    #: True for the primal-dual flows: the step ``h`` multiplies the gains (so the tuner
+    #: may tune ``h``), and ``"auto"`` gains come from :func:`~stflow.methods.auto_gains`.
+    flow_gains: ClassVar[bool] = False
+
+    def __init__(self, problem, graph, compressor=None, **values):
         self.problem = problem
         self.graph = graph
         self.compressor = compressor
         self.n_agents = int(problem.n_agents)
         self.dim = int(problem.dim)
+        self._set_params(values)
         if graph.n != self.n_agents:
             raise InputError(
                 f"`graph` has {graph.n} agents but the problem has {self.n_agents}: "
@@ -119,10 +130,46 @@ class Method:
             )
         if "compressed" in self.channels and compressor is None:
             raise InputError(
-                f"[flow] kind = {self.kind!r} needs a compressor: add [compressor] spec"
+                f"[method] kind = {self.kind!r} needs a compressor: add [compressor] spec"
             )
         self.draws = 0  # gradient evaluations made by each agent so far (SPEC section 7)
         self.bind(Block.everything(self.n_agents), problem)
+
+    # -- declared parameters -----------------------------------------------------------------
+    def _set_params(self, values: dict) -> None:
+        """Each declared parameter as an attribute: ``values[name]``, else its default (a
+        value already set by a subclass's ``__init__`` is kept); ``"auto"`` becomes
+        :meth:`auto_value`."""
+        names = [p.name for p in self.params]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise InputError(
+                f'unknown key [method] {unknown[0]} for kind = "{self.kind}": its keys are '
+                f"{', '.join(['kind', *names])} (docs/config.md lists every method's keys)"
+            )
+        for p in self.params:
+            if p.name not in values and p.name in vars(self):
+                continue
+            value = values.get(p.name)
+            value = p.check(p.default if value is None else value, self.kind)
+            if value == "auto":
+                value = self.auto_value(p.name)
+            setattr(self, p.name, value)
+
+    def auto_value(self, name: str) -> float:
+        """The value of parameter ``name`` given as ``"auto"`` (its auto rule); a method
+        that declares ``Param(..., auto=True)`` overrides this."""
+        raise InputError(
+            f'[method] {name} = "auto" has no rule for kind = "{self.kind}": give a number'
+        )
+
+    @classmethod
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler",
+              **params) -> Method:
+        """The method from its resolved ``[method]`` parameters (the registry calls this;
+        ``scheme`` is ``[solver] scheme``, used by the primal-dual flows only)."""
+        return cls(problem, graph, compressor if "compressed" in cls.channels else None,
+                   **params)
 
     # -- engines ---------------------------------------------------------------------------
     def bind(self, block: Block, problem=None) -> None:
@@ -130,10 +177,12 @@ class Method:
         self.block = block
         if problem is not None:
             self.local_problem = problem
-        self._bind(block)
+        self.bind_block(block)
 
-    def _bind(self, block: Block) -> None:  # pragma: no cover - overridden when needed
-        pass
+    def bind_block(self, block: Block) -> None:
+        """Precompute the constants of ``block`` (e.g. ``W = block.restrict(W_full)``); the
+        engine calls it (through :meth:`bind`) before :meth:`init_block`. Constants only:
+        never anything that changes from round to round."""
 
     def grad(self, X: np.ndarray) -> np.ndarray:
         r"""The block's gradients :math:`\nabla f_i(x_i)` (or SPEC 7 minibatch estimates)."""
@@ -197,7 +246,7 @@ class Method:
     def local_update(self, state, t: float, h: float) -> dict:
         """One local step without messages (``[solver] local_steps > 1``)."""
         raise InputError(
-            f'[solver] local_steps > 1 is not defined for [flow] kind = "{self.kind}" (its '
+            f'[solver] local_steps > 1 is not defined for [method] kind = "{self.kind}" (its '
             "paper defines no local steps): use local_steps = 1"
         )
 
@@ -211,8 +260,8 @@ class Method:
     def vector_field(self, t, state):
         """Only the primal-dual flows have one: an :class:`InputError` otherwise."""
         raise InputError(
-            f"[flow] kind = {self.kind!r} is a discrete-time method (got [solver] method = "
-            '"continuous"): use method = "euler"'
+            f"[method] kind = {self.kind!r} is a discrete-time method (got [solver] scheme = "
+            '"continuous"): use [solver] scheme = "euler"'
         )
 
     def divergence_cause(self, step: float) -> str:  # pragma: no cover - overridden
@@ -238,6 +287,28 @@ class Method:
         return f"{type(self).__name__}({vals}{extra})"
 
 
+def keyed_normal(seed: int, counter: int, ids, dim: int) -> np.ndarray:
+    r"""Standard normal draws ``(len(ids), dim)``, row ``i`` from the generator keyed on
+    ``(seed, counter, ids[i])``: the same numbers for agent ``ids[i]`` whichever block, rank
+    or row holds it (the rule of ``docs/methods.md``).
+
+    .. math:: Z_{i\cdot} = \text{normal}(\text{PCG64}(\text{SeedSequence}([s, k, a_i])))
+
+    Examples
+    --------
+    >>> a = keyed_normal(0, 3, [0, 1, 2, 3], 2)
+    >>> b = keyed_normal(0, 3, [2, 3], 2)  # agents 2 and 3 on another block
+    >>> bool(np.array_equal(a[2:], b))
+    True
+    """
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    out = np.empty((ids.size, int(dim)))
+    for row, agent in enumerate(ids):
+        out[row] = np.random.default_rng([int(seed), int(counter), int(agent)]).standard_normal(
+            int(dim))
+    return out
+
+
 def initial_arrays(method: Method, x0, v0):
     """Validated full ``X^0`` and ``V^0`` (None unless the method takes one)."""
     shape = (method.n_agents, method.dim)
@@ -245,7 +316,7 @@ def initial_arrays(method: Method, x0, v0):
     if not method.takes_v0:
         if v0 is not None:
             raise InputError(
-                f"[init] v0 is only for the primal-dual flows (got it with [flow] kind = "
+                f"[init] v0 is only for the primal-dual flows (got it with [method] kind = "
                 f"{method.kind!r}): remove v0"
             )
         return X, None

@@ -35,7 +35,7 @@ class CHOCO(PeerMethod):
     >>> from stflow.compressors import make_compressor
     >>> from stflow.graphs import make_graph
     >>> from stflow.problems import make_problem
-    >>> from stflow.solve import solve
+    >>> from stflow import solve
     >>> p = make_problem("quadratic", agents=6, dim=4, seed=0)
     >>> m = CHOCO(p, make_graph("ring", 6), make_compressor("topk:k=2", 4), lr=0.05, gamma=0.5)
     >>> sol = solve(m, step=1.0, horizon=4000)
@@ -45,8 +45,9 @@ class CHOCO(PeerMethod):
 
     kind = "choco"
     title = "CHOCO"
+    auto_lr = 0.5
     params = (
-        lr_param("choco"),
+        lr_param(auto_lr),
         Param("gamma", 0.1, "consensus step gamma in (0, 1]", high=1.0),
     )
     state_keys = ("X", "Xhat")

@@ -24,7 +24,7 @@ class DGD(PeerMethod):
     --------
     >>> from stflow.graphs import make_graph
     >>> from stflow.problems import make_problem
-    >>> from stflow.solve import solve
+    >>> from stflow import solve
     >>> p = make_problem("quadratic", agents=6, dim=3, seed=0)
     >>> m = DGD(p, make_graph("ring", 6), lr=0.05)
     >>> sol = solve(m, step=1.0, horizon=3000, tolerance=1e-8)
@@ -34,7 +34,8 @@ class DGD(PeerMethod):
 
     kind = "dgd"
     title = "DGD"
-    params = (lr_param("dgd"),)
+    auto_lr = 0.5
+    params = (lr_param(auto_lr),)
     local_steps_ok = True
 
     def init_block(self, X, V):

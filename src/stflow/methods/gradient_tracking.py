@@ -24,7 +24,7 @@ class GradientTracking(PeerMethod):
     --------
     >>> from stflow.graphs import make_graph
     >>> from stflow.problems import make_problem
-    >>> from stflow.solve import solve
+    >>> from stflow import solve
     >>> p = make_problem("quadratic", agents=6, dim=3, seed=0)
     >>> m = GradientTracking(p, make_graph("ring", 6))
     >>> sol = solve(m, step=1.0, horizon=2000, tolerance=1e-8)
@@ -34,7 +34,8 @@ class GradientTracking(PeerMethod):
 
     kind = "gradient_tracking"
     title = "gradient tracking"
-    params = (lr_param("gradient_tracking"),)
+    auto_lr = 0.3
+    params = (lr_param(auto_lr),)
     state_keys = ("X", "Y", "G")
     channels = ("raw", "raw")
 

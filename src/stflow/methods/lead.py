@@ -40,7 +40,7 @@ class LEAD(PeerMethod):
     >>> from stflow.compressors import make_compressor
     >>> from stflow.graphs import make_graph
     >>> from stflow.problems import make_problem
-    >>> from stflow.solve import solve
+    >>> from stflow import solve
     >>> p = make_problem("quadratic", agents=6, dim=4, seed=0)
     >>> m = LEAD(p, make_graph("ring", 6), make_compressor("quantize:bits=4", 4))
     >>> sol = solve(m, step=1.0, horizon=2000, tolerance=1e-8)
@@ -50,8 +50,9 @@ class LEAD(PeerMethod):
 
     kind = "lead"
     title = "LEAD"
+    auto_lr = 0.5
     params = (
-        lr_param("lead"),
+        lr_param(auto_lr),
         Param("alpha", 0.1, "weight alpha in (0, 1] of the compressed-state tracking H",
               high=1.0),
         Param("gamma", 1.0, "dual step gamma in (0, 2]", high=2.0),

@@ -34,7 +34,7 @@ class NIDS(PeerMethod):
     --------
     >>> from stflow.graphs import make_graph
     >>> from stflow.problems import make_problem
-    >>> from stflow.solve import solve
+    >>> from stflow import solve
     >>> p = make_problem("quadratic", agents=6, dim=3, seed=0)
     >>> sol = solve(NIDS(p, make_graph("ring", 6)), step=1.0, horizon=1000, tolerance=1e-8)
     >>> sol.status
@@ -43,8 +43,9 @@ class NIDS(PeerMethod):
 
     kind = "nids"
     title = "NIDS"
+    auto_lr = 1.0
     params = (
-        lr_param("nids"),
+        lr_param(auto_lr),
         Param("c", 0.5, "mixing W~ = I - c (I - W), c in (0, 1]; 0.5 = exact diffusion",
               high=1.0, log=False),
     )

@@ -6,7 +6,7 @@ r"""The distributed primal-dual flows (SPEC sections 2, 4, 5) and their discreti
 
 with :math:`X_c = X` (``uncompressed``), :math:`X_c = C(X, t)` (``direct``) or
 :math:`X_c = \hat X,\ \dot{\hat X} = \gamma C(X - \hat X, t)` (``observer``). Three schemes
-discretize the same flow, one communication round per step (``[solver] method``):
+discretize the same flow, one communication round per step (``[solver] scheme``):
 
 - ``euler`` (pinned, SPEC section 5): every right-hand side at step k;
 - ``predict``: the local part first, :math:`Y = X + h(-\beta V - \eta \nabla F(X))`, then
@@ -35,17 +35,20 @@ from ..errors import DirectFlowWarning, InputError
 from .base import Method, Param
 
 __all__ = [
+    "FLOW_CLASSES",
     "FLOW_KINDS",
     "FLOW_PARAMS",
     "SCHEMES",
     "Gains",
     "PrimalDualFlow",
+    "UncompressedFlow",
+    "DirectFlow",
+    "ObserverFlow",
     "auto_gains",
     "primal_dual_update",
 ]
 
-FLOW_KINDS = ("uncompressed", "direct", "observer")
-#: Discretizations of the flows (``[solver] method``), one round per step.
+#: Discretizations of the flows (``[solver] scheme``), one round per step.
 SCHEMES = ("euler", "predict", "gauss_seidel")
 
 _GAIN_PARAMS = (
@@ -65,9 +68,6 @@ _ERROR_FEEDBACK = Param(
     "error_feedback", False,
     "true: agent i sends C(x_i + m_i, t) and keeps the error m_i <- x_i + m_i - C(...) "
     "(docs/schemes.md)", choices=(True, False), tunable=False)
-#: The ``[flow]`` parameters of each primal-dual flow.
-FLOW_PARAMS = {"uncompressed": _GAIN_PARAMS, "direct": _GAIN_PARAMS + (_ERROR_FEEDBACK,),
-               "observer": _GAIN_PARAMS + (_GAMMA, *_TRIGGER)}
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Gains:
     >>> Gains(alpha=0.0, beta=1.0, eta=1.0, gamma=1.0)
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: `alpha` must be a positive finite number (got 0.0): set [flow] alpha > 0 or "auto"
+    stflow.errors.InputError: `alpha` must be a positive finite number (got 0.0): set [method] alpha > 0 or "auto"
     """
 
     alpha: float
@@ -96,7 +96,7 @@ class Gains:
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InputError(
                     f"`{name}` must be a positive finite number (got {value!r}): "
-                    f'set [flow] {name} > 0 or "auto"'
+                    f'set [method] {name} > 0 or "auto"'
                 )
             object.__setattr__(self, name, float(value))
 
@@ -291,35 +291,54 @@ class PrimalDualFlow(Method):
     takes_v0 = True
     local_steps_ok = True
     continuous_ok = True
+    flow_gains = True
+
+    def __new__(cls, kind=None, *args, **kwargs):
+        """``PrimalDualFlow(kind, ...)`` is the subclass declaring ``kind``."""
+        if cls is PrimalDualFlow:
+            by_kind = {c.kind: c for c in PrimalDualFlow.__subclasses__()}
+            if kind not in by_kind:
+                raise InputError(
+                    f"[method] kind must be one of {', '.join(by_kind)} (got {kind!r}): "
+                    "pick one of those"
+                )
+            cls = by_kind[kind]
+        return super().__new__(cls)
+
+    @classmethod
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler", **params):
+        """The flow from its resolved ``[method]`` gains (no ``"auto"`` left: see
+        :func:`stflow.config.resolve_auto_gains`) and options."""
+        gains = Gains(alpha=params.pop("alpha"), beta=params.pop("beta"),
+                      eta=params.pop("eta"), gamma=params.pop("gamma", 1.0))
+        return cls(cls.kind, problem, graph, compressor, gains=gains, scheme=scheme, **params)
 
     def __init__(self, kind: str, problem, graph, compressor=None, *, gains: Gains,
                  scheme: str = "euler", trigger: float = 0.0, trigger_decay: float = 1.0,
                  error_feedback: bool = False):
-        if kind not in FLOW_KINDS:
+        if kind != type(self).kind:
             raise InputError(
-                f"[flow] kind must be one of {', '.join(FLOW_KINDS)} (got {kind!r}): "
-                "pick one of those"
+                f"{type(self).__name__} is kind = {type(self).kind!r} (got {kind!r}): use "
+                f"PrimalDualFlow({kind!r}, ...)"
             )
         if scheme not in SCHEMES:
             raise InputError(
-                f"[solver] method must be one of {', '.join(SCHEMES)} for the primal-dual "
+                f"[solver] scheme must be one of {', '.join(SCHEMES)} for the primal-dual "
                 f"flows (got {scheme!r}): pick one of those"
             )
         if error_feedback and kind != "direct":
             raise InputError(
-                f'[flow] error_feedback is only for kind = "direct" (got kind = "{kind}"): '
+                f'[method] error_feedback is only for kind = "direct" (got kind = "{kind}"): '
                 "remove error_feedback"
             )
-        self.kind = kind
         self.scheme = scheme
-        self.params = FLOW_PARAMS[kind]
         if kind == "observer":
             self.trigger = _TRIGGER[0].check(trigger, kind)
             self.trigger_decay = _TRIGGER[1].check(trigger_decay, kind)
             self.triggered = self.trigger > 0
         elif trigger:
             raise InputError(
-                f"[flow] trigger (event-triggered sending) is defined for the observer flow "
+                f"[method] trigger (event-triggered sending) is defined for the observer flow "
                 f'only (got kind = "{kind}"): use kind = "observer" or drop trigger')
         self.channels = ("raw",) if kind == "uncompressed" else ("compressed",)
         self.state_keys = ("X", "V", "Xhat") if kind == "observer" else ("X", "V")
@@ -350,7 +369,7 @@ class PrimalDualFlow(Method):
         """The full graph Laplacian (N, N), CSR."""
         return self.graph.laplacian.tocsr()
 
-    def _bind(self, block) -> None:
+    def bind_block(self, block) -> None:
         self.lap = block.restrict(self.graph.laplacian.tocsr())
 
     def init_block(self, X, V):
@@ -434,15 +453,15 @@ class PrimalDualFlow(Method):
         """Right-hand side of the flow at ``(t, state)`` (same keys as the state)."""
         if "M" in self.state_keys:
             raise InputError(
-                '[flow] error_feedback = true has no continuous-time flow (its memory is a '
-                'per-round quantity; got [solver] method = "continuous"): use method = '
+                '[method] error_feedback = true has no continuous-time flow (its memory is a '
+                'per-round quantity; got [solver] scheme = "continuous"): use method = '
                 '"euler" or "predict", or error_feedback = false'
             )
         X = state["X"]
         if self.triggered:
             raise InputError(
-                '[solver] method = "continuous" has no rounds to skip, so event-triggered '
-                'sending is undefined there: set [flow] trigger = 0 or method = "predict"')
+                '[solver] scheme = "continuous" has no rounds to skip, so event-triggered '
+                'sending is undefined there: set [method] trigger = 0 or [solver] scheme = "predict"')
         if self.kind == "uncompressed":
             Xc, Q = X, None
         elif self.kind == "direct":
@@ -487,9 +506,43 @@ class PrimalDualFlow(Method):
             if g.gamma < 2.0 * g.alpha * lam_max:
                 causes.append(
                     f"gamma too small: gamma = {g.gamma:.3g} < 2*alpha*lambda_max = "
-                    f"{2.0 * g.alpha * lam_max:.3g}; raise [flow] gamma"
+                    f"{2.0 * g.alpha * lam_max:.3g}; raise [method] gamma"
                 )
         if self.kind == "direct" and not self.compressor.linear:
             ef = " with error feedback" if self.error_feedback else ""
             causes.append(f"nonlinear compressor on the direct flow{ef} (no guarantee, SPEC 4)")
         return "; ".join(causes) if causes else "unknown (gains and step look admissible)"
+
+
+class UncompressedFlow(PrimalDualFlow):
+    """The primal-dual flow sending its states uncompressed (:math:`X_c = X`, 64 d bits)."""
+
+    kind = "uncompressed"
+    title = "primal-dual flow, uncompressed"
+    params = _GAIN_PARAMS
+    channels = ("raw",)
+
+
+class DirectFlow(PrimalDualFlow):
+    """The primal-dual flow sending compressed states (:math:`X_c = C(X, t)`)."""
+
+    kind = "direct"
+    title = "primal-dual flow, compressed states"
+    params = _GAIN_PARAMS + (_ERROR_FEEDBACK,)
+    channels = ("compressed",)
+
+
+class ObserverFlow(PrimalDualFlow):
+    """The primal-dual flow sending compressed errors to the observer copies (SPEC 4)."""
+
+    kind = "observer"
+    title = "primal-dual flow, compressed error states"
+    params = _GAIN_PARAMS + (_GAMMA, *_TRIGGER)
+    channels = ("compressed",)
+
+
+#: The primal-dual flows, one class per ``[method] kind``.
+FLOW_CLASSES = (UncompressedFlow, DirectFlow, ObserverFlow)
+FLOW_KINDS = tuple(c.kind for c in FLOW_CLASSES)
+#: The ``[method]`` parameters of each primal-dual flow (read from the classes).
+FLOW_PARAMS = {c.kind: c.params for c in FLOW_CLASSES}

@@ -22,8 +22,16 @@ __all__ = [
 ]
 
 
-_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y"),
-         "softmax": ("A", "y")}
+class _Keys:
+    """``kind -> data_keys`` of the built-in classes (their declarations)."""
+
+    def __getitem__(self, kind):
+        from .registry import problem_class
+
+        return problem_class(kind).data_keys
+
+
+_KEYS = _Keys()
 
 
 def _check_regularization(reg: Any) -> float:

@@ -70,6 +70,112 @@ class Problem(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_agents={self.n_agents}, dim={self.dim})"
 
+    #: Names of the arrays of a ``.npz`` of this kind (``[problem] data``).
+    data_keys: tuple[str, ...] = ()
+    #: True when the MPI engine can generate or read one rank's block of agents alone
+    #: (:meth:`generate` on a partial :class:`Stream`, and a distributed optimum).
+    blocks: bool = False
+
+    @classmethod
+    def generate(cls, stream: Stream, d: int, *, samples=None, classes=None) -> dict:
+        """Seeded synthetic arrays of this kind for the stream's agents (docs/problems.md)."""
+        raise InputError(
+            f"[problem] kind = {cls.kind!r} has no generated data: give [problem] data or "
+            "dataset"
+        )
+
+    @classmethod
+    def from_block(cls, arrays: dict, section: dict, **optimum) -> Problem:
+        """The problem of one MPI rank's arrays (fresh, handed over), with the section's
+        options and the run's optimum (``x_star=``, ``f_star=``)."""
+        raise NotImplementedError(f"kind {cls.kind!r} has no MPI blocks")  # blocks = False
+
+    # -- the MPI engine's optimum from rank-local sums (kinds with blocks = True) -----
+    #: True when the Hessians do not depend on x (the engine sums them once).
+    hessian_is_constant: bool = False
+
+    def block_hessians(self, x: np.ndarray) -> np.ndarray:
+        """Each own agent's Hessian at ``x`` (n, d, d), without a ridge term
+        (``hessian_ridge``), for :class:`stflow.engines.mpi.data.DistributedSums`."""
+        raise NotImplementedError(f"kind {self.kind!r} has no MPI blocks")
+
+    def distributed_grad(self, sums, x: np.ndarray) -> np.ndarray:
+        """:math:`\\sum_i \\nabla f_i(x)` over every rank (``sums``: the run's
+        :class:`~stflow.engines.mpi.data.DistributedSums`)."""
+        return sums.chain_sum(self.grad(sums._stack(x)))
+
+    @classmethod
+    def distributed_minimize(cls, sums) -> np.ndarray:
+        """A minimizer of the sum over every rank before Newton polishing (collective):
+        ``trust-exact`` on ``sums``' total value, gradient and Hessian."""
+        from .logistic import trust_exact_minimize
+
+        return trust_exact_minimize(sums, sums.dim)
+
+    @classmethod
+    def distributed_strong_convexity(cls, sums, x_star) -> float:
+        """``strong_convexity`` of the sum over every rank (collective): the smallest
+        eigenvalue of the summed Hessian at x* (a ridge kind: N r, as its own
+        ``strong_convexity`` says)."""
+        if hasattr(sums.local, "hessian_ridge"):
+            return sums.n_agents * float(sums.local.hessian_ridge)
+        return _smallest_eigenvalue(sums._hessian_sum(x_star))
+
+    @classmethod
+    def _samples(cls, d: int, samples) -> int:
+        from ._validate import _check_count
+
+        m = (cls.default_samples or d) if samples is None else samples
+        return _check_count(m, "samples", "set [problem] samples >= 1")
+
+    #: Rows per agent of generated data when ``samples`` is not given (data-row kinds).
+    default_samples: int = 20
+
+    @classmethod
+    def data_bytes(cls, section: dict) -> int:
+        """Bytes of the generated data a resolved ``[problem]`` section asks for (0 when the
+        data comes from a file: the file's size bounds it): float64 rows ``N m (d + 1)``
+        and the centralized solve's ``3 d^2``."""
+        if section.get("data") is not None or section.get("dataset") is not None:
+            return 0
+        n, d = int(section["agents"]), int(section["dim"])
+        m = section.get("samples") or (cls.default_samples or d)
+        return 8 * (n * m * d + n * m + 3 * d * d)
+
+    @classmethod
+    def from_config(cls, section: dict) -> Problem:
+        """The problem of a resolved ``[problem]`` section of this kind: seeded data, a
+        ``.npz`` of the kind's arrays, or a data table (``dataset``, ``target`` or a ``.csv``
+        ``data``: :func:`stflow.datasets.problem_from_config`)."""
+        from .io import make_problem
+
+        p = section
+        data = p.get("data")
+        if p.get("dataset") is not None or p.get("target") is not None or str(
+                data).endswith(".csv"):
+            from ..datasets import problem_from_config
+
+            return problem_from_config(p)
+        if data is not None:
+            from ..datasets import check_npz_file
+
+            check_npz_file(data)
+        if p.get("split", "iid") != "iid":
+            raise InputError(
+                f"[problem] split = {p['split']!r} needs a data table: set dataset = \"digits\""
+                " (or data/target), or remove split"
+            )
+        for key, default in (("concentration", 0.5), ("labels_per_agent", 2)):
+            if p.get(key, default) != default:
+                raise InputError(
+                    f"[problem] {key} applies to the split of a data table (got {key} = "
+                    f'{p[key]!r} without one): set dataset = "digits" (or data/target) and '
+                    "split, or remove it"
+                )
+        own = {k: p[k] for k in ("regularization", "samples", "classes", "batch") if k in p}
+        return make_problem(cls.kind, agents=p["agents"], dim=p["dim"], seed=p["seed"],
+                            data=data, **own)
+
     # -- batched local costs -------------------------------------------------------------
 
     @abc.abstractmethod
@@ -299,6 +405,35 @@ class Problem(abc.ABC):
     @abc.abstractmethod
     def _from_arrays(self, arrays: dict[str, np.ndarray], **kw: Any) -> Problem:
         """A problem of the same kind and options on other arrays."""
+
+
+class Stream:
+    """One seeded stream drawn agent by agent, keeping rows ``start:stop`` only.
+
+    A generator draws each array as ``keep(draw, shape)``: agent i's draw of ``shape``,
+    in agent order, so rows ``start:stop`` are bit-identical to the same rows of the full
+    arrays (``start=0, stop=N``) while one other agent's draw is in memory at a time. The
+    MPI engine generates a rank's block this way.
+    """
+
+    def __init__(self, seed: int, n: int, start: int = 0, stop: int | None = None):
+        self.rng = np.random.default_rng(int(seed))
+        self.n, self.start = int(n), int(start)
+        self.stop = self.n if stop is None else int(stop)
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.stop == self.n
+
+    def keep(self, draw, shape) -> np.ndarray:
+        if self.whole:  # one call: the same numbers as N draws of shape, in order
+            return draw((self.n, *shape))
+        out = np.empty((self.stop - self.start, *shape))
+        for i in range(self.n):  # setup only: one agent's draw in memory at a time
+            value = draw(shape)
+            if self.start <= i < self.stop:
+                out[i - self.start] = value
+        return out
 
 
 def block_bounds(rows, n_agents: int) -> tuple[int, int]:

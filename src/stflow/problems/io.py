@@ -13,12 +13,8 @@ import numpy as np
 
 from stflow.errors import InputError
 
-from ._validate import _KEYS, _check_count, _check_regularization, _raise_keys, _validate_arrays
+from ._validate import _check_count, _check_regularization, _raise_keys, _validate_arrays
 from .base import Problem
-from .least_squares import LeastSquaresProblem
-from .logistic import LogisticProblem
-from .quadratic import QuadraticProblem
-from .softmax import SoftmaxProblem
 
 __all__ = [
     "PROBLEM_KINDS",
@@ -29,6 +25,7 @@ __all__ = [
 ]
 
 
+#: The kinds :func:`make_problem` builds (every built-in class with ``data_keys``).
 PROBLEM_KINDS = ("quadratic", "least_squares", "logistic", "softmax")
 
 
@@ -44,12 +41,20 @@ def centralized_solution(problem: Problem) -> np.ndarray:
     return np.array(problem.x_star)
 
 
-_CLASSES: dict[str, type[Problem]] = {
-    "quadratic": QuadraticProblem,
-    "least_squares": LeastSquaresProblem,
-    "logistic": LogisticProblem,
-    "softmax": SoftmaxProblem,
-}
+class _Classes(Mapping):
+    """``kind -> class`` of the numpy kinds, read from the registry when first used."""
+
+    def __getitem__(self, kind):
+        return _class(kind)
+
+    def __iter__(self):
+        return iter([c.kind for c in _generated()])
+
+    def __len__(self):
+        return len(_generated())
+
+
+_CLASSES = _Classes()
 
 
 def make_problem(
@@ -128,32 +133,20 @@ def make_problem(
     >>> p.n_agents, p.dim, p.A.shape, p.strong_convexity
     (5, 3, (5, 20, 3), 0.5)
     """
-    if kind not in PROBLEM_KINDS:
-        raise InputError(
-            f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
-            "set [problem] kind to a known cost"
-        )
+    cls = _class(kind)
+    names = {p.name for p in cls.params} | ({"test"} if getattr(cls, "classifies", False)
+                                               else set())
     reg = _check_regularization(regularization)
-    if reg != 0.0 and kind not in ("logistic", "softmax"):
-        raise InputError(
-            f"`regularization` applies to kind='logistic' only or to kind='softmax' (got {reg}"
-            f" with kind={kind!r}): remove [problem] regularization"
-        )
-    if classes is not None and kind != "softmax":
-        raise InputError(
-            f"`classes` applies to kind='softmax' only (got {classes!r} with kind={kind!r}): "
-            "remove [problem] classes"
-        )
-    if batch is not None and kind == "quadratic":
-        raise InputError(
-            f"[problem] batch needs a cost made of data rows (got batch={batch!r} with "
-            "kind='quadratic'): remove batch, or use least_squares, logistic or softmax"
-        )
-    if test is not None and kind not in ("logistic", "softmax"):
-        raise InputError(
-            f"`test` (held-out rows) applies to logistic and softmax only (got kind={kind!r}):"
-            " drop it"
-        )
+    for key, given in (("regularization", reg != 0.0), ("classes", classes is not None),
+                       ("samples", samples is not None and data is None),
+                       ("batch", batch is not None), ("test", test is not None)):
+        if given and key not in names:
+            takers = [c.kind for c in _generated() if key in {p.name for p in c.params}
+                      or (key == "test" and getattr(c, "classifies", False))]
+            raise InputError(
+                f"`{key}` applies to kind={' or '.join(map(repr, takers))} only (got it with "
+                f"kind={kind!r}): remove [problem] {key}"
+            )
     owned = True  # fresh arrays of this call: no defensive copy needed
     if data is None:
         arrays = _generate(kind, agents, dim, seed, samples, classes)
@@ -166,27 +159,28 @@ def make_problem(
             f"`data` must be a path to a .npz file or a dict of arrays (got "
             f"{type(data).__name__}): set [problem] data to a file path"
         )
-    if set(arrays) != set(_KEYS[kind]):
+    if set(arrays) != set(cls.data_keys):
         _raise_keys(kind, arrays, "fix the data arrays")
-    rows = {"batch": batch, "seed": seed}
-    if kind == "logistic":
-        return LogisticProblem(arrays["A"], arrays["y"], regularization=reg, test=test, **rows)
-    if kind == "softmax":
-        return SoftmaxProblem(
-            arrays["A"], arrays["y"], regularization=reg, test=test, **rows,
-            classes=2 if classes is None and data is None else classes,
-        )
-    if kind == "least_squares" and owned:
-        arr = arrays if data is not None else _validate_arrays(  # _load validated its arrays
-            kind, arrays, fix="fix the data arrays", copy=False, freeze=False
-        )
-        return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=bool(keep_rows), **rows)
-    if kind == "least_squares":
-        return LeastSquaresProblem(arrays["A"], arrays["b"], keep_rows=bool(keep_rows), **rows)
-    problem = _CLASSES[kind](**arrays)
-    if kind == "quadratic" and problem.strong_convexity == 0.0:
-        problem._minimize()  # raises the singular-sum error
-    return problem
+    return cls.build(arrays, owned=owned, generated=data is None, regularization=reg,
+                     classes=classes, batch=batch, seed=seed, test=test,
+                     keep_rows=bool(keep_rows))
+
+
+def _generated() -> list:
+    """The built-in classes that generate data (numpy kinds: ``make_problem``'s)."""
+    from .registry import builtin_classes
+
+    return [c for c in builtin_classes() if c.data_keys]
+
+
+def _class(kind):
+    for cls in _generated():
+        if cls.kind == kind:
+            return cls
+    raise InputError(
+        f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
+        "set [problem] kind to a known cost"
+    )
 
 
 def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -207,11 +201,7 @@ def load_problem_data(kind: str, path: str | os.PathLike) -> dict[str, np.ndarra
 
 
 def _load(kind: str, path: str | os.PathLike, *, freeze: bool) -> dict[str, np.ndarray]:
-    if kind not in PROBLEM_KINDS:
-        raise InputError(
-            f"`kind` must be one of {', '.join(PROBLEM_KINDS)} (got {kind!r}): "
-            "set [problem] kind to a known cost"
-        )
+    _class(kind)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -264,47 +254,19 @@ def check_generation(kind: str, agents: Any, dim: Any, seed: Any, samples: Any):
     d = _check_count(dim, "dim", "set [problem] dim >= 1")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise InputError(f"`seed` must be a non-negative integer (got {seed!r}): set seed >= 0")
-    if kind == "quadratic" and samples is not None:
+    if samples is not None and "samples" not in {p.name for p in _class(kind).params}:
         raise InputError(
-            f"`samples` applies to least_squares and logistic only (got {samples!r} with "
-            "kind='quadratic'): remove [problem] samples"
+            f"`samples` applies to kinds made of data rows only (got {samples!r} with "
+            f"kind={kind!r}): remove [problem] samples"
         )
     return n, d
 
 
 def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
-              classes: Any = None) -> dict:
+              classes: Any = None, start: int = 0, stop: int | None = None) -> dict:
+    """The arrays kind's class generates (its ``generate``), rows ``start:stop``."""
+    from .base import Stream
+
     n, d = check_generation(kind, agents, dim, seed, samples)
-    rng = np.random.default_rng(int(seed))
-    if kind == "quadratic":
-        mm = rng.standard_normal((n, d, d))
-        q = mm @ np.swapaxes(mm, 1, 2) / d + 0.1 * np.eye(d)
-        return {"Q": 0.5 * (q + np.swapaxes(q, 1, 2)), "b": rng.standard_normal((n, d))}
-    m = _check_count(
-        (d if kind == "least_squares" else 20) if samples is None else samples,
-        "samples", "set [problem] samples >= 1",
-    )
-    if kind == "least_squares":
-        a = rng.standard_normal((n, m, d))
-        a /= np.sqrt(m)  # in place: the same numbers as a / sqrt(m), without a second copy
-        x_true = rng.standard_normal(d)
-        return {"A": a, "b": a @ x_true + 0.1 * rng.standard_normal((n, m))}
-    if kind == "softmax":
-        k = 2 if classes is None else _check_count(classes, "classes", "set [problem] classes")
-        if k < 2 or d % k:
-            raise InputError(
-                f"softmax: `dim` must be a multiple of `classes` >= 2, since d = features x "
-                f"classes (got dim={d}, classes={k}): e.g. dim = {max(k, 2) * max(d // k, 1)}"
-            )
-        p = d // k
-        a = rng.standard_normal((n, m, p)) / np.sqrt(p)
-        w_true = rng.standard_normal((p, k))
-        y = np.argmax(a @ w_true, axis=2).astype(np.float64)
-        flip = rng.random((n, m)) < 0.1
-        y[flip] = rng.integers(0, k, size=int(flip.sum()))
-        return {"A": a, "y": y}
-    a = rng.standard_normal((n, m, d)) / np.sqrt(d)
-    x_true = rng.standard_normal(d)
-    y = np.where(a @ x_true >= 0, 1.0, -1.0)
-    y[rng.random((n, m)) < 0.1] *= -1.0
-    return {"A": a, "y": y}
+    return _CLASSES[kind].generate(Stream(int(seed), n, start, stop), d, samples=samples,
+                                   classes=classes)

@@ -179,6 +179,60 @@ class LeastSquaresProblem(RowCosts, Problem):
     kind = "least_squares"
     title = "f_i(x) = 1/2 ||A_i x - b_i||^2"
     params = (SAMPLES, BATCH, *TABLE_PARAMS)
+    data_keys = ("A", "b")
+    blocks = True
+
+    hessian_is_constant = True
+
+    def block_hessians(self, x):
+        return self.gram if self.form == "gram" else np.swapaxes(self.A, 1, 2) @ self.A
+
+    def _atb_sum(self, sums) -> np.ndarray:
+        atb = self.atb if self.form == "gram" else (self.b[:, None, :] @ self.A)[:, 0, :]
+        return sums.cached("atb", lambda: sums.chain_sum(atb))
+
+    def distributed_grad(self, sums, x):
+        """Gram form: :math:`(\\sum_i G_i) x - \\sum_i c_i`, like the simulator."""
+        if self.form != "gram":
+            return super().distributed_grad(sums, x)
+        return sums._hessian_sum(x) @ sums._stack(x)[0] - self._atb_sum(sums)
+
+    @classmethod
+    def distributed_minimize(cls, sums):
+        """The minimum-norm solution of the summed normal equations."""
+        gram = sums._hessian_sum(np.zeros(sums.dim))
+        return np.linalg.lstsq(gram, sums.local._atb_sum(sums), rcond=None)[0]
+
+    @classmethod
+    def from_block(cls, arrays, section, **optimum):
+        """Fresh arrays, handed over: the Gram form without the rows."""
+        from ._validate import _validate_arrays
+
+        arr = _validate_arrays(cls.kind, arrays, fix="fix the data arrays", copy=False,
+                               freeze=False)
+        return cls._adopt(arr["A"], arr["b"], keep_rows=False, **optimum)
+
+    @classmethod
+    def build(cls, arrays, *, owned, generated, keep_rows, batch=None, seed=0, **options):
+        """The problem of validated or generated arrays: fresh arrays are handed over (Gram
+        form without a copy), a caller's arrays are copied."""
+        rows = {"batch": batch, "seed": seed}
+        if owned:
+            arr = _validate_arrays(  # a loaded file was validated already
+                cls.kind, arrays, fix="fix the data arrays", copy=False, freeze=False
+            ) if generated else arrays
+            return cls._adopt(arr["A"], arr["b"], keep_rows=keep_rows, **rows)
+        return cls(arrays["A"], arrays["b"], keep_rows=keep_rows, **rows)
+
+    @classmethod
+    def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
+        """:math:`A_i \\sim N(0, 1/m)`, :math:`b_i = A_i x_{true} + 0.1 \\varepsilon`."""
+        rng, m = stream.rng, cls._samples(d, samples)
+        a = stream.keep(rng.standard_normal, (m, d))
+        a /= np.sqrt(m)  # in place: the same numbers as a / sqrt(m), without a second copy
+        x_true = rng.standard_normal(d)
+        return {"A": a, "b": a @ x_true + 0.1 * stream.keep(rng.standard_normal, (m,))}
+    default_samples = 0  # m = d
 
     def __init__(
         self,

@@ -75,6 +75,59 @@ class LogisticProblem(ClassifierRows, Problem):
     kind = "logistic"
     title = "logistic regression, labels in {-1, +1}"
     params = (SAMPLES, REGULARIZATION, BATCH, *TABLE_PARAMS)
+    data_keys = ("A", "y")
+    blocks = True
+
+    @property
+    def hessian_ridge(self) -> float:
+        return self.regularization
+
+    def block_hessians(self, x):
+        from scipy.special import expit
+
+        s = expit(self.A @ np.asarray(x, dtype=np.float64))
+        return np.swapaxes(self.A, 1, 2) @ ((s * (1.0 - s))[:, :, None] * self.A)
+
+    @classmethod
+    def distributed_minimize(cls, sums):
+        """``trust-exact``, refusing separable data (no finite minimizer)."""
+        import math
+
+        loc = sums.local
+        x = trust_exact_minimize(sums, sums.dim)
+        z = loc._margins(sums._stack(x))
+        gnorm = float(np.linalg.norm(sums.total_grad(x)))
+        all_positive = not sums.max(0.0 if np.all(z > 0) else 1.0)
+        scale = float(sums.gather_all(np.linalg.norm(loc.grad(sums._stack(x)), axis=1)).sum())
+        separable = loc.regularization == 0.0 and all_positive
+        if separable or gnorm > 1e-6 * max(1.0, scale) or not math.isfinite(gnorm):
+            raise InputError(
+                "logistic data: sum of f_i has no finite minimizer (labels are linearly "
+                f"separable, or nearly so: ||grad|| = {gnorm:.2g} at ||x|| = "
+                f"{np.linalg.norm(x):.3g}): set [problem] regularization > 0 or add samples"
+            )
+        return x
+
+    @classmethod
+    def from_block(cls, arrays, section, **optimum):
+        reg = section.get("regularization", 0.0)
+        return cls(arrays["A"], arrays["y"], regularization=reg, **optimum)
+
+    @classmethod
+    def build(cls, arrays, *, regularization=0.0, test=None, batch=None, seed=0, **options):
+        """The problem of validated or generated arrays."""
+        return cls(arrays["A"], arrays["y"], regularization=regularization, test=test,
+                   batch=batch, seed=seed)
+
+    @classmethod
+    def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
+        """:math:`a_{ij} \\sim N(0, I/d)`, labels of a random :math:`x_{true}`, 10% flipped."""
+        rng, m = stream.rng, cls._samples(d, samples)
+        a = stream.keep(rng.standard_normal, (m, d)) / np.sqrt(d)
+        x_true = rng.standard_normal(d)
+        y = np.where(a @ x_true >= 0, 1.0, -1.0)
+        y[stream.keep(rng.random, (m,)) < 0.1] *= -1.0
+        return {"A": a, "y": y}
 
     def __init__(
         self,

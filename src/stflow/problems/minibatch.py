@@ -184,6 +184,9 @@ class ClassifierRows(RowCosts):
     and ``_check_labels(y, where)``, and calls :meth:`_init_test`.
     """
 
+    #: Holds held-out rows (``make_problem(..., test=)``, ``test_accuracy``).
+    classifies = True
+
     _row_constant: float = 0.0
 
     def _init_test(self, test: Any) -> None:

@@ -175,6 +175,15 @@ class MLPProblem(RowCounts, Problem):
     kind = "mlp"
     title = "a ReLU network (PyTorch), cross-entropy"
     params = (HIDDEN, BATCH, *TABLE_PARAMS)
+
+    @classmethod
+    def from_config(cls, section: dict):
+        """The network on a data table (``dataset = "digits"`` unless ``data`` is given)."""
+        from ..datasets import problem_from_config
+
+        if section.get("dataset") is None and section.get("data") is None:
+            section = {**section, "dataset": "digits"}
+        return problem_from_config(section)
     x_star = None
     f_star = None
     strong_convexity = 0.0

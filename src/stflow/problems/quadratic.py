@@ -38,6 +38,53 @@ class QuadraticProblem(Problem):
     kind = "quadratic"
     title = "f_i(x) = 1/2 x^T Q_i x - b_i^T x"
     params = ()
+    data_keys = ("Q", "b")
+    blocks = True
+
+    hessian_is_constant = True
+
+    def block_hessians(self, x):
+        return self.Q
+
+    @classmethod
+    def distributed_minimize(cls, sums):
+        """:math:`(\\sum_i Q_i)^{-1} \\sum_i b_i` (bit for bit the simulator's)."""
+        q_sum = sums._hessian_sum(np.zeros(sums.dim))
+        low = np.linalg.eigvalsh(q_sum)[0]
+        if low <= 0.0:
+            raise InputError(
+                f"quadratic data: sum of Q_i is singular (smallest eigenvalue {low:.3g}), so "
+                "x* is not unique: make the sum of the Q_i positive definite"
+            )
+        return np.linalg.solve(q_sum, sums.chain_sum(sums.local.b))
+
+    @classmethod
+    def from_block(cls, arrays, section, **optimum):
+        return cls(arrays["Q"], arrays["b"], **optimum)
+
+    @classmethod
+    def build(cls, arrays, *, owned, generated, keep_rows, **options):
+        """The problem of validated or generated arrays (:func:`stflow.problems.make_problem`)."""
+        problem = cls(**arrays)
+        if problem.strong_convexity == 0.0:
+            problem._minimize()  # raises the singular-sum error
+        return problem
+
+    @classmethod
+    def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
+        """:math:`Q_i = M_i M_i^T / d + 0.1 I`, :math:`b_i \\sim N(0, I)`."""
+        rng = stream.rng
+        mm = stream.keep(rng.standard_normal, (d, d))
+        q = mm @ np.swapaxes(mm, 1, 2) / d + 0.1 * np.eye(d)
+        return {"Q": 0.5 * (q + np.swapaxes(q, 1, 2)), "b": stream.keep(rng.standard_normal, (d,))}
+
+    @classmethod
+    def data_bytes(cls, section: dict) -> int:
+        """``N d^2 + N d`` float64 entries, and the centralized solve's ``3 d^2``."""
+        if section.get("data") is not None:
+            return 0
+        n, d = int(section["agents"]), int(section["dim"])
+        return 8 * (n * d * d + n * d + 3 * d * d)
 
     def __init__(self, Q: Any, b: Any, *, x_star: Any = None, f_star: Any = None):
         arr = _validate_arrays("quadratic", {"Q": Q, "b": b}, fix="fix the data arrays")

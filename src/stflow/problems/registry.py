@@ -7,8 +7,8 @@ A problem class declares itself once (see ``docs/extending.md``):
   :data:`COMMON_PARAMS`, which every kind has); data-table kinds add :data:`TABLE_PARAMS`;
 - ``from_config(section)``: the problem of a resolved ``[problem]`` section.
 
-:data:`PROBLEM_CLASSES` lists the built-in classes (a class whose module needs an optional
-package, PyTorch, is named by its import path and imported only when used);
+:func:`builtin_classes` finds the built-in classes (every class of this package that sets
+``kind``: a new kind is one new module, docs/extending.md);
 :func:`problem_class` returns the class of a kind name, or of a user's ``py:FILE:ATTR``
 (:class:`~stflow.problems.user.UserProblem`). Config validation, ``docs/config.md`` and the
 MPI engine read these; nothing else lists the kinds.
@@ -16,12 +16,10 @@ MPI engine read these; nothing else lists the kinds.
 
 from __future__ import annotations
 
-import importlib
-
 from ..errors import InputError
 from ..params import Param
 
-__all__ = ["COMMON_PARAMS", "TABLE_PARAMS", "PROBLEM_CLASSES", "problem_kinds",
+__all__ = ["COMMON_PARAMS", "TABLE_PARAMS", "builtin_classes", "problem_kinds",
            "problem_class", "problem_params"]
 
 
@@ -82,28 +80,18 @@ CLASSES = _p("classes", None, "classes K of generated softmax data (default 2); 
 HIDDEN = _p("hidden", [64], "widths of the hidden layers (ReLU), e.g. [64] or [128, 64]; [] for "
             "none", type="ints", example=[64])
 
-#: The built-in problem classes, in the order the docs list them.
-PROBLEM_CLASSES: tuple[str, ...] = (
-    "stflow.problems.quadratic:QuadraticProblem",
-    "stflow.problems.least_squares:LeastSquaresProblem",
-    "stflow.problems.logistic:LogisticProblem",
-    "stflow.problems.softmax:SoftmaxProblem",
-    "stflow.problems.mlp:MLPProblem",
-)
+def builtin_classes() -> tuple[type, ...]:
+    """Every built-in problem class: the classes of this package that set ``kind``
+    (:func:`stflow.kinds.discover`, modules in alphabetical order)."""
+    if "classes" not in _CACHE:
+        from ..kinds import discover
+        from .base import Problem
+
+        _CACHE["classes"] = tuple(discover("stflow.problems", Problem, "kind"))
+    return _CACHE["classes"]
 
 
-def _kind_of(path: str) -> str:
-    return _load(path).kind
-
-
-_CACHE: dict[str, type] = {}
-
-
-def _load(path: str):
-    if path not in _CACHE:
-        module, _, attr = path.partition(":")
-        _CACHE[path] = getattr(importlib.import_module(module), attr)
-    return _CACHE[path]
+_CACHE: dict[str, tuple] = {}
 
 
 def problem_kinds() -> tuple[str, ...]:
@@ -112,9 +100,9 @@ def problem_kinds() -> tuple[str, ...]:
     Examples
     --------
     >>> problem_kinds()
-    ('quadratic', 'least_squares', 'logistic', 'softmax', 'mlp')
+    ('least_squares', 'logistic', 'mlp', 'quadratic', 'softmax')
     """
-    return tuple(_kind_of(p) for p in PROBLEM_CLASSES)
+    return tuple(c.kind for c in builtin_classes())
 
 
 def problem_class(kind, base_dir=None):
@@ -125,9 +113,9 @@ def problem_class(kind, base_dir=None):
         from .user import user_problem_class
 
         return user_problem_class(kind, base_dir)
-    for path in PROBLEM_CLASSES:
-        if _kind_of(path) == kind:
-            return _load(path)
+    for cls in builtin_classes():
+        if cls.kind == kind:
+            return cls
     raise InputError(
         f"[problem] kind must be one of {', '.join(problem_kinds())} or py:FILE:ATTR (your own "
         f"cost, docs/problems.md) (got {kind!r}): pick one of those"

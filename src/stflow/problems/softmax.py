@@ -87,6 +87,37 @@ class SoftmaxProblem(ClassifierRows, Problem):
     kind = "softmax"
     title = "multinomial logistic regression, K classes"
     params = (SAMPLES, CLASSES, REGULARIZATION, BATCH, *TABLE_PARAMS)
+    data_keys = ("A", "y")
+
+    @classmethod
+    def build(cls, arrays, *, generated, regularization=0.0, classes=None, test=None,
+              batch=None, seed=0, **options):
+        """The problem of validated or generated arrays (K = 2 for generated data unless
+        ``classes``; a file's largest label + 1 otherwise)."""
+        return cls(arrays["A"], arrays["y"], regularization=regularization, test=test,
+                   batch=batch, seed=seed,
+                   classes=2 if classes is None and generated else classes)
+
+    @classmethod
+    def generate(cls, stream, d, *, samples=None, classes=None) -> dict:
+        """:math:`a_{ij} \\sim N(0, I/p)`, labels argmax of a random :math:`W_{true}`, 10%
+        redrawn (all agents at once: not blockwise)."""
+        from ._validate import _check_count
+
+        rng, m = stream.rng, cls._samples(d, samples)
+        k = 2 if classes is None else _check_count(classes, "classes", "set [problem] classes")
+        if k < 2 or d % k:
+            raise InputError(
+                f"softmax: `dim` must be a multiple of `classes` >= 2, since d = features x "
+                f"classes (got dim={d}, classes={k}): e.g. dim = {max(k, 2) * max(d // k, 1)}"
+            )
+        p = d // k
+        a = stream.keep(rng.standard_normal, (m, p)) / np.sqrt(p)
+        w_true = rng.standard_normal((p, k))
+        y = np.argmax(a @ w_true, axis=2).astype(np.float64)
+        flip = stream.keep(rng.random, (m,)) < 0.1
+        y[flip] = rng.integers(0, k, size=int(flip.sum()))
+        return {"A": a, "y": y}
 
     def __init__(
         self,

@@ -19,7 +19,6 @@ simulator does.
 
 from __future__ import annotations
 
-import math
 import zipfile
 from pathlib import Path
 
@@ -27,13 +26,8 @@ import numpy as np
 
 from ...errors import InputError
 from ...problems import (
-    LeastSquaresProblem,
-    LogisticProblem,
     Problem,
-    QuadraticProblem,
     _check_count,
-    _check_regularization,
-    _validate_arrays,
 )
 
 __all__ = [
@@ -45,8 +39,6 @@ __all__ = [
     "DistributedSums",
     "distributed_optimum",
 ]
-
-_KEYS = {"quadratic": ("Q", "b"), "least_squares": ("A", "b"), "logistic": ("A", "y")}
 
 
 def block_offsets(n_agents: int, n_ranks: int) -> np.ndarray:
@@ -131,7 +123,9 @@ def problem_shape(problem_cfg: dict) -> tuple[int, int]:
     if not Path(path).is_file():
         raise InputError(f"[problem] data: file {path!r} not found: check the path")
     members = _npz_members(path)
-    keys = _KEYS.get(kind, ())
+    from ...problems.registry import problem_class
+
+    keys = problem_class(kind).data_keys
     if set(members) != set(keys):
         raise InputError(
             f"problem data for kind={kind!r} must hold exactly the arrays {', '.join(keys)} "
@@ -154,26 +148,10 @@ def problem_shape(problem_cfg: dict) -> tuple[int, int]:
 # --------------------------------------------------------------------------- generation
 
 
-class _Stream:
-    """Draws per-agent chunks of one seeded stream, keeping rows ``start:stop`` only."""
-
-    def __init__(self, rng, n, start, stop):
-        self.rng, self.n, self.start, self.stop = rng, n, start, stop
-
-    def keep(self, draw, shape) -> np.ndarray:
-        out = np.empty((self.stop - self.start, *shape))
-        for i in range(self.n):  # setup only: one agent's draw in memory at a time
-            value = draw(shape)
-            if self.start <= i < self.stop:
-                out[i - self.start] = value
-        return out
-
-
 def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str, np.ndarray]:
-    """Rows ``start:stop`` of the arrays :func:`stflow.problems.make_problem` generates.
-
-    The same seeded stream is consumed agent by agent, so the rows are bit-identical to
-    slicing the full arrays, while only one other agent's draw is in memory at a time.
+    """Rows ``start:stop`` of the arrays :func:`stflow.problems.make_problem` generates: the
+    kind's own generator on a partial :class:`stflow.problems.base.Stream` (bit-identical
+    rows, one other agent's draw in memory at a time).
 
     Examples
     --------
@@ -184,28 +162,9 @@ def generate_block(kind, *, agents, dim, seed, samples, start, stop) -> dict[str
     >>> all(np.array_equal(part[k], full[k][2:4]) for k in ("A", "b"))
     True
     """
-    from ...problems.io import check_generation
+    from ...problems.io import _generate
 
-    n, d = check_generation(kind, agents, dim, seed, samples)
-    rng = np.random.default_rng(int(seed))
-    s = _Stream(rng, n, start, stop)
-    if kind == "quadratic":
-        mm = s.keep(rng.standard_normal, (d, d))
-        q = mm @ np.swapaxes(mm, 1, 2) / d + 0.1 * np.eye(d)
-        return {"Q": 0.5 * (q + np.swapaxes(q, 1, 2)), "b": s.keep(rng.standard_normal, (d,))}
-    m = _check_count(
-        (d if kind == "least_squares" else 20) if samples is None else samples,
-        "samples", "set [problem] samples >= 1",
-    )
-    if kind == "least_squares":
-        a = s.keep(rng.standard_normal, (m, d)) / np.sqrt(m)
-        x_true = rng.standard_normal(d)
-        return {"A": a, "b": a @ x_true + 0.1 * s.keep(rng.standard_normal, (m,))}
-    a = s.keep(rng.standard_normal, (m, d)) / np.sqrt(d)
-    x_true = rng.standard_normal(d)
-    y = np.where(a @ x_true >= 0, 1.0, -1.0)
-    y[s.keep(rng.random, (m,)) < 0.1] *= -1.0
-    return {"A": a, "y": y}
+    return _generate(kind, agents, dim, seed, samples, start=start, stop=stop)
 
 
 def supports_blocks(problem_cfg: dict) -> bool:
@@ -219,9 +178,11 @@ def supports_blocks(problem_cfg: dict) -> bool:
     >>> supports_blocks({"kind": "quadratic", "data": None, "dataset": None, "target": None})
     True
     """
+    from ...problems.registry import problem_class
+
     p = problem_cfg
     return (
-        p.get("kind") in _KEYS
+        getattr(problem_class(p.get("kind")), "blocks", False)
         and p.get("dataset") is None
         and p.get("target") is None
         and not str(p.get("data")).endswith(".csv")
@@ -242,38 +203,25 @@ def load_block(problem_cfg: dict, start: int, stop: int, **optimum) -> Problem:
     >>> load_block(cfg, 1, 3).n_agents
     2
     """
+    from ...problems.registry import problem_class
+
     kind = problem_cfg["kind"]
-    if kind not in _KEYS:
-        raise InputError(
-            f"`kind` must be one of {', '.join(_KEYS)} (got {kind!r}): "
-            "set [problem] kind to a known cost"
-        )
-    reg = _check_regularization(problem_cfg["regularization"])
-    if reg != 0.0 and kind != "logistic":
-        raise InputError(
-            f"`regularization` applies to kind='logistic' only (got {reg} with kind={kind!r}):"
-            " remove [problem] regularization"
-        )
+    cls = problem_class(kind)
     if problem_cfg["data"] is None:
         arrays = generate_block(
             kind,
             agents=problem_cfg["agents"],
             dim=problem_cfg["dim"],
             seed=problem_cfg["seed"],
-            samples=problem_cfg["samples"],
+            samples=problem_cfg.get("samples"),
             start=start,
             stop=stop,
         )
     else:
         problem_shape(problem_cfg)  # checks the keys
         path = str(problem_cfg["data"])
-        arrays = {k: _read_rows(path, k, start, stop) for k in _KEYS[kind]}
-    if kind == "quadratic":
-        return QuadraticProblem(arrays["Q"], arrays["b"], **optimum)
-    if kind == "least_squares":  # fresh arrays: handed over, Gram form without the rows
-        arr = _validate_arrays(kind, arrays, fix="fix the data arrays", copy=False, freeze=False)
-        return LeastSquaresProblem._adopt(arr["A"], arr["b"], keep_rows=False, **optimum)
-    return LogisticProblem(arrays["A"], arrays["y"], regularization=reg, **optimum)
+        arrays = {k: _read_rows(path, k, start, stop) for k in cls.data_keys}
+    return cls.from_block(arrays, problem_cfg, **optimum)
 
 
 # --------------------------------------------------------------------------- the optimum
@@ -335,39 +283,28 @@ class DistributedSums:
         r""":math:`\sum_i f_i(x)`, summed over the gathered per-agent values as the simulator does."""
         return float(self.gather_all(self.local.values(self._stack(x))).sum())
 
-    def total_grad(self, x: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_i \nabla f_i(x)`, (d,); least squares in Gram form as
-        :math:`(\sum_i G_i) x - \sum_i c_i`, like the simulator."""
-        loc = self.local
-        if loc.kind == "least_squares" and loc.form == "gram":
-            return self._hessian_sum(x) @ self._stack(x)[0] - self._atb_sum()
-        return self.chain_sum(loc.grad(self._stack(x)))
+    def cached(self, key: str, compute):
+        """``compute()`` once per run (a sum that does not depend on x)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
-    def _atb_sum(self) -> np.ndarray:
-        r""":math:`\sum_i A_i^T b_i`, (d,) (least squares)."""
-        if "atb" not in self._cache:
-            loc = self.local
-            atb = loc.atb if loc.form == "gram" else (loc.b[:, None, :] @ loc.A)[:, 0, :]
-            self._cache["atb"] = self.chain_sum(atb)
-        return self._cache["atb"]
+    def total_grad(self, x: np.ndarray) -> np.ndarray:
+        r""":math:`\sum_i \nabla f_i(x)`, (d,): the local class's ``distributed_grad``
+        (default: the chain sum of the block's gradients; least squares in Gram form
+        :math:`(\sum_i G_i) x - \sum_i c_i`, like the simulator)."""
+        return self.local.distributed_grad(self, np.asarray(x, dtype=np.float64))
 
     def _hessian_sum(self, x: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_i \nabla^2 f_i(x)`, (d, d)."""
+        r""":math:`\sum_i \nabla^2 f_i(x)`, (d, d): the chain sum of the local class's
+        ``block_hessians`` (cached when ``hessian_is_constant``), plus
+        :math:`N r I` for a ridge weight ``hessian_ridge`` r."""
         loc = self.local
-        if loc.kind == "quadratic":
-            if "Q" not in self._cache:
-                self._cache["Q"] = self.chain_sum(loc.Q)
-            return self._cache["Q"]
-        if loc.kind == "least_squares":
-            if "gram" not in self._cache:
-                g = loc.gram if loc.form == "gram" else np.swapaxes(loc.A, 1, 2) @ loc.A
-                self._cache["gram"] = self.chain_sum(g)
-            return self._cache["gram"]
-        from scipy.special import expit
-
-        s = expit(loc.A @ np.asarray(x, dtype=np.float64))
-        h = self.chain_sum(np.swapaxes(loc.A, 1, 2) @ ((s * (1.0 - s))[:, :, None] * loc.A))
-        return h + self.n_agents * loc.regularization * np.eye(self.dim)
+        if loc.hessian_is_constant:
+            return self.cached("hessian", lambda: self.chain_sum(loc.block_hessians(x)))
+        h = self.chain_sum(loc.block_hessians(np.asarray(x, dtype=np.float64)))
+        ridge = float(getattr(loc, "hessian_ridge", 0.0))
+        return h + self.n_agents * ridge * np.eye(self.dim) if ridge else h
 
     def max(self, value: float) -> float:
         """Largest ``value`` over the ranks."""
@@ -380,47 +317,13 @@ def distributed_optimum(sums: DistributedSums) -> tuple[np.ndarray, float]:
     r"""``(x_star, f_star)`` of :math:`\sum_i f_i` from rank-local sums (collective).
 
     The same solvers as :attr:`stflow.problems.Problem.x_star`, fed by
-    :class:`DistributedSums`: quadratic :math:`x = (\sum_i Q_i)^{-1} \sum_i b_i`; least
+    :class:`DistributedSums` (each class's ``distributed_minimize``): quadratic :math:`x = (\sum_i Q_i)^{-1} \sum_i b_i`; least
     squares the minimum-norm solution of the normal equations
     :math:`(\sum_i A_i^T A_i) x = \sum_i A_i^T b_i`; logistic ``trust-exact``; then up to
     three Newton polishing steps. Quadratic runs and least squares in Gram form (m >= d)
     give the simulator's ``x_star`` bit for bit; least squares with m < d and logistic agree
     to rounding (their centralized solvers work on the stacked data, which no rank holds).
     """
-    loc = sums.local
-    if loc.kind == "quadratic":
-        q_sum = sums._hessian_sum(np.zeros(sums.dim))
-        if np.linalg.eigvalsh(q_sum)[0] <= 0.0:
-            raise InputError(
-                "quadratic data: sum of Q_i is singular (smallest eigenvalue "
-                f"{np.linalg.eigvalsh(q_sum)[0]:.3g}), so x* is not unique: make the sum "
-                "of the Q_i positive definite"
-            )
-        x = np.linalg.solve(q_sum, sums.chain_sum(loc.b))
-    elif loc.kind == "least_squares":
-        gram = sums._hessian_sum(np.zeros(sums.dim))
-        atb = sums._atb_sum()
-        x = np.linalg.lstsq(gram, atb, rcond=None)[0]
-    else:
-        x = _logistic_minimize(sums)
+    x = type(sums.local).distributed_minimize(sums)
     x = Problem._polish(sums, x)
     return x, sums.total_value(x)
-
-
-def _logistic_minimize(sums: DistributedSums) -> np.ndarray:
-    from ...problems.logistic import trust_exact_minimize
-
-    loc = sums.local
-    x = trust_exact_minimize(sums, sums.dim)
-    z = loc._margins(sums._stack(x))
-    gnorm = float(np.linalg.norm(sums.total_grad(x)))
-    all_positive = not sums.max(0.0 if np.all(z > 0) else 1.0)
-    scale = float(sums.gather_all(np.linalg.norm(loc.grad(sums._stack(x)), axis=1)).sum())
-    separable = loc.regularization == 0.0 and all_positive
-    if separable or gnorm > 1e-6 * max(1.0, scale) or not math.isfinite(gnorm):
-        raise InputError(
-            "logistic data: sum of f_i has no finite minimizer (labels are linearly "
-            f"separable, or nearly so: ||grad|| = {gnorm:.2g} at ||x|| = "
-            f"{np.linalg.norm(x):.3g}): set [problem] regularization > 0 or add samples"
-        )
-    return x

@@ -90,11 +90,7 @@ def _fault_hook(rank: int, where) -> None:
 def _strong_convexity(sums, local, x_star) -> float:
     """Strong convexity of :math:`\\sum_i f_i` from rank-local sums (collective), as the
     whole problem's ``strong_convexity`` defines it."""
-    if local.kind in ("quadratic", "least_squares"):
-        from ...problems.base import _smallest_eigenvalue
-
-        return _smallest_eigenvalue(sums._hessian_sum(x_star))
-    return float(sums.n_agents * local.regularization)  # logistic
+    return float(type(local).distributed_strong_convexity(sums, x_star))
 
 
 class _GatheredCosts:
@@ -172,9 +168,9 @@ class Runner:
             )
         self.hash = config_hash(config)
         agree(comm, self._check_out)
-        if config["solver"]["method"] == "continuous":
+        if config["solver"]["scheme"] == "continuous":
             raise Agreed(
-                '[solver] method = "continuous" has no MPI engine (it sends no messages): use '
+                '[solver] scheme = "continuous" has no MPI engine (it sends no messages): use '
                 'a scheme (euler, predict, gauss_seidel) or drop --backend mpi'
             )
         n, d, local, costs, x_star, f_star, smoothness = self._problem(config)
@@ -261,13 +257,13 @@ class Runner:
             )
         shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star,
                                 param_shapes=getattr(self.local, "param_shapes", None))
-        if any(config["flow"].get(k) == "auto" for k in GAIN_KEYS):  # collective: all ranks
+        if any(config["method"].get(k) == "auto" for k in GAIN_KEYS):  # collective: all ranks
             shape.solution_curvature, shape.strong_convexity = self._curvature()
         if self.rank == 0:  # "auto" values (a certificate for auto gains) resolved once
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 build_method(cfg, shape, graph, smoothness=smoothness)
-        cfg["flow"] = self.comm.bcast(cfg["flow"], root=0)  # every rank: rank 0's values
+        cfg["method"] = self.comm.bcast(cfg["method"], root=0)  # every rank: rank 0's values
         with warnings.catch_warnings():
             if self.rank != 0:
                 warnings.simplefilter("ignore")
