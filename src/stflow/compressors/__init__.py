@@ -63,7 +63,6 @@ from .spec import (
 from .spec import _build_stage as _build_stage
 from .spec import _convert as _convert
 from .user import USER_TIME_SCALE, CallableCompressor
-from .user import _import_user as _import_user
 from .user import _load_user as _load_user
 from .user import _user_value as _user_value
 

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -178,7 +174,9 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
     kwargs = {}
     if len(parts) == 3 and parts[2].strip():
         kwargs = {k: _user_value(v) for k, v in _parse_pairs(parts[2], stage).items()}
-    module = _import_user(stage, modname, base_dir)
+    from ..user_code import PyRef, _import
+
+    module = _import(PyRef(stage, modname, attr, kwargs), "[compressor] spec", base_dir)
     if not hasattr(module, attr):
         raise InputError(
             f"compressor `{stage}`: module {modname!r} has no attribute {attr!r}: "
@@ -225,49 +223,3 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
             f"{getattr(comp, 'dim', None)}: return (N, d) = (2, {dim}) at dim {dim}"
         )
     return comp
-
-
-def _import_user(stage: str, modname: str, base_dir=None):
-    if modname.endswith(".py") or "/" in modname or "\\" in modname:
-        path = Path(modname).expanduser()
-        if base_dir is not None and not path.is_absolute():
-            path = Path(base_dir) / path
-        if not path.is_file():
-            where = (
-                f"relative to {str(base_dir)!r} (the config file's folder)"
-                if base_dir is not None
-                else "relative to the working directory"
-            )
-            raise InputError(
-                f"compressor `{stage}`: file '{path}' not found: give a path {where} or an "
-                "absolute one"
-            )
-        key = f"stflow_user_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(key, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            del sys.modules[key]
-            raise InputError(
-                f"compressor `{stage}`: importing '{modname}' raised {type(exc).__name__}: "
-                f"{exc}: fix the file"
-            ) from exc
-        return module
-    try:
-        return importlib.import_module(modname)
-    except ModuleNotFoundError as exc:
-        if exc.name == modname or modname.startswith(f"{exc.name}."):
-            raise InputError(
-                f"compressor `{stage}`: module '{modname}' not found: check PYTHONPATH or "
-                "give a file path"
-            ) from None
-        raise InputError(
-            f"compressor `{stage}`: importing '{modname}' failed: {exc}: install what it needs"
-        ) from exc
-    except Exception as exc:
-        raise InputError(
-            f"compressor `{stage}`: importing '{modname}' raised {type(exc).__name__}: {exc}: "
-            "fix the module"
-        ) from exc

@@ -302,40 +302,39 @@ def _old_names(raw: dict) -> dict:
     return raw
 
 
+def _kind_of(section: str, given: dict, base_dir, example: str) -> str:
+    """The section's ``kind`` (a ``py:`` file made absolute against ``base_dir``)."""
+    from ..user_code import is_py, resolve_path
+
+    kind = given.get("kind", SCHEMA[section]["kind"][0])
+    if not isinstance(kind, str):
+        raise InputError(
+            f"[{section}] kind must be a string (got {kind!r}): e.g. {example}, or kind = "
+            f'"py:FILE.py:ATTR" (your own, docs/extending.md)'
+        )
+    if is_py(kind):
+        return resolve_path(kind, base_dir, f"[{section}] kind") if base_dir else kind.strip()
+    return kind
+
+
 def _resolve_problem(given: dict, base_dir) -> dict:
     """``[problem]``: ``kind`` plus exactly the chosen kind's declared keys (a user's cost:
     the keys its factory takes, :mod:`stflow.problems.user`)."""
     from ..problems.registry import problem_class, problem_params
-    from ..user_code import is_py, resolve_path
 
-    kind = given.get("kind", SCHEMA["problem"]["kind"][0])
-    if not isinstance(kind, str):
-        raise InputError(
-            f'[problem] kind must be a string (got {kind!r}): e.g. kind = "quadratic", or '
-            'kind = "py:my_cost.py:make"'
-        )
-    if is_py(kind):
-        kind = resolve_path(kind, base_dir, "[problem] kind") if base_dir else kind.strip()
-        cls = problem_class(kind)
+    kind = _kind_of("problem", given, base_dir, 'kind = "quadratic"')
+    cls = problem_class(kind)
+    if getattr(cls, "user", False):
         return {"kind": kind, **cls.check_keys(given)}
-    params = problem_params(kind)
-    return {"kind": kind, **check_section("problem", kind, given, params)}
+    return {"kind": kind, **check_section("problem", kind, given, problem_params(kind))}
 
 
 def _resolve_flow(given: dict, base_dir=None) -> dict:
     """``[method]``: ``kind`` plus exactly the chosen method's declared parameters (a user's
     ``py:FILE:ATTR`` method: its class's ``params``, whose defaults the reference's
     ``key=value`` pairs replace; ``FILE`` made absolute against ``base_dir``)."""
-    from ..methods import METHOD_KINDS, method_class
-    from ..user_code import is_py, resolve_path
+    from ..methods import method_class
 
-    kind = given.get("kind", SCHEMA["method"]["kind"][0])
-    if not isinstance(kind, str):
-        raise InputError(
-            f"[method] kind must be one of {', '.join(METHOD_KINDS)} (got {kind!r}): pick one "
-            'of those, or kind = "py:my_method.py:MyMethod" (docs/methods.md)'
-        )
-    if is_py(kind):
-        kind = resolve_path(kind, base_dir, "[method] kind") if base_dir else kind.strip()
+    kind = _kind_of("method", given, base_dir, 'kind = "observer"')
     params = method_class(kind, base_dir).params
     return {"kind": kind, **check_section("method", kind, given, params)}

@@ -93,36 +93,29 @@ def _validate_arrays(
                 f"{type(arrays[key]).__name__}): {fix}"
             ) from None
         out[key] = a
-    first = out["Q"] if kind == "quadratic" else out["A"]
-    name = "Q" if kind == "quadratic" else "A"
-    want = "(N, d, d)" if kind == "quadratic" else "(N, m, d)"
-    bad = first.ndim != 3 or 0 in first.shape
-    if bad or (kind == "quadratic" and first.shape[1] != first.shape[2]):
-        raise InputError(
-            f"problem data: `{name}` must have shape {want} (got {first.shape}): {fix}"
-        )
-    n, m, d = first.shape
-    second, shape = ("b", (n, d)) if kind == "quadratic" else (_KEYS[kind][1], (n, m))
-    if out[second].shape != shape:
-        axes = "(N, d)" if kind == "quadratic" else "(N, m)"
-        raise InputError(
-            f"problem data: `{second}` must have shape {axes} = {shape} "
-            f"(got {out[second].shape}): {fix}"
-        )
+    from .registry import problem_class
+
+    cls = problem_class(kind)
+    sizes: dict[str, int] = {}
+    for key, axes in zip(cls.data_keys, cls.data_shapes, strict=True):
+        a = out[key]
+        want = "(" + ", ".join(axes) + ")"
+        if a.ndim != len(axes) or 0 in a.shape:
+            raise InputError(f"problem data: `{key}` must have shape {want} (got {a.shape}): {fix}")
+        for axis, size in zip(axes, a.shape, strict=True):
+            if sizes.setdefault(axis, size) != size:
+                shape = tuple(sizes.get(x, "?") for x in axes)
+                raise InputError(
+                    f"problem data: `{key}` must have shape {want} = {shape} (got {a.shape}): "
+                    f"{fix}"
+                )
     for key, a in out.items():
         where = _first_nonfinite(a)
         if where is not None:
             raise InputError(
                 f"problem data: `{key}` contains NaN or inf (first at index {where}): {fix}"
             )
-    if kind == "quadratic":
-        _check_quadratic(out, fix)
-    if kind == "logistic" and not np.all(np.abs(out["y"]) == 1.0):
-        seen = ", ".join(f"{v:g}" for v in np.unique(out["y"])[:5])
-        raise InputError(
-            f"problem data: `y` must contain only -1 and +1 (got values {seen}): "
-            "map 0/1 labels with y = 2 y - 1"
-        )
+    cls.check_arrays(out, fix)
     if freeze:
         for a in out.values():
             a.setflags(write=False)

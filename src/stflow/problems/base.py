@@ -70,8 +70,16 @@ class Problem(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_agents={self.n_agents}, dim={self.dim})"
 
-    #: Names of the arrays of a ``.npz`` of this kind (``[problem] data``).
+    #: Names of the arrays of a ``.npz`` of this kind (``[problem] data``), and their axes
+    #: (one name per axis; equal names must have equal sizes), checked by ``make_problem``.
     data_keys: tuple[str, ...] = ()
+    data_shapes: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def check_arrays(cls, arrays: dict, fix: str) -> None:
+        """Rules of this kind beyond shapes and finiteness (may fix ``arrays`` in place);
+        none by default."""
+        return None
     #: True when the MPI engine can generate or read one rank's block of agents alone
     #: (:meth:`generate` on a partial :class:`Stream`, and a distributed optimum).
     blocks: bool = False

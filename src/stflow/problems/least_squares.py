@@ -180,6 +180,7 @@ class LeastSquaresProblem(RowCosts, Problem):
     title = "f_i(x) = 1/2 ||A_i x - b_i||^2"
     params = (SAMPLES, BATCH, *TABLE_PARAMS)
     data_keys = ("A", "b")
+    data_shapes = (("N", "m", "d"), ("N", "m"))
     blocks = True
 
     hessian_is_constant = True

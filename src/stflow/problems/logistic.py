@@ -76,6 +76,17 @@ class LogisticProblem(ClassifierRows, Problem):
     title = "logistic regression, labels in {-1, +1}"
     params = (SAMPLES, REGULARIZATION, BATCH, *TABLE_PARAMS)
     data_keys = ("A", "y")
+    data_shapes = (("N", "m", "d"), ("N", "m"))
+
+    @classmethod
+    def check_arrays(cls, arrays, fix):
+        """Labels in {-1, +1}."""
+        if not np.all(np.abs(arrays["y"]) == 1.0):
+            seen = ", ".join(f"{v:g}" for v in np.unique(arrays["y"])[:5])
+            raise InputError(
+                f"problem data: `y` must contain only -1 and +1 (got values {seen}): "
+                "map 0/1 labels with y = 2 y - 1"
+            )
     blocks = True
 
     @property

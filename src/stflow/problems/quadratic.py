@@ -39,6 +39,14 @@ class QuadraticProblem(Problem):
     title = "f_i(x) = 1/2 x^T Q_i x - b_i^T x"
     params = ()
     data_keys = ("Q", "b")
+    data_shapes = (("N", "d", "d"), ("N", "d"))
+
+    @classmethod
+    def check_arrays(cls, arrays, fix):
+        """Each Q_i symmetric within 1e-10 and positive semidefinite (symmetrized in place)."""
+        from ._validate import _check_quadratic
+
+        _check_quadratic(arrays, fix)
     blocks = True
 
     hessian_is_constant = True

@@ -88,6 +88,7 @@ class SoftmaxProblem(ClassifierRows, Problem):
     title = "multinomial logistic regression, K classes"
     params = (SAMPLES, CLASSES, REGULARIZATION, BATCH, *TABLE_PARAMS)
     data_keys = ("A", "y")
+    data_shapes = (("N", "m", "p"), ("N", "m"))
 
     @classmethod
     def build(cls, arrays, *, generated, regularization=0.0, classes=None, test=None,
