@@ -308,6 +308,9 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
             "config": run.config,
         }
     )
+    data_split = getattr(run.problem, "data_split", None)  # a data table's split
+    if data_split is not None:
+        summary["split"] = data_split
     spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
     title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
     kw = {} if figure else {"figure": False}

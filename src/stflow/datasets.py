@@ -8,14 +8,14 @@ built-in ones (``breast_cancer``: 569 x 30, binary; ``diabetes``: 442 x 10, regr
 or NPZ (array ``X`` (n, p) and a 1-D target array, default ``y``). :func:`split_table`
 shuffles with a seeded generator, holds out a test fraction, standardizes with the
 *training* statistics, appends an intercept column, and deals the training rows over N
-agents in contiguous blocks (``split="iid"``, in shuffled order, or ``split="by_label"``,
-sorted by label first), giving the arrays of a :class:`stflow.problems.LeastSquaresProblem`
+agents (:mod:`stflow.splits`: ``iid``, ``by_label``, ``dirichlet``, ``shards``,
+``quantity``), giving the arrays of a :class:`stflow.problems.LeastSquaresProblem`
 (``A, b``), :class:`stflow.problems.LogisticProblem` (``A, y``) or
 :class:`stflow.problems.SoftmaxProblem` (``A, y`` with labels 0..K-1).
 
-Blocks that are one row shorter than the largest (n is rarely a multiple of N) are padded
-at their end with all-zero rows (target 0 for least squares, label +1 for logistic, class 0
-for softmax). A zero row has zero gradient everywhere, so the minimizer, the gradients and
+Blocks shorter than the largest (n is rarely a multiple of N; ``dirichlet`` and
+``quantity`` give very unequal blocks) are padded at their end with all-zero rows (target 0
+for least squares, label +1 for logistic, class 0 for softmax). A zero row has zero gradient everywhere, so the minimizer, the gradients and
 the flows are exactly those of the unpadded data; the value of each padded row is a
 constant (:math:`\log 2` logistic, :math:`\log K` softmax), which cancels in the optimality
 gap. Minibatches never sample padding rows (``rows_per_agent`` of the problem counts the
@@ -34,6 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .splits import (
+    LABEL_SPLITS,
+    SPLIT_KEYS,
+    SPLITS,
+    check_split,
+    deal_rows,
+    label_histogram,
+    label_skew,
+)
 
 __all__ = [
     "DATASETS",
@@ -56,10 +65,6 @@ DATASETS: dict[str, tuple[str, str]] = {
     "diabetes": ("regression", "least_squares"),
     "digits": ("classification", "softmax"),
 }
-
-#: Ways to deal the training rows over the agents (:func:`split_table`).
-SPLITS = ("iid", "by_label")
-
 
 @dataclass(frozen=True)
 class Table:
@@ -116,6 +121,34 @@ class Split:
     feature_names: tuple
     info: dict = field(default_factory=dict)
     classes: int = 0
+    label_histogram: np.ndarray | None = None
+
+    def summary(self) -> dict:
+        """The ``split`` block of ``summary.json``: the split's kind and keys, the seed, each
+        agent's row count and (classification) label histogram, and :func:`label_skew`.
+
+        Examples
+        --------
+        >>> s = split_table(load_dataset("breast_cancer"), "logistic", 3, split="dirichlet",
+        ...                 concentration=0.5, seed=1)
+        >>> b = s.summary()
+        >>> b["kind"], b["concentration"], sum(b["rows_per_agent"]), len(b["label_histogram"])
+        ('dirichlet', 0.5, 569, 3)
+        >>> [sum(h) for h in b["label_histogram"]] == b["rows_per_agent"]
+        True
+        """
+        info = self.info
+        out = {"kind": info["split"]}
+        out.update({k: info[k] for k in SPLIT_KEYS[info["split"]]})
+        out["seed"] = info["seed"]
+        out["rows_per_agent"] = [int(m) for m in self.block_sizes]
+        if "rows_moved" in info:
+            out["rows_moved"] = info["rows_moved"]
+        if self.label_histogram is not None:
+            out["label_values"] = list(info["label_values"])
+            out["label_histogram"] = self.label_histogram.tolist()
+            out["label_skew"] = label_skew(self.label_histogram)
+        return out
 
 
 def _data_path(name: str):
@@ -273,6 +306,8 @@ def split_table(
     test_fraction: float = 0.0,
     seed: int = 0,
     split: str = "iid",
+    concentration: float = 0.5,
+    labels_per_agent: int = 2,
 ) -> Split:
     r"""Shuffle, hold out a test set, standardize, and deal the rows over ``agents`` agents.
 
@@ -281,11 +316,15 @@ def split_table(
     ``standardize`` every feature is mapped to :math:`(x - \mu)/\sigma` with the training mean
     and standard deviation (and, for least squares, the target too); a table with a
     ``feature_scale`` (digits: 16) is divided by it instead. ``intercept`` appends a column
-    of ones (its weight is regularized like the others). Agent i gets the i-th contiguous
-    block of ``numpy.array_split`` of the training rows, zero-padded to the largest block
-    (see the module docstring): with ``split="iid"`` the rows in shuffled order, with
-    ``split="by_label"`` the rows stably sorted by label first (so each agent sees few
-    classes: the standard non-IID split). For ``logistic`` the target must have exactly two
+    of ones (its weight is regularized like the others). The training rows are dealt by
+    :func:`stflow.splits.deal_rows`, each agent's block zero-padded to the largest (see the
+    module docstring): with ``split="iid"`` agent i gets the i-th contiguous block of
+    ``numpy.array_split`` of the rows in shuffled order, with ``split="by_label"`` of the
+    rows stably sorted by label (so each agent sees few classes); ``"dirichlet"`` (label
+    skew, ``concentration``), ``"shards"`` (``labels_per_agent``) and ``"quantity"`` (size
+    skew, ``concentration``) draw from the same generator, after the shuffle (so every
+    split holds out the same rows). ``Split.label_histogram`` counts each agent's rows per
+    class. For ``logistic`` the target must have exactly two
     values, the larger one becomes +1; for ``softmax`` the K distinct target values (of the
     whole table) become the labels 0..K-1 in increasing order.
 
@@ -304,11 +343,7 @@ def split_table(
             f"[problem] kind must be least_squares, logistic or softmax for a data table (got "
             f"{kind!r}): set kind accordingly"
         )
-    if split not in SPLITS:
-        raise InputError(
-            f"[problem] split must be one of {', '.join(SPLITS)} (got {split!r}): use "
-            '"iid" (shuffled rows) or "by_label" (rows sorted by label)'
-        )
+    check_split(split)
     if isinstance(agents, bool) or not isinstance(agents, int | np.integer) or agents < 1:
         raise InputError(f"[problem] agents must be an integer >= 1 (got {agents!r})")
     if not (isinstance(test_fraction, int | float) and 0.0 <= test_fraction < 1.0):
@@ -324,7 +359,8 @@ def split_table(
             f"[problem] agents must be <= the {n_train} training rows of {table.name!r} (got "
             f"agents={agents}): lower agents or test_fraction"
         )
-    perm = np.random.default_rng(seed).permutation(n)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)  # first draw: the same held-out rows under every split
     tr, te = perm[:n_train], perm[n_train:]
     X, y = table.X, table.y.copy()
     values = np.unique(y)
@@ -346,13 +382,18 @@ def split_table(
             )
         y = np.searchsorted(values, y).astype(np.float64)
         classes = int(values.size)
+    if split in LABEL_SPLITS and kind == "least_squares":
+        raise InputError(
+            f'[problem] split = "{split}" needs class labels (got kind = "least_squares"): '
+            'use split = "iid" or "quantity", or kind = "logistic" / "softmax"'
+        )
+    label_index = None if kind == "least_squares" else np.searchsorted(values, table.y[tr])
+    order, sizes, moved = deal_rows(
+        n_train if label_index is None else label_index, agents, split=split, rng=rng,
+        concentration=concentration, labels_per_agent=labels_per_agent,
+    )
+    tr = tr[order]
     if split == "by_label":
-        if kind == "least_squares":
-            raise InputError(
-                '[problem] split = "by_label" needs class labels (got kind = "least_squares"):'
-                ' use split = "iid", or kind = "logistic" / "softmax"'
-            )
-        tr = tr[np.argsort(y[tr], kind="stable")]
         if n_test:
             missing = np.setdiff1d(np.unique(y), y[te])
             if missing.size:
@@ -365,6 +406,10 @@ def split_table(
     Xtr, Xte, ytr, yte = X[tr], X[te], y[tr], y[te]
     info = {"n_samples": n, "n_train": n_train, "n_test": n_test, "seed": seed,
             "split": split}
+    keys = {"concentration": float(concentration), "labels_per_agent": labels_per_agent}
+    info.update({key: keys[key] for key in SPLIT_KEYS[split]})
+    if split in ("dirichlet", "quantity"):
+        info["rows_moved"] = moved
     if kind != "least_squares":
         info["label_values"] = values.tolist()
     if standardize and table.feature_scale is not None:
@@ -390,7 +435,8 @@ def split_table(
         Xtr = np.hstack([Xtr, np.ones((Xtr.shape[0], 1))])
         Xte = np.hstack([Xte, np.ones((Xte.shape[0], 1))])
         names = (*names, "intercept")
-    blocks = np.array_split(np.arange(n_train), agents)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    blocks = [np.arange(bounds[i], bounds[i + 1]) for i in range(agents)]
     m = max(len(b) for b in blocks)
     d = Xtr.shape[1]
     A = np.zeros((agents, m, d))
@@ -410,6 +456,8 @@ def split_table(
         feature_names=names,
         info=info,
         classes=classes,
+        label_histogram=None if label_index is None else label_histogram(
+            label_index[order], sizes, values.size),
     )
 
 
@@ -425,6 +473,8 @@ def dataset_problem(
     test_fraction: float = 0.0,
     seed: int = 0,
     split: str = "iid",
+    concentration: float = 0.5,
+    labels_per_agent: int = 2,
     batch: int | None = None,
     hidden=(64,),
     network=None,
@@ -479,6 +529,8 @@ def dataset_problem(
         test_fraction=test_fraction,
         seed=seed,
         split=split,
+        concentration=concentration,
+        labels_per_agent=labels_per_agent,
     )
     if network is not None:
         return network(split), split
@@ -491,6 +543,7 @@ def dataset_problem(
             test_features=split.X_test if split.info["n_test"] > 0 else None,
             test_labels=split.y_test if split.info["n_test"] > 0 else None,
         )
+        problem.data_split = split.summary()
         return problem, split
     extra = {}
     if kind == "softmax":
@@ -501,6 +554,7 @@ def dataset_problem(
         kind, agents=agents, dim=split.X_train.shape[1], data=split.arrays,
         regularization=regularization, seed=seed, batch=batch, **extra,
     )
+    problem.data_split = split.summary()  # shown in summary.json by both engines
     return problem, split
 
 
@@ -616,6 +670,15 @@ def problem_from_config(section: dict, *, network=None):
             "[problem] give either dataset (built-in) or data (your file), not both: "
             "remove one"
         )
+    split = section.get("split") or "iid"
+    for key, default in (("concentration", 0.5), ("labels_per_agent", 2)):
+        value = section.get(key, default)
+        if value != default and split in SPLIT_KEYS and key not in SPLIT_KEYS[split]:
+            users = " or ".join(f'"{k}"' for k, keys in SPLIT_KEYS.items() if key in keys)
+            raise InputError(
+                f'[problem] {key} applies to split = {users} (got {key} = {value!r} with '
+                f'split = "{split}"): remove {key} or change split'
+            )
     source = section.get("dataset") or section.get("data")
     if source is None:
         raise InputError(
@@ -632,7 +695,9 @@ def problem_from_config(section: dict, *, network=None):
         intercept=section.get("intercept", True),
         test_fraction=float(frac),
         seed=section.get("seed", 0),
-        split=section.get("split") or "iid",
+        split=split,
+        concentration=section.get("concentration", 0.5),
+        labels_per_agent=section.get("labels_per_agent", 2),
         batch=section.get("batch"),
         hidden=section.get("hidden") or (64,),
         network=network,

@@ -186,6 +186,13 @@ class Problem(abc.ABC):
                 f"[problem] split = {p['split']!r} needs a data table: set dataset = \"digits\""
                 " (or data/target), or remove split"
             )
+        for key, default in (("concentration", 0.5), ("labels_per_agent", 2)):
+            if p.get(key, default) != default:
+                raise InputError(
+                    f"[problem] {key} applies to the split of a data table (got {key} = "
+                    f'{p[key]!r} without one): set dataset = "digits" (or data/target) and '
+                    "split, or remove it"
+                )
         own = {k: p[k] for k in ("regularization", "samples", "classes", "batch") if k in p}
         return make_problem(cls.kind, agents=p["agents"], dim=p["dim"], seed=p["seed"],
                             data=data, **own)

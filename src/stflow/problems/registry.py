@@ -51,9 +51,16 @@ TABLE_PARAMS: tuple[Param, ...] = (
     _p("intercept", True, "data table: append a column of ones", type="bool"),
     _p("test_fraction", 0.0, "data table: share of rows held out, 0 <= f < 1",
        zero=True, high=0.999999, example=0.2),
-    _p("split", "iid", "data table: iid (shuffled rows) | by_label (rows sorted by label, "
-       "then dealt: each agent sees few classes)", choices=("iid", "by_label"),
-       tunable=False),
+    _p("split", "iid", "data table: how the training rows are dealt to the agents: iid "
+       "(shuffled rows) | by_label (rows sorted by label: each agent sees few classes) | "
+       "dirichlet (label skew: each class divided by Dirichlet(concentration) proportions) | "
+       "shards (labels_per_agent label-sorted shards per agent) | quantity (iid labels, "
+       "Dirichlet(concentration) sizes); docs/problems.md",
+       choices=("iid", "by_label", "dirichlet", "shards", "quantity"), tunable=False),
+    _p("concentration", 0.5, 'data table, split = "dirichlet" or "quantity": Dirichlet '
+       "concentration alpha > 0 (small: skewed; large: near iid)", tunable=False),
+    _p("labels_per_agent", 2, 'data table, split = "shards": shards (so classes) per agent, '
+       "1 <= L <= classes", type="int", low=1, tunable=False),
 )
 
 #: Rows per stochastic gradient evaluation, for costs made of data rows.

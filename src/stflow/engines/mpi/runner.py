@@ -570,7 +570,8 @@ class Runner:
         )
         run = SimpleNamespace(
             config=self.config,
-            problem=SimpleNamespace(n_agents=self.n, dim=self.d),
+            problem=SimpleNamespace(n_agents=self.n, dim=self.d,
+                                    data_split=getattr(self.costs, "data_split", None)),
             graph=self.graph,
             compressor=self.compressor,
         )
