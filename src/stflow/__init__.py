@@ -62,6 +62,13 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
+# ``certify`` and ``tune`` are also the names of their modules: importing the module
+# ``stflow.certify`` would bind the package attribute to the module, so these two are bound
+# to their functions now (after which a module import no longer rebinds them).
+from .certify import certify  # noqa: E402
+from .tune import tune  # noqa: E402
+
+
 def __getattr__(name: str):
     module = _API.get(name)
     if module is None:
