@@ -150,7 +150,7 @@ agents = 5
 regularization = 0.1
 test_fraction = 0.2
 {extra}
-[flow]
+[method]
 kind = "dgd"
 lr = 0.01
 [solver]

@@ -65,8 +65,8 @@ __all__ = ["__version__", *_API]
 # ``certify`` and ``tune`` are also the names of their modules: importing the module
 # ``stflow.certify`` would bind the package attribute to the module, so these two are bound
 # to their functions now (after which a module import no longer rebinds them).
-from .certify import certify  # noqa: E402
-from .tune import tune  # noqa: E402
+from .certify import certify  # noqa: E402, F401
+from .tune import tune  # noqa: E402, F401
 
 
 def __getattr__(name: str):
