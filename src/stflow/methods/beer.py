@@ -59,8 +59,8 @@ class BEER(PeerMethod):
     >>> p = make_problem("quadratic", agents=6, dim=4, seed=0)
     >>> m = BEER(p, make_graph("ring", 6), make_compressor("quantize:bits=4", 4))
     >>> sol = solve(m, step=1.0, horizon=3000, tolerance=1e-8)
-    >>> m.bits_per_message, sol.status  # 2 x 40 bits
-    (80, 'converged')
+    >>> m.bits_per_message, sol.status  # 2 x (64 + 4 x 4) bits
+    (160, 'converged')
     """
 
     kind = "beer"
