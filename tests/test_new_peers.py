@@ -159,7 +159,7 @@ def test_beer_converges_linearly_with_compression(spec):
     coef = np.polyfit(k[sel], np.log(e[sel]), 1)
     resid = np.log(e[sel]) - np.polyval(coef, k[sel])
     assert 1.0 - resid.var() / np.log(e[sel]).var() > 0.97  # a straight line in log scale
-    assert -coef[0] > 0.02  # measured 0.037 per round (1e-8 after about 520 rounds)
+    assert -coef[0] > 0.02  # measured 0.035 (top-k) and 0.033 (quantize) per round
 
 
 @pytest.mark.parametrize("spec, bits", [
