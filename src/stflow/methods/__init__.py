@@ -11,6 +11,8 @@ r"""Every method of stflow, each written once as what one block of agents comput
 ``nids``                      NIDS / exact diffusion (:mod:`.nids`)        64 d
 ``choco``                     CHOCO-SGD (:mod:`.choco`)                    the compressor's
 ``lead``                      LEAD (:mod:`.lead`)                          the compressor's
+``extra``                     EXTRA (:mod:`.extra`)                        64 d
+``beer``                      BEER (:mod:`.beer`)                          2 x the compressor's
 ============================  ===========================================  =================
 
 Each method class declares itself once: its ``kind``, its ``[method]`` keys as
@@ -91,7 +93,8 @@ assert len(_BY_KIND) == len(METHOD_CLASSES), "two method classes declare the sam
 METHOD_KINDS = tuple(_BY_KIND)
 #: Peer kinds (the established methods, :class:`PeerMethod`).
 PEER_KINDS = tuple(c.kind for c in METHOD_CLASSES if issubclass(c, PeerMethod))
-#: ``lr = "auto"`` of each peer: ``AUTO_LR[kind] / L_f`` (read from the classes' ``auto_lr``).
+#: ``lr = "auto"`` of each peer: ``AUTO_LR[kind] / L_f`` (read from the classes' ``auto_lr``;
+#: EXTRA's is ``AUTO_LR["extra"] * lambda_min((I + W)/2) / L_f``).
 AUTO_LR = {c.kind: c.auto_lr for c in METHOD_CLASSES if issubclass(c, PeerMethod)}
 
 
