@@ -52,10 +52,13 @@ class MoTEF(PeerMethod):
 
     kind = "motef"
     title = "MoTEF"
+    #: measured: lr = 0.1 / L_f with gamma = 0.5 converges with top-k and quantize on the
+    #: problems of docs/peers.md; larger steps stall (lr 0.5 / L_f) or need gamma near 1,
+    #: which diverges with top-k. The paper's step is O(gamma) times 1/L (Theorem 1).
     auto_lr = 0.1
     params = (
         lr_param(auto_lr),
-        Param("gamma", 0.2, "consensus step gamma in (0, 1] of both compressed gossips",
+        Param("gamma", 0.5, "consensus step gamma in (0, 1] of both compressed gossips",
               high=1.0),
         Param("lam", 0.5, "momentum weight lambda in (0, 1]: M+ = (1 - lam) M + lam grad "
               "(1 = BEER)", high=1.0),
