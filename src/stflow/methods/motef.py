@@ -14,8 +14,9 @@ class MoTEF(PeerMethod):
     r"""MoTEF: gradient tracking of a momentum, both gossips compressed with error feedback.
 
     Source: Islamov, Gao & Stich, "Near optimal decentralized optimization with compression
-    and momentum tracking" (arXiv 2405.20114, 2024), Algorithm 1, checked against the
-    authors' code (github.com/mlolab/MoTEF, ``synthetic/solvers.py``, function ``beerM``).
+    and momentum tracking" (arXiv 2405.20114, 2024), Algorithm 1, transcribed from the
+    authors' code (github.com/mlolab/MoTEF, ``synthetic/solvers.py``, function ``beerM``;
+    the paper's text was not at hand to compare line by line).
     With step :math:`\eta` = ``lr``, consensus step :math:`\gamma` = ``gamma``, momentum
     :math:`\lambda` = ``lam``; public copies :math:`H^0 = G^0 = 0`,
     :math:`V^0 = M^0 = \nabla F(X^0)`:
@@ -34,8 +35,10 @@ class MoTEF(PeerMethod):
     the compressor's bits); every neighbour integrates them into its copies of :math:`H_j`
     and :math:`G_j`. With :math:`\lambda = 1` it is BEER (Zhao et al. 2022). Tracking keeps
     :math:`\mathbf 1^T V^t = \mathbf 1^T M^t` exactly (the authors' notebook ``MoTEF.py``
-    starts from :math:`M^0 = 0` instead, which breaks this invariant; the synthetic code and
-    the paper start from :math:`M^0 = V^0`). One gradient per round plus one at start.
+    starts from :math:`M^0 = 0` instead, which breaks this invariant; their synthetic code,
+    followed here, starts from :math:`M^0 = V^0`). One gradient per round plus one at start.
+    (The next iterate and its gradient are computed in ``send`` and handed to ``receive`` on
+    ``self``, as LEAD's are: a round needs the gradient at :math:`X^{t+1}` before sending.)
 
     Examples
     --------
