@@ -11,6 +11,8 @@ r"""Every method of stflow, each written once as what one block of agents comput
 ``nids``                      NIDS / exact diffusion (:mod:`.nids`)        64 d
 ``choco``                     CHOCO-SGD (:mod:`.choco`)                    the compressor's
 ``lead``                      LEAD (:mod:`.lead`)                          the compressor's
+``cedas``                     CEDAS (:mod:`.cedas`)                        the compressor's
+``motef``                     MoTEF (:mod:`.motef`)                        2 x compressor's
 ============================  ===========================================  =================
 
 Each method class declares itself once: its ``kind``, its ``[method]`` keys as
