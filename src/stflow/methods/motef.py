@@ -55,9 +55,9 @@ class MoTEF(PeerMethod):
 
     kind = "motef"
     title = "MoTEF"
-    #: measured: lr = 0.1 / L_f with gamma = 0.5 converges with top-k and quantize on the
-    #: problems of docs/peers.md; larger steps stall (lr 0.5 / L_f) or need gamma near 1,
-    #: which diverges with top-k. The paper's step is O(gamma) times 1/L (Theorem 1).
+    #: measured (docs/peers.md): with gamma = 0.5, lr = 0.1 / L_f converges with top-k and
+    #: quantize on the ring problems tried, while 0.3 and 0.5 / L_f end above 1e-5 on least
+    #: squares; faster steps need gamma near 1, which diverged with top-k.
     auto_lr = 0.1
     params = (
         lr_param(auto_lr),
