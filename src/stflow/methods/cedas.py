@@ -58,8 +58,9 @@ class CEDAS(PeerMethod):
 
     kind = "cedas"
     title = "CEDAS"
-    #: measured: lr = 1 / L_f reaches 1e-8 fastest, or within 2.1x of the fastest of
-    #: {0.3, 0.5, 1, 1.5} / L_f, on three problems with top-k and quantize (docs/peers.md);
+    #: measured: lr = 1 / L_f reaches 1e-8 fastest, or within 2.1x of the fastest of the
+    #: steps tried (0.1 to 1.5 / L_f), on three problems with top-k and quantize
+    #: (docs/peers.md);
     #: uncompressed, CEDAS is NIDS / exact diffusion, whose steps go up to 2 / L (Li, Shi &
     #: Yan 2019) and whose auto lr is 1 / L_f too.
     auto_lr = 1.0
