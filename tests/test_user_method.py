@@ -205,9 +205,9 @@ def test_the_registry_is_read_from_the_classes():
 
     assert METHOD_KINDS == tuple(c.kind for c in METHOD_CLASSES)
     assert {k: AUTO_LR[k] for k in ("dgd", "gradient_tracking", "nids", "choco", "lead",
-                                    "extra", "beer")} == {
+                                    "extra", "beer", "motef")} == {
         "dgd": 0.5, "gradient_tracking": 0.3, "nids": 1.0, "choco": 0.5, "lead": 0.5,
-        "extra": 1.8, "beer": 0.3}
+        "extra": 1.8, "beer": 0.3, "motef": 0.1}
     assert all(issubclass(c, Method) and c.params for c in METHOD_CLASSES)
     flow = PrimalDualFlow("observer", make_problem("quadratic", agents=3, dim=2),
                           make_graph("ring", 3), __import__("stflow").compressors

@@ -13,6 +13,7 @@ r"""Every method of stflow, each written once as what one block of agents comput
 ``lead``                      LEAD (:mod:`.lead`)                          the compressor's
 ``extra``                     EXTRA (:mod:`.extra`)                        64 d
 ``beer``                      BEER (:mod:`.beer`)                          2 x the compressor's
+``motef``                     MoTEF (:mod:`.motef`)                        2 x compressor's
 ============================  ===========================================  =================
 
 Each method class declares itself once: its ``kind``, its ``[method]`` keys as
