@@ -160,6 +160,56 @@ def unflag_rows(buf: np.ndarray, nbits: int) -> np.ndarray:
     return np.packbits(bits, axis=1)
 
 
+def join_channels(parts: list, nbits: list) -> np.ndarray:
+    r"""Several channels' messages as one bit stream per row: the first ``nbits[c]`` bits of
+    each channel's byte rows, concatenated and packed, ``(n, ceil(sum(nbits) / 8))`` uint8,
+    so a message of two 132-bit channels is 33 bytes, not 2 x 17 (SPEC section 6: bytes =
+    the bit count rounded up once per message). Byte-aligned channels are just placed side
+    by side.
+
+    Examples
+    --------
+    >>> a = np.array([[0b10100000]], dtype=np.uint8)    # 3 bits: 101
+    >>> b = np.array([[0b11000000]], dtype=np.uint8)    # 2 bits: 11
+    >>> join_channels([a, b], [3, 2]).tolist()          # 10111 then padding
+    [[184]]
+    """
+    if len(parts) == 1 or all(n % 8 == 0 for n in nbits):
+        return parts[0] if len(parts) == 1 else np.hstack(parts)
+    bits = [np.unpackbits(np.ascontiguousarray(p), axis=1)[:, :n] for p, n in zip(
+        parts, nbits, strict=True)]
+    return np.packbits(np.concatenate(bits, axis=1), axis=1)
+
+
+def split_channels(buf: np.ndarray, nbits: list, nbytes: list) -> list:
+    """Inverse of :func:`join_channels`: each channel's ``(m, nbytes[c])`` byte rows.
+
+    Examples
+    --------
+    >>> [p.tolist() for p in split_channels(np.array([[184]], dtype=np.uint8), [3, 2], [1, 1])]
+    [[[160]], [[192]]]
+    """
+    if len(nbits) == 1 or all(n % 8 == 0 for n in nbits):
+        out, offset = [], 0
+        for nb in nbytes:
+            out.append(buf[:, offset:offset + nb])
+            offset += nb
+        return out
+    bits = np.unpackbits(np.ascontiguousarray(buf), axis=1)
+    out, offset = [], 0
+    for n, nb in zip(nbits, nbytes, strict=True):
+        rows = np.zeros((buf.shape[0], 8 * nb), dtype=np.uint8)
+        rows[:, :n] = bits[:, offset:offset + n]
+        out.append(np.packbits(rows, axis=1))
+        offset += n
+    return out
+
+
+def channel_bits(compressor, dim: int) -> int:
+    """Bits of one channel's message: the compressor's, or 64 d for raw float64 rows."""
+    return 64 * int(dim) if compressor is None else int(compressor.bits_per_message())
+
+
 def split_flagged(payload: np.ndarray, count: int, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
     """Parse ``count`` concatenated event-triggered messages (a silent one is 1 byte, a sent
     one ``nbytes``) into (sent mask, ``(count, nbytes)`` uint8 rows; silent rows zero).

@@ -296,7 +296,7 @@ class Runner:
     def run(self, after_rounds=None) -> MPIRunResult:
         from ...engines.simulate import BitCounter, make_recorder
         from ...methods.base import Block
-        from .exchange import ExchangePlan, NeighbourExchange, channel_bytes
+        from .exchange import ExchangePlan, NeighbourExchange, channel_bits, channel_bytes
 
         self._setup()
         self.plan = ExchangePlan(self.graph, self.offsets, self.rank)
@@ -304,6 +304,7 @@ class Runner:
         state = self._initial_state(block)
         codecs = self.method.codecs()
         self.channel_bytes = [channel_bytes(c, self.d) for c in codecs]
+        self.channel_bits = [channel_bits(c, self.d) for c in codecs]
         s = self.config["solver"]
         samples = self._samples_per_eval()
         rec = None
@@ -317,7 +318,9 @@ class Runner:
         self.own_degree = np.asarray(self.graph.degree)[self.start:self.stop]
         self.counter = BitCounter(self.method, self.own_degree)
         self._flag_checked = False
-        nbytes = sum(self.channel_bytes)
+        nbytes = -(-sum(self.channel_bits) // 8)  # the channels' bits, packed once
+        if len(codecs) == 1 or all(b % 8 == 0 for b in self.channel_bits):
+            nbytes = sum(self.channel_bytes)
         if self.method.triggered:  # the flag bit and the payload: one message
             nbytes = -(-int(self.method.bits_per_message) // 8)
         with NeighbourExchange(self.comm, self.plan, nbytes) as ex:
@@ -350,7 +353,7 @@ class Runner:
 
     def _round(self, state, ex, codecs, t, h):
         """One round of the block protocol (see the module docstring)."""
-        from .exchange import decode_rows, encode_rows
+        from .exchange import decode_rows, encode_rows, join_channels, split_channels
 
         method, plan, block = self.method, self.plan, self.method.block
         out = method.send(state, t, h)
@@ -359,19 +362,19 @@ class Runner:
         remote = ex.send_agents
         if remote.size:
             parts = [encode_rows(c, z[remote], t) for z, c in zip(out, codecs, strict=True)]
-            ex.start(parts[0] if len(parts) == 1 else np.hstack(parts))
+            ex.start(join_channels(parts, self.channel_bits))
         else:
             ex.start(np.empty((0, ex.nbytes), dtype=np.uint8))
         own = [z if c is None else c(z, t) for z, c in zip(out, codecs, strict=True)]
         method.local(state, t, h)
         recv = ex.finish()
-        msgs, offset = [], 0
-        for z, c, nb in zip(own, codecs, self.channel_bytes, strict=True):
+        chans = split_channels(recv, self.channel_bits, self.channel_bytes)
+        msgs = []
+        for z, c, got in zip(own, codecs, chans, strict=True):
             M = np.empty((block.n_cols, self.d))
             M[block.own] = z
             if recv.shape[0]:
-                M[plan.recv_pos] = decode_rows(c, recv[:, offset : offset + nb], t, self.d)
-            offset += nb
+                M[plan.recv_pos] = decode_rows(c, got, t, self.d)
             msgs.append(M)
         return method.receive(state, msgs, t, h)
 
