@@ -145,8 +145,9 @@ def test_minibatch_gradients_reduce_the_error(kind):
 
 @pytest.mark.parametrize("kind", ["lead", "motef"])
 def test_two_channel_messages_are_packed_once_over_mpi(kind):
-    # the default check config sends top-k k = 2 at d = 4: 2 x 132 bits per message, which
-    # the MPI engine must send as ceil(264 / 8) = 33 bytes (SPEC 6), not 2 x 17; the
-    # checker compares comm.json's bytes with that count and the metrics with the simulator
+    # the default check config sends top-k k = 2 at d = 4: MoTEF sends 2 x 132 bits per
+    # message, which the MPI engine must send as ceil(264 / 8) = 33 bytes (SPEC 6), not
+    # 2 x 17 (LEAD, one 132-bit channel, is the control); the checker compares comm.json's
+    # bytes with that count and the metrics with the simulator
     result = check_method(kind, procs=(2,))
     assert result.ok, result.problems
