@@ -151,3 +151,33 @@ def test_resolve_user_paths_makes_the_spec_cwd_independent(tmp_path, monkeypatch
     monkeypatch.chdir("/")
     assert make_compressor(spec, 2)([4.0, -8.0], 0.0).tolist() == [0.0, -2.0]
     assert resolve_user_paths("topk:k=2|py:mod:make", tmp_path) == "topk:k=2|py:mod:make"
+
+
+EXITS = """
+import sys
+
+def exits_in_factory(dim):
+    sys.exit(0)
+
+def exits_late(dim):
+    def C(Z, t):
+        if t > 0.05:
+            sys.exit(0)
+        return Z
+    return C
+"""
+
+
+@pytest.mark.parametrize(("attr", "where"), [("exits_in_factory", "make"),
+                                             ("exits_late", "run")])
+def test_sys_exit_in_a_user_compressor_is_its_error_exit_2(tmp_path, capsys, attr, where):
+    """sys.exit(0) inside user code must not read as stflow's "converged" (exit 0)."""
+    from stflow.cli import main
+
+    (tmp_path / "exits.py").write_text(EXITS)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[problem]\nagents = 4\ndim = 3\n[compressor]\nspec = "py:exits.py:{attr}"\n'
+                   "[solver]\nhorizon = 1.0\nrecord_every = 10\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "raised SystemExit(0)" in err and len(err.strip().splitlines()) == 1, (where, err)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import InputError
+from ..user_code import _describe
 from ._bits import _bytes_f8, _f8_bytes
 from ._common import _parse_pairs
 from .base import Compressor, _BitCompressor
@@ -80,10 +81,8 @@ def _guarded(spec: str, fn: Callable, *args):
         return fn(*args)
     except (InputError, MemoryError):
         raise
-    except Exception as exc:
-        raise InputError(
-            f"compressor `{spec}` raised {type(exc).__name__}: {exc}: fix the compressor"
-        ) from exc
+    except (Exception, SystemExit) as exc:  # sys.exit in user code is its error, not ours
+        raise InputError(f"compressor `{spec}` raised {_describe(exc)}: fix the compressor") from exc
 
 
 def _checked_output(spec: str, out, Z: np.ndarray, t: float) -> np.ndarray:
@@ -184,10 +183,10 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
         )
     try:
         result = getattr(module, attr)(dim, **kwargs)
-    except Exception as exc:  # the user's factory: report any failure as input
+    except (Exception, SystemExit) as exc:  # the user's factory: any failure is input
         raise InputError(
             f"compressor `{stage}`: {attr}({dim}, **{kwargs}) raised "
-            f"{type(exc).__name__}: {exc}: fix the factory or its keys"
+            f"{_describe(exc)}: fix the factory or its keys"
         ) from exc
     if isinstance(result, Compressor):
         builtin = type(result).__module__.startswith("stflow.")
@@ -212,10 +211,10 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
         probe = np.asarray(comp(np.zeros((2, dim)), 0.0))
     except InputError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise InputError(
-            f"compressor `{stage}`: C(zeros((2, {dim})), 0) raised {type(exc).__name__}: "
-            f"{exc}: make C accept (N, d) arrays"
+            f"compressor `{stage}`: C(zeros((2, {dim})), 0) raised {_describe(exc)}: "
+            "make C accept (N, d) arrays"
         ) from exc
     if probe.shape != (2, dim) or getattr(comp, "dim", None) != dim:
         raise InputError(
