@@ -154,12 +154,14 @@ def test_beer_converges_linearly_with_compression(spec):
     m = make_method("beer", problem, graph, make_compressor(spec, 4))
     sol = solve(m, step=1.0, horizon=1500, record_every=10, tolerance=1e-9)
     assert sol.status == "converged" and sol.final_relative_error < 1e-6
-    k, e = sol.records["step"].astype(float), sol.records["relative_error"]
-    sel = (e > 1e-9) & (e < 1e-2)
-    coef = np.polyfit(k[sel], np.log(e[sel]), 1)
-    resid = np.log(e[sel]) - np.polyval(coef, k[sel])
-    assert 1.0 - resid.var() / np.log(e[sel]).var() > 0.97  # a straight line in log scale
-    assert -coef[0] > 0.02  # measured 0.035 (top-k) and 0.033 (quantize) per round
+    k, e = sol.records["step"], sol.records["relative_error"]
+    first = [int(k[np.argmax(e <= t)]) for t in (1e-3, 1e-6, 1e-9)]
+    # linear: each three decades take the same rounds, within 20 % (measured 190 / 390 / 580
+    # rounds with top-k, 200 / 400 / 610 with quantize), at a rate of 0.033-0.035 per round
+    a, b = first[1] - first[0], first[2] - first[1]
+    assert 0.8 < b / a < 1.2, first
+    rate = np.log(1e3) / b
+    assert 0.028 < rate < 0.042, (first, rate)
 
 
 @pytest.mark.parametrize("spec, bits", [
