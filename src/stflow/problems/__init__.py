@@ -30,7 +30,6 @@ from ._validate import _validate_arrays as _validate_arrays
 from .base import _NEWTON_POLISH_STEPS as _NEWTON_POLISH_STEPS
 from .base import Problem
 from .base import _smallest_eigenvalue as _smallest_eigenvalue
-from .io import _CLASSES as _CLASSES
 from .io import (
     PROBLEM_KINDS,
     centralized_solution,

@@ -340,17 +340,23 @@ class Problem(abc.ABC):
         """
         if self.x_star is None:
             return float(self.smoothness)
-        x = np.asarray(self.x_star, dtype=np.float64)
+        curvature = self._curvature_at(np.asarray(self.x_star, dtype=np.float64))
+        return float(min(curvature, float(self.smoothness)))
+
+    def _curvature_at(self, x: np.ndarray, iterations: int = _CURVATURE_ITERATIONS) -> float:
+        """Largest local curvature at ``x`` over the agents: ``iterations`` power iterations
+        on central-difference Hessian-vector products of ``grad`` (every agent from the same
+        ``default_rng(0)`` vector), Rayleigh quotient of the last one, at least 0."""
         X = np.array(self._stack(x))
         eps = 1e-5 * max(1.0, float(np.linalg.norm(x)))
         V = np.tile(np.random.default_rng(0).standard_normal(self.dim), (self.n_agents, 1))
         rayleigh = np.zeros(self.n_agents)
-        for _ in range(_CURVATURE_ITERATIONS):
+        for _ in range(iterations):
             V /= np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-300)
             HV = (self.grad(X + eps * V) - self.grad(X - eps * V)) / (2.0 * eps)
             rayleigh = np.einsum("nd,nd->n", V, HV)
             V = HV
-        return float(min(max(float(rayleigh.max()), 0.0), float(self.smoothness)))
+        return max(float(rayleigh.max()), 0.0)
 
     def _polish(self, x: np.ndarray) -> np.ndarray:
         g = self.total_grad(x)

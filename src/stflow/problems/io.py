@@ -41,20 +41,6 @@ def centralized_solution(problem: Problem) -> np.ndarray:
     return np.array(problem.x_star)
 
 
-class _Classes(Mapping):
-    """``kind -> class`` of the numpy kinds, read from the registry when first used."""
-
-    def __getitem__(self, kind):
-        return _class(kind)
-
-    def __iter__(self):
-        return iter([c.kind for c in _generated()])
-
-    def __len__(self):
-        return len(_generated())
-
-
-_CLASSES = _Classes()
 
 
 def make_problem(
@@ -268,5 +254,5 @@ def _generate(kind: str, agents: Any, dim: Any, seed: Any, samples: Any,
     from .base import Stream
 
     n, d = check_generation(kind, agents, dim, seed, samples)
-    return _CLASSES[kind].generate(Stream(int(seed), n, start, stop), d, samples=samples,
+    return _class(kind).generate(Stream(int(seed), n, start, stop), d, samples=samples,
                                    classes=classes)

@@ -351,27 +351,15 @@ class UserProblem(Problem):
             x = self.x_star
             if x is not None:
                 points.append(np.asarray(x))
-            vars(self)["_smooth"] = max(self._curvature_at(p) for p in points)
+            vars(self)["_smooth"] = max(self._curvature_at(p, 50) for p in points)
         return vars(self)["_smooth"]
-
-    def _curvature_at(self, x: np.ndarray) -> float:
-        X = np.array(self._stack(x))
-        eps = 1e-5 * max(1.0, float(np.linalg.norm(x)))
-        V = np.tile(np.random.default_rng(0).standard_normal(self.dim), (self.n_agents, 1))
-        ray = np.zeros(self.n_agents)
-        for _ in range(50):
-            V /= np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-300)
-            HV = (self.grad(X + eps * V) - self.grad(X - eps * V)) / (2.0 * eps)
-            ray = np.einsum("nd,nd->n", V, HV)
-            V = HV
-        return float(max(ray.max(), 0.0))
 
     @property
     def solution_curvature(self) -> float:
         x = self.x_star
         if x is None:
             return self.smoothness
-        return min(self._curvature_at(np.asarray(x)), self.smoothness)
+        return min(self._curvature_at(np.asarray(x), 50), self.smoothness)
 
     @property
     def strong_convexity(self) -> float:
