@@ -60,7 +60,20 @@ def build_run(config: dict) -> Run:
         x0 = default_x0(problem)
     v0 = _load_init(cfg["init"]["v0"], "v0")
     compressor, method = build_method(cfg, problem, graph)
+    check_channel(cfg, method, graph)
     return Run(cfg, problem, graph, compressor, method, x0, v0)
+
+
+def check_channel(config: dict, method, graph):
+    """The run's :class:`stflow.network.Channel` (None on a perfect network), refused here,
+    before anything runs, when its schedule cannot apply to the graph or the method."""
+    from ..engines.driver import RoundDriver
+    from ..network import make_channel
+
+    channel = make_channel(config, graph)
+    if channel is not None:
+        RoundDriver.check(method, channel)
+    return channel
 
 
 def default_x0(problem):
@@ -157,6 +170,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
 def run_config(config: dict, *, progress: bool = False, stop=None):
     """Build and solve a resolved config on the simulator; returns ``(run, solution)``."""
     from ..engines.simulate import solve
+    from ..network import make_channel
 
     run = build_run(config)
     s = run.config["solver"]
@@ -175,6 +189,7 @@ def run_config(config: dict, *, progress: bool = False, stop=None):
         step_decay=s["step_decay"],
         target_accuracy=s["target_accuracy"],
         time_model=time_model(run.config),
+        channel=make_channel(run.config, run.graph),
     )
     return run, sol
 

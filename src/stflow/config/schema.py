@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import InputError
+from ..network import NETWORK_PARAMS, SCHEDULE_PARAMS, check_network
 from ..params import check_section
 
 _REQUIRED = object()
@@ -29,6 +30,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "p": (None, "edge probability (erdos_renyi; default 2 ln(N)/N)"),
         "radius": (None, "connection radius (geometric)"),
         "chords": (0, "extra random edges added to a ring"),
+        **{p.name: (p.default, p.doc) for p in SCHEDULE_PARAMS},
     },
     "method": {
         "kind": (
@@ -66,6 +68,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "bandwidth": (None, "bits per second per link (none = infinite); modeled_seconds "
                       "(SPEC section 8)"),
         "latency": (0.0, "seconds per round (>= 0)"),
+        **{p.name: (p.default, p.doc) for p in NETWORK_PARAMS},
     },
     "compute": {
         "seconds_per_sample": (0.0, "seconds per row of a gradient evaluation (>= 0)"),
@@ -194,6 +197,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             f"[solver] step must be <= horizon (got step = {solver['step']:g}, horizon = "
             f"{solver['horizon']:g}): lower step or raise horizon"
         )
+    check_network(out)
     if base_dir is not None:
         base = Path(base_dir)
         if isinstance(out["problem"].get("data"), str):

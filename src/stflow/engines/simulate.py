@@ -18,8 +18,9 @@ import numpy as np
 from ..errors import InputError
 from ..interrupts import catch_interrupts
 from ..metrics import Recorder, fitted_rate
+from .driver import BitCounter, LocalExchange, RoundDriver
 
-__all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT"]
+__all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT", "BitCounter"]
 
 #: ``[solver] scheme``: a scheme of the primal-dual flows (the peers have one update,
 #: so every scheme runs their paper's iteration), or ``solve_ivp``.
@@ -137,6 +138,7 @@ def solve(
     step_decay: float | None = None,
     target_accuracy: float | None = None,
     time_model=None,
+    channel=None,
 ) -> Solution:
     r"""Run method ``flow`` from ``X(0) = x0, V(0) = v0`` over ``[0, horizon]`` on one block.
 
@@ -153,7 +155,9 @@ def solve(
     scales step k by :math:`1 / (1 + k / k_0)` (the flows' h, the peers' lr; the clock
     advances by the scaled step). ``target_accuracy`` judges classification runs by the mean
     agent test accuracy; ``time_model`` (:class:`stflow.metrics.TimeModel`) fills
-    ``modeled_seconds``.
+    ``modeled_seconds``. ``channel`` (:class:`stflow.network.Channel`) loses messages, puts
+    agents to sleep and schedules links; every round goes through
+    :class:`stflow.engines.driver.RoundDriver` (``docs/network.md``).
 
     Examples
     --------
@@ -209,7 +213,8 @@ def solve(
         flow.scheme = method
     state = flow.initial_state(x0=x0, v0=v0)
     return _solve_rounds(flow, state, step, n_steps, int(record_every), tolerance, progress,
-                         int(local_steps), stop, step_decay, target_accuracy, time_model)
+                         int(local_steps), stop, step_decay, target_accuracy, time_model,
+                         channel)
 
 
 def rows_per_eval(problem) -> np.ndarray:
@@ -244,46 +249,6 @@ def make_recorder(flow, problem, *, local_steps: int = 1, time_model=None,
                     samples_per_eval=mean_spe, round_seconds=rs)
 
 
-class BitCounter:
-    """Cumulative bits of the agents a block owns when messages vary in size (event-triggered
-    sending, :meth:`stflow.methods.base.Method.round_bits`); both engines use it.
-
-    ``totals()`` is (broadcast bits, point-to-point bits) summed over the block's agents;
-    divided by N they are the ``bits`` argument of :meth:`stflow.metrics.Recorder.record`.
-
-    Examples
-    --------
-    >>> from types import SimpleNamespace
-    >>> m = SimpleNamespace(triggered=True, round_bits=lambda: np.array([105.0, 1.0]))
-    >>> c = BitCounter(m, degree=np.array([2, 3]))
-    >>> c.add(m); c.add(m); c.totals()
-    (212.0, 426.0)
-    """
-
-    def __init__(self, method, degree):
-        self.on = bool(getattr(method, "triggered", False))
-        self.degree = np.asarray(degree, dtype=float)
-        self.sent = 0.0
-        self.p2p = 0.0
-
-    def add(self, method) -> None:
-        """Count the round ``method`` just sent."""
-        if self.on:
-            rb = method.round_bits()
-            self.sent += float(rb.sum())
-            self.p2p += float(rb @ self.degree)
-
-    def totals(self) -> tuple[float, float]:
-        return self.sent, self.p2p
-
-    def per_agent(self, n_agents: int, totals=None) -> tuple[float, float] | None:
-        """``totals`` (default: this block's) over all ``n_agents`` agents, as
-        :meth:`stflow.metrics.Recorder.record` takes them; None when sizes are fixed."""
-        if not self.on:
-            return None
-        return tuple(float(b) / n_agents for b in (self.totals() if totals is None else totals))
-
-
 def _check_continuous(flow) -> None:
     comp = getattr(flow, "compressor", None)
     if comp is not None and not comp.linear:
@@ -311,9 +276,11 @@ def _blown_up(state, limit: float) -> bool:
 
 
 def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, local_steps,
-                  stop, step_decay=None, target_accuracy=None, time_model=None) -> Solution:
+                  stop, step_decay=None, target_accuracy=None, time_model=None,
+                  channel=None) -> Solution:
     rec = make_recorder(flow, flow.problem, local_steps=local_steps, time_model=time_model)
-    counter = BitCounter(flow, flow.graph.degree)
+    driver = RoundDriver(flow, LocalExchange(flow), channel)
+    counter = driver.counter
     limit = GROWTH_LIMIT * _scale(flow, state)
     check_every = min(record_every, 50)
     start = time.perf_counter()
@@ -325,7 +292,6 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
         bar = tqdm(total=n_steps, unit="round", leave=False)
     diverged_at = interrupted_at = None
     done = 0
-    step = flow.step
     t_next = 0.0
     hk = h
     signal_name = "SIGINT"
@@ -340,11 +306,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     flow.set_step_scale(scale)
                     t, hk = t_next, h * scale
                     t_next = t + hk
-                if local_steps > 1:
-                    for _ in range(local_steps - 1):
-                        state = flow.local_update(state, t, hk)
-                new = step(state, t, hk)
-                counter.add(flow)
+                new = driver.round(state, k, t, hk, local_steps)
                 done = k + 1
                 if done % check_every == 0 or done == n_steps:
                     if _blown_up(new, limit):

@@ -89,6 +89,10 @@ class PeerMethod(Method):
     def bind_block(self, block) -> None:
         self.W = block.restrict(self.mixing)
 
+    def mixing_matrices(self) -> dict:
+        """``{"W": W}``: every peer mixes with the Metropolis matrix."""
+        return {"W": self.mixing}
+
     def divergence_cause(self, step: float) -> str:
         """The most likely reason a run blew up: the method's step size against 1/L_f."""
         if not isinstance(getattr(self, "lr", None), float):

@@ -236,6 +236,15 @@ class Method:
     def local(self, state, t: float, h: float) -> None:
         """Work that does not need this round's messages (overlaps the exchange)."""
 
+    def mixing_matrices(self) -> dict:
+        """The full ``(N, N)`` matrices through which :meth:`receive` mixes messages, by the
+        attribute that holds their block restriction (``{"W": W}`` for the peers, ``{"lap":
+        L}`` for the flows). On a lossy network the round driver
+        (:mod:`stflow.engines.driver`) swaps in, for one round, the matrix without the
+        links that did not carry both messages (their weight moved to the diagonal); a
+        method with :attr:`copies` is handled by committing whole messages instead."""
+        return {}
+
     def receive(self, state, messages: list[np.ndarray], t: float, h: float) -> dict:
         """The new state from every channel's messages of the block's columns."""
         raise NotImplementedError

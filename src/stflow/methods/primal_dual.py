@@ -372,6 +372,10 @@ class PrimalDualFlow(Method):
     def bind_block(self, block) -> None:
         self.lap = block.restrict(self.graph.laplacian.tocsr())
 
+    def mixing_matrices(self) -> dict:
+        """``{"lap": L}``: the flows mix through the Laplacian."""
+        return {"lap": self.graph.laplacian.tocsr()}
+
     def init_block(self, X, V):
         state = {"X": X, "V": V}
         if self.kind == "observer":

@@ -1,0 +1,286 @@
+r"""The channel model: lost messages, sleeping agents and changing links, drawn on counters.
+
+A :class:`Channel` says, for round ``k``, which agents work (``awake``), which links of the
+graph exist (``up``: the ``[graph] schedule``) and which directed messages arrive
+(``delivered``). Every draw is a pure function of counters, never of a generator's history:
+
+.. math:: u(s, c, k, a, b) = \text{splitmix64}(\ldots\text{splitmix64}(s) \oplus c \ldots
+          \oplus b) / 2^{64} \in [0, 1)
+
+with ``s`` the ``[network] seed``, ``c`` the stream (drop, activation, ...), ``k`` the
+round, ``(a, b)`` the directed edge or ``(i, i)`` for an agent. Every MPI rank computes the
+same masks as the simulator without communicating, and a resumed run draws what the
+uninterrupted run drew. The bursty Gilbert--Elliott model keeps one two-state Markov chain per
+directed edge; its state at round ``k`` is replayed from round 0 when asked out of order
+(a resumed run), so the channel's state survives ``--resume`` without being stored.
+
+Keys (declared once here, read by the config's schema and ``docs/config.md``):
+``[network] drop, burst_enter, burst_exit, burst_drop, activation, seed`` and
+``[graph] schedule, fail, recovery``. What each method does with a missing message is in
+``docs/network.md``; the round driver (:mod:`stflow.engines.driver`) applies the masks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InputError
+from .params import Param
+
+__all__ = ["NETWORK_PARAMS", "SCHEDULE_PARAMS", "SCHEDULES", "Channel", "RoundMasks",
+           "keyed_uniform", "check_network", "make_channel"]
+
+#: ``[graph] schedule`` values (``docs/network.md``).
+SCHEDULES = ("none", "matching", "one_peer_exp", "failures")
+
+NETWORK_PARAMS = (
+    Param("drop", 0.0, "probability in [0, 1) that a directed message is lost in a round "
+          "(in the good state of the bursty model); docs/network.md", zero=True, high=1.0,
+          section="network", example=0.1, tunable=False),
+    Param("burst_enter", 0.0, "Gilbert-Elliott: per round, probability that a link's "
+          "channel goes from the good to the bad state (0: independent losses only)",
+          zero=True, high=1.0, section="network", example=0.01, tunable=False),
+    Param("burst_exit", 0.5, "Gilbert-Elliott: per round, probability that the bad state "
+          "ends (mean burst = 1 / burst_exit rounds)", high=1.0, section="network",
+          tunable=False),
+    Param("burst_drop", 1.0, "Gilbert-Elliott: loss probability in the bad state",
+          zero=True, high=1.0, section="network", tunable=False),
+    Param("activation", 1.0, "probability in (0, 1] that an agent works in a round (an "
+          "asleep agent neither computes nor sends; its radio still receives)", high=1.0,
+          section="network", example=0.9, tunable=False),
+    Param("seed", 0, "seed of every channel draw (losses, sleep, schedules)", type="int",
+          section="network", tunable=False),
+)
+
+SCHEDULE_PARAMS = (
+    Param("schedule", "none", "time-varying topology over the graph's edges: none | "
+          "matching (a random maximal matching per round) | one_peer_exp (i <-> i XOR 2^(k "
+          "mod log2 N): N a power of two, those edges in the graph) | failures (each link "
+          "fails with probability fail per round and stays down recovery rounds)",
+          choices=SCHEDULES, section="graph", tunable=False),
+    Param("fail", 0.01, "schedule = \"failures\": per round, probability that a link fails",
+          high=1.0, section="graph", tunable=False),
+    Param("recovery", 10, "schedule = \"failures\": rounds a failed link stays down",
+          type="int", low=1, section="graph", tunable=False),
+)
+
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_STREAM = {"drop": 1, "activation": 2, "burst": 3, "matching": 4, "failures": 5}
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer on uint64 arrays (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def keyed_uniform(seed: int, stream: int, k: int, a, b) -> np.ndarray:
+    r"""Uniform draws in [0, 1), one per pair ``(a[e], b[e])``, keyed on
+    ``(seed, stream, k, a, b)`` only (module docstring).
+
+    Examples
+    --------
+    >>> u = keyed_uniform(0, 1, 5, [0, 1, 2], [1, 2, 0])
+    >>> v = keyed_uniform(0, 1, 5, [2], [0])  # the same edge asked alone
+    >>> bool(u[2] == v[0]), bool(np.all((u >= 0) & (u < 1)))
+    (True, True)
+    """
+    a = np.asarray(a, dtype=np.uint64).reshape(-1)
+    b = np.asarray(b, dtype=np.uint64).reshape(-1)
+    x = _mix(np.full(a.shape, int(seed) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
+             + np.uint64(0x9E3779B97F4A7C15))
+    for c in (int(stream), int(k)):
+        x = _mix(x ^ np.uint64(c & 0xFFFFFFFFFFFFFFFF))
+    x = _mix(x ^ a)
+    x = _mix(x ^ (b * np.uint64(0x9E3779B97F4A7C15)))
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+class RoundMasks:
+    """What the channel does in one round (``E`` undirected edges of the graph, in
+    ``graph.edges`` order; directed edge ``e`` is ``edges[e, 0] -> edges[e, 1]`` and
+    ``E + e`` the reverse).
+
+    Attributes
+    ----------
+    awake : (N,) bool
+    up : (E,) bool -- the link exists this round (schedule)
+    delivered : (2E,) bool -- up, the sender awake, and the message not lost
+    """
+
+    __slots__ = ("awake", "up", "delivered")
+
+    def __init__(self, awake, up, delivered):
+        self.awake, self.up, self.delivered = awake, up, delivered
+
+
+class Channel:
+    r"""Counter-keyed losses, sleep and schedules of one run (module docstring).
+
+    Parameters
+    ----------
+    graph : stflow.graphs.Graph
+    drop, burst_enter, burst_exit, burst_drop, activation, seed
+        ``[network]`` keys (:data:`NETWORK_PARAMS`).
+    schedule, fail, recovery
+        ``[graph]`` keys (:data:`SCHEDULE_PARAMS`).
+
+    Examples
+    --------
+    >>> from stflow.graphs import make_graph
+    >>> ch = Channel(make_graph("ring", 4), drop=0.5, seed=1)
+    >>> m = ch.masks(0)
+    >>> m.awake.tolist(), m.up.tolist(), m.delivered.shape
+    ([True, True, True, True], [True, True, True, True], (8,))
+    >>> bool(np.array_equal(m.delivered, ch.masks(0).delivered))   # same counters, same draws
+    True
+    """
+
+    def __init__(self, graph, *, drop=0.0, burst_enter=0.0, burst_exit=0.5, burst_drop=1.0,
+                 activation=1.0, seed=0, schedule="none", fail=0.01, recovery=10):
+        vals = dict(drop=drop, burst_enter=burst_enter, burst_exit=burst_exit,
+                    burst_drop=burst_drop, activation=activation, seed=seed)
+        _check_drop(drop)
+        for p in NETWORK_PARAMS:
+            setattr(self, p.name, p.check(vals[p.name]))
+        svals = dict(schedule=schedule, fail=fail, recovery=recovery)
+        for p in SCHEDULE_PARAMS:
+            setattr(self, p.name, p.check(svals[p.name]))
+        self.graph = graph
+        self.n = int(graph.n)
+        e = np.asarray(graph.edges, dtype=np.int64)
+        self.edges = e
+        self.n_edges = int(e.shape[0])
+        self.src = np.concatenate([e[:, 0], e[:, 1]])
+        self.dst = np.concatenate([e[:, 1], e[:, 0]])
+        self._check_schedule()
+        self._burst_k = -1
+        self._bad = np.zeros(2 * self.n_edges, dtype=bool)
+
+    @property
+    def faulty(self) -> bool:
+        """True when any message can be lost or any agent sleep (not a schedule alone)."""
+        return self.drop > 0 or self.burst_enter > 0 or self.activation < 1.0
+
+    def _check_schedule(self) -> None:
+        n, e = self.n, self.edges
+        if self.schedule == "one_peer_exp":
+            bits = int(round(math.log2(n))) if n > 1 else 0
+            if 2 ** bits != n:
+                raise InputError(
+                    f'[graph] schedule = "one_peer_exp" needs N a power of two (got N = {n}): '
+                    'use schedule = "matching" or "failures", or 2^m agents')
+            have = set(map(tuple, e.tolist()))
+            for j in range(bits):
+                for i in range(n):
+                    a, b = sorted((i, i ^ (1 << j)))
+                    if (a, b) not in have:
+                        raise InputError(
+                            f'[graph] schedule = "one_peer_exp" needs the edge ({a}, {b}) '
+                            f'(i <-> i XOR 2^{j}), which [graph] kind = "{self.graph.kind}" '
+                            'lacks: use kind = "complete" (or a hypercube as kind = "edges"), '
+                            'or schedule = "matching" / "failures"')
+            self._peer_edge = {}
+            index = {pair: k for k, pair in enumerate(map(tuple, e.tolist()))}
+            for j in range(bits):
+                self._peer_edge[j] = np.array(sorted({index[tuple(sorted((i, i ^ (1 << j))))]
+                                                      for i in range(n)}), dtype=np.int64)
+
+    # -- one round ---------------------------------------------------------------------
+    def up(self, k: int) -> np.ndarray:
+        """``(E,)`` bool: the links that exist in round ``k`` (the schedule)."""
+        E = self.n_edges
+        if self.schedule == "none":
+            return np.ones(E, dtype=bool)
+        if self.schedule == "one_peer_exp":
+            bits = int(round(math.log2(self.n)))
+            out = np.zeros(E, dtype=bool)
+            out[self._peer_edge[k % bits]] = True
+            return out
+        if self.schedule == "failures":
+            # a failure drawn in round r takes the link down for rounds r .. r + recovery - 1
+            down = np.zeros(E, dtype=bool)
+            ids = np.arange(E)
+            for r in range(max(0, k - self.recovery + 1), k + 1):
+                down |= keyed_uniform(self.seed, _STREAM["failures"], r, ids, ids) < self.fail
+            return ~down
+        # matching: greedy over the edges in a keyed random order
+        order = np.argsort(keyed_uniform(self.seed, _STREAM["matching"], k, np.arange(E),
+                                         np.arange(E)), kind="stable")
+        used = np.zeros(self.n, dtype=bool)
+        out = np.zeros(E, dtype=bool)
+        for idx in order.tolist():
+            a, b = self.edges[idx]
+            if not (used[a] or used[b]):
+                used[a] = used[b] = True
+                out[idx] = True
+        return out
+
+    def _lost(self, k: int) -> np.ndarray:
+        """``(2E,)`` bool: the directed messages the channel loses in round ``k``."""
+        u = keyed_uniform(self.seed, _STREAM["drop"], k, self.src, self.dst)
+        if self.burst_enter <= 0:
+            return u < self.drop
+        bad = self._burst_state(k)
+        return np.where(bad, u < self.burst_drop, u < self.drop)
+
+    def _burst_state(self, k: int) -> np.ndarray:
+        """Gilbert--Elliott state of every directed edge in round ``k`` (replayed from round
+        0 when ``k`` is not the next round)."""
+        if k < self._burst_k or self._burst_k < 0:
+            self._burst_k, self._bad = 0, np.zeros(2 * self.n_edges, dtype=bool)
+        while self._burst_k < k:
+            u = keyed_uniform(self.seed, _STREAM["burst"], self._burst_k, self.src, self.dst)
+            self._bad = np.where(self._bad, u >= self.burst_exit, u < self.burst_enter)
+            self._burst_k += 1
+        return self._bad
+
+    def masks(self, k: int) -> RoundMasks:
+        """The :class:`RoundMasks` of round ``k``."""
+        if self.activation < 1.0:
+            ids = np.arange(self.n)
+            awake = keyed_uniform(self.seed, _STREAM["activation"], k, ids, ids) < self.activation
+        else:
+            awake = np.ones(self.n, dtype=bool)
+        up = self.up(k)
+        up2 = np.concatenate([up, up])
+        delivered = up2 & awake[self.src]
+        if self.drop > 0 or self.burst_enter > 0:
+            delivered &= ~self._lost(k)
+        return RoundMasks(awake, up, delivered)
+
+
+def _check_drop(value) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and 0.0 <= value < 1.0):
+        raise InputError(
+            f"[network] drop must be a number in [0, 1) (got {value!r}): it is the "
+            "probability that a message is lost, e.g. drop = 0.1 (1 would lose everything)")
+
+
+def check_network(config: dict) -> None:
+    """Validate ``[network]`` channel keys and ``[graph]`` schedule keys of a resolved config
+    (before anything runs); raises :class:`InputError` with one line."""
+    net, g = config["network"], config["graph"]
+    _check_drop(net.get("drop", 0.0))
+    for p in NETWORK_PARAMS:
+        net[p.name] = p.check(net.get(p.name, p.default))
+    for p in SCHEDULE_PARAMS:
+        g[p.name] = p.check(g.get(p.name, p.default))
+
+
+def make_channel(config: dict, graph) -> Channel | None:
+    """The run's :class:`Channel`, or None when the network is perfect (no loss, every agent
+    awake, no schedule): then the round driver runs exactly as without this module."""
+    net, g = config["network"], config["graph"]
+    keys = {p.name: net[p.name] for p in NETWORK_PARAMS}
+    if (keys["drop"] == 0 and keys["burst_enter"] == 0 and keys["activation"] == 1.0
+            and g["schedule"] == "none"):
+        return None
+    return Channel(graph, **keys, schedule=g["schedule"], fail=g["fail"],
+                   recovery=g["recovery"])
