@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["ExchangePlan", "NeighbourExchange", "encode_rows", "decode_rows", "channel_bytes",
+__all__ = ["ExchangePlan", "NeighbourExchange", "BlockExchange", "encode_rows", "decode_rows", "channel_bytes",
            "comm_summary", "flag_rows", "unflag_rows", "split_flagged"]
 
 
@@ -429,3 +429,84 @@ def comm_summary(per_rank, *, offsets, rounds, bits_per_message, bytes_per_messa
             and int(per[:, 2].sum()) == int(messages_per_round) * rounds
         ),
     }
+
+
+class BlockExchange:
+    """One rank's exchange for :class:`stflow.engines.driver.RoundDriver`: ``start(out, t)``
+    encodes the messages of the agents with an off-rank neighbour as whole arrays (one call
+    per channel, the channels packed into one bit stream) and posts them; own agents'
+    messages are applied directly (the compressor, no encode or decode); ``finish()``
+    decodes what arrived into each channel's ``(n_cols, d)`` columns. Event-triggered
+    methods send a flag bit first (:func:`flag_rows`)."""
+
+    def __init__(self, ex: NeighbourExchange, method, dim: int):
+        self.ex, self.method, self.d = ex, method, int(dim)
+        self.codecs = method.codecs()
+        self.bits = [channel_bits(c, dim) for c in self.codecs]
+        self.bytes = [channel_bytes(c, dim) for c in self.codecs]
+        self.own_degree = None  # set by the runner (event-triggered byte count)
+        self._flag_checked = False
+
+    def start(self, out, t: float) -> None:
+        ex, method = self.ex, self.method
+        self._t = t
+        if method.triggered:
+            return self._start_flagged(out, t)
+        remote = ex.send_agents
+        if remote.size:
+            parts = [encode_rows(c, z[remote], t) for z, c in zip(out, self.codecs,
+                                                                   strict=True)]
+            ex.start(join_channels(parts, self.bits))
+        else:
+            ex.start(np.empty((0, ex.nbytes), dtype=np.uint8))
+        self._own = [z if c is None else c(z, t) for z, c in zip(out, self.codecs,
+                                                                  strict=True)]
+
+    def finish(self) -> list:
+        if self.method.triggered:
+            return self._finish_flagged()
+        ex, block, t = self.ex, self.method.block, self._t
+        recv = ex.finish()
+        chans = split_channels(recv, self.bits, self.bytes)
+        msgs = []
+        for z, c, got in zip(self._own, self.codecs, chans, strict=True):
+            M = np.empty((block.n_cols, self.d))
+            M[block.own] = z
+            if recv.shape[0]:
+                M[ex.plan.recv_pos] = decode_rows(c, got, t, self.d)
+            msgs.append(M)
+        self._own = None
+        return msgs
+
+    def _start_flagged(self, out, t) -> None:
+        ex, method = self.ex, self.method
+        ((z,), (c,)) = out, self.codecs
+        nbits = int(c.bits_per_message())
+        rb = method.round_bits()
+        ex.expected_bytes += int(np.dot(self.own_degree, -(-rb.astype(np.int64) // 8)))
+        remote = ex.send_agents
+        inner = encode_rows(c, z[remote], t) if remote.size else np.zeros((0, ex.nbytes),
+                                                                            dtype=np.uint8)
+        if remote.size and not self._flag_checked:
+            if not np.array_equal(unflag_rows(flag_rows(inner, nbits, np.ones(remote.size,
+                                                                               bool)), nbits),
+                                  inner):
+                raise RuntimeError(
+                    f"compressor {c.spec!r} does not keep its message in its first {nbits} "
+                    "bits, so event-triggered messages cannot carry it exactly")
+            self._flag_checked = True
+        ex.start_flagged(flag_rows(inner, nbits, method.active[remote]), method.active)
+        self._own = [c(z, t)]
+
+    def _finish_flagged(self) -> list:
+        ex, block, t = self.ex, self.method.block, self._t
+        (c,) = self.codecs
+        nbits = int(c.bits_per_message())
+        sent, rows = ex.finish_flagged(ex.nbytes)
+        M = np.zeros((block.n_cols, self.d))
+        M[block.own] = self._own[0]
+        if sent.any():
+            M[ex.plan.recv_pos[sent]] = decode_rows(c, unflag_rows(rows[sent], nbits), t,
+                                                    self.d)
+        self._own = None
+        return [M]

@@ -2,7 +2,10 @@ r"""The rounds of the MPI engine on one rank: set-up, the block loop, checkpoint
 
 :class:`Runner` is what :func:`stflow.engines.mpi.run_mpi` drives on every rank. The rank
 owns one :class:`~stflow.methods.base.Block` (its agents and their off-rank neighbours) and
-runs the method's block protocol; it knows no method by name. Each round:
+runs the method's block protocol through the one round driver
+(:class:`stflow.engines.driver.RoundDriver`, with
+:class:`~stflow.engines.mpi.exchange.BlockExchange`; channel faults live there); it knows
+no method by name. Each round:
 
 1. ``method.send`` gives each channel's vectors of the own agents; the messages of agents
    with a neighbour on another rank are encoded as whole arrays (one call per channel) and
@@ -182,6 +185,9 @@ class Runner:
         )
         self.x_star, self.f_star = x_star, f_star
         self.n, self.d, self.start, self.stop = n, d, start, stop
+        from ...config.build import check_channel
+
+        self.channel = agree(comm, lambda: check_channel(self.config, self.method, self.graph))
 
     def _problem(self, config):
         """``(N, d, local problem, costs for the recorder, x*, f*, smoothness)``."""
@@ -294,9 +300,16 @@ class Runner:
 
     # -- rounds --------------------------------------------------------------------------
     def run(self, after_rounds=None) -> MPIRunResult:
-        from ...engines.simulate import BitCounter, make_recorder
+        from ...engines.driver import RoundDriver
+        from ...engines.simulate import make_recorder
         from ...methods.base import Block
-        from .exchange import ExchangePlan, NeighbourExchange, channel_bits, channel_bytes
+        from .exchange import (
+            BlockExchange,
+            ExchangePlan,
+            NeighbourExchange,
+            channel_bits,
+            channel_bytes,
+        )
 
         self._setup()
         self.plan = ExchangePlan(self.graph, self.offsets, self.rank)
@@ -316,14 +329,16 @@ class Runner:
         h, record_every = float(s["step"]), int(s["record_every"])
         n_steps = max(1, int(round(s["horizon"] / h)))
         self.own_degree = np.asarray(self.graph.degree)[self.start:self.stop]
-        self.counter = BitCounter(self.method, self.own_degree)
-        self._flag_checked = False
         nbytes = -(-sum(self.channel_bits) // 8)  # the channels' bits, packed once
         if len(codecs) == 1 or all(b % 8 == 0 for b in self.channel_bits):
             nbytes = sum(self.channel_bytes)
         if self.method.triggered:  # the flag bit and the payload: one message
             nbytes = -(-int(self.method.bits_per_message) // 8)
         with NeighbourExchange(self.comm, self.plan, nbytes) as ex:
+            bex = BlockExchange(ex, self.method, self.d)
+            bex.own_degree = self.own_degree
+            self.driver = RoundDriver(self.method, bex, self.channel)
+            self.counter = self.driver.counter
             first = 0
             if self.resume:
                 first = load_checkpoint(self, state, rec, ex)
@@ -351,66 +366,6 @@ class Runner:
         total = self.comm.allreduce(float(arr.sum()), op=MPI.SUM)
         return total / self.n, self.comm.allreduce(float(arr.max()), op=MPI.MAX)
 
-    def _round(self, state, ex, codecs, t, h):
-        """One round of the block protocol (see the module docstring)."""
-        from .exchange import decode_rows, encode_rows, join_channels, split_channels
-
-        method, plan, block = self.method, self.plan, self.method.block
-        out = method.send(state, t, h)
-        if method.triggered:
-            return self._round_flagged(state, ex, codecs, out, t, h)
-        remote = ex.send_agents
-        if remote.size:
-            parts = [encode_rows(c, z[remote], t) for z, c in zip(out, codecs, strict=True)]
-            ex.start(join_channels(parts, self.channel_bits))
-        else:
-            ex.start(np.empty((0, ex.nbytes), dtype=np.uint8))
-        own = [z if c is None else c(z, t) for z, c in zip(out, codecs, strict=True)]
-        method.local(state, t, h)
-        recv = ex.finish()
-        chans = split_channels(recv, self.channel_bits, self.channel_bytes)
-        msgs = []
-        for z, c, got in zip(own, codecs, chans, strict=True):
-            M = np.empty((block.n_cols, self.d))
-            M[block.own] = z
-            if recv.shape[0]:
-                M[plan.recv_pos] = decode_rows(c, got, t, self.d)
-            msgs.append(M)
-        return method.receive(state, msgs, t, h)
-
-    def _round_flagged(self, state, ex, codecs, out, t, h):
-        """One event-triggered round: every message is a flag bit, then the compressor's bits
-        only if the agent sends (:func:`~stflow.engines.mpi.exchange.flag_rows`)."""
-        from .exchange import decode_rows, encode_rows, flag_rows, unflag_rows
-
-        method, plan, block = self.method, self.plan, self.method.block
-        ((z,), (c,)) = out, codecs
-        active = method.active
-        nbits = int(c.bits_per_message())
-        rb = method.round_bits()
-        ex.expected_bytes += int(np.dot(self.own_degree, -(-rb.astype(np.int64) // 8)))
-        remote = ex.send_agents
-        inner = encode_rows(c, z[remote], t) if remote.size else np.zeros((0, ex.nbytes),
-                                                                            dtype=np.uint8)
-        if remote.size and not self._flag_checked:
-            if not np.array_equal(unflag_rows(flag_rows(inner, nbits, np.ones(remote.size,
-                                                                               bool)), nbits),
-                                  inner):
-                raise RuntimeError(
-                    f"compressor {c.spec!r} does not keep its message in its first {nbits} "
-                    "bits, so event-triggered messages cannot carry it exactly")
-            self._flag_checked = True
-        ex.start_flagged(flag_rows(inner, nbits, active[remote]), active)
-        own = c(z, t)
-        method.local(state, t, h)
-        sent, rows = ex.finish_flagged(ex.nbytes)
-        M = np.zeros((block.n_cols, self.d))
-        M[block.own] = own
-        if sent.any():
-            got = plan.recv_pos[sent]
-            M[got] = decode_rows(c, unflag_rows(rows[sent], nbits), t, self.d)
-        return method.receive(state, [M], t, h)
-
     def _loop(self, state, rec, ex, codecs, h, first, n_steps, record_every, local_steps,
               flag):
         method = self.method
@@ -431,11 +386,7 @@ class Runner:
                 method.set_step_scale(scale)
                 t, hk = self.clock, h * scale
             self.clock = t + hk
-            cur = state
-            for _ in range(local_steps - 1):
-                cur = method.local_update(cur, t, hk)
-            new = self._round(cur, ex, codecs, t, hk)
-            self.counter.add(method)
+            new = self.driver.round(state, k, t, hk, local_steps)
             done = k + 1
             if done % check_every == 0 or done == n_steps:
                 blown, stop = self._check(new, flag)
