@@ -79,26 +79,32 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def keyed_uniform(seed: int, stream: int, k: int, a, b) -> np.ndarray:
+def keyed_uniform(seed: int, stream: int, k, a, b) -> np.ndarray:
     r"""Uniform draws in [0, 1), one per pair ``(a[e], b[e])``, keyed on
-    ``(seed, stream, k, a, b)`` only (module docstring).
+    ``(seed, stream, k, a, b)`` only (module docstring). ``k`` may be an array of rounds
+    ``(R,)``: then the result is ``(R, len(a))``, row r equal to the call with ``k[r]``.
 
     Examples
     --------
     >>> u = keyed_uniform(0, 1, 5, [0, 1, 2], [1, 2, 0])
     >>> v = keyed_uniform(0, 1, 5, [2], [0])  # the same edge asked alone
-    >>> bool(u[2] == v[0]), bool(np.all((u >= 0) & (u < 1)))
-    (True, True)
+    >>> w = keyed_uniform(0, 1, np.array([4, 5]), [0, 1, 2], [1, 2, 0])  # two rounds at once
+    >>> bool(u[2] == v[0]), bool(np.array_equal(w[1], u)), bool(np.all((u >= 0) & (u < 1)))
+    (True, True, True)
     """
     a = np.asarray(a, dtype=np.uint64).reshape(-1)
     b = np.asarray(b, dtype=np.uint64).reshape(-1)
-    x = _mix(np.full(a.shape, int(seed) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
+    ks = np.asarray(k, dtype=np.int64)
+    many = ks.ndim > 0
+    ks = ks.reshape(-1, 1).astype(np.uint64)
+    x = _mix(np.full((1, 1), int(seed) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
              + np.uint64(0x9E3779B97F4A7C15))
-    for c in (int(stream), int(k)):
-        x = _mix(x ^ np.uint64(c & 0xFFFFFFFFFFFFFFFF))
-    x = _mix(x ^ a)
-    x = _mix(x ^ (b * np.uint64(0x9E3779B97F4A7C15)))
-    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+    x = _mix(x ^ np.uint64(int(stream) & 0xFFFFFFFFFFFFFFFF))
+    x = _mix(x ^ ks)
+    x = _mix(x ^ a[None, :])
+    x = _mix(x ^ (b * np.uint64(0x9E3779B97F4A7C15))[None, :])
+    out = (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+    return out if many else out[0]
 
 
 class RoundMasks:
@@ -161,6 +167,8 @@ class Channel:
         self._check_schedule()
         self._burst_k = -1
         self._bad = np.zeros(2 * self.n_edges, dtype=bool)
+        self._cache_k0 = -1
+        self._cache = None
 
     @property
     def faulty(self) -> bool:
@@ -204,11 +212,16 @@ class Channel:
             return out
         if self.schedule == "failures":
             # a failure drawn in round r takes the link down for rounds r .. r + recovery - 1
-            down = np.zeros(E, dtype=bool)
-            ids = np.arange(E)
-            for r in range(max(0, k - self.recovery + 1), k + 1):
-                down |= keyed_uniform(self.seed, _STREAM["failures"], r, ids, ids) < self.fail
-            return ~down
+            k0 = k - k % self.BATCH
+            if getattr(self, "_fail_k0", -1) != k0:
+                R, ids = self.recovery, np.arange(E)
+                ks = np.arange(k0 - R + 1, k0 + self.BATCH)
+                fails = keyed_uniform(self.seed, _STREAM["failures"], np.maximum(ks, 0), ids,
+                                      ids) < self.fail
+                fails[ks < 0] = False
+                self._fail_k0, self._fails = k0, fails
+            r = k - k0
+            return ~self._fails[r:r + self.recovery].any(axis=0)
         # matching: greedy over the edges in a keyed random order
         order = np.argsort(keyed_uniform(self.seed, _STREAM["matching"], k, np.arange(E),
                                          np.arange(E)), kind="stable")
@@ -221,14 +234,6 @@ class Channel:
                 out[idx] = True
         return out
 
-    def _lost(self, k: int) -> np.ndarray:
-        """``(2E,)`` bool: the directed messages the channel loses in round ``k``."""
-        u = keyed_uniform(self.seed, _STREAM["drop"], k, self.src, self.dst)
-        if self.burst_enter <= 0:
-            return u < self.drop
-        bad = self._burst_state(k)
-        return np.where(bad, u < self.burst_drop, u < self.drop)
-
     def _burst_state(self, k: int) -> np.ndarray:
         """Gilbert--Elliott state of every directed edge in round ``k`` (replayed from round
         0 when ``k`` is not the next round)."""
@@ -240,18 +245,41 @@ class Channel:
             self._burst_k += 1
         return self._bad
 
+    #: Rounds drawn at once (the draws of a round do not depend on how they are batched).
+    BATCH = 256
+
+    def _draws(self, k: int):
+        """(awake ``(N,)``, independent losses ``(2E,)`` or None) of round ``k``, from a
+        cache filled :attr:`BATCH` rounds at a time."""
+        k0 = k - k % self.BATCH
+        if self._cache_k0 != k0:
+            ks = np.arange(k0, k0 + self.BATCH)
+            awake = lost = None
+            if self.activation < 1.0:
+                ids = np.arange(self.n)
+                awake = keyed_uniform(self.seed, _STREAM["activation"], ks, ids,
+                                      ids) < self.activation
+            if self.drop > 0 or self.burst_enter > 0:
+                lost = keyed_uniform(self.seed, _STREAM["drop"], ks, self.src, self.dst)
+            self._cache_k0, self._cache = k0, (awake, lost)
+        awake, u = self._cache
+        r = k - k0
+        return (None if awake is None else awake[r]), (None if u is None else u[r])
+
     def masks(self, k: int) -> RoundMasks:
         """The :class:`RoundMasks` of round ``k``."""
-        if self.activation < 1.0:
-            ids = np.arange(self.n)
-            awake = keyed_uniform(self.seed, _STREAM["activation"], k, ids, ids) < self.activation
-        else:
+        awake, u = self._draws(k)
+        if awake is None:
             awake = np.ones(self.n, dtype=bool)
         up = self.up(k)
         up2 = np.concatenate([up, up])
         delivered = up2 & awake[self.src]
-        if self.drop > 0 or self.burst_enter > 0:
-            delivered &= ~self._lost(k)
+        if u is not None:
+            if self.burst_enter > 0:
+                lost = np.where(self._burst_state(k), u < self.burst_drop, u < self.drop)
+            else:
+                lost = u < self.drop
+            delivered &= ~lost
         return RoundMasks(awake, up, delivered)
 
 

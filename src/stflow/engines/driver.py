@@ -154,37 +154,53 @@ class _Sub:
 
 
 class _Mixing:
-    """A method's full mixing matrix and how to drop links from it (see the module rules)."""
+    """A method's full mixing matrix on one block, and how to drop links from it (module
+    rules): the block's matrix is one CSR whose ``data`` is rewritten in place each round
+    (its structure holds every diagonal entry, so no sparse matrix is built per round)."""
 
-    def __init__(self, matrix, graph):
+    def __init__(self, matrix, graph, block):
         m = sp.csr_matrix(matrix)
-        m.sort_indices()
-        self.full = m
         n = m.shape[0]
-        self.rows = np.repeat(np.arange(n), np.diff(m.indptr))
-        cols = m.indices.astype(np.int64)
+        coo = m.tocoo()
+        rows = np.concatenate([coo.row, np.arange(n)])
+        cols = np.concatenate([coo.col, np.arange(n)])
+        data = np.concatenate([coo.data, np.zeros(n)])
+        full = sp.csr_matrix((data, (rows, cols)), shape=(n, n))  # duplicates summed
+        full.sort_indices()
+        self.data = full.data.copy()
+        self.rows = np.repeat(np.arange(n), np.diff(full.indptr))
+        cols = full.indices.astype(np.int64)
         e = np.asarray(graph.edges, dtype=np.int64)
         keys = e[:, 0] * n + e[:, 1]
         lo, hi = np.minimum(self.rows, cols), np.maximum(self.rows, cols)
         ekey = lo * n + hi
-        pos = np.searchsorted(keys, ekey)
-        pos = np.minimum(pos, max(len(keys) - 1, 0))
-        off = self.rows != cols
-        if off.any() and not np.all(keys[pos[off]] == ekey[off]):
+        pos = np.minimum(np.searchsorted(keys, ekey), max(len(keys) - 1, 0))
+        self.off = self.rows != cols
+        if self.off.any() and not np.all(keys[pos[self.off]] == ekey[self.off]):
             raise InputError("a method's mixing matrix has an entry outside the graph's edges")
-        self.edge = np.where(off, pos, -1)
-        self.off = off
+        self.edge = np.where(self.off, pos, 0)
+        self.diag = np.nonzero(~self.off)[0]  # one per row, in row order
+        # the block's entries as positions into the full data (restrict keeps every entry)
+        index = sp.csr_matrix((np.arange(1.0, full.nnz + 1), full.indices, full.indptr),
+                              shape=(n, n))
+        picked = block.restrict(index)
+        self.pick = None if picked is index else (picked.data - 1).astype(np.int64)
+        self.block_matrix = sp.csr_matrix(
+            ((self.data if self.pick is None else self.data[self.pick]).copy(),
+             picked.indices.copy(), picked.indptr.copy()), shape=picked.shape)
 
     def without(self, used: np.ndarray):
-        """The matrix with the links not ``used`` removed, their weight on the diagonal."""
-        drop = self.off & ~used[np.maximum(self.edge, 0)]
-        if not drop.any():
-            return self.full
-        data = self.full.data.copy()
-        moved = np.bincount(self.rows[drop], weights=data[drop], minlength=self.full.shape[0])
-        data[drop] = 0.0
-        out = sp.csr_matrix((data, self.full.indices, self.full.indptr), shape=self.full.shape)
-        return (out + sp.diags(moved)).tocsr()
+        """The block's matrix with the links not ``used`` removed, their weight moved to
+        the diagonal (rewritten in place and returned)."""
+        drop = self.off & ~used[self.edge]
+        data = self.data.copy()
+        if drop.any():
+            moved = np.bincount(self.rows[drop], weights=data[drop],
+                                minlength=self.diag.size)
+            data[drop] = 0.0
+            data[self.diag] += moved
+        self.block_matrix.data[:] = data if self.pick is None else data[self.pick]
+        return self.block_matrix
 
 
 class RoundDriver:
@@ -224,13 +240,14 @@ class RoundDriver:
         if channel is not None:
             self.check(method, channel)
             for attr, full in method.mixing_matrices().items():
-                self.mixing[attr] = (_Mixing(full, method.graph), getattr(method, attr))
+                self.mixing[attr] = (_Mixing(full, method.graph, block), getattr(method, attr))
             e = channel.edges
             self._inc = sp.csr_matrix(  # (N, E): agent-edge incidence
                 (np.ones(2 * len(e)), (np.concatenate([e[:, 0], e[:, 1]]),
                                        np.tile(np.arange(len(e)), 2))),
                 shape=(channel.n, len(e)))
             self._cols = block.cols
+            self._degree = np.asarray(self._inc.sum(axis=1), dtype=float).ravel()
 
     @staticmethod
     def check(method, channel) -> None:
@@ -299,6 +316,7 @@ class RoundDriver:
         else:
             used = up & ends & got[:E] & got[E:]
         for attr, (mix, _original) in self.mixing.items():
-            setattr(m, attr, m.block.restrict(mix.without(used)))
-        degree_up = np.asarray(self._inc @ up.astype(float)).ravel()
-        return keep, degree_up
+            setattr(m, attr, mix.without(used))
+        if up.all():
+            return keep, self._degree
+        return keep, np.asarray(self._inc @ up.astype(float)).ravel()

@@ -40,6 +40,7 @@ EXPERIMENTS: dict[str, str] = {
     "E10": ".e10_schemes",
     "E11": ".e11_learning",
     "E12": ".e12_mlp",
+    "E13": ".e13_network",
 }
 
 
