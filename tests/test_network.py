@@ -204,12 +204,17 @@ def test_bad_channel_settings_are_one_line_exit_2(tmp_path, capsys, network, gra
 # ------------------------------------------------------------------------ the protocol
 
 
-def _e2_like(drop, spec="quantize:bits=4", horizon=12.0, seed=0, problem=None):
-    problem = problem or make_problem("least_squares", agents=20, dim=10, seed=0)
-    graph = make_graph("ring", 20, chords=3, seed=0)
+def _e2_like(drop, spec="quantize:bits=4", horizon=12.0, seed=0, other=False):
+    if other:  # a problem the protocol was not tuned on
+        problem = make_problem("quadratic", agents=16, dim=8, seed=3)
+        graph = make_graph("erdos_renyi", 16, seed=3)
+        gains = Gains(alpha=10.0, beta=10.0, eta=5.0, gamma=300.0)
+    else:
+        problem = make_problem("least_squares", agents=20, dim=10, seed=0)
+        graph = make_graph("ring", 20, chords=3, seed=0)
+        gains = Gains(alpha=10.0, beta=10.0, eta=2.0, gamma=300.0)
     flow = PrimalDualFlow("observer", problem, graph, make_compressor(spec, problem.dim),
-                          gains=Gains(alpha=10.0, beta=10.0, eta=2.0, gamma=300.0),
-                          scheme="euler")
+                          gains=gains, scheme="euler")
     ch = Channel(graph, drop=drop, seed=seed) if drop else None
     return solve(flow, step=1e-3, horizon=horizon, record_every=10, tolerance=1e-8,
                  channel=ch)
@@ -231,6 +236,14 @@ def test_observer_protocol_reaches_1e6_at_10pct_loss_within_1_1x_the_bits():
     worse = _e2_like(0.2)  # still exact at 20 % loss
     assert worse.final_relative_error < 1e-7 and _bits_to(worse, 1e-6) / _bits_to(
         free, 1e-6) <= 1.1
+
+
+def test_observer_protocol_on_a_problem_it_was_not_tuned_on():
+    free = _e2_like(0.0, other=True, horizon=8.0)
+    for drop in (0.1, 0.2):
+        lossy = _e2_like(drop, other=True, horizon=8.0)
+        assert _bits_to(lossy, 1e-6) / _bits_to(free, 1e-6) <= 1.1, drop
+        assert lossy.final_relative_error < 1e-9
 
 
 # ------------------------------------------------------------------------ MPI
