@@ -140,6 +140,67 @@ def test_two_lossy_rounds_of_the_observer_replayed_by_hand():
     assert p2p == 2 * ((65 + 1) + (130 + 2) + (65 + 1))
 
 
+HAND = """
+[problem]
+kind = "quadratic"
+agents = 3
+dim = 1
+seed = 0
+[graph]
+kind = "path"
+[method]
+kind = "observer"
+alpha = 1.0
+beta = 2.0
+eta = 1.0
+gamma = 10.0
+[compressor]
+spec = "identity"
+[solver]
+scheme = "euler"
+step = 0.1
+horizon = 0.2
+record_every = 1
+[init]
+x0 = [[1.0], [2.0], [4.0]]
+[network]
+drop = 0.5
+seed = 76
+"""
+
+
+def test_the_hand_replay_on_both_engines(tmp_path, monkeypatch):
+    """The two rounds above as a config: the simulator and MPI (P = 1, 2, 3) record the
+    relative error of the hand-computed X and the hand-counted bits."""
+    monkeypatch.setattr("stflow.output.plot_convergence", lambda *a, **k: None)
+    p = make_problem("quadratic", agents=3, dim=1, seed=0)
+    g = make_graph("path", 3)
+    L = g.laplacian.toarray()
+    X, V, Xh = np.array([[1.0], [2.0], [4.0]]), np.zeros((3, 1)), np.zeros((3, 1))
+    errors = [np.linalg.norm(X - p.x_star) / (np.sqrt(3) * np.linalg.norm(p.x_star))]
+    for commit in ([1, 0, 1], [1, 0, 0]):
+        Q = (X - Xh) * np.array(commit)[:, None]
+        X, V, Xh = (X + 0.1 * (-1.0 * L @ Xh - 2.0 * V - 1.0 * p.grad(X)),
+                    V + 0.1 * 2.0 * L @ Xh, Xh + 0.1 * 10.0 * Q)
+        errors.append(np.linalg.norm(X - p.x_star) / (np.sqrt(3) * np.linalg.norm(p.x_star)))
+    bits = [0.0, 199 / 3, 2 * 199 / 3]  # (65 + 1) + (65 + 2) + (65 + 1) per round
+    cfg = tmp_path / "hand.toml"
+    cfg.write_text(HAND)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "sim"), "--quiet"]) != 2
+    outs = [tmp_path / "sim"]
+    for n in (1, 2, 3):
+        out = tmp_path / f"mpi{n}"
+        proc = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, "-m", "stflow.cli",
+                               "run", str(cfg), "--backend", "mpi", "--out", str(out)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 2, proc.stderr
+        outs.append(out)
+    for out in outs:
+        rec = read_metrics_csv(out / "metrics.csv")
+        assert np.allclose(rec["relative_error"], errors, rtol=1e-12), out
+        assert np.allclose(rec["bits_per_agent"], bits, rtol=1e-12), out
+
+
 def test_two_lossy_rounds_of_dgd_replayed_by_hand():
     """DGD drops a link when either direction is lost, moving its weight to the diagonal."""
     p = make_problem("quadratic", agents=3, dim=2, seed=1)
