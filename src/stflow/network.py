@@ -293,7 +293,15 @@ def _check_drop(value) -> None:
 
 def check_network(config: dict) -> None:
     """Validate ``[network]`` channel keys and ``[graph]`` schedule keys of a resolved config
-    (before anything runs); raises :class:`InputError` with one line."""
+    (before anything runs); raises :class:`InputError` with one line.
+
+    Examples
+    --------
+    >>> check_network({"network": {"drop": 1.0}, "graph": {}})
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [network] drop must be a number in [0, 1) (got 1.0): it is the probability that a message is lost, e.g. drop = 0.1 (1 would lose everything)
+    """
     net, g = config["network"], config["graph"]
     _check_drop(net.get("drop", 0.0))
     for p in NETWORK_PARAMS:
@@ -304,7 +312,18 @@ def check_network(config: dict) -> None:
 
 def make_channel(config: dict, graph) -> Channel | None:
     """The run's :class:`Channel`, or None when the network is perfect (no loss, every agent
-    awake, no schedule): then the round driver runs exactly as without this module."""
+    awake, no schedule): then the round driver runs exactly as without this module.
+
+    Examples
+    --------
+    >>> from stflow.config import resolve_config
+    >>> from stflow.graphs import make_graph
+    >>> g = make_graph("ring", 4)
+    >>> make_channel(resolve_config({}), g) is None
+    True
+    >>> make_channel(resolve_config({"network": {"drop": 0.1}}), g).drop
+    0.1
+    """
     net, g = config["network"], config["graph"]
     keys = {p.name: net[p.name] for p in NETWORK_PARAMS}
     if (keys["drop"] == 0 and keys["burst_enter"] == 0 and keys["activation"] == 1.0

@@ -43,7 +43,18 @@ __all__ = ["RoundDriver", "LocalExchange", "BitCounter", "message_bits"]
 
 
 class LocalExchange:
-    """The simulator's exchange: one block holding every agent, messages ``C(z, t)``."""
+    """The simulator's exchange: one block holding every agent, messages ``C(z, t)``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from stflow.compressors import make_compressor
+    >>> m = SimpleNamespace(codecs=lambda: [make_compressor("topk:k=1", 2), None])
+    >>> ex = LocalExchange(m)
+    >>> ex.start([np.array([[3.0, -4.0]]), np.array([[1.0, 2.0]])], 0.0)
+    >>> [M.tolist() for M in ex.finish()]
+    [[[0.0, -4.0]], [[1.0, 2.0]]]
+    """
 
     def __init__(self, method):
         self.codecs = method.codecs()
