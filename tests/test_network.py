@@ -262,6 +262,16 @@ def test_bad_channel_settings_are_one_line_exit_2(tmp_path, capsys, network, gra
     assert not (tmp_path / "o" / "metrics.csv").exists()
 
 
+def test_bad_channel_settings_on_mpi_are_one_line_exit_2(tmp_path):
+    cfg = _cfg(tmp_path / "c.toml", graph_extra='schedule = "matching"', agents=6)
+    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                           str(cfg), "--backend", "mpi", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert 'schedule = "matching" cannot apply to [method] kind = "observer"' in err
+
+
 # ------------------------------------------------------------------------ the protocol
 
 
