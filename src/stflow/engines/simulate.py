@@ -235,13 +235,17 @@ def make_recorder(flow, problem, *, local_steps: int = 1, time_model=None,
                   samples=None) -> Recorder:
     """The :class:`Recorder` of a run (shared by both engines)."""
     mean_spe, max_spe = samples_per_eval(problem) if samples is None else samples
-    rs = 0.0
+    rs = fixed = 0.0
+    bandwidth = math.inf
     if time_model is not None:
         rs = time_model.round_seconds(bits_per_message=flow.bits_per_message,
                                       samples_per_eval=max_spe, local_steps=local_steps)
+        fixed = time_model.fixed_seconds(samples_per_eval=max_spe, local_steps=local_steps)
+        bandwidth = time_model.bandwidth
     return Recorder(problem, bits_per_message=flow.bits_per_message,
                     mean_degree=float(np.mean(flow.graph.degree)),
-                    samples_per_eval=mean_spe, round_seconds=rs)
+                    samples_per_eval=mean_spe, round_seconds=rs, fixed_seconds=fixed,
+                    bandwidth=bandwidth)
 
 
 class BitCounter:
@@ -250,14 +254,18 @@ class BitCounter:
 
     ``totals()`` is (broadcast bits, point-to-point bits) summed over the block's agents;
     divided by N they are the ``bits`` argument of :meth:`stflow.metrics.Recorder.record`.
+    ``slowest(reduce)`` is the sum over the rounds of each round's largest message (the
+    modeled time of SPEC section 8 waits for the slowest link): the block's per-round maxima
+    since the last call, combined across blocks by ``reduce`` (an element-wise max over MPI
+    ranks; identity on one block), are added to the running sum.
 
     Examples
     --------
     >>> from types import SimpleNamespace
     >>> m = SimpleNamespace(triggered=True, round_bits=lambda: np.array([105.0, 1.0]))
     >>> c = BitCounter(m, degree=np.array([2, 3]))
-    >>> c.add(m); c.add(m); c.totals()
-    (212.0, 426.0)
+    >>> c.add(m); c.add(m); c.totals(), c.slowest()
+    ((212.0, 426.0), 210.0)
     """
 
     def __init__(self, method, degree):
@@ -265,6 +273,8 @@ class BitCounter:
         self.degree = np.asarray(degree, dtype=float)
         self.sent = 0.0
         self.p2p = 0.0
+        self.slowest_sum = 0.0
+        self._maxima: list[float] = []
 
     def add(self, method) -> None:
         """Count the round ``method`` just sent."""
@@ -272,6 +282,18 @@ class BitCounter:
             rb = method.round_bits()
             self.sent += float(rb.sum())
             self.p2p += float(rb @ self.degree)
+            self._maxima.append(float(rb.max()) if rb.size else 0.0)
+
+    def slowest(self, reduce=None) -> float | None:
+        """Running sum of each round's largest message (None when sizes are fixed)."""
+        if not self.on:
+            return None
+        maxima = np.asarray(self._maxima, dtype=float)
+        if reduce is not None:
+            maxima = np.asarray(reduce(maxima), dtype=float)
+        self.slowest_sum += float(maxima.sum())
+        self._maxima = []
+        return self.slowest_sum
 
     def totals(self) -> tuple[float, float]:
         return self.sent, self.p2p
@@ -353,7 +375,8 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                 state = new
                 if done % record_every == 0 or done == n_steps:
                     rec.record(done, done * h if step_decay is None else t_next, state["X"],
-                               draws=flow.draws, bits=counter.per_agent(flow.n_agents))
+                               draws=flow.draws, bits=counter.per_agent(flow.n_agents),
+                               slowest_bits=counter.slowest())
                     if bar is not None:
                         bar.update(done - bar.n)
                 if done < n_steps and any(f.requested for f in stop_flags):
@@ -368,7 +391,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     t_of = (lambda n: n * h) if step_decay is None else (lambda n: t_next)
     if interrupted_at is not None and rec.last_step != interrupted_at:
         rec.record(interrupted_at, t_of(interrupted_at), state["X"], draws=flow.draws,
-                   bits=counter.per_agent(flow.n_agents))
+                   bits=counter.per_agent(flow.n_agents), slowest_bits=counter.slowest())
     records = rec.columns()
     steps_run = diverged_at if diverged_at is not None else rec.last_step
     if diverged_at is not None:

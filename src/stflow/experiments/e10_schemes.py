@@ -34,7 +34,7 @@ from ..output import write_json
 from ._common import md_table, pick
 
 __all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "ERROR_FEEDBACK", "ERROR_FEEDBACK_COMMAND",
-           "TRIGGER_START", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
+           "TRIGGER_START", "UNSTABLE", "is_stable", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
            "trigger_rows"]
 
 NAME = "E10"
@@ -161,7 +161,8 @@ def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
                              "rounds_to_target": int(sol.records["step"][i]) if ok else None,
                              "bits_to_target": float(sol.records["bits_per_agent"][i])
                              if ok else None,
-                             "final_relative_error": sol.final_relative_error})
+                             "final_relative_error": sol.final_relative_error,
+                             "initial_relative_error": float(sol.records["relative_error"][0])})
                 if progress is not None:
                     progress(f"{ckey} {scheme} h={h:.3g}: {sol.status}")
     return rows
@@ -307,14 +308,38 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
     }
 
 
+#: Statuses of a run that grew: never counted as stable.
+UNSTABLE = ("diverged", "diverging")
+
+
+def is_stable(row: dict) -> bool:
+    """A grid run is stable when it neither diverged nor is diverging (its error's trend
+    grows) and its final relative error is finite and not above its initial one.
+
+    Examples
+    --------
+    >>> is_stable({"status": "stalled", "final_relative_error": 0.3,
+    ...            "initial_relative_error": 1.0})
+    True
+    >>> is_stable({"status": "diverging", "final_relative_error": 2.92,
+    ...            "initial_relative_error": 1.0})
+    False
+    """
+    fin = row.get("final_relative_error")
+    start = row.get("initial_relative_error", 1.0)
+    return (row["status"] not in UNSTABLE and fin is not None and math.isfinite(fin)
+            and fin <= start)
+
+
 def _stable(rows) -> dict:
+    """Largest stable step (:func:`is_stable`) of each compressor and scheme; None when no
+    step of the grid is stable."""
     out = {}
     for r in rows:
         key = f"{r['compressor']} {r['scheme']}"
-        if r["status"] != "diverged":
-            out[key] = max(out.get(key, 0.0), r["step"])
-        else:
-            out.setdefault(key, 0.0)
+        out.setdefault(key, None)
+        if is_stable(r):
+            out[key] = max(out[key] or 0.0, r["step"])
     return out
 
 
@@ -330,6 +355,8 @@ def _table(rows) -> str:
                          and x["step"] == h)
                 if r["status"] == "diverged":
                     cells.append("diverged")
+                elif not is_stable(r):
+                    cells.append(f"{r['status']} ({r['final_relative_error']:.1e})")
                 elif r["rounds_to_target"] is None:
                     fin = r["final_relative_error"]
                     cells.append(f"not settled ({fin:.1e})" if fin <= TARGET else f"{fin:.1e}")
@@ -341,8 +368,10 @@ def _table(rows) -> str:
                   "hit)", "",
                   md_table(["scheme", *[f"h = {h:.3g}" for h in steps]], body), ""]
     stable = _stable(rows)
-    lines.append("Largest stable step in the grid: " + "; ".join(
-        f"{k}: {v:.3g}" for k, v in stable.items()) + ".")
+    lines.append("Largest stable step in the grid (status neither diverged nor diverging, "
+                 "final error not above the initial one): " + "; ".join(
+                     f"{k}: {'none' if v is None else f'{v:.3g}'}" for k, v in stable.items())
+                 + ".")
     return "\n".join(lines)
 
 

@@ -1,0 +1,78 @@
+"""Issue 20: honest results and claims (modeled time of silent rounds, E10's stable steps,
+the certificate's horizon), the report's figures and HTML, progress lines, run outputs."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from stflow.compressors import make_compressor
+from stflow.engines.simulate import solve
+from stflow.methods import Gains, PrimalDualFlow
+from stflow.metrics import TimeModel
+
+
+def _two_agents(trigger):
+    graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
+                            degree=np.array([1, 1]), n=2, lambda_max=2.0)
+    problem = SimpleNamespace(n_agents=2, dim=1, grad=lambda X: X.copy())
+    return PrimalDualFlow("observer", problem, graph, make_compressor("identity", 1),
+                          gains=Gains(alpha=1.0, beta=1.0, eta=1.0, gamma=10.0),
+                          scheme="euler", trigger=trigger, trigger_decay=math.log(2) / 0.1)
+
+
+@pytest.mark.parametrize("trigger, rounds, seconds", [
+    # threshold 100 (halved every 0.1): |x_i - xhat_i| <= 3, every agent silent in all three
+    # rounds: 3 x (latency 0.01 + 1 flag bit / 1000 bit/s) = 0.033 s, not 3 x 0.075
+    (100.0, 3, 3 * (0.01 + 1 / 1000)),
+    # test_trigger's hand-worked rounds: round 0 sends (1, 65) bits, round 1 (65, 1): the
+    # slowest link carries 65 bits in each: 2 x (0.01 + 65 / 1000)
+    (1.5, 2, 2 * (0.01 + 65 / 1000)),
+])
+def test_modeled_seconds_charge_only_the_bits_sent(trigger, rounds, seconds):
+    flow = _two_agents(trigger)
+    assert flow.bits_per_message == 65
+    sol = solve(flow, step=0.1, horizon=0.1 * rounds, record_every=1,
+                x0=np.array([[1.0], [3.0]]),
+                time_model=TimeModel(bandwidth=1000.0, latency=0.01))
+    secs = sol.records["modeled_seconds"]
+    assert secs[-1] == pytest.approx(seconds, rel=1e-12)
+    assert secs[0] == 0.0 and np.all(np.diff(secs) > 0)
+
+
+def test_modeled_seconds_without_trigger_unchanged():
+    flow = PrimalDualFlow("observer", _two_agents(100.0).problem, _two_agents(100.0).graph,
+                          make_compressor("identity", 1),
+                          gains=Gains(alpha=1.0, beta=1.0, eta=1.0, gamma=10.0))
+    sol = solve(flow, step=0.1, horizon=0.3, record_every=1, x0=np.array([[1.0], [3.0]]),
+                time_model=TimeModel(bandwidth=1000.0, latency=0.01))
+    assert sol.records["modeled_seconds"][-1] == pytest.approx(3 * (0.01 + 64 / 1000))
+
+
+# ---- E10: a diverging run is never "stable" -------------------------------------------------
+
+def test_e10_largest_stable_step_skips_diverging_runs():
+    from stflow.experiments import e10_schemes as e10
+
+    # rows as the full run of issue 20 stored them (cyclic euler at 0.00566 and predict /
+    # gauss_seidel at 0.008 ended "diverging" with final errors 2521, 2.92, 2887)
+    rows = [
+        {"compressor": "cyclic", "scheme": "euler", "step": 0.004, "status": "converged",
+         "final_relative_error": 9e-7},
+        {"compressor": "cyclic", "scheme": "euler", "step": 0.00566, "status": "diverging",
+         "final_relative_error": 2521.1},
+        {"compressor": "cyclic", "scheme": "predict", "step": 0.00566, "status": "stalled",
+         "final_relative_error": 3e-4},
+        {"compressor": "cyclic", "scheme": "predict", "step": 0.008, "status": "diverging",
+         "final_relative_error": 2.92},
+        {"compressor": "cyclic", "scheme": "gauss_seidel", "step": 0.008,
+         "status": "diverging", "final_relative_error": 2886.6},
+        {"compressor": "cyclic", "scheme": "gauss_seidel", "step": 0.016,
+         "status": "not_converged", "final_relative_error": 1.5},  # grew, not flagged
+    ]
+    assert e10._stable(rows) == {"cyclic euler": 0.004, "cyclic predict": 0.00566,
+                                 "cyclic gauss_seidel": None}
