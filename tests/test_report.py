@@ -76,3 +76,41 @@ def test_e10_largest_stable_step_skips_diverging_runs():
     ]
     assert e10._stable(rows) == {"cyclic euler": 0.004, "cyclic predict": 0.00566,
                                  "cyclic gauss_seidel": None}
+
+
+# ---- the certificate's horizon --------------------------------------------------------------
+
+SWITCH_OFF = '''
+import numpy as np
+
+
+def late_off(dim):
+    """The identity until t = 1500, zero afterwards."""
+    return lambda Z, t: Z.copy() if t < 1500.0 else np.zeros_like(Z)
+'''
+
+
+@pytest.mark.parametrize("extra, verdict", [([], True), (["--horizon", "3000"], False)])
+def test_certify_horizon_sees_a_late_switch_off(tmp_path, capsys, extra, verdict):
+    import json
+
+    from stflow.cli import main
+
+    f = tmp_path / "late.py"
+    f.write_text(SWITCH_OFF)
+    code = main(["certify", f"py:{f}:late_off", "--dim", "3", "--json", "--quiet", *extra])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["spatio_temporal"] is verdict
+    assert max(out["start_times"]) == pytest.approx(3000.0 if extra else 1000.0, abs=1.0)
+    if not verdict:  # from t0 = 3000 nothing decays: the window rate there is 0
+        assert out["start_rates"][-1] == pytest.approx(0.0, abs=1e-12)
+        assert out["reason"].startswith("rate fades with t")
+
+
+def test_certify_horizon_must_be_positive(capsys):
+    from stflow.cli import main
+
+    assert main(["certify", "identity", "--dim", "3", "--horizon", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert "--horizon must be a finite number > 0 (got -5)" in err

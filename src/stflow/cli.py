@@ -115,11 +115,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="mpi: continue from the last checkpoint in --out")
 
-    cert = sub.add_parser("certify", help="numerical spatio-temporal certificate of a compressor")
+    cert = sub.add_parser(
+        "certify", help="numerical spatio-temporal certificate of a compressor",
+        description="Numerical spatio-temporal certificate of a compressor (docs/compressors.md"
+        "). It integrates dz/dt = -C(z, t) from start times t0 = 0 up to about t0 = 1000 (or "
+        "100 periods; --horizon to look further), each over a window of max(10, 50 periods): "
+        "behaviour of C after that is not seen.")
     cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"'
                       f" ({', '.join(_compressor_names())}, lowrank, or py:FILE:ATTR)")
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
     cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories (>= 0)")
+    cert.add_argument("--horizon", type=float, default=None, metavar="T",
+                      help="latest start time t0 checked for uniformity (default: 1000, or "
+                      "100 periods of C; the work does not grow with T)")
     cert.add_argument("--json", action="store_true", help="print one JSON object")
     cert.add_argument("--quiet", action="store_true", help="no progress bar")
     cert.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -354,8 +362,12 @@ def _cmd_certify(args) -> int:
         raise InputError(f"--dim must be an integer >= 1 (got {args.dim}): e.g. --dim 10")
     if args.seed < 0:
         raise InputError(f"--seed must be an integer >= 0 (got {args.seed}): e.g. --seed 0")
+    if args.horizon is not None and not (math.isfinite(args.horizon) and args.horizon > 0):
+        raise InputError(f"--horizon must be a finite number > 0 (got {args.horizon:g}): "
+                         "e.g. --horizon 3000")
     progress = not args.quiet and sys.stderr.isatty()
-    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed, progress=progress)
+    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed, progress=progress,
+                   start_horizon=args.horizon)
     if args.json:
         print(json.dumps(cert.to_dict()))
     else:
