@@ -114,3 +114,98 @@ def test_certify_horizon_must_be_positive(capsys):
     assert main(["certify", "identity", "--dim", "3", "--horizon", "-5"]) == 2
     err = capsys.readouterr().err
     assert "--horizon must be a finite number > 0 (got -5)" in err
+
+
+# ---- stflow run: progress lines outside a terminal, final state, summary fields -------------
+
+RUN = """
+[problem]
+kind = "quadratic"
+agents = 6
+dim = 4
+[graph]
+kind = "ring"
+[method]
+kind = "observer"
+[compressor]
+spec = "topk:k=2"
+[solver]
+step = 1e-3
+horizon = 30.0
+record_every = 500
+[network]
+bandwidth = 1000.0
+latency = 0.01
+"""
+
+
+def test_run_outside_a_terminal_prints_lines_and_saves_the_final_state(tmp_path, capsys):
+    import json
+
+    from stflow.cli import main
+    from stflow.metrics import relative_error
+    from stflow.output import read_metrics_csv
+    from stflow.progress import PROGRESS_LOG
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(RUN)
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--no-figure"]) == 0
+    err = capsys.readouterr().err  # pytest's capture: not a terminal
+    lines = [x for x in err.splitlines() if x.startswith("stflow run: ")]
+    # 30000 rounds, recorded every 500: a line at the start and per 10 % (3000 rounds)
+    assert lines[0].startswith("stflow run: 0 of 30000 rounds (0%)")
+    assert lines[-1].startswith("stflow run: 30000 of 30000 rounds (100%)")
+    assert len(lines) == 11 and "\r" not in err
+    assert (out / PROGRESS_LOG).read_text().splitlines() == lines
+
+    summary = json.loads((out / "summary.json").read_text())
+    m = read_metrics_csv(out / "metrics.csv")
+    i = int(np.flatnonzero(m["relative_error"] > 1e-8)[-1]) + 1  # reached and stays
+    rounds = int(m["step"][i])
+    assert summary["target"] == {"column": "relative_error", "direction": "<=", "value": 1e-8}
+    assert summary["rounds_to_target"] == rounds and 0 < rounds < 30000
+    # topk k=2, d=4: 2 * (2 + 64) = 132 bits per round; one round lasts 0.01 + 0.132 s
+    assert summary["bits_to_target"] == rounds * 132
+    assert summary["modeled_seconds_to_target"] == pytest.approx(rounds * 0.142, rel=1e-12)
+    assert summary["samples_to_target"] == m["samples_per_agent"][i]
+
+    state = np.load(out / "final_state.npz")
+    assert state["X"].shape == (6, 4)
+    np.testing.assert_array_equal(state["average"], state["X"].mean(axis=0))
+    assert {"V", "Xhat"} <= set(state.files)
+    from stflow.config import build_run, load_config
+    x_star = build_run(load_config(cfg)).problem.x_star
+    assert relative_error(state["X"], x_star) == pytest.approx(
+        summary["final_relative_error"], rel=1e-12)
+
+
+def test_quiet_run_prints_no_progress(tmp_path, capsys):
+    from stflow.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(RUN.replace("horizon = 30.0", "horizon = 1.0"))
+    main(["run", str(cfg), "--out", str(tmp_path / "o"), "--no-figure", "--quiet"])
+    assert "stflow run:" not in capsys.readouterr().err
+    assert not (tmp_path / "o" / "progress.log").exists()
+
+
+def test_line_progress_every_seconds(monkeypatch):
+    import io
+
+    from stflow import progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    f = io.StringIO()
+    bar = progress.LineProgress(total=1000, desc="stflow tune", unit="candidate", file=f)
+    for t in (3.0, 11.0, 15.0, 25.0):  # 1 of 1000 each: only the 10 s interval prints
+        now[0] = t
+        bar.update(1)
+    now[0] = 26.0
+    bar.close()
+    assert f.getvalue().splitlines() == [
+        "stflow tune: 0 of 1000 candidates (0%), 0s elapsed",
+        "stflow tune: 2 of 1000 candidates (0%), 11s elapsed",
+        "stflow tune: 4 of 1000 candidates (0%), 25s elapsed",
+    ]

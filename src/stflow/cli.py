@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .progress import PROGRESS_LOG, log_to
 
 __all__ = [
     "main",
@@ -56,7 +57,8 @@ exit codes (every command):
 """
 
 #: Files and folders ``stflow run`` writes into ``--out`` (``--force`` removes stale ones).
-RUN_FILES = ("metrics.csv", "summary.json", "convergence.png", "comm.json", "checkpoint")
+RUN_FILES = ("metrics.csv", "summary.json", "convergence.png", "comm.json", "checkpoint",
+             "final_state.npz", "model.pt", "progress.log")
 
 _MAX_LINE = 400
 
@@ -248,7 +250,8 @@ def _run_sim(args, out: Path) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
-        run, sol = run_config(config, progress=not args.quiet and sys.stderr.isatty())
+        with log_to(None if args.quiet else out / PROGRESS_LOG):
+            run, sol = run_config(config, progress=not args.quiet)
     return _finish_run(out, run, sol, figure=not args.no_figure)
 
 
@@ -298,7 +301,7 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
     rounds computed (for a diverged run, the step at which the blow-up was detected),
     ``last_recorded_step`` the step of the last row of metrics.csv.
     """
-    from .output import write_run_outputs
+    from .output import to_target, write_final_state, write_run_outputs
 
     code = _exit_code(sol)
     summary = sol.summary()
@@ -321,8 +324,12 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
         summary["split"] = data_split
     spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
     title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
+    s = run.config["solver"]
+    summary.update(to_target(sol.records, tolerance=s.get("tolerance"),
+                             target_accuracy=s.get("target_accuracy")))
     kw = {} if figure else {"figure": False}
     write_run_outputs(out, sol.records, summary, title=title, **kw)
+    write_final_state(out, sol.state, problem=run.problem)
     errors = (f"relative error {sol.final_relative_error:.3e}, consensus error "
               f"{sol.final_consensus_error:.3e}")
     if "mean_agent_test_accuracy" in sol.records and len(sol.records["step"]):
@@ -401,7 +408,8 @@ def _cmd_reproduce(args) -> int:
     out = _check_out(args.out, allow_nonempty=args.force)
     created = _make_out(out)
     try:
-        results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
+        with log_to(None if args.quiet else out / PROGRESS_LOG):
+            results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
     finally:
         _drop_if_empty(out, created)
     failed = [r for r in results if not r["ok"]]
@@ -429,6 +437,16 @@ def _tune_parser(sub) -> None:
     tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
 
+def _keep_lines() -> Path:
+    """A temporary file for ``tune``'s progress lines (``--out`` is made after tuning)."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="stflow-tune-", suffix=".log")
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
 def _cmd_tune(args) -> int:
     """``stflow tune``: exit 0 when a robust setting was found, 1 when none, 2 bad input."""
     from .config import load_config
@@ -439,10 +457,14 @@ def _cmd_tune(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
-        result = tune(config, budget=args.budget, target=args.target,
-                      target_accuracy=args.target_accuracy, seed=args.seed,
-                      progress=not args.quiet and sys.stderr.isatty())
+        lines = _keep_lines()
+        with log_to(None if args.quiet else lines):
+            result = tune(config, budget=args.budget, target=args.target,
+                          target_accuracy=args.target_accuracy, seed=args.seed,
+                          progress=not args.quiet)
     _make_out(out)
+    if lines.exists():  # the progress lines, kept until --out could be made
+        shutil.move(str(lines), str(out / PROGRESS_LOG))
     write_outputs(result, out)
     if args.json:
         print(json.dumps(result.to_dict()))

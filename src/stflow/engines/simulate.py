@@ -341,10 +341,10 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     start = time.perf_counter()
     rec.record(0, 0.0, state["X"], draws=flow.draws)
     bar = None
-    if progress:
-        from tqdm import tqdm
+    if progress:  # a tqdm bar in a terminal, plain lines at intervals elsewhere
+        from ..progress import progress_bar
 
-        bar = tqdm(total=n_steps, unit="round", leave=False)
+        bar = progress_bar(total=n_steps, desc="stflow run", unit="round")
     diverged_at = interrupted_at = None
     done = 0
     step = flow.step
