@@ -4,6 +4,7 @@ the certificate's horizon), the report's figures and HTML, progress lines, run o
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,8 @@ from stflow.compressors import make_compressor
 from stflow.engines.simulate import solve
 from stflow.methods import Gains, PrimalDualFlow
 from stflow.metrics import TimeModel
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _two_agents(trigger):
@@ -209,3 +212,32 @@ def test_line_progress_every_seconds(monkeypatch):
         "stflow tune: 2 of 1000 candidates (0%), 11s elapsed",
         "stflow tune: 4 of 1000 candidates (0%), 25s elapsed",
     ]
+
+
+def test_run_saves_the_torch_state_dict(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from stflow.cli import main
+    from stflow.config import build_run, load_config
+
+    cfg = tmp_path / "mlp.toml"
+    cfg.write_text((ROOT / "examples" / "mlp.toml").read_text().replace(
+        "horizon = 6.0", "horizon = 0.075").replace("target_accuracy = 0.93", ""))
+    out = tmp_path / "out"
+    main(["run", str(cfg), "--out", str(out), "--no-figure", "--quiet"])
+    capsys.readouterr()
+    avg = np.load(out / "final_state.npz")["average"]
+    sd = torch.load(out / "model.pt")
+    problem = build_run(load_config(cfg)).problem
+    assert [k for k, _ in problem.param_shapes] == [k for k in sd if k in dict(
+        problem.param_shapes)]
+    flat = torch.cat([sd[k].reshape(-1) for k, _ in problem.param_shapes]).numpy()
+    np.testing.assert_array_equal(flat, avg)  # the state_dict holds the average model
+    assert avg.shape == (4874,) and np.ptp(avg) > 0
+    # the saved model predicts as the problem does at the average
+    p = sd["0.weight"].shape[1]  # the digits' 64 pixels (+ the table's extra column)
+    model = torch.nn.Sequential(torch.nn.Linear(p, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 10)).double()
+    model.load_state_dict(sd)
+    F, y = problem.test_set
+    acc = float((model(torch.from_numpy(F)).argmax(1).numpy() == y).mean())
+    assert acc == pytest.approx(float(problem.test_accuracy(avg[None, :])[0]), abs=1e-12)
