@@ -41,7 +41,7 @@ def legend_outside(ax, *, fontsize: float = 7, ncol: int = 1, title: str | None 
                    below: bool = False):
     """The legend of ``ax`` to the right of (or ``below``) the axes, never over the data."""
     if below:
-        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=fontsize,
+        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=fontsize,
                          ncol=ncol, title=title, title_fontsize=fontsize, frameon=False)
     return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
                      fontsize=fontsize, ncol=ncol, title=title, title_fontsize=fontsize,
