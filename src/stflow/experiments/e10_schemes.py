@@ -298,10 +298,11 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
             trig_rows),
         "figures": [figure],
         "captions": {figure: (
-            "Bits per agent to relative error 1e-6 against the step h at fixed gains, one "
-            "panel per compressor; a missing point means the run diverged or did not reach "
-            "1e-6 within the rounds. The rightmost point of each scheme bounds its stable "
-            "region.")},
+            "Top: bits per agent to relative error 1e-6 against the step h at fixed gains, one "
+            "panel per compressor (a note where fewer than two steps reached 1e-6); a missing "
+            "point means the run did not reach and keep 1e-6 within the rounds. Bottom: the "
+            "final relative error of every run; crosses are runs that diverged or whose "
+            "error grows (never counted as stable); the dotted line is 1e-6.")},
         "data": {"largest_stable_step": _stable(rows),
                  "error_feedback_robust_bits": {
                      k: c["robust_bits_to_target"] for k, c in ERROR_FEEDBACK.items()}},
@@ -409,19 +410,68 @@ def _ef_table(live: list[dict]) -> str:
 
 
 def _plot(out_dir, rows) -> str:
+    """Top: bits per agent to 1e-6 against h (a compressor where fewer than two steps
+    reached it gets a note instead of a one-point panel); bottom: the final relative error
+    of every run, unstable ones (:func:`is_stable`) as crosses clipped at 1e3. Ticks at the
+    grid's steps."""
+    from matplotlib.ticker import NullLocator
+
     from ._common import plt, save_figure
+    from ._figures import style
 
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, len(SPECS), figsize=(9, 3.4), squeeze=False)
-    for ax, ckey in zip(axes[0], SPECS, strict=True):
-        for scheme in SCHEMES:
-            rs = [r for r in rows if r["compressor"] == ckey and r["scheme"] == scheme]
-            hs = [r["step"] for r in rs]
-            bits = [np.nan if r["bits_to_target"] is None else r["bits_to_target"] for r in rs]
-            ax.loglog(hs, bits, "o-", label=scheme, ms=3)
-        ax.set_title(ckey, fontsize=9)
-        ax.set_xlabel("step h")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("bits per agent to 1e-6")
-    axes[0][-1].legend(fontsize=7)
+    steps = sorted({r["step"] for r in rows})
+    fig, axes = pyplot.subplots(2, len(SPECS), figsize=(10, 7.2), squeeze=False,
+                                sharex=True)
+    for col, ckey in enumerate(SPECS):
+        top, bottom = axes[0][col], axes[1][col]
+        reached = 0
+        for i, scheme in enumerate(SCHEMES):
+            rs = sorted((r for r in rows if r["compressor"] == ckey and r["scheme"] == scheme),
+                        key=lambda r: r["step"])
+            hs = np.array([r["step"] for r in rs])
+            bits = np.array([np.nan if r["bits_to_target"] is None else r["bits_to_target"]
+                             for r in rs])
+            reached += int(np.isfinite(bits).sum())
+            top.plot(hs, bits, marker="o", ms=3, label=scheme, **style(i))
+            fin = np.array([min(r["final_relative_error"], 1e3)
+                            if r["final_relative_error"] is not None
+                            and math.isfinite(r["final_relative_error"]) else 1e3
+                            for r in rs])
+            ok = np.array([is_stable(r) for r in rs], dtype=bool)
+            bottom.plot(hs, np.where(ok, fin, np.nan), marker="o", ms=3, label=scheme,
+                        **style(i))
+            if (~ok).any():
+                bottom.plot(hs[~ok], fin[~ok], "x", ms=7, color=style(i)["color"],
+                            label=f"{scheme}: diverged / diverging")
+        if reached < 2:
+            top.cla()
+            top.set_axis_off()
+            top.text(0.5, 0.5, f"{ckey}: fewer than two steps reached 1e-6\n(final errors "
+                     "below)", ha="center", va="center", transform=top.transAxes, fontsize=9)
+        else:
+            top.set_yscale("log")
+            top.set_title(f"{ckey}: bits per agent to 1e-6", fontsize=9)
+            top.grid(True, which="both", alpha=0.3)
+        bottom.set_yscale("log")
+        bottom.axhline(TARGET, color="k", lw=0.6, ls=":")
+        bottom.set_title(f"{ckey}: final relative error", fontsize=9)
+        bottom.set_xlabel("step h")
+        bottom.grid(True, which="both", alpha=0.3)
+    for ax in axes.ravel():
+        if ax.axison:
+            ax.set_xscale("log")
+            ax.set_xticks(steps, [f"{h:.2g}" for h in steps], rotation=60, fontsize=7)
+            ax.xaxis.set_minor_locator(NullLocator())
+    axes[1][0].set_ylabel("final relative error")
+    if axes[0][0].axison:
+        axes[0][0].set_ylabel("bits per agent to 1e-6")
+    handles, labels = axes[1][-1].get_legend_handles_labels()
+    for ax in axes[1][:-1]:
+        for hnd, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(hnd)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               frameon=False)
     return save_figure(fig, out_dir, "schemes.png")
