@@ -93,10 +93,17 @@ def _points(ax) -> np.ndarray:
                               np.asarray(line.get_ydata(), dtype=float)])
         if line.get_linestyle() in ("None", "") and line.get_marker() in ("None", "", None):
             continue
+        if len(xy) == 2 and str(line.get_label()).startswith("_") and (
+                xy[0, 1] == xy[1, 1] or xy[0, 0] == xy[1, 0]):
+            continue  # axhline / axvline: a guide, not data
         xy = xy[np.all(np.isfinite(xy), axis=1)]
-        if len(xy) and not (len(np.unique(xy[:, 1])) == 1 and len(xy) == 2
-                            and line.get_label().startswith("_")):  # skip axhline/axvline
-            pts.append(ax.transData.transform(xy))
+        if len(xy):
+            disp = ax.transData.transform(xy)
+            if len(disp) > 1 and line.get_linestyle() not in ("None", ""):
+                # points along each drawn segment too: a legend over a line covers data
+                f = np.linspace(0.0, 1.0, 8)[:, None, None]
+                disp = (disp[:-1][None] * (1 - f) + disp[1:][None] * f).reshape(-1, 2)
+            pts.append(disp)
     for coll in ax.collections:
         off = np.asarray(coll.get_offsets(), dtype=float)
         if off.ndim == 2 and len(off):

@@ -52,7 +52,7 @@ SIZES = {
              "trigger": (30, (0, 1, 2), ("quantize", "topk", "cyclic"), 3000)},
     "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000, "error_feedback": True,
               "trigger": (3, (0,), ("quantize",), 600)},
-    "tiny": {"steps": (3e-3,), "rounds": 200, "error_feedback": False, "trigger": None},
+    "tiny": {"steps": (3e-3, 6e-3), "rounds": 200, "error_feedback": False, "trigger": None},
 }
 #: Where the triggered flow's search starts (the tuner searches a 30x box around it).
 TRIGGER_START = {"trigger": 0.1, "trigger_decay": 5.0}

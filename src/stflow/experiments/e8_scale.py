@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import first_time_below, fmt, md_table, pick, plt, save_figure, solve_flow, write_run
+from ._figures import legend_outside
 
 __all__ = ["NAME", "TITLE", "run", "planned_runs"]
 
@@ -58,7 +59,7 @@ def _plot(points):
     for ax in axes:
         ax.set_xlabel("agents N")
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
+    legend_outside(axes[1], below=True)
     fig.suptitle(f"observer flow, {_SPEC}, quadratic d = 10, Erdos-Renyi, h = {_STEP:g}",
                  fontsize=10)
     return fig
