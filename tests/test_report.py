@@ -357,3 +357,44 @@ def html_unescape(text: str) -> str:
     import html
 
     return html.unescape(text)
+
+
+# ---- docs/img is drawn by the code the README describes --------------------------------------
+
+def _make_figures():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_figures",
+                                                  ROOT / "scripts" / "make_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_docs_figures_are_current(tmp_path):
+    """Every image in docs/img has an entry in docs/img/figures.json (written by
+    scripts/make_figures.py); its curves are the ones the code draws today (same labels,
+    same data over t <= prefix_t, recomputed here). When this fails, run the script."""
+    import json
+
+    from stflow.experiments import e2_convergence as e2
+
+    mf = _make_figures()
+    manifest = json.loads((ROOT / "docs" / "img" / "figures.json").read_text())
+    assert sorted(manifest) == sorted(p.name for p in (ROOT / "docs" / "img").glob("*.png"))
+    entry = manifest["e2_relative_error.png"]
+    size = dict(e2.SIZES[entry["size"]])
+    labels = ["uncompressed"] + e2.st_specs(e2.E2_STEP, size["specs"])
+    assert sorted(entry["curves"]) == sorted(labels)
+    size["horizon"] = entry["prefix_t"]
+    curves = mf.e2_curves(size, tmp_path)
+    stale = [label for label, (t, err) in curves.items()
+             if mf.curve_hash(err) != entry["curves"][label]["prefix_sha256"]]
+    assert stale == [], f"docs/img is stale for {stale}: run {mf.COMMAND}"
+
+
+def test_curve_hash_sees_a_change():
+    mf = _make_figures()
+    a = np.array([1.0, 0.5, 0.25])
+    assert mf.curve_hash(a) == mf.curve_hash(a * (1 + 1e-9))  # rounding noise
+    assert mf.curve_hash(a) != mf.curve_hash(a * (1 + 1e-4))
