@@ -307,7 +307,8 @@ def _plot(out_dir, setting, rows) -> str:
     missing = [c for c, cs in drawn if not any("(uncompressed)" not in m for m, _, _ in cs)]
     drawn = [(c, cs) for c, cs in drawn if c not in missing]
     n = max(1, len(drawn))
-    fig, axes = pyplot.subplots(1, n, figsize=(3.3 * n + 2.2, 3.4), squeeze=False)
+    fig, axes = pyplot.subplots(1, n, figsize=(3.3 * n + 2.2, 3.4 if drawn else 1.2),
+                                squeeze=False)
     handles = {}
     for ax, (c, cs) in zip(axes[0], drawn, strict=False):
         for method, b, e in cs:
@@ -330,6 +331,6 @@ def _plot(out_dir, setting, rows) -> str:
         fig.legend([handles[k] for k in keys], keys, loc="center left",
                    bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
     if missing:
-        fig.text(0.01, -0.04, "no panel for " + ", ".join(missing) + ": no method's tuned "
+        fig.text(0.01, -0.04 if drawn else 0.05, "no panel for " + ", ".join(missing) + ": no method's tuned "
                  "setting counted there (table above)", fontsize=7, ha="left")
     return save_figure(fig, out_dir, f"comparison_{setting}.png")
