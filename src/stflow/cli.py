@@ -143,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         description=f"Run the experiments {', '.join(names)} (docs/reproduce.md) and write "
         "OUT/report.html and OUT/report.md.")
     rep.add_argument("--out", required=True, help="output folder (must be new or empty)")
-    rep.add_argument("--quick", action="store_true", help="smaller sizes (under 90 s)")
+    rep.add_argument("--quick", action="store_true",
+                     help="smaller sizes (under a minute on 2 cores; measured times: "
+                     "docs/reproduce.md)")
     rep.add_argument("--only", default=None, metavar="E1,E3", help="comma-separated subset")
     rep.add_argument("--jobs", type=int, default=None, metavar="J",
                      help="experiments run in parallel (default: min(2, CPUs))")
