@@ -398,3 +398,32 @@ def test_curve_hash_sees_a_change():
     a = np.array([1.0, 0.5, 0.25])
     assert mf.curve_hash(a) == mf.curve_hash(a * (1 + 1e-9))  # rounding noise
     assert mf.curve_hash(a) != mf.curve_hash(a * (1 + 1e-4))
+
+
+# ---- torch threads -----------------------------------------------------------------------------
+
+def test_torch_threads_one_per_process_unless_asked(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from stflow.errors import InputError
+    from stflow.problems.torch_model import _import_torch
+    from stflow.threads import set_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("STFLOW_TORCH_THREADS", raising=False)
+        torch.set_num_threads(2)
+        _import_torch("mlp")  # what every engine's problem build calls
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("STFLOW_TORCH_THREADS", "2")
+        assert set_torch_threads(torch) == 2
+        monkeypatch.setenv("STFLOW_TORCH_THREADS", "0")
+        with pytest.raises(InputError, match=r"STFLOW_TORCH_THREADS must be an integer >= 1 "
+                                             r"\(got '0'\)"):
+            set_torch_threads(torch)
+        monkeypatch.delenv("STFLOW_TORCH_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(2)
+        assert set_torch_threads(torch) == 2  # the user's OMP_NUM_THREADS is left alone
+    finally:
+        torch.set_num_threads(before)
