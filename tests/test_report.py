@@ -427,3 +427,57 @@ def test_torch_threads_one_per_process_unless_asked(monkeypatch):
         assert set_torch_threads(torch) == 2  # the user's OMP_NUM_THREADS is left alone
     finally:
         torch.set_num_threads(before)
+
+
+# ---- progress lines of tune and reproduce outside a terminal ---------------------------------
+
+TUNE = """
+[problem]
+kind = "quadratic"
+agents = 4
+dim = 3
+seed = 1
+[graph]
+kind = "ring"
+[method]
+kind = "observer"
+[compressor]
+spec = "topk:k=1"
+[solver]
+scheme = "predict"
+step = 0.01
+horizon = 5.0
+"""
+
+
+def test_tune_outside_a_terminal_prints_lines_and_keeps_them(tmp_path, capsys):
+    from stflow.cli import main
+
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(TUNE)
+    out = tmp_path / "tuned"
+    main(["tune", str(cfg), "--budget", "3", "--target", "1e-4", "--out", str(out)])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("stflow tune: ")]
+    assert lines[0].startswith("stflow tune: 0 of 3 candidates (0%)")
+    assert lines[-1].startswith("stflow tune: 3 of 3 candidates (100%)")
+    assert len(lines) == 4  # one per candidate: each is a third of the budget
+    assert (out / "progress.log").read_text().splitlines() == lines
+
+
+def test_reproduce_progress_outside_a_terminal(capsys, monkeypatch):
+    import stflow.experiments as experiments
+
+    monkeypatch.setenv("STFLOW_TINY", "1")
+    bar = experiments._Progress(["E1", "E3"], quick=True, quiet=False)
+    planned = sum(bar.planned.values())
+    assert planned == experiments.planned_runs("E1", True) + experiments.planned_runs(
+        "E3", True) and planned > 2
+    bar.tick("E1", "identity: ST")
+    bar.finish("E1")
+    bar.finish("E3")
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"stflow reproduce: 0 of {planned} runs (0%)")
+    assert lines[-1].startswith(f"stflow reproduce: {planned} of {planned} runs (100%)")
+    assert all(x.startswith("stflow reproduce: ") for x in lines)

@@ -460,10 +460,14 @@ def _cmd_tune(args) -> int:
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         lines = _keep_lines()
-        with log_to(None if args.quiet else lines):
-            result = tune(config, budget=args.budget, target=args.target,
-                          target_accuracy=args.target_accuracy, seed=args.seed,
-                          progress=not args.quiet)
+        try:
+            with log_to(None if args.quiet else lines):
+                result = tune(config, budget=args.budget, target=args.target,
+                              target_accuracy=args.target_accuracy, seed=args.seed,
+                              progress=not args.quiet)
+        except BaseException:
+            lines.unlink(missing_ok=True)
+            raise
     _make_out(out)
     if lines.exists():  # the progress lines, kept until --out could be made
         shutil.move(str(lines), str(out / PROGRESS_LOG))
