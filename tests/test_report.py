@@ -481,3 +481,57 @@ def test_reproduce_progress_outside_a_terminal(capsys, monkeypatch):
     assert lines[0].startswith(f"stflow reproduce: 0 of {planned} runs (0%)")
     assert lines[-1].startswith(f"stflow reproduce: {planned} of {planned} runs (100%)")
     assert all(x.startswith("stflow reproduce: ") for x in lines)
+
+
+TRIGGERED_NET = """
+[problem]
+kind = "quadratic"
+agents = 5
+dim = 4
+[graph]
+kind = "ring"
+[method]
+kind = "observer"
+trigger = 0.05
+trigger_decay = 5.0
+[compressor]
+spec = "quantize:bits=4"
+[solver]
+step = 1e-3
+horizon = 0.2
+record_every = 20
+[network]
+bandwidth = 1000.0
+latency = 0.01
+"""
+
+
+def test_mpi_charges_the_same_modeled_seconds_for_triggered_rounds(tmp_path):
+    """Two ranks: each round's largest message is the max over both ranks' agents, so the
+    modeled time equals the simulator's; every round costs between the flag and a full
+    message (81 bits at 1000 bit/s, plus 0.01 s latency)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from stflow.cli import main
+    from stflow.output import read_metrics_csv
+
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TRIGGERED_NET)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "sim"), "--quiet",
+                 "--no-figure"]) in (0, 1)
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                           str(cfg), "--backend", "mpi", "--out", str(tmp_path / "mpi"),
+                           "--quiet", "--no-figure"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode in (0, 1), proc.stderr
+    a = read_metrics_csv(tmp_path / "sim" / "metrics.csv")
+    b = read_metrics_csv(tmp_path / "mpi" / "metrics.csv")
+    np.testing.assert_allclose(b["modeled_seconds"], a["modeled_seconds"], rtol=1e-12, atol=0)
+    secs = a["modeled_seconds"][-1]
+    assert 200 * (0.01 + 1 / 1000) < secs < 200 * (0.01 + 81 / 1000)
