@@ -283,10 +283,12 @@ def _cmd_run_mpi(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
-            result = run_mpi(
-                args.config, args.out, checkpoint_every=args.checkpoint_every,
-                resume=args.resume, progress=not args.quiet,
-            )
+            log = None if args.quiet or rank != 0 else Path(args.out) / PROGRESS_LOG
+            with log_to(log):
+                result = run_mpi(
+                    args.config, args.out, checkpoint_every=args.checkpoint_every,
+                    resume=args.resume, progress=not args.quiet,
+                )
     except InputError as exc:
         if getattr(exc, "quiet", False):  # rank 0 prints the one line
             return EXIT_INPUT

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["PROGRESS_LOG", "EVERY_SECONDS", "EVERY_FRACTION", "LineProgress", "progress_bar", "log_to"]
+__all__ = ["PROGRESS_LOG", "EVERY_SECONDS", "EVERY_FRACTION", "LineProgress", "progress_bar",
+           "log_to", "emit_line"]
 
 #: Name of the log file in ``--out`` that keeps the plain progress lines.
 PROGRESS_LOG = "progress.log"
@@ -88,14 +89,7 @@ class LineProgress:
         line = f"{self.desc}: {done}, {_clock(elapsed)} elapsed"
         if self.postfix:
             line += f", {self.postfix}"
-        print(line, file=self.file, flush=True)
-        path = _LOG["path"]
-        if path is not None:
-            try:
-                with open(path, "a", encoding="utf-8") as log:
-                    log.write(line + "\n")
-            except OSError:  # a log that cannot be written never stops the run
-                pass
+        emit_line(line, self.file)
         self.last_time, self.last_n = time.perf_counter(), self.n
 
     def update(self, n: int = 1) -> None:
@@ -113,6 +107,19 @@ class LineProgress:
             self.closed = True
             if self.n != self.last_n:
                 self._emit()
+
+
+def emit_line(line: str, file=None) -> None:
+    """Print one plain progress line to ``file`` (stderr) and append it to the log of
+    :func:`log_to`, if any."""
+    print(line, file=sys.stderr if file is None else file, flush=True)
+    path = _LOG["path"]
+    if path is not None:
+        try:
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
+        except OSError:  # a log that cannot be written never stops the run
+            pass
 
 
 def progress_bar(*, total: int | None, desc: str, unit: str, leave: bool = False):

@@ -454,8 +454,10 @@ class Runner:
                 now = time.perf_counter()
                 if now - last_report >= PROGRESS_EVERY:
                     last_report = now
-                    print(f"stflow: round {done} of {n_steps} ({100.0 * done / n_steps:.0f}%)",
-                          file=sys.stderr, flush=True)
+                    from ...progress import emit_line  # stderr and OUT/progress.log
+
+                    emit_line(f"stflow: round {done} of {n_steps} "
+                              f"({100.0 * done / n_steps:.0f}%)")
             if stop_after and done == stop_after:
                 self.comm.Barrier()
                 sys.stdout.flush()
