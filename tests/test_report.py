@@ -535,3 +535,22 @@ def test_mpi_charges_the_same_modeled_seconds_for_triggered_rounds(tmp_path):
     np.testing.assert_allclose(b["modeled_seconds"], a["modeled_seconds"], rtol=1e-12, atol=0)
     secs = a["modeled_seconds"][-1]
     assert 200 * (0.01 + 1 / 1000) < secs < 200 * (0.01 + 81 / 1000)
+
+
+def test_report_html_structure(report):
+    """Without a browser: every figure is an embedded PNG with a caption, the page's style
+    lets cells wrap and images shrink (what keeps it within 1024 px), every heading anchor
+    is unique."""
+    import re
+
+    page = (report / "report.html").read_text()
+    figures = re.findall(r"<figure>(.*?)</figure>", page, flags=re.S)
+    assert len(figures) == len(list(report.glob("E*/*.png")))
+    for f in figures:
+        assert 'src="data:image/png;base64,' in f and "<figcaption>Figure " in f
+    style = re.search(r"<style>(.*?)</style>", page, flags=re.S).group(1)
+    assert re.search(r"th,td\{[^}]*overflow-wrap:anywhere", style)
+    assert re.search(r"table\{[^}]*max-width:100%", style)
+    assert re.search(r"img\{[^}]*max-width:100%", style)
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
