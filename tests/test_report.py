@@ -142,8 +142,13 @@ latency = 0.01
 """
 
 
-def test_run_outside_a_terminal_prints_lines_and_saves_the_final_state(tmp_path, capsys):
+def test_run_outside_a_terminal_prints_lines_and_saves_the_final_state(tmp_path, capsys,
+                                                                       monkeypatch):
     import json
+
+    import stflow.progress
+
+    monkeypatch.setattr(stflow.progress, "EVERY_SECONDS", 1e9)  # lines by 10 % only
 
     from stflow.cli import main
     from stflow.metrics import relative_error
@@ -450,8 +455,11 @@ horizon = 5.0
 """
 
 
-def test_tune_outside_a_terminal_prints_lines_and_keeps_them(tmp_path, capsys):
+def test_tune_outside_a_terminal_prints_lines_and_keeps_them(tmp_path, capsys, monkeypatch):
+    import stflow.progress
     from stflow.cli import main
+
+    monkeypatch.setattr(stflow.progress, "EVERY_SECONDS", 1e9)  # lines by 10 % only
 
     cfg = tmp_path / "t.toml"
     cfg.write_text(TUNE)
@@ -467,6 +475,9 @@ def test_tune_outside_a_terminal_prints_lines_and_keeps_them(tmp_path, capsys):
 
 def test_reproduce_progress_outside_a_terminal(capsys, monkeypatch):
     import stflow.experiments as experiments
+    import stflow.progress
+
+    monkeypatch.setattr(stflow.progress, "EVERY_SECONDS", 1e9)
 
     monkeypatch.setenv("STFLOW_TINY", "1")
     bar = experiments._Progress(["E1", "E3"], quick=True, quiet=False)
@@ -554,3 +565,19 @@ def test_report_html_structure(report):
     assert re.search(r"img\{[^}]*max-width:100%", style)
     ids = re.findall(r' id="([^"]+)"', page)
     assert len(ids) == len(set(ids))
+
+
+def test_line_progress_heartbeat_while_no_update_arrives():
+    import io
+    import time
+
+    from stflow.progress import LineProgress
+
+    f = io.StringIO()
+    bar = LineProgress(total=10, desc="stflow run", unit="round", file=f, every=0.05,
+                       heartbeat=True)
+    time.sleep(0.4)  # one long round: no update, yet lines keep coming
+    bar.close()
+    lines = f.getvalue().splitlines()
+    assert len(lines) >= 3
+    assert all(x.startswith("stflow run: 0 of 10 rounds (0%)") for x in lines)

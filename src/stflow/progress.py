@@ -5,7 +5,8 @@ terminal it is a tqdm bar; when it is not (a log file, a pipe, a batch job) a ba
 returns would print nothing readable for minutes, so :class:`LineProgress` prints one plain
 line, e.g. ``stflow reproduce: 12 of 80 runs (15%), 1m23s elapsed, E3 ...``, whenever
 :data:`EVERY_SECONDS` have passed or another :data:`EVERY_FRACTION` of the total is done
-since the last line, plus a first and a last line. While :func:`log_to` is active, the same
+since the last line, plus a first and a last line; while no update arrives (one long run),
+a line every :data:`EVERY_SECONDS` all the same. While :func:`log_to` is active, the same
 lines are appended to a log file (``OUT/progress.log``).
 """
 
@@ -67,7 +68,11 @@ class LineProgress:
     """
 
     def __init__(self, *, total: int | None, desc: str, unit: str, file=None,
-                 every: float | None = None, fraction: float | None = None):
+                 every: float | None = None, fraction: float | None = None,
+                 heartbeat: bool = False):
+        import threading
+
+        self._lock = threading.Lock()
         self.total = total
         self.desc, self.unit = desc, unit
         self.file = sys.stderr if file is None else file
@@ -79,6 +84,15 @@ class LineProgress:
         self.last_n = 0
         self.closed = False
         self._emit()
+        self._stop = threading.Event()
+        if heartbeat:  # a line every `every` seconds even while no update arrives
+            threading.Thread(target=self._beat, daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            with self._lock:
+                if not self.closed and time.perf_counter() - self.last_time >= self.every:
+                    self._emit()
 
     def _emit(self) -> None:
         elapsed = time.perf_counter() - self.start
@@ -93,20 +107,23 @@ class LineProgress:
         self.last_time, self.last_n = time.perf_counter(), self.n
 
     def update(self, n: int = 1) -> None:
-        self.n += int(n)
-        now = time.perf_counter()
-        step = self.fraction * self.total if self.total else None
-        if now - self.last_time >= self.every or (step and self.n - self.last_n >= step):
-            self._emit()
+        with self._lock:
+            self.n += int(n)
+            now = time.perf_counter()
+            step = self.fraction * self.total if self.total else None
+            if now - self.last_time >= self.every or (step and self.n - self.last_n >= step):
+                self._emit()
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         self.postfix = str(text)
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            if self.n != self.last_n:
-                self._emit()
+        self._stop.set()
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                if self.n != self.last_n:
+                    self._emit()
 
 
 def emit_line(line: str, file=None) -> None:
@@ -128,4 +145,4 @@ def progress_bar(*, total: int | None, desc: str, unit: str, leave: bool = False
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=leave)
-    return LineProgress(total=total, desc=desc, unit=unit, file=sys.stderr)
+    return LineProgress(total=total, desc=desc, unit=unit, file=sys.stderr, heartbeat=True)
