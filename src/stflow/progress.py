@@ -89,10 +89,15 @@ class LineProgress:
             threading.Thread(target=self._beat, daemon=True).start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._stop.wait(min(self.every, 3600.0)):
             with self._lock:
-                if not self.closed and time.perf_counter() - self.last_time >= self.every:
-                    self._emit()
+                if self.closed:
+                    return
+                if time.perf_counter() - self.last_time >= self.every:
+                    try:
+                        self._emit()
+                    except Exception:  # noqa: BLE001 - the stream went away: stop beating
+                        return
 
     def _emit(self) -> None:
         elapsed = time.perf_counter() - self.start
