@@ -385,6 +385,10 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     break
         except KeyboardInterrupt:  # a second Ctrl-C, or one raised outside the handler
             interrupted_at = done
+        except BaseException:
+            if bar is not None:  # no progress lines after a failed run
+                bar.close()
+            raise
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - start
