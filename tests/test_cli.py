@@ -300,7 +300,8 @@ def test_run_refuses_non_empty_out_and_force_removes_stale_files(tmp_path, capsy
     assert (out / "comm.json").exists()
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--force", "--no-figure"]) == 1
     capsys.readouterr()
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "notes.txt", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["final_state.npz", "metrics.csv", "notes.txt",
+                                                     "summary.json"]
 
 
 def test_force_allows_many_steps_but_memory_still_checked(tmp_path, capsys):
@@ -434,5 +435,6 @@ def test_mpi_out_checks_one_line_and_force_clears_stale(tmp_path):
     proc = subprocess.run([*base, "--force", "--no-figure"], capture_output=True, text=True,
                           timeout=300, env=env)
     assert proc.returncode == 1, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["comm.json", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["comm.json", "final_state.npz", "metrics.csv",
+                                                     "summary.json"]
     assert "stale" not in (out / "comm.json").read_text()

@@ -139,6 +139,7 @@ def certify(
     *,
     seed: int = 0,
     horizon: float | None = None,
+    start_horizon: float | None = None,
     n_trials: int = 6,
     max_steps: int | None = None,
     progress: bool = False,
@@ -168,8 +169,10 @@ def certify(
     :math:`\lambda`: the same starts are integrated over a window
     :math:`W = \max(10, 50P)` (at most ``max_steps`` steps) from
     :math:`t_0 \in \{0,\ t_f/100,\ t_f/10,\ t_f\}` (shifted by 0.37 of a window of C),
-    :math:`t_f = \max(10^3, 100 P, 10 W)`: only W time units each, never the whole way
-    from 0. (50 periods: a randomly drawn coordinate set hits each coordinate about 50
+    :math:`t_f = \max(10^3, 100 P, 10 W)` (or ``start_horizon`` when larger): only W time
+    units each, never the whole way from 0. **The certificate sees no further than**
+    :math:`t_f + W`: a compressor that is the identity until t = 1500 and zero afterwards is
+    certified by default and refused with ``start_horizon=3000``. (50 periods: a randomly drawn coordinate set hits each coordinate about 50
     times, so the slowest coordinate's rate is not luck.) The window rate :math:`\mu(t_0)` is the smallest
     average decay rate :math:`-\log(\|z(t_0 + W)\|/\|z(t_0)\|) / W` over the trials (up to
     the time a trial finished). Required: :math:`\mu(t_0) \ge \mu(0)/2` for every far
@@ -191,6 +194,9 @@ def certify(
         Seed of the random initial conditions, an integer >= 0.
     horizon
         Integration time of the main run (default above).
+    start_horizon
+        The latest start time :math:`t_f` of the uniformity run is at least this (default
+        :math:`10^3`); the work does not grow with it (each start integrates W time units).
     n_trials
         Number of random Gaussian directions (the other directions are fixed).
     max_steps
@@ -240,13 +246,20 @@ def certify(
     T = float(horizon) if horizon is not None else max(30.0, 20.0 * period, 5.0 * d)
     if not (math.isfinite(T) and T > 0):
         raise InputError(f"`horizon` must be a finite number > 0 (got {horizon!r}): e.g. 50")
+    far = _FAR_START
+    if start_horizon is not None:
+        if (isinstance(start_horizon, bool) or not isinstance(start_horizon, int | float)
+                or not math.isfinite(start_horizon) or start_horizon <= 0):
+            raise InputError(f"`start_horizon` must be a finite number > 0 (got "
+                             f"{start_horizon!r}): e.g. 3000")
+        far = float(start_horizon)
     if max_steps is None:
         max_steps = int(np.clip(_MAX_ROWS_X_STEPS_X_DIM / (M * d), 2000, 200_000))
     elif isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise InputError(f"`max_steps` must be an integer >= 1 (got {max_steps!r}): e.g. 10000")
     # uniformity plan: far start times, each integrated over a short window only
     W = max(_UNIFORM_WINDOW, _WINDOW_PERIODS * period)
-    t_far = max(_FAR_START, 100.0 * period, 10.0 * W)
+    t_far = max(far, 100.0 * period, 10.0 * W)
     shift = 0.37 * window
     u_t0s = (0.0, t_far / 100 + shift, t_far / 10 + shift, t_far + shift)
     h_max = min(_H_INVARIANT if time_invariant else _H_MAX, tscale)

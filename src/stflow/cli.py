@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .progress import PROGRESS_LOG, log_to
 
 __all__ = [
     "main",
@@ -56,7 +57,8 @@ exit codes (every command):
 """
 
 #: Files and folders ``stflow run`` writes into ``--out`` (``--force`` removes stale ones).
-RUN_FILES = ("metrics.csv", "summary.json", "convergence.png", "comm.json", "checkpoint")
+RUN_FILES = ("metrics.csv", "summary.json", "convergence.png", "comm.json", "checkpoint",
+             "final_state.npz", "model.pt", "progress.log")
 
 _MAX_LINE = 400
 
@@ -115,11 +117,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="mpi: continue from the last checkpoint in --out")
 
-    cert = sub.add_parser("certify", help="numerical spatio-temporal certificate of a compressor")
+    cert = sub.add_parser(
+        "certify", help="numerical spatio-temporal certificate of a compressor",
+        description="Numerical spatio-temporal certificate of a compressor (docs/compressors.md"
+        "). It integrates dz/dt = -C(z, t) from start times t0 = 0 up to about t0 = 1000 (or "
+        "100 periods; --horizon to look further), each over a window of max(10, 50 periods): "
+        "behaviour of C after that is not seen.")
     cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"'
                       f" ({', '.join(_compressor_names())}, lowrank, or py:FILE:ATTR)")
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
     cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories (>= 0)")
+    cert.add_argument("--horizon", type=float, default=None, metavar="T",
+                      help="latest start time t0 checked for uniformity (default: 1000, or "
+                      "100 periods of C; the work does not grow with T)")
     cert.add_argument("--json", action="store_true", help="print one JSON object")
     cert.add_argument("--quiet", action="store_true", help="no progress bar")
     cert.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -133,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         description=f"Run the experiments {', '.join(names)} (docs/reproduce.md) and write "
         "OUT/report.html and OUT/report.md.")
     rep.add_argument("--out", required=True, help="output folder (must be new or empty)")
-    rep.add_argument("--quick", action="store_true", help="smaller sizes (under 90 s)")
+    rep.add_argument("--quick", action="store_true",
+                     help="smaller sizes (under a minute on 2 cores; measured times: "
+                     "docs/reproduce.md)")
     rep.add_argument("--only", default=None, metavar="E1,E3", help="comma-separated subset")
     rep.add_argument("--jobs", type=int, default=None, metavar="J",
                      help="experiments run in parallel (default: min(2, CPUs))")
@@ -240,7 +252,8 @@ def _run_sim(args, out: Path) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
-        run, sol = run_config(config, progress=not args.quiet and sys.stderr.isatty())
+        with log_to(None if args.quiet else out / PROGRESS_LOG):
+            run, sol = run_config(config, progress=not args.quiet)
     return _finish_run(out, run, sol, figure=not args.no_figure)
 
 
@@ -270,10 +283,12 @@ def _cmd_run_mpi(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
-            result = run_mpi(
-                args.config, args.out, checkpoint_every=args.checkpoint_every,
-                resume=args.resume, progress=not args.quiet,
-            )
+            log = None if args.quiet or rank != 0 else Path(args.out) / PROGRESS_LOG
+            with log_to(log):
+                result = run_mpi(
+                    args.config, args.out, checkpoint_every=args.checkpoint_every,
+                    resume=args.resume, progress=not args.quiet,
+                )
     except InputError as exc:
         if getattr(exc, "quiet", False):  # rank 0 prints the one line
             return EXIT_INPUT
@@ -290,7 +305,7 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
     rounds computed (for a diverged run, the step at which the blow-up was detected),
     ``last_recorded_step`` the step of the last row of metrics.csv.
     """
-    from .output import write_run_outputs
+    from .output import to_target, write_final_state, write_run_outputs
 
     code = _exit_code(sol)
     summary = sol.summary()
@@ -313,8 +328,12 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
         summary["split"] = data_split
     spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
     title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
+    s = run.config["solver"]
+    summary.update(to_target(sol.records, tolerance=s.get("tolerance"),
+                             target_accuracy=s.get("target_accuracy")))
     kw = {} if figure else {"figure": False}
     write_run_outputs(out, sol.records, summary, title=title, **kw)
+    write_final_state(out, sol.state, problem=run.problem)
     errors = (f"relative error {sol.final_relative_error:.3e}, consensus error "
               f"{sol.final_consensus_error:.3e}")
     if "mean_agent_test_accuracy" in sol.records and len(sol.records["step"]):
@@ -354,8 +373,12 @@ def _cmd_certify(args) -> int:
         raise InputError(f"--dim must be an integer >= 1 (got {args.dim}): e.g. --dim 10")
     if args.seed < 0:
         raise InputError(f"--seed must be an integer >= 0 (got {args.seed}): e.g. --seed 0")
+    if args.horizon is not None and not (math.isfinite(args.horizon) and args.horizon > 0):
+        raise InputError(f"--horizon must be a finite number > 0 (got {args.horizon:g}): "
+                         "e.g. --horizon 3000")
     progress = not args.quiet and sys.stderr.isatty()
-    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed, progress=progress)
+    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed, progress=progress,
+                   start_horizon=args.horizon)
     if args.json:
         print(json.dumps(cert.to_dict()))
     else:
@@ -389,7 +412,8 @@ def _cmd_reproduce(args) -> int:
     out = _check_out(args.out, allow_nonempty=args.force)
     created = _make_out(out)
     try:
-        results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
+        with log_to(None if args.quiet else out / PROGRESS_LOG):
+            results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
     finally:
         _drop_if_empty(out, created)
     failed = [r for r in results if not r["ok"]]
@@ -417,6 +441,16 @@ def _tune_parser(sub) -> None:
     tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
 
+def _keep_lines() -> Path:
+    """A temporary file for ``tune``'s progress lines (``--out`` is made after tuning)."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="stflow-tune-", suffix=".log")
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
 def _cmd_tune(args) -> int:
     """``stflow tune``: exit 0 when a robust setting was found, 1 when none, 2 bad input."""
     from .config import load_config
@@ -427,10 +461,18 @@ def _cmd_tune(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
-        result = tune(config, budget=args.budget, target=args.target,
-                      target_accuracy=args.target_accuracy, seed=args.seed,
-                      progress=not args.quiet and sys.stderr.isatty())
+        lines = _keep_lines()
+        try:
+            with log_to(None if args.quiet else lines):
+                result = tune(config, budget=args.budget, target=args.target,
+                              target_accuracy=args.target_accuracy, seed=args.seed,
+                              progress=not args.quiet)
+        except BaseException:
+            lines.unlink(missing_ok=True)
+            raise
     _make_out(out)
+    if lines.exists():  # the progress lines, kept until --out could be made
+        shutil.move(str(lines), str(out / PROGRESS_LOG))
     write_outputs(result, out)
     if args.json:
         print(json.dumps(result.to_dict()))

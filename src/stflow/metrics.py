@@ -148,9 +148,27 @@ class TimeModel:
     def round_seconds(self, *, bits_per_message: float, samples_per_eval: float,
                       local_steps: int = 1) -> float:
         """Seconds of one round (see the class docstring)."""
-        comm = 0.0 if math.isinf(self.bandwidth) else bits_per_message / self.bandwidth
-        return (local_steps * samples_per_eval * self.seconds_per_sample + self.latency
-                + comm)
+        return (self.fixed_seconds(samples_per_eval=samples_per_eval, local_steps=local_steps)
+                + self.comm_seconds(bits_per_message))
+
+    def fixed_seconds(self, *, samples_per_eval: float, local_steps: int = 1) -> float:
+        r"""The part of a round that does not depend on the message:
+        :math:`K \max_i B_i s_{sample} + \ell`."""
+        return local_steps * samples_per_eval * self.seconds_per_sample + self.latency
+
+    def comm_seconds(self, bits: float) -> float:
+        r"""Seconds to move ``bits`` over one link, :math:`b / \beta` (0 on a free network).
+
+        Event-triggered rounds (messages of 1 or 1 + b bits) pass the largest message of the
+        round, summed over the rounds: a synchronous round waits for its slowest link, so a
+        round in which every agent is silent costs its 1-bit flag only.
+
+        Examples
+        --------
+        >>> TimeModel(bandwidth=1000.0).comm_seconds(3.0)
+        0.003
+        """
+        return 0.0 if math.isinf(self.bandwidth) else float(bits) / self.bandwidth
 
 
 class Recorder:
@@ -164,6 +182,12 @@ class Recorder:
         Bits one agent broadcasts per round (0 for a solver that reports no bits).
     mean_degree : float
         Average number of neighbours: point-to-point bits = broadcast bits x degree.
+    round_seconds : float
+        Modeled seconds of one round with fixed-size messages (SPEC section 8).
+    fixed_seconds, bandwidth : float
+        For event-triggered rounds (``slowest_bits`` given to :meth:`record`): the
+        message-independent seconds of a round and the link's bits per second, so
+        ``modeled_seconds = step * fixed_seconds + slowest_bits / bandwidth``.
 
     Examples
     --------
@@ -177,8 +201,11 @@ class Recorder:
     """
 
     def __init__(self, problem, *, bits_per_message: int, mean_degree: float,
-                 samples_per_eval: float = 1.0, round_seconds: float = 0.0):
+                 samples_per_eval: float = 1.0, round_seconds: float = 0.0,
+                 fixed_seconds: float | None = None, bandwidth: float = math.inf):
         self.problem = problem
+        self.fixed_seconds = float(round_seconds if fixed_seconds is None else fixed_seconds)
+        self.bandwidth = float(bandwidth)
         self.bits_per_message = int(bits_per_message)
         self.mean_degree = float(mean_degree)
         self.samples_per_eval = float(samples_per_eval)
@@ -188,13 +215,16 @@ class Recorder:
         self.rows: list[tuple] = []
 
     def record(self, step: int, t: float, X: np.ndarray, *, draws: int = 0,
-               bits: tuple[float, float] | None = None) -> None:
+               bits: tuple[float, float] | None = None,
+               slowest_bits: float | None = None) -> None:
         """Append the metrics of state ``X: (N, d)`` after ``step`` rounds (time ``t``) and
         ``draws`` gradient evaluations per agent.
 
         ``bits``: (broadcast, point-to-point) bits per agent so far, mean over the agents,
         when messages vary in size (event-triggered sending); by default ``step`` times
-        ``bits_per_message`` (and times the mean degree)."""
+        ``bits_per_message`` (and times the mean degree). ``slowest_bits``: the sum over the
+        rounds so far of each round's largest message (event-triggered sending); the modeled
+        time then charges those bits, not ``step`` full messages."""
         p2p = None
         if bits is not None:
             bits, p2p = float(bits[0]), float(bits[1])
@@ -211,7 +241,9 @@ class Recorder:
             bits,
             bits * self.mean_degree if p2p is None else p2p,
             float(draws) * self.samples_per_eval,
-            float(step) * self.round_seconds,
+            float(step) * self.round_seconds if slowest_bits is None
+            else float(step) * self.fixed_seconds + (
+                0.0 if math.isinf(self.bandwidth) else float(slowest_bits) / self.bandwidth),
         )
         if self.learning:
             xbar = X.mean(axis=0)

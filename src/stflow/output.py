@@ -22,6 +22,10 @@ __all__ = [
     "write_json",
     "plot_convergence",
     "write_run_outputs",
+    "FINAL_STATE_FILE",
+    "MODEL_FILE",
+    "to_target",
+    "write_final_state",
 ]
 
 
@@ -163,3 +167,85 @@ def write_run_outputs(
     write_json(out / "summary.json", summary)
     if figure:
         plot_convergence(out / "convergence.png", records, title=title)
+
+
+#: Files ``stflow run`` adds for the final state (SPEC's run outputs; docs/cli.md).
+FINAL_STATE_FILE = "final_state.npz"
+MODEL_FILE = "model.pt"
+
+
+def to_target(records: dict, *, tolerance: float | None = None,
+              target_accuracy: float | None = None) -> dict:
+    r"""Rounds, bits, samples and modeled seconds of a run to its target, for summary.json.
+
+    The target is ``mean_agent_test_accuracy >= target_accuracy`` when that is given, else
+    ``relative_error <= tolerance``. The counted row is the first recorded one from which
+    the target holds to the last row (reached and stays); all ``*_to_target`` values are None
+    when the last row misses it. Returns ``{}`` when there is no target (no accuracy target
+    and no relative error, i.e. no known optimum).
+
+    Examples
+    --------
+    >>> rec = {"step": np.array([0, 10, 20, 30]), "t": np.array([0.0, 0.1, 0.2, 0.3]),
+    ...        "relative_error": np.array([1.0, 1e-9, 1e-7, 1e-9]),
+    ...        "bits_per_agent": np.array([0.0, 640.0, 1280.0, 1920.0]),
+    ...        "samples_per_agent": np.array([0.0, 5.0, 10.0, 15.0]),
+    ...        "modeled_seconds": np.array([0.0, 1.0, 2.0, 3.0])}
+    >>> out = to_target(rec, tolerance=1e-8)
+    >>> out["rounds_to_target"], out["bits_to_target"], out["modeled_seconds_to_target"]
+    (30, 1920.0, 3.0)
+    """
+    if target_accuracy is not None and "mean_agent_test_accuracy" in records:
+        column, value, ok = ("mean_agent_test_accuracy", float(target_accuracy), ">=")
+        holds = np.asarray(records[column], dtype=float) >= value
+    else:
+        column, value, ok = ("relative_error", None if tolerance is None else float(tolerance),
+                             "<=")
+        err = np.asarray(records.get(column, []), dtype=float)
+        if value is None or not np.any(np.isfinite(err)):
+            return {}
+        holds = err <= value
+    out = {"target": {"column": column, "direction": ok, "value": value}}
+    keys = (("rounds_to_target", "step"), ("t_to_target", "t"),
+            ("bits_to_target", "bits_per_agent"),
+            ("bits_p2p_to_target", "bits_per_agent_p2p"),
+            ("samples_to_target", "samples_per_agent"),
+            ("modeled_seconds_to_target", "modeled_seconds"))
+    if holds.size == 0 or not holds[-1]:
+        return {**out, **{k: None for k, _ in keys}}
+    misses = np.flatnonzero(~holds)
+    i = int(misses[-1]) + 1 if misses.size else 0
+    for key, col in keys:
+        if col in records and len(records[col]):
+            v = records[col][i]
+            out[key] = int(v) if col == "step" else float(v)
+    return out
+
+
+def write_final_state(out_dir, state: dict, *, problem=None) -> list[str]:
+    """Write the run's final iterates: ``final_state.npz`` with ``average`` (the mean model
+    :math:`\\bar x`, ``(d,)``), ``X`` (every agent's ``x_i``, ``(N, d)``) and the method's
+    other state arrays (``V``, ``Xhat``, ... as the method keeps them); for a torch problem
+    also ``model.pt``, the network's ``state_dict`` with the average parameters
+    (``torch.load`` it into the factory's model). Returns the names written.
+    """
+    out = Path(out_dir)
+    X = state.get("X") if state else None
+    if X is None:
+        return []
+    X = np.asarray(X, dtype=float)
+    arrays = {k: np.asarray(v) for k, v in state.items()
+              if isinstance(v, np.ndarray) and k not in ("average",)}
+    buf = io.BytesIO()
+    np.savez(buf, average=X.mean(axis=0), **arrays)
+    _atomic_write(out / FINAL_STATE_FILE, buf.getvalue())
+    written = [FINAL_STATE_FILE]
+    state_dict_at = getattr(problem, "state_dict_at", None)
+    if state_dict_at is not None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state_dict_at(X.mean(axis=0)), buf)
+        _atomic_write(out / MODEL_FILE, buf.getvalue())
+        written.append(MODEL_FILE)
+    return written

@@ -525,13 +525,10 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
     study.enqueue_trial({k: min(max(c, lo), hi) for k, (lo, hi, _l, c) in space.items()
                          if k in dists})
     bar = None
-    if progress:
-        import sys
+    if progress:  # a tqdm bar in a terminal, plain lines at intervals elsewhere
+        from .progress import progress_bar
 
-        from tqdm import tqdm
-
-        bar = tqdm(total=budget, desc="stflow tune", unit="candidate", file=sys.stderr,
-                   leave=False)
+        bar = progress_bar(total=budget, desc="stflow tune", unit="candidate")
     best = None  # (values, outcome, robust bits)
     trials, runs, reason = [], 0, ""
     explore = max(1, int(round(EXPLORE_SHARE * budget)))

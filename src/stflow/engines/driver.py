@@ -112,15 +112,18 @@ class BitCounter:
     a schedule); then ``totals()`` is (broadcast bits, point-to-point bits) summed over the
     block's agents and :meth:`per_agent` gives :meth:`stflow.metrics.Recorder.record`'s
     ``bits``. With fixed sizes every agent pays ``bits_per_message`` a round and nothing is
-    counted here.
+    counted here. ``slowest(reduce)`` is the sum over the rounds of each round's largest
+    message (the modeled time of SPEC section 8 waits for the slowest link): the block's
+    per-round maxima since the last call, combined across blocks by ``reduce`` (an
+    element-wise max over MPI ranks; identity on one block), are added to the running sum.
 
     Examples
     --------
     >>> from types import SimpleNamespace
     >>> m = SimpleNamespace(triggered=True, round_bits=lambda: np.array([105.0, 1.0]))
     >>> c = BitCounter(m, degree=np.array([2, 3]))
-    >>> c.add(m); c.add(m); c.totals()
-    (212.0, 426.0)
+    >>> c.add(m); c.add(m); c.totals(), c.slowest()
+    ((212.0, 426.0), 210.0)
     """
 
     def __init__(self, method, degree, channel=None):
@@ -128,6 +131,8 @@ class BitCounter:
         self.degree = np.asarray(degree, dtype=float)
         self.sent = 0.0
         self.p2p = 0.0
+        self.slowest_sum = 0.0
+        self._maxima: list[float] = []
 
     def add(self, method, masks=None, channel=None, own=None, degree_up=None) -> None:
         """Count the round ``method`` just sent (``masks``: the channel's, for the agents
@@ -140,11 +145,25 @@ class BitCounter:
                                                    float(method.bits_per_message))
             self.sent += float(rb.sum())
             self.p2p += float(rb @ self.degree)
+            self._maxima.append(float(rb.max()) if rb.size else 0.0)
             return
         sub = _Sub(masks.awake[own])
         b, p = message_bits(method, sub, channel, degree_up, rb)
         self.sent += float(b.sum())
         self.p2p += float(p.sum())
+        b = np.asarray(b, dtype=float)
+        self._maxima.append(float(b.max()) if b.size else 0.0)
+
+    def slowest(self, reduce=None) -> float | None:
+        """Running sum of each round's largest message (None when sizes are fixed)."""
+        if not self.on:
+            return None
+        maxima = np.asarray(self._maxima, dtype=float)
+        if reduce is not None:
+            maxima = np.asarray(reduce(maxima), dtype=float)
+        self.slowest_sum += float(maxima.sum())
+        self._maxima = []
+        return self.slowest_sum
 
     def totals(self) -> tuple[float, float]:
         return self.sent, self.p2p

@@ -240,13 +240,17 @@ def make_recorder(flow, problem, *, local_steps: int = 1, time_model=None,
                   samples=None) -> Recorder:
     """The :class:`Recorder` of a run (shared by both engines)."""
     mean_spe, max_spe = samples_per_eval(problem) if samples is None else samples
-    rs = 0.0
+    rs = fixed = 0.0
+    bandwidth = math.inf
     if time_model is not None:
         rs = time_model.round_seconds(bits_per_message=flow.bits_per_message,
                                       samples_per_eval=max_spe, local_steps=local_steps)
+        fixed = time_model.fixed_seconds(samples_per_eval=max_spe, local_steps=local_steps)
+        bandwidth = time_model.bandwidth
     return Recorder(problem, bits_per_message=flow.bits_per_message,
                     mean_degree=float(np.mean(flow.graph.degree)),
-                    samples_per_eval=mean_spe, round_seconds=rs)
+                    samples_per_eval=mean_spe, round_seconds=rs, fixed_seconds=fixed,
+                    bandwidth=bandwidth)
 
 
 def _check_continuous(flow) -> None:
@@ -286,10 +290,10 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     start = time.perf_counter()
     rec.record(0, 0.0, state["X"], draws=flow.draws)
     bar = None
-    if progress:
-        from tqdm import tqdm
+    if progress:  # a tqdm bar in a terminal, plain lines at intervals elsewhere
+        from ..progress import progress_bar
 
-        bar = tqdm(total=n_steps, unit="round", leave=False)
+        bar = progress_bar(total=n_steps, desc="stflow run", unit="round")
     diverged_at = interrupted_at = None
     done = 0
     t_next = 0.0
@@ -315,7 +319,8 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                 state = new
                 if done % record_every == 0 or done == n_steps:
                     rec.record(done, done * h if step_decay is None else t_next, state["X"],
-                               draws=flow.draws, bits=counter.per_agent(flow.n_agents))
+                               draws=flow.draws, bits=counter.per_agent(flow.n_agents),
+                               slowest_bits=counter.slowest())
                     if bar is not None:
                         bar.update(done - bar.n)
                 if done < n_steps and any(f.requested for f in stop_flags):
@@ -324,13 +329,17 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     break
         except KeyboardInterrupt:  # a second Ctrl-C, or one raised outside the handler
             interrupted_at = done
+        except BaseException:
+            if bar is not None:  # no progress lines after a failed run
+                bar.close()
+            raise
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - start
     t_of = (lambda n: n * h) if step_decay is None else (lambda n: t_next)
     if interrupted_at is not None and rec.last_step != interrupted_at:
         rec.record(interrupted_at, t_of(interrupted_at), state["X"], draws=flow.draws,
-                   bits=counter.per_agent(flow.n_agents))
+                   bits=counter.per_agent(flow.n_agents), slowest_bits=counter.slowest())
     records = rec.columns()
     steps_run = diverged_at if diverged_at is not None else rec.last_step
     if diverged_at is not None:

@@ -128,24 +128,25 @@ def run_one(name: str, out_dir, quick: bool, *, progress=None) -> dict:
 
 
 class _Progress:
-    """Runs done against runs planned across the experiments, as one tqdm bar on stderr.
+    """Runs done against runs planned across the experiments, on stderr: one tqdm bar in a
+    terminal, plain lines at intervals otherwise (:func:`stflow.progress.progress_bar`).
 
     A tick of an experiment that already has all its planned runs (or has finished) does not
     move the bar; a finished experiment fills its share, so the bar ends at its total. With
-    no bar to show (``quiet``, or stderr not a terminal) no module is imported for its plan.
+    ``quiet`` nothing is shown and no module is imported for its plan.
     """
 
     def __init__(self, names, quick: bool, quiet: bool):
-        import sys
-
         from tqdm import tqdm
 
-        disable = quiet or not sys.stderr.isatty()
-        self.planned = {n: 1 if disable else planned_runs(n, quick) for n in names}
+        from ..progress import progress_bar
+
+        self.planned = {n: 1 if quiet else planned_runs(n, quick) for n in names}
         self.done = dict.fromkeys(names, 0)
         self.finished: set[str] = set()
-        self.bar = tqdm(total=sum(self.planned.values()), desc="stflow reproduce",
-                        unit="run", file=sys.stderr, disable=disable)
+        total = sum(self.planned.values())
+        self.bar = (tqdm(total=total, disable=True) if quiet else
+                    progress_bar(total=total, desc="stflow reproduce", unit="run"))
 
     def tick(self, name: str, message: str = "") -> None:
         if name in self.finished:

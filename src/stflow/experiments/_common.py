@@ -68,19 +68,24 @@ def save_figure(fig, out_dir: Path, name: str) -> str:
         fig.tight_layout()
     path = Path(out_dir) / name
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    from ._figures import audit_figure, write_audit
+
+    write_audit(out_dir, name, audit_figure(fig))
     pyplot.close(fig)
     os.replace(tmp, path)
     return name
 
 
 def curve_style(i: int, reference: bool = False) -> dict:
-    """Line style of curve ``i``: 20 distinct colours, alternating solid and dashed; the
-    reference curve (uncompressed) thick black."""
+    """Line style of curve ``i`` (:func:`stflow.experiments._figures.style`: ten separated
+    colours, then dashed, dotted, dash-dotted); the reference curve (uncompressed) thick
+    black."""
+    from ._figures import style
+
     if reference:
         return {"color": "black", "lw": 2.4, "ls": "-"}
-    return {"color": plt().get_cmap("tab20")(i % 20), "lw": 1.2,
-            "ls": "-" if i % 2 else "--"}
+    return style(i)
 
 
 def fmt(x, spec: str = ".3g") -> str:

@@ -200,9 +200,11 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
         "measured": _table(rows),
         "figures": figures,
         "captions": {f: ("Relative error of each method's tuned setting against bits "
-                         "broadcast per agent (log scales), one panel per compressor; the "
-                         f"dotted line is the target ({_target(rows, p):g}); a method "
-                         "without a curve had no setting that counted.")
+                         "broadcast per agent (log scales), one panel per compressor with at "
+                         "least one curve (a compressor where no method counted has no panel, "
+                         "named under the figure); one colour and dash per method in every "
+                         f"panel; the dotted line is the target ({_target(rows, p):g}); a "
+                         "method without a curve had no setting that counted.")
                      for p, f in zip(size["rounds"], figures, strict=True)},
         "data": {"ratios": {f"{p} {c}": v for (p, c), v in ratios(rows).items()}},
     }
@@ -249,8 +251,9 @@ def _table(rows) -> str:
     rob = ratios(rows, "robust_bits_to_target")
     for (p, c), (scheme, fb, lb, ratio) in ratios(rows).items():
         rr = rob[(p, c)][3]
+        flow = f"flow ({scheme}) {_fmt(fb)}" if scheme else "flow: no scheme reached it"
         lines.append(
-            f"- {p}, {c}: flow ({scheme}) {_fmt(fb)} vs LEAD {_fmt(lb)}: ratio "
+            f"- {p}, {c}: {flow} vs LEAD {_fmt(lb)}: ratio "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'} (robust medians: "
             f"{'n/a' if rr is None else f'{rr:.2f}'})."
         )
@@ -270,15 +273,22 @@ def _target(rows, setting) -> float:
 
 
 def _plot(out_dir, setting, rows) -> str:
+    """One log-log panel per compressor with at least one curve (a compressor with none is
+    named in the figure's note); one colour and dash per method, the same in every panel
+    and figure; one legend beside the panels."""
     from ._common import plt, save_figure
+    from ._figures import style
 
     pyplot = plt()
-    comps = sorted({r["compressor"] for r in rows
-                    if r["problem"] == setting and r["compressor"] != "none"})
-    labels = sorted({r["method"] for r in rows})
-    colors = {m: f"C{i}" for i, m in enumerate(labels)}  # one colour per method
-    fig, axes = pyplot.subplots(1, len(comps), figsize=(3.6 * len(comps), 3.4), squeeze=False)
-    for ax, c in zip(axes[0], comps, strict=True):
+    all_comps = sorted({r["compressor"] for r in rows
+                        if r["problem"] == setting and r["compressor"] != "none"})
+    methods = [_label(k, s) for k, s in METHODS] + ["gradient tracking"]
+    order = {m: i for i, m in enumerate(methods)}
+    for m in sorted({r["method"] for r in rows} - set(order)):
+        order[m] = len(order)
+
+    def curves(c):
+        out = []
         for r in rows:
             if r["problem"] != setting or r["compressor"] not in (c, "none"):
                 continue
@@ -287,13 +297,40 @@ def _plot(out_dir, setting, rows) -> str:
                 continue
             e = np.where(rec["relative_error"] > 0, rec["relative_error"], np.nan)
             b = np.where(rec["bits_per_agent"] > 0, rec["bits_per_agent"], np.nan)
-            ax.loglog(b, e, label=r["method"], lw=1.2, color=colors[r["method"]])
-        ax.axhline(_target(rows, setting), color="k", lw=0.6,
-                   ls=":")
+            if np.any(np.isfinite(e) & np.isfinite(b)) and r["compressor"] == c:
+                out.append((r["method"], b, e))
+            elif np.any(np.isfinite(e) & np.isfinite(b)):
+                out.append((r["method"] + " (uncompressed)", b, e))
+        return out
+
+    drawn = [(c, curves(c)) for c in all_comps]
+    missing = [c for c, cs in drawn if not any("(uncompressed)" not in m for m, _, _ in cs)]
+    drawn = [(c, cs) for c, cs in drawn if c not in missing]
+    n = max(1, len(drawn))
+    fig, axes = pyplot.subplots(1, n, figsize=(3.3 * n + 2.2, 3.4 if drawn else 1.2),
+                                squeeze=False)
+    handles = {}
+    for ax, (c, cs) in zip(axes[0], drawn, strict=False):
+        for method, b, e in cs:
+            base = method.replace(" (uncompressed)", "")
+            (line,) = ax.plot(b, e, label=method, **style(order.get(base, 0)))
+            handles.setdefault(method, line)
+        ax.axhline(_target(rows, setting), color="k", lw=0.6, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(f"{setting}: {c}", fontsize=9)
         ax.set_xlabel("bits per agent")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("relative error")
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7)
+    if not drawn:
+        axes[0][0].set_axis_off()
+        axes[0][0].text(0.5, 0.5, "no tuned setting reached the target", ha="center",
+                        transform=axes[0][0].transAxes)
+    if handles:
+        keys = sorted(handles, key=lambda m: order.get(m.replace(" (uncompressed)", ""), 99))
+        fig.legend([handles[k] for k in keys], keys, loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    if missing:
+        fig.text(0.01, -0.04 if drawn else 0.05, "no panel for " + ", ".join(missing) + ": no method's tuned "
+                 "setting counted there (table above)", fontsize=7, ha="left")
     return save_figure(fig, out_dir, f"comparison_{setting}.png")

@@ -34,7 +34,7 @@ from ..output import write_json
 from ._common import md_table, pick
 
 __all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "ERROR_FEEDBACK", "ERROR_FEEDBACK_COMMAND",
-           "TRIGGER_START", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
+           "TRIGGER_START", "UNSTABLE", "is_stable", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
            "trigger_rows"]
 
 NAME = "E10"
@@ -52,7 +52,7 @@ SIZES = {
              "trigger": (30, (0, 1, 2), ("quantize", "topk", "cyclic"), 3000)},
     "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000, "error_feedback": True,
               "trigger": (3, (0,), ("quantize",), 600)},
-    "tiny": {"steps": (3e-3,), "rounds": 200, "error_feedback": False, "trigger": None},
+    "tiny": {"steps": (3e-3, 6e-3), "rounds": 200, "error_feedback": False, "trigger": None},
 }
 #: Where the triggered flow's search starts (the tuner searches a 30x box around it).
 TRIGGER_START = {"trigger": 0.1, "trigger_decay": 5.0}
@@ -161,7 +161,8 @@ def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
                              "rounds_to_target": int(sol.records["step"][i]) if ok else None,
                              "bits_to_target": float(sol.records["bits_per_agent"][i])
                              if ok else None,
-                             "final_relative_error": sol.final_relative_error})
+                             "final_relative_error": sol.final_relative_error,
+                             "initial_relative_error": float(sol.records["relative_error"][0])})
                 if progress is not None:
                     progress(f"{ckey} {scheme} h={h:.3g}: {sol.status}")
     return rows
@@ -297,24 +298,49 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
             trig_rows),
         "figures": [figure],
         "captions": {figure: (
-            "Bits per agent to relative error 1e-6 against the step h at fixed gains, one "
-            "panel per compressor; a missing point means the run diverged or did not reach "
-            "1e-6 within the rounds. The rightmost point of each scheme bounds its stable "
-            "region.")},
+            "Top: bits per agent to relative error 1e-6 against the step h at fixed gains, one "
+            "panel per compressor (a note where fewer than two steps reached 1e-6); a missing "
+            "point means the run did not reach and keep 1e-6 within the rounds. Bottom: the "
+            "final relative error of every run; crosses are runs that diverged or whose "
+            "error grows (never counted as stable); the dotted line is 1e-6.")},
         "data": {"largest_stable_step": _stable(rows),
                  "error_feedback_robust_bits": {
                      k: c["robust_bits_to_target"] for k, c in ERROR_FEEDBACK.items()}},
     }
 
 
+#: Statuses of a run that grew: never counted as stable.
+UNSTABLE = ("diverged", "diverging")
+
+
+def is_stable(row: dict) -> bool:
+    """A grid run is stable when it neither diverged nor is diverging (its error's trend
+    grows) and its final relative error is finite and not above its initial one.
+
+    Examples
+    --------
+    >>> is_stable({"status": "stalled", "final_relative_error": 0.3,
+    ...            "initial_relative_error": 1.0})
+    True
+    >>> is_stable({"status": "diverging", "final_relative_error": 2.92,
+    ...            "initial_relative_error": 1.0})
+    False
+    """
+    fin = row.get("final_relative_error")
+    start = row.get("initial_relative_error", 1.0)
+    return (row["status"] not in UNSTABLE and fin is not None and math.isfinite(fin)
+            and fin <= start)
+
+
 def _stable(rows) -> dict:
+    """Largest stable step (:func:`is_stable`) of each compressor and scheme; None when no
+    step of the grid is stable."""
     out = {}
     for r in rows:
         key = f"{r['compressor']} {r['scheme']}"
-        if r["status"] != "diverged":
-            out[key] = max(out.get(key, 0.0), r["step"])
-        else:
-            out.setdefault(key, 0.0)
+        out.setdefault(key, None)
+        if is_stable(r):
+            out[key] = max(out[key] or 0.0, r["step"])
     return out
 
 
@@ -330,6 +356,8 @@ def _table(rows) -> str:
                          and x["step"] == h)
                 if r["status"] == "diverged":
                     cells.append("diverged")
+                elif not is_stable(r):
+                    cells.append(f"{r['status']} ({r['final_relative_error']:.1e})")
                 elif r["rounds_to_target"] is None:
                     fin = r["final_relative_error"]
                     cells.append(f"not settled ({fin:.1e})" if fin <= TARGET else f"{fin:.1e}")
@@ -341,8 +369,10 @@ def _table(rows) -> str:
                   "hit)", "",
                   md_table(["scheme", *[f"h = {h:.3g}" for h in steps]], body), ""]
     stable = _stable(rows)
-    lines.append("Largest stable step in the grid: " + "; ".join(
-        f"{k}: {v:.3g}" for k, v in stable.items()) + ".")
+    lines.append("Largest stable step in the grid (status neither diverged nor diverging, "
+                 "final error not above the initial one): " + "; ".join(
+                     f"{k}: {'none' if v is None else f'{v:.3g}'}" for k, v in stable.items())
+                 + ".")
     return "\n".join(lines)
 
 
@@ -380,19 +410,68 @@ def _ef_table(live: list[dict]) -> str:
 
 
 def _plot(out_dir, rows) -> str:
+    """Top: bits per agent to 1e-6 against h (a compressor where fewer than two steps
+    reached it gets a note instead of a one-point panel); bottom: the final relative error
+    of every run, unstable ones (:func:`is_stable`) as crosses clipped at 1e3. Ticks at the
+    grid's steps."""
+    from matplotlib.ticker import NullLocator
+
     from ._common import plt, save_figure
+    from ._figures import style
 
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, len(SPECS), figsize=(9, 3.4), squeeze=False)
-    for ax, ckey in zip(axes[0], SPECS, strict=True):
-        for scheme in SCHEMES:
-            rs = [r for r in rows if r["compressor"] == ckey and r["scheme"] == scheme]
-            hs = [r["step"] for r in rs]
-            bits = [np.nan if r["bits_to_target"] is None else r["bits_to_target"] for r in rs]
-            ax.loglog(hs, bits, "o-", label=scheme, ms=3)
-        ax.set_title(ckey, fontsize=9)
-        ax.set_xlabel("step h")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("bits per agent to 1e-6")
-    axes[0][-1].legend(fontsize=7)
+    steps = sorted({r["step"] for r in rows})
+    fig, axes = pyplot.subplots(2, len(SPECS), figsize=(10, 7.2), squeeze=False,
+                                sharex=True)
+    for col, ckey in enumerate(SPECS):
+        top, bottom = axes[0][col], axes[1][col]
+        reached = 0
+        for i, scheme in enumerate(SCHEMES):
+            rs = sorted((r for r in rows if r["compressor"] == ckey and r["scheme"] == scheme),
+                        key=lambda r: r["step"])
+            hs = np.array([r["step"] for r in rs])
+            bits = np.array([np.nan if r["bits_to_target"] is None else r["bits_to_target"]
+                             for r in rs])
+            reached += int(np.isfinite(bits).sum())
+            top.plot(hs, bits, marker="o", ms=3, label=scheme, **style(i))
+            fin = np.array([min(r["final_relative_error"], 1e3)
+                            if r["final_relative_error"] is not None
+                            and math.isfinite(r["final_relative_error"]) else 1e3
+                            for r in rs])
+            ok = np.array([is_stable(r) for r in rs], dtype=bool)
+            bottom.plot(hs, np.where(ok, fin, np.nan), marker="o", ms=3, label=scheme,
+                        **style(i))
+            if (~ok).any():
+                bottom.plot(hs[~ok], fin[~ok], "x", ms=7, color=style(i)["color"],
+                            label=f"{scheme}: diverged / diverging")
+        if reached < 2:
+            top.cla()
+            top.set_axis_off()
+            top.text(0.5, 0.5, f"{ckey}: fewer than two steps reached 1e-6\n(final errors "
+                     "below)", ha="center", va="center", transform=top.transAxes, fontsize=9)
+        else:
+            top.set_yscale("log")
+            top.set_title(f"{ckey}: bits per agent to 1e-6", fontsize=9)
+            top.grid(True, which="both", alpha=0.3)
+        bottom.set_yscale("log")
+        bottom.axhline(TARGET, color="k", lw=0.6, ls=":")
+        bottom.set_title(f"{ckey}: final relative error", fontsize=9)
+        bottom.set_xlabel("step h")
+        bottom.grid(True, which="both", alpha=0.3)
+    for ax in axes.ravel():
+        if ax.axison:
+            ax.set_xscale("log")
+            ax.set_xticks(steps, [f"{h:.2g}" for h in steps], rotation=60, fontsize=7)
+            ax.xaxis.set_minor_locator(NullLocator())
+    axes[1][0].set_ylabel("final relative error")
+    if axes[0][0].axison:
+        axes[0][0].set_ylabel("bits per agent to 1e-6")
+    handles, labels = axes[1][-1].get_legend_handles_labels()
+    for ax in axes[1][:-1]:
+        for hnd, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(hnd)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               frameon=False)
     return save_figure(fig, out_dir, "schemes.png")

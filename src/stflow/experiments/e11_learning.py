@@ -426,30 +426,48 @@ def _table(rows, checks, floor) -> str:
 
 
 def _plot(out_dir, curves, size) -> str:
-    from ._common import curve_style, plt, save_figure
+    """Accuracy against bits, rounds and modeled seconds; one colour per variant (K = 1
+    solid, K = 4 dashed); the start record (0 bits, 0 s) is left out of the log axes; one
+    legend beside the panels."""
+    from matplotlib.lines import Line2D
+
+    from ._common import plt, save_figure
+    from ._figures import style
 
     pyplot = plt()
     splits = size["splits"]
     fig, axes = pyplot.subplots(len(splits), 3, figsize=(11, 3.2 * len(splits)), squeeze=False)
-    colours = {v: curve_style(i)["color"] for i, v in enumerate(VARIANTS)}
+    colours = {v: style(i)["color"] for i, v in enumerate(VARIANTS)}
+    shown, ks = [], set()
     for row, split in zip(axes, splits, strict=True):
         for (variant, s, k), c in curves.items():
             if s != split:
                 continue
-            style = {"color": colours[variant], "ls": "-" if k == 1 else "--", "lw": 1}
+            ks.add(k)
+            if variant not in shown:
+                shown.append(variant)
+            st = {"color": colours[variant], "ls": "-" if k == 1 else "--", "lw": 1.1,
+                  "label": "_"}
             acc = c["mean_agent_test_accuracy"]
-            row[0].semilogx(np.maximum(c["bits_per_agent"], 1.0), acc, **style,
-                            label=f"{variant} K={k}")
-            row[1].plot(c["step"], acc, **style)
-            row[2].semilogx(np.maximum(c["modeled_seconds"], 1e-3), acc, **style)
+            bits = np.asarray(c["bits_per_agent"], dtype=float)
+            secs = np.asarray(c["modeled_seconds"], dtype=float)
+            row[0].plot(np.where(bits > 0, bits, np.nan), acc, **st)
+            row[1].plot(c["step"], acc, **st)
+            row[2].plot(np.where(secs > 0, secs, np.nan), acc, **st)
         for ax, xl in zip(row, ("bits per agent", "rounds", "modeled seconds (slow network)"),
                           strict=True):
             ax.axhline(TARGETS[split], color="k", ls=":", lw=0.8)
             ax.set_ylim(0.5, 1.0)
             ax.set_xlabel(xl)
-            ax.grid(True, alpha=0.3)
+            ax.grid(True, which="both", alpha=0.3)
+        row[0].set_xscale("log")
+        row[2].set_xscale("log")
         row[0].set_ylabel(f"mean agent test accuracy ({split})")
-    axes[0][0].legend(fontsize=6)
+    handles = [Line2D([], [], color=colours[v], lw=1.6, label=v) for v in shown]
+    handles += [Line2D([], [], color="k", ls="-" if k == 1 else "--", label=f"K = {k}")
+                for k in sorted(ks)]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               frameon=False)
     return save_figure(fig, out_dir, "learning.png")
 
 

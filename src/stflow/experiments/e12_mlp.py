@@ -514,8 +514,9 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
         "figures": [figure],
         "captions": {
             figure: (
-                "Mean agent test accuracy against bits per agent (log) and against modeled "
-                "seconds, one colour per method and compressor, solid by label, dashed IID; "
+                "Mean agent test accuracy against bits per agent and against modeled seconds "
+                "(both log scales; the start record at 0 bits and 0 s is left out), one colour "
+                "per method and compressor, named as in the table, solid by label, dashed IID; "
                 f"the dotted line is the target {TARGET:.0%}."
             )
         },
@@ -539,12 +540,12 @@ def _table(rows) -> str:
         )
         vs_dgd = _ratio(r["bits_to_target"], dgd and dgd["bits_to_target"])
         vs_choco = _ratio(r["bits_to_target"], choco and choco["bits_to_target"])
-        method = r["method"] if r["method"] != "observer" else f"flow ({r['scheme']})"
+        method, comp = _names(r)
         body.append(
             [
                 r["split"],
                 method,
-                f"`{r['spec']}`" if r["compressor"] != "identity" else "none",
+                f"`{comp}`" if comp != "none" else "none",
                 fmt(r["rounds_to_target"], "d") if r["rounds_to_target"] is not None else "-",
                 fmt(r["bits_to_target"], ".3g"),
                 fmt(r["seconds_to_target"], ".3g"),
@@ -580,31 +581,55 @@ def _table(rows) -> str:
     )
 
 
+def _names(r) -> tuple[str, str]:
+    """(method, compressor) as the table and the figure's legend name them."""
+    method = r["method"] if r["method"] != "observer" else f"flow ({r['scheme']})"
+    return method, (r["spec"] if r["compressor"] != "identity" else "none")
+
+
 def _plot(out_dir, rows, size) -> str:
+    """Accuracy against bits per agent and modeled seconds, both log axes; the start record
+    (0 bits, 0 s) is left out of the log axes (it is no measurement of either); one colour
+    and dash pair per method and compressor, named as in the table; solid by label, dashed
+    IID (two legends beside the panels)."""
+    from matplotlib.lines import Line2D
+
     from ._common import plt, save_figure
+    from ._figures import style
 
     pyplot = plt()
     fig, axes = pyplot.subplots(1, 2, figsize=(10, 3.8))
-    labels = sorted({(r["method"], r["scheme"], r["compressor"]) for r in rows})
+    labels = sorted({_names(r) for r in rows})
+    handles = []
     for j, lab in enumerate(labels):
-        colour = pyplot.get_cmap("tab20")(j % 20)
+        st = style(j)
         for r in rows:
-            if (r["method"], r["scheme"], r["compressor"]) != lab:
+            if _names(r) != lab:
                 continue
             ls = "-" if r["split"] == "by_label" else "--"
-            name = f"{lab[0]} {lab[1]} {lab[2]}" if r["split"] == size["splits"][0] else None
             c = r["curve"]
-            axes[0].semilogx(
-                np.maximum(c["bits"], 1.0), c["accuracy"], ls=ls, color=colour, lw=1.1, label=name
-            )
-            axes[1].plot(c["seconds"], c["accuracy"], ls=ls, color=colour, lw=1.1)
+            acc = np.asarray(c["accuracy"], dtype=float)
+            bits = np.asarray(c["bits"], dtype=float)
+            secs = np.asarray(c["seconds"], dtype=float)
+            axes[0].plot(np.where(bits > 0, bits, np.nan), acc, ls=ls, color=st["color"],
+                         lw=1.1, label="_")
+            axes[1].plot(np.where(secs > 0, secs, np.nan), acc, ls=ls, color=st["color"],
+                         lw=1.1, label="_")
+        handles.append(Line2D([], [], color=st["color"], lw=1.6, label=f"{lab[0]}, {lab[1]}"))
     for ax, xl in zip(axes, ("bits per agent", "modeled seconds"), strict=True):
         ax.axhline(TARGET, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
         ax.set_xlabel(xl)
         ax.set_ylim(0.0, 1.0)
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("mean agent test accuracy")
-    axes[0].legend(fontsize=6, loc="lower right")
+    splits = [Line2D([], [], color="k", ls="-", label="by label"),
+              Line2D([], [], color="k", ls="--", label="IID")]
+    first = fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95),
+                       fontsize=7, frameon=False, title="method, compressor", title_fontsize=7)
+    fig.add_artist(first)
+    fig.legend(handles=splits, loc="lower left", bbox_to_anchor=(1.0, 0.05), fontsize=7,
+               frameon=False, title="split", title_fontsize=7)
     return save_figure(fig, out_dir, "mlp_accuracy.png")
 
 

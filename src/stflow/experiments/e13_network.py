@@ -30,7 +30,7 @@ import numpy as np
 from ..config import resolve_config, run_config
 from ..errors import DirectFlowWarning, InputError
 from ..output import write_json, write_metrics_csv
-from ._common import fmt, md_table, pick, plt, save_figure
+from ._common import curve_style, fmt, md_table, pick, plt, save_figure
 
 __all__ = ["NAME", "TITLE", "CHANNELS", "SIZES", "run", "planned_runs", "e2_config",
            "digits_config"]
@@ -281,6 +281,7 @@ def _plot(out_dir, curves, size, ylabel, log, name) -> str:
     fig, axes = pyplot.subplots(1, len(drops), figsize=(3.4 * len(drops), 3.4), sharey=True,
                                 squeeze=False)
     methods = list(dict.fromkeys(m for m, _ in curves))
+    handles = {}
     for ax, channel in zip(axes[0], drops, strict=True):
         for i, m in enumerate(methods):
             if (m, channel) not in curves:
@@ -288,11 +289,15 @@ def _plot(out_dir, curves, size, ylabel, log, name) -> str:
             bits, y = curves[(m, channel)]
             bits = np.asarray(bits, float)
             keep = bits > 0
-            (ax.loglog if log else ax.semilogx)(bits[keep], np.asarray(y, float)[keep],
-                                                 label=m, lw=1.2, color=f"C{i % 10}")
+            (line,) = (ax.loglog if log else ax.semilogx)(
+                bits[keep], np.asarray(y, float)[keep], label=m, **curve_style(i))
+            handles.setdefault(m, line)
         ax.set_title(channel, fontsize=9)
         ax.set_xlabel("bits per agent")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
-    axes[0][-1].legend(fontsize=6)
+    if handles:  # one legend beside the panels, never over data
+        fig.tight_layout()
+        fig.legend(list(handles.values()), list(handles), loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
     return save_figure(fig, out_dir, name)

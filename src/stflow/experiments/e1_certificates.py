@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import curve_style, fmt, md_table, pick, plt, save_figure
+from ._common import fmt, md_table, pick, plt, save_figure
 
 __all__ = ["NAME", "TITLE", "run", "planned_runs"]
 
@@ -54,6 +54,32 @@ def _norm_trajectory(comp, z0, h, horizon):
     return t, norms / norms[0]
 
 
+def _plot(out_dir: Path, curves: dict, d: int) -> str:
+    """Accepted compressors on top, rejected below; trajectories within 1 % of each other
+    are one curve labelled ``a ≈ b``; every curve its own colour and dash; legends
+    beside the panels."""
+    from ._figures import legend_outside, merge_identical, style
+
+    pyplot = plt()
+    fig, axes = pyplot.subplots(2, 1, figsize=(9.5, 8.2), sharex=True)
+    i = 0
+    for ax, ok, title in ((axes[0], True, "accepted (spatio-temporal)"),
+                          (axes[1], False, "rejected")):
+        for label, t, y in merge_identical(curves[ok]):
+            ax.semilogy(t, y, label=label, **style(i))
+            i += 1
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("||z(t)|| / ||z(0)||")
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_lines():
+            legend_outside(ax, fontsize=7)
+    axes[0].set_ylim(1e-12, 3)
+    axes[1].set_xlabel("time t")
+    fig.suptitle(f"compressor flow dz/dt = -C(z, t), d = {d}, Euler h = 0.01 (curves within "
+                 "1 % of each other are drawn once, names joined by ≈)", fontsize=9)
+    return save_figure(fig, out_dir, "compressor_flow.png")
+
+
 def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     """Run E1 into ``out_dir``; see the module docstring."""
     from ..certify import certify
@@ -65,8 +91,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     d = size["dim"]
     specs = _specs(size)
     rows, certs = [], []
-    pyplot = plt()
-    fig, axes = pyplot.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    curves = {True: [], False: []}
     z0 = np.random.default_rng(0).standard_normal(d)
     for spec in specs:
         cert = certify(spec, d, seed=0, **size["cert"])
@@ -81,20 +106,11 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
             "**ST**" if cert.spatio_temporal else "**rejected**",
         ])
         t, norms = _norm_trajectory(make_compressor(spec, d), z0, 0.01, size["horizon"])
-        ax = axes[0] if cert.spatio_temporal else axes[1]
-        ax.semilogy(t, np.where(norms > 0, norms, np.nan), label=spec,
-                    **curve_style(len(certs)))
+        curves[bool(cert.spatio_temporal)].append(
+            (spec, t, np.where(norms > 0, norms, np.nan)))
         if progress is not None:
             progress(f"{spec}: {'ST' if cert.spatio_temporal else 'rejected'}")
-    for ax, title in zip(axes, ("accepted (spatio-temporal)", "rejected"), strict=True):
-        ax.set_xlabel("time t")
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left", ncol=2)
-    axes[0].set_ylabel("||z(t)|| / ||z(0)||")
-    axes[0].set_ylim(1e-12, 3)
-    fig.suptitle(f"compressor flow dz/dt = -C(z, t), d = {d}, Euler h = 0.01", fontsize=10)
-    figure = save_figure(fig, out_dir, "compressor_flow.png")
+    figure = _plot(out_dir, curves, d)
     write_json(out_dir / "certificates.json", certs)
     accepted = sum(c["spatio_temporal"] for c in certs)
     measured = (
@@ -128,9 +144,9 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         "measured": measured,
         "figures": [figure],
         "captions": {figure: (
-            "Left: every accepted compressor drives ||z(t)|| down along a roughly straight "
+            "Top: every accepted compressor drives ||z(t)|| down along a roughly straight "
             "line on this log scale (exponential decay; steeper means a larger rate lambda in "
-            "the table, identity and the quantizers fastest). Right: the rejected ones stop "
+            "the table, identity and the quantizers fastest; compressors whose trajectories agree within 1 % share one curve, named a ≈ b). Bottom: the rejected ones stop "
             "decaying: fixedquant stalls in its dead zone, the constant scalarizer never "
             "moves the directions orthogonal to phi."
         )},

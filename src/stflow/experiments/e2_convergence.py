@@ -26,6 +26,7 @@ from ._common import (
     st_specs,
     write_run,
 )
+from ._figures import legend_outside
 
 __all__ = ["NAME", "TITLE", "run", "observer_suite", "SIZES", "planned_runs"]
 
@@ -86,7 +87,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     ax.set_title(f"observer flow, least squares N = {size['agents']}, d = {size['dim']}, "
                  "ring + 3 chords", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    legend_outside(ax)
     figure = save_figure(fig, out_dir, "relative_error_vs_time.png")
     rates = [r["solution"].fitted_rate for r in runs]
     conv = sum(r["solution"].converged for r in runs)

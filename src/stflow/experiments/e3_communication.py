@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._common import curve_style, first_time_below, fmt, md_table, pick, plt, save_figure
+from ._figures import legend_outside
 from .e2_convergence import SIZES, observer_suite, planned_runs
 
 __all__ = ["NAME", "TITLE", "run", "planned_runs"]
@@ -44,7 +45,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     ax.set_ylabel("relative error")
     ax.set_title("relative error against communication (E2 runs)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    legend_outside(ax)
     figure = save_figure(fig, out_dir, "relative_error_vs_bits.png")
     rows, savings = [], {}
     for r, t, bits in table:

@@ -20,6 +20,7 @@ from ._common import (
     solve_flow,
     write_run,
 )
+from ._figures import legend_outside
 
 __all__ = ["NAME", "TITLE", "run", "planned_runs"]
 
@@ -74,7 +75,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         ax.set_title(f"{kind} flow", fontsize=10)
         ax.set_xlabel("time t")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        legend_outside(ax, below=True, ncol=2)
     axes[0].set_ylabel("relative error")
     figure = save_figure(fig, out_dir, "direct_vs_observer.png")
     measured = md_table(["compressor", "linear in z", "direct flow", "observer flow"], rows)

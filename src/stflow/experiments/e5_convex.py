@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import first_time_below, fmt, md_table, pick, plt, save_figure, solve_flow, write_run
+from ._figures import legend_outside
 
 __all__ = ["NAME", "TITLE", "run", "convex_problem", "planned_runs"]
 
@@ -94,7 +95,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     for ax in axes:
         ax.set_xlabel("time t")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        legend_outside(ax, below=True, ncol=2)
     fig.suptitle("logistic regression, regularization 0, duplicated feature (not strongly "
                  "convex)", fontsize=10)
     figure = save_figure(fig, out_dir, "gap_and_consensus.png")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import fmt, md_table, pick, plt, save_figure, solve_flow, write_run
+from ._figures import legend_outside
 
 __all__ = ["NAME", "TITLE", "run", "centralized_logistic", "centralized_least_squares",
            "CASES", "planned_runs"]
@@ -123,7 +124,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         ax.set_xlabel("time t")
         ax.set_ylabel("relative error to x*")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        legend_outside(ax, below=True, ncol=2)
     figure = save_figure(fig, out_dir, "real_data.png")
     ok = all(v["relative_error_vs_centralized"] <= 1e-6 for v in agreement.values())
     measured = md_table(

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..output import write_json
 from ._common import md_table, pick, plt, save_figure, solve_flow
+from ._figures import legend_outside
 
 __all__ = ["NAME", "TITLE", "run", "planned_runs"]
 
@@ -41,21 +42,33 @@ def planned_runs(quick: bool) -> int:
             + len(size["taus"]) * len(size["alphas"]))
 
 
-def _heatmap(ax, values, diverged, xlabels, ylabels, xname, yname, title):
+def _log_range(*pairs) -> tuple[float, float]:
+    """Colour range of the log10 errors of the cells that did not diverge: the data's own
+    range (widened to at least one decade), so the colours separate the cells shown."""
+    vals = np.concatenate([np.log10(np.clip(v[~d], 1e-16, None)).ravel() for v, d in pairs])
+    vals = vals[np.isfinite(vals)]
+    if not vals.size:
+        return -1.0, 0.0
+    lo, hi = float(np.floor(vals.min() * 2) / 2), float(np.ceil(vals.max() * 2) / 2)
+    return (lo, max(hi, lo + 1.0))
+
+
+def _heatmap(ax, values, diverged, xlabels, ylabels, xname, yname, title, vrange):
     import matplotlib.colors as mcolors
 
     shown = np.log10(np.clip(values, 1e-16, None))
     shown = np.where(diverged, np.nan, shown)
     cmap = plt().get_cmap("viridis").with_extremes(bad="lightgrey")
-    im = ax.imshow(shown, origin="lower", cmap=cmap, aspect="auto",
-                   norm=mcolors.Normalize(vmin=-6, vmax=1))
+    norm = mcolors.Normalize(vmin=vrange[0], vmax=vrange[1])
+    im = ax.imshow(shown, origin="lower", cmap=cmap, aspect="auto", norm=norm)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if diverged[i, j]:
                 ax.text(j, i, "x", ha="center", va="center", color="red", fontsize=11)
             else:
-                ax.text(j, i, f"{shown[i, j]:.0f}", ha="center", va="center", color="white",
-                        fontsize=7)
+                light = norm(shown[i, j]) > 0.6  # viridis turns yellow: dark text there
+                ax.text(j, i, f"{shown[i, j]:.1f}", ha="center", va="center",
+                        color="black" if light else "white", fontsize=7)
     ax.set_xticks(range(len(xlabels)), [f"{v:g}" for v in xlabels], fontsize=8)
     ax.set_yticks(range(len(ylabels)), [f"{v:g}" for v in ylabels], fontsize=8)
     ax.set_xlabel(xname)
@@ -112,9 +125,10 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
                 progress(f"map 2 alpha={alpha:g} tau={tau:g}: {sol.status}")
     write_json(out_dir / "grid.json", cells)
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    fig, axes = pyplot.subplots(1, 2, figsize=(12, 5.4), layout="constrained")
+    vrange = _log_range((err1, div1), (err2, div2))
     _heatmap(axes[0], err1, div1, G, H, "observer gain gamma", "Euler step h",
-             f"top-1, alpha=beta=2, eta=1: log10 final rel. error at T={T:g}")
+             f"top-1, alpha=beta=2, eta=1: log10 final rel. error at T={T:g}", vrange)
     # the two rule boundaries, in cell coordinates (interpolated on the log grid)
     xs = np.log(np.asarray(G, float))
     for level_, style, lbl in ((2.0, "r--", "h gamma L_c = 2"),):
@@ -124,10 +138,11 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     g_min = 2.0 * 2.0 * lam
     axes[0].axvline(np.interp(np.log(g_min), xs, np.arange(len(G))), color="orange", ls="--",
                     lw=1.5, label="gamma = 2 alpha lambda_max")
-    axes[0].legend(fontsize=7, loc="upper left")
+    legend_outside(axes[0], below=True, ncol=2)
     periods = [d * t for t in TAU]
     im = _heatmap(axes[1], err2, div2, periods, A, "scalarizer period P = d tau",
-                  "alpha = beta", f"cyclic scalarizer, h={h2:g}, gamma={0.5 / h2:g}: log10 error, T={T:g}")
+                  "alpha = beta", f"cyclic scalarizer, h={h2:g}, gamma={0.5 / h2:g}: log10 error, "
+                  f"T={T:g}", vrange)
     px = np.log(np.asarray(periods, float))
     ay = np.log(np.asarray(A, float))
     a_line = np.array(A, float)
@@ -135,7 +150,7 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
     axes[1].plot(np.interp(np.log(p_line), px, np.arange(len(periods)), left=np.nan,
                            right=np.nan), np.interp(np.log(a_line), ay, np.arange(len(A))),
                  "r--", lw=1.5, label=f"P alpha lambda_max = {PERIOD_RULE:g}")
-    axes[1].legend(fontsize=7, loc="upper right")
+    legend_outside(axes[1], below=True)
     fig.colorbar(im, ax=axes, shrink=0.8, label="log10 final relative error (x = diverged)")
     figure = save_figure(fig, out_dir, "safe_regions.png")
 
@@ -179,7 +194,8 @@ def run(out_dir: Path, *, quick: bool, progress=None) -> dict:
         "figures": [figure],
         "captions": {figure: (
             "Grey cells with a red x diverged; the number in a cell is log10 of the final "
-            "error (more negative is better). Left: the safe region lies left of the red "
+            "error, one decimal (more negative is better; the colour scale spans the range "
+            "of the cells shown). Left: the safe region lies left of the red "
             "line h gamma L_c = 2 (Euler overshoot); gamma near or below the orange line "
             "(2 alpha lambda_max) converges slowly. Right: the scalarizer is safe below the "
             "red line P alpha lambda_max = 2 (short excitation period, moderate alpha)."

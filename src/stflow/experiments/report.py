@@ -11,6 +11,7 @@ inline code and bold.
 
 from __future__ import annotations
 
+import ast
 import base64
 import html
 import os
@@ -18,7 +19,58 @@ import platform
 import re
 from pathlib import Path
 
-__all__ = ["report_markdown", "markdown_to_html", "write_report", "heading_anchor"]
+__all__ = ["report_markdown", "markdown_to_html", "write_report", "heading_anchor",
+           "plain_text"]
+
+
+def _plain_value(v) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k} = {_plain_value(x)}" if not isinstance(x, dict)
+                         else f"{k}: ({_plain_value(x)})" for k, x in v.items())
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_plain_value(x) for x in v) + "]"
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def plain_text(text: str) -> str:
+    """Python dict literals in a report's prose (``{'kind': 'ring', 'chords': 3}``) as
+    readers write them (``kind = ring, chords = 3``); nested dicts in parentheses.
+
+    Examples
+    --------
+    >>> plain_text("graph `{'kind': 'ring', 'chords': 3}`, net {'slow': {'latency': 0.001}}")
+    'graph `kind = ring, chords = 3`, net slow: (latency = 0.001)'
+    """
+    out, i = [], 0
+    while i < len(text):
+        j = text.find("{", i)
+        if j < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:j])
+        depth, k = 0, j
+        while k < len(text):
+            depth += {"{": 1, "}": -1}.get(text[k], 0)
+            if depth == 0:
+                break
+            k += 1
+        chunk = text[j:k + 1]
+        try:
+            value = ast.literal_eval(chunk)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, dict) and value:
+            out.append(_plain_value(value))
+        else:
+            out.append(chunk)
+        i = k + 1
+    return "".join(out)
 
 
 def heading_anchor(text: str) -> str:
@@ -80,9 +132,9 @@ def report_markdown(results: list[dict], *, quick: bool, seconds: float, jobs: i
                 lines += ["```", tb.rstrip(), "```", ""]
             lines += ["[Back to the contents](#contents)", ""]
             continue
-        lines += ["### Setting", "", r["setting"].strip(), "",
-                  "### Prediction", "", r["prediction"].strip(), "",
-                  "### Measured", "", r["measured"].strip(), ""]
+        lines += ["### Setting", "", plain_text(r["setting"].strip()), "",
+                  "### Prediction", "", plain_text(r["prediction"].strip()), "",
+                  "### Measured", "", plain_text(r["measured"].strip()), ""]
         captions = r.get("captions") or {}
         for fig in r.get("figures", []):
             number += 1
@@ -224,8 +276,9 @@ def markdown_to_html(md: str, *, image_src=None) -> str:
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;line-height:1.45;color:#222}
-table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}
-th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}
+table{border-collapse:collapse;margin:0.8em 0;font-size:0.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;overflow-wrap:anywhere}
+td code{overflow-wrap:anywhere}
 th{background:#f3f3f3} code{background:#f5f5f5;padding:0 0.2em}
 pre{background:#f5f5f5;padding:0.8em;overflow-x:auto;font-size:0.85em}
 img{max-width:100%;border:1px solid #eee} figure{margin:1em 0}

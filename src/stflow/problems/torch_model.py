@@ -77,6 +77,9 @@ def _import_torch(kind: str):
             f'kind = "{kind}" needs PyTorch (got no importable torch): '
             'pip install "stflow[torch]"'
         ) from None
+    from ..threads import set_torch_threads
+
+    set_torch_threads(torch)
     return torch
 
 
@@ -613,6 +616,17 @@ class TorchProblem(RowCounts, Problem):
         w = np.broadcast_to(self.rows_per_agent[:, None] / self.batch, rows.shape)
         t = self._tensor
         return t(self.features[agents, rows]), t(self.labels[agents, rows]), t(w)
+
+    def state_dict_at(self, x: np.ndarray) -> dict:
+        """The network's ``state_dict`` with the flat parameters ``x: (d,)`` (buffers as the
+        factory built them), as float64 CPU tensors: ``model.load_state_dict`` takes it."""
+        torch = self._torch
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        out = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        for (name, shape), part in zip(self.param_shapes, np.split(x, np.cumsum(
+                self._sizes)[:-1]), strict=True):
+            out[name] = torch.from_numpy(part.reshape(shape).copy())
+        return out
 
     # -- costs -----------------------------------------------------------------------------
 

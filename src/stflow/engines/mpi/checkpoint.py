@@ -38,7 +38,9 @@ def save_checkpoint(runner, step, state, rec, ex, prev):
     extra = {"rows": np.array(rec.rows, dtype=float)} if rec is not None else {}
     counters = np.array([ex.bytes_mpi, ex.bytes_same_rank, ex.messages, runner.method.draws,
                          ex.expected_bytes], dtype=np.int64)
-    np.savez(tmp, step=step, counters=counters, bits=np.array(runner.counter.totals()),
+    slowest = runner.counter.slowest(runner._max_over_ranks) or 0.0  # collective
+    np.savez(tmp, step=step, counters=counters,
+             bits=np.array([*runner.counter.totals(), slowest]),
              **state, **extra)
     os.replace(tmp, path)
     runner.comm.Barrier()
@@ -96,7 +98,9 @@ def load_checkpoint(runner, state, rec, ex):
     ex.bytes_mpi, ex.bytes_same_rank, ex.messages, draws, ex.expected_bytes = (
         int(v) for v in data["counters"])
     runner.method.draws = draws
-    runner.counter.sent, runner.counter.p2p = (float(v) for v in data["bits"])
+    runner.counter.sent, runner.counter.p2p = (float(v) for v in data["bits"][:2])
+    if len(data["bits"]) > 2:  # the modeled time's running sum of each round's largest message
+        runner.counter.slowest_sum = float(data["bits"][2])
     if rec is not None:
         rec.rows = [(int(r[0]), *map(float, r[1:])) for r in data["rows"]]
     return step

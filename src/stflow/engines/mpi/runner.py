@@ -405,8 +405,10 @@ class Runner:
                 now = time.perf_counter()
                 if now - last_report >= PROGRESS_EVERY:
                     last_report = now
-                    print(f"stflow: round {done} of {n_steps} ({100.0 * done / n_steps:.0f}%)",
-                          file=sys.stderr, flush=True)
+                    from ...progress import emit_line  # stderr and OUT/progress.log
+
+                    emit_line(f"stflow: round {done} of {n_steps} "
+                              f"({100.0 * done / n_steps:.0f}%)")
             if stop_after and done == stop_after:
                 self.comm.Barrier()
                 sys.stdout.flush()
@@ -445,6 +447,14 @@ class Runner:
         self.comm.Gatherv(np.ascontiguousarray(X), recv, root=0)
         return full
 
+    def _max_over_ranks(self, maxima: np.ndarray) -> np.ndarray:
+        """Element-wise max over the ranks of per-round message sizes (same rounds on all)."""
+        from mpi4py import MPI
+
+        out = np.empty_like(maxima)
+        self.comm.Allreduce(np.ascontiguousarray(maxima), out, op=MPI.MAX)
+        return out
+
     def _record(self, rec, step, t, X) -> None:
         full = self._gather_X(X)
         if self.sums is not None:
@@ -453,12 +463,14 @@ class Runner:
             value = self.sums.total_value(xbar)
             if rec is not None:
                 self.costs.set_value(xbar, value)
-        bits = None
+        bits = slowest = None
         if self.counter.on:  # messages vary in size: the mean over all agents so far
             bits = self.counter.per_agent(self.n, self.comm.allreduce(
                 np.array(self.counter.totals())))
+            slowest = self.counter.slowest(self._max_over_ranks)  # each round's largest
         if rec is not None:
-            rec.record(step, t, full, draws=self.method.draws, bits=bits)
+            rec.record(step, t, full, draws=self.method.draws, bits=bits,
+                       slowest_bits=slowest)
             self.X_full = full
 
     def _comm_stats(self, ex, rounds) -> dict:
