@@ -67,6 +67,7 @@ def run_study(study: Study, out_dir, *, jobs: int = 1, resume: bool = False,
     finished cell stays on disk.
     """
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     plan = study.to_dict()
     marker = out / "study.json"
     if resume and marker.exists():

@@ -139,6 +139,8 @@ def run_cell(cell: dict, out_dir: str, target: dict, init: str = "zeros") -> dic
                 tuning = tune(cfg, budget=int(t["budget"]), target=t["target"],
                               target_accuracy=t["target_accuracy"], seed=int(cell["seed"]),
                               span=float(t["span"]))
+                if tuning.evaluations < int(t["budget"]):  # the tuner caught a Ctrl-C
+                    raise KeyboardInterrupt
                 write_outputs(tuning, folder)
                 if tuning.found:
                     cfg = tuning.config
@@ -148,6 +150,8 @@ def run_cell(cell: dict, out_dir: str, target: dict, init: str = "zeros") -> dic
             cfg["solver"]["record_every"] = min(int(cfg["solver"]["record_every"]),
                                                 int(cell["config"]["solver"]["record_every"]))
             run, sol = run_config(cfg)
+            if sol.status == "interrupted":  # Ctrl-C / SIGTERM: the cell is not finished
+                raise KeyboardInterrupt
         wall = float(sol.wall_seconds)
         summary = sol.summary()
         summary.update(agents=run.problem.n_agents, dim=run.problem.dim,

@@ -458,7 +458,7 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
         from ..compressors import make_compressor
 
         try:  # a spec that does not parse fails here, before anything runs
-            make_compressor(cfg["compressor"]["spec"], max(1, _dim_hint(cfg)))
+            make_compressor(cfg["compressor"]["spec"], _dim_hint(cfg))
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
     if cfg["solver"]["scheme"] == "continuous" and m["tune"] is not None:
@@ -469,9 +469,17 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
     return cfg
 
 
+_DIMS: dict[str, int] = {}
+
+
 def _dim_hint(cfg: dict) -> int:
-    d = cfg["problem"].get("dim")
-    return int(d) if isinstance(d, int) else 64
+    """The cell's dimension d (the problem is built once per distinct ``[problem]``)."""
+    from ..config import build_problem
+
+    key = json.dumps(cfg["problem"], sort_keys=True, default=str)
+    if key not in _DIMS:
+        _DIMS[key] = int(build_problem(cfg["problem"]).dim)
+    return _DIMS[key]
 
 
 def _check_accuracy_reachable(base, problems, base_dir) -> None:
