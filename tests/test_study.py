@@ -248,3 +248,27 @@ def test_examples_at_a_small_size(tmp_path, name, cells):
             "observer", "direct", "choco", "lead", "beer", "motef"}
         assert all(c.tune["budget"] == 20 for c in full.cells) and full.seeds == [0, 1, 2, 3, 4]
     assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_force_and_resume_guards(tmp_path, capsys):
+    one = _write(tmp_path, TINY.replace("seeds = [0, 1, 2]", "seeds = [0]"), "one.toml")
+    two = _write(tmp_path, TINY.replace("seeds = [0, 1, 2]", "seeds = [1]"), "two.toml")
+    out = tmp_path / "out"
+    assert main(["study", str(one), "--out", str(out), "--quiet"]) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["study", str(two), "--out", str(out), "--resume", "--quiet"]) == 2
+    assert "holds another study" in capsys.readouterr().err
+    assert main(["study", str(one), "--out", str(out), "--resume", "--force"]) == 2
+    assert main(["study", str(two), "--out", str(out), "--force", "--quiet"]) == 0
+    assert [r["seed"] for r in _rows(out)] == ["1", "1"]
+    assert sorted(p.name for p in (out / "cells").iterdir()) == [
+        "choco__q4__default__default__s1", "lead__q4__default__default__s1"]  # s0 removed
+    assert (out / "notes.txt").read_text() == "mine"  # not the study's: kept
+    assert "2 cells (0 run, 2 kept" in _last_out(main, two, out, capsys)
+
+
+def _last_out(main, study, out, capsys) -> str:
+    capsys.readouterr()
+    assert main(["study", str(study), "--out", str(out), "--resume"]) == 0
+    return capsys.readouterr().out

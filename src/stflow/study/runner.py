@@ -154,8 +154,14 @@ def run_cell(cell: dict, out_dir: str, target: dict, init: str = "zeros") -> dic
                 raise KeyboardInterrupt
         wall = float(sol.wall_seconds)
         summary = sol.summary()
+        from ..status import EXIT_CODES
+
+        steps_rec = sol.records["step"]
         summary.update(agents=run.problem.n_agents, dim=run.problem.dim,
-                       lambda_2=float(run.graph.lambda_2), config=run.config,
+                       lambda_2=float(run.graph.lambda_2),
+                       lambda_max=float(run.graph.lambda_max),
+                       last_recorded_step=int(steps_rec[-1]) if len(steps_rec) else 0,
+                       exit_code=EXIT_CODES.get(sol.status, 1), config=run.config,
                        study_cell=cell["id"], seed=cell["seed"])
         write_run_outputs(folder, sol.records, summary, figure=False)
         row = cell_row(cell, sol.records, status=sol.status, reason=reason, target=target,
