@@ -169,22 +169,39 @@ def _curves(out: Path, rows, xcol: str, ycol: str):
 
 
 def band(curves, *, log: bool, points: int = 120):
-    """Median and quartile curves of several ``(x, y)`` runs on a common x grid (up to the
-    shortest run's last x), interpolated in ``log10 y`` when ``log``."""
-    ends = [x[-1] for x, _ in curves if len(x)]
-    if not ends or min(ends) <= 0:
-        return None
-    grid = np.linspace(0.0, min(ends), points)
-    ys = []
+    """Median and quartile curves of several ``(x, y)`` runs on a common x grid, interpolated
+    in ``log10 y`` when ``log``; a run counts up to its last record (a diverged run's last
+    finite one), and the curves stop where fewer than half the runs still have data.
+
+    Examples
+    --------
+    >>> x = np.array([0.0, 10.0])
+    >>> g, med, q25, q75 = band([(x, np.array([1.0, 1e-2])), (x, np.array([1.0, 1e-4]))],
+    ...                         log=True, points=3)
+    >>> g.tolist(), np.round(np.log10(med), 6).tolist()
+    ([0.0, 5.0, 10.0], [0.0, -1.5, -3.0])
+    """
+    runs = []
     for x, y in curves:
-        yy = np.log10(np.where(y > 0, y, np.nan)) if log else y
+        yy = np.log10(np.where(y > 0, y, np.nan)) if log else np.asarray(y, float)
         ok = np.isfinite(yy) & np.isfinite(x)
-        if ok.sum() < 2:
-            continue
-        ys.append(np.interp(grid, x[ok], yy[ok]))
-    if not ys:
+        if ok.sum() >= 2:
+            runs.append((x[ok], yy[ok]))
+    if not runs:
         return None
-    q25, med, q75 = np.percentile(np.array(ys), [25, 50, 75], axis=0)
+    end = max(float(x[-1]) for x, _ in runs)
+    if end <= 0:
+        return None
+    grid = np.linspace(0.0, end, points)
+    ys = np.full((len(runs), points), np.nan)
+    for k, (x, yy) in enumerate(runs):
+        inside = grid <= x[-1]
+        ys[k, inside] = np.interp(grid[inside], x, yy)
+    keep = np.isfinite(ys).sum(axis=0) * 2 >= len(runs)
+    grid, ys = grid[keep], ys[:, keep]
+    if grid.size < 2:
+        return None
+    q25, med, q75 = np.nanpercentile(ys, [25, 50, 75], axis=0)
     if log:
         q25, med, q75 = 10 ** q25, 10 ** med, 10 ** q75
     return grid, med, q25, q75
@@ -230,6 +247,8 @@ def write_figures(out: Path, rows: list[dict], target: dict) -> list[tuple[str, 
                 ax.fill_between(grid, q25, q75, color=color, alpha=0.2, linewidth=0)
             if log:
                 ax.set_yscale("log")
+                lo, hi = ax.get_ylim()
+                ax.set_ylim(lo, min(hi, 1e2))  # a diverging run does not squash the rest
             ax.axhline(target["value"], color="0.5", linestyle=":", linewidth=1)
             title = comp if (prob, graph) == ("default", "default") else \
                 f"{comp}; {prob}; {graph}"
