@@ -151,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="experiments run in parallel (default: min(2, CPUs))")
     rep.add_argument("--force", action="store_true", help="write into a non-empty --out")
     _tune_parser(sub)
+    _study_parser(sub)
+    _plot_parser(sub)
 
     for command in sub.choices.values():  # every command, present and future
         for flag, text in (("--quiet", "no progress output"),
@@ -493,6 +495,94 @@ def _cmd_tune(args) -> int:
 
 COMMANDS = {"run": _cmd_run, "certify": _cmd_certify, "reproduce": _cmd_reproduce}
 COMMANDS["tune"] = _cmd_tune
+
+
+# -- study and plot ------------------------------------------------------------------------
+def _study_parser(sub) -> None:
+    stu = sub.add_parser(
+        "study", help="many runs from one study file: results.csv, tables, figures, report.html",
+        description="Run every cell (method x compressor x problem x graph x seed) of a study "
+        "file (docs/study.md) and write OUT/results.csv, OUT/report.html and one run folder "
+        "per cell.")
+    stu.add_argument("study", help="study file (TOML), e.g. examples/study_compressors.toml")
+    stu.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    stu.add_argument("--jobs", type=int, default=1, metavar="J",
+                     help="cells run in parallel, one process each (default 1)")
+    stu.add_argument("--resume", action="store_true",
+                     help="keep the finished cells of --out and run only the others")
+    stu.add_argument("--force", action="store_true",
+                     help="start over in a non-empty --out (the study's own files are removed)")
+    stu.add_argument("--quick", action="store_true",
+                     help="a small size: tuning budget <= 3, rounds <= 400, the first 2 seeds")
+
+
+def _cmd_study(args) -> int:
+    """``stflow study``: 0 every cell ran, 1 some cell failed, 2 bad input, 130 interrupted."""
+    from .study import QUICK, clear_outputs, load_study, run_study
+
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be an integer >= 1 (got {args.jobs}): e.g. --jobs 2")
+    if args.resume and args.force:
+        raise InputError("--resume and --force contradict each other: --resume keeps the "
+                         "finished cells, --force removes them; give one")
+    study = load_study(args.study, shrink=QUICK if args.quick else None)
+    out = _check_out(args.out, allow_nonempty=args.force or args.resume)
+    if args.resume and out.is_dir() and any(out.iterdir()) and not (out / "study.json").exists():
+        raise InputError(f"--out {args.out!r} holds no study to resume (no study.json): give "
+                         "the --out of an earlier stflow study, or drop --resume")
+    created = _make_out(out)
+    if args.force:
+        clear_outputs(out)
+    import signal
+
+    def _term(signum, frame):  # SIGTERM stops the study like Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _term)
+    try:
+        res = run_study(study, out, jobs=args.jobs, resume=args.resume, quiet=args.quiet)
+    except KeyboardInterrupt:
+        done = sum(1 for c in study.cells if (out / "cells" / c.id / "result.json").exists())
+        print(f"stflow: interrupted: {done} of {len(study.cells)} cells finished and kept in "
+              f"{out}/cells; rerun with --resume to run the others", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _drop_if_empty(out, created)
+    rows = res["rows"]
+    reached = sum(bool(r["reached"]) for r in rows)
+    print(f"{len(rows)} cells ({res['ran']} run, {res['kept']} kept from before), {reached} "
+          f"reached the target, {res['failed']} failed; {res['seconds']:.1f} s; open "
+          f"{out / 'report.html'} (rows: {out / 'results.csv'})")
+    for r in rows:
+        if r["status"] == "failed":
+            print(f"stflow: cell {r['id']} failed: {_one_line(r['reason'])}", file=sys.stderr)
+    return EXIT_NOT_CONVERGED if res["failed"] else EXIT_OK
+
+
+def _plot_parser(sub) -> None:
+    plo = sub.add_parser("plot", help="overlay the metrics of existing runs on one figure",
+                         description="Overlay metrics.csv of run folders (stflow run, study, "
+                         "reproduce; a folder above run folders draws every run under it).")
+    plo.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders")
+    plo.add_argument("--x", default="bits", choices=("bits", "rounds", "time", "samples"),
+                     help="x axis (time = modeled seconds); default bits")
+    plo.add_argument("--y", default="error", choices=("error", "accuracy", "consensus"),
+                     help="y axis; default error")
+    plo.add_argument("--out", required=True, metavar="FIG", help="figure file (.png, .pdf, .svg)")
+    plo.add_argument("--title", default="", help="figure title")
+
+
+def _cmd_plot(args) -> int:
+    from .plot import plot_runs
+
+    labels = plot_runs(args.runs, args.out, x=args.x, y=args.y, title=args.title)
+    print(f"drew {len(labels)} run(s) into {args.out}")
+    return EXIT_OK
+
+
+COMMANDS["study"] = _cmd_study
+COMMANDS["plot"] = _cmd_plot
 
 
 # -- failures ------------------------------------------------------------------------------
