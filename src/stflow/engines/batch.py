@@ -245,6 +245,7 @@ class _Codec:
         for s, c in enumerate(compressors):
             specs.setdefault(c.spec, []).append(s)
         self.groups = [(compressors[runs[0]], np.asarray(runs)) for runs in specs.values()]
+        self.fixed = [self.invariant(c) for c, _runs in self.groups]
         self.rows = [None if len(runs) == len(compressors) else
                      (runs[:, None] * n + np.arange(n)).ravel() for _c, runs in self.groups]
 
@@ -256,9 +257,9 @@ class _Codec:
     def __call__(self, Z, t_runs):
         n = self.n
         out = None
-        for (comp, runs), rows in zip(self.groups, self.rows, strict=True):
+        for (comp, runs), rows, fixed in zip(self.groups, self.rows, self.fixed, strict=True):
             ts = t_runs[runs]
-            if self.invariant(comp) or np.all(ts == ts[0]):
+            if fixed or np.all(ts == ts[0]):
                 parts = [(rows, float(ts[0]), runs)]
             else:
                 parts = []
@@ -374,8 +375,8 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
     solver = [r.config["solver"] for r in runs]
     h = stack.h_runs
     n_steps = np.array([max(1, int(round(s["horizon"] / s["step"]))) for s in solver])
-    record_every = [int(s["record_every"]) for s in solver]
-    check_every = [min(e, 50) for e in record_every]
+    record_every = np.array([int(s["record_every"]) for s in solver])
+    check_every = np.minimum(record_every, 50)
     local_steps = int(solver[0]["local_steps"])
     decay = None if solver[0]["step_decay"] is None else np.array(
         [float(s["step_decay"]) for s in solver])
@@ -391,6 +392,7 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
     limits = [GROWTH_LIMIT * _scale(r.flow, {k: v[stack.rows(s)] for k, v in state.items()})
               for s, r in enumerate(runs)]
     rows = [stack.rows(s) for s in range(S)]
+    limits = np.asarray(limits)
 
     def bits_of(s):
         return (float(sent[s]) / stack.n, float(p2p[s]) / stack.n) if triggered else None
@@ -427,21 +429,21 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
                     for s in np.flatnonzero(active):
                         sent[s] += float(rb[rows[s]].sum())
                         p2p[s] += float(rb[rows[s]] @ degree[s])
-                for s in np.flatnonzero(active):
-                    if done % check_every[s] == 0 or done == n_steps[s]:
-                        own = {key: v[rows[s]] for key, v in new.items()}
-                        if _blown_up(own, limits[s]):
-                            final[s] = ({key: v[rows[s]].copy() for key, v in state.items()},
-                                        m.draws, done, float(t_next[s]))
-                            active[s] = False
-                            for v in new.values():
-                                v[rows[s]] = 0.0
+                due = active & ((done % check_every == 0) | (done == n_steps))
+                for s in np.flatnonzero(due & _near_limit(new, S, limits)):
+                    own = {key: v[rows[s]] for key, v in new.items()}
+                    if _blown_up(own, limits[s]):
+                        final[s] = ({key: v[rows[s]].copy() for key, v in state.items()},
+                                    m.draws, done, float(t_next[s]))
+                        active[s] = False
+                        for v in new.values():
+                            v[rows[s]] = 0.0
                 state = new
-                for s in np.flatnonzero(active):
+                for s in np.flatnonzero(active & ((done % record_every == 0)
+                                                  | (done == n_steps))):
                     tt = done * h[s] if decay is None else t_next[s]
-                    if done % record_every[s] == 0 or done == n_steps[s]:
-                        recs[s].record(done, tt, state["X"][rows[s]], draws=m.draws,
-                                       bits=bits_of(s))
+                    recs[s].record(done, tt, state["X"][rows[s]], draws=m.draws,
+                                   bits=bits_of(s))
                     if done == n_steps[s]:
                         final[s] = ({key: v[rows[s]].copy() for key, v in state.items()},
                                     m.draws, None, float(t_next[s]))
@@ -496,6 +498,22 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
             records=records, state=st, tolerance=sv["tolerance"], wall_seconds=wall)
         out.append(sol)
     return out
+
+
+#: A run whose state norm (computed for all runs at once) is within this relative margin of
+#: its limit, or not finite, is checked again exactly as a single run checks it.
+_MARGIN = 1e-6
+
+
+def _near_limit(state, S: int, limits: np.ndarray) -> np.ndarray:
+    """Runs whose some state array may be non-finite or above its limit, ``(S,)`` bool: a
+    screen (one reduction per array for all runs); the decision is the single run's own
+    ``_blown_up`` on the runs it flags."""
+    flag = np.zeros(S, dtype=bool)
+    for arr in state.values():
+        sq = np.einsum("ij,ij->i", arr, arr).reshape(S, -1).sum(axis=1)
+        flag |= ~np.isfinite(sq) | (sq > (limits * (1.0 - _MARGIN)) ** 2)
+    return flag
 
 
 def _solve_one(run, stop=None) -> Solution:
