@@ -255,18 +255,20 @@ class _Codec:
                 and comp.time_scale == math.inf)
 
     def __call__(self, Z, t_runs):
+        """``C`` of every row; ``t_runs`` is one time for all runs (a float) or ``(S,)``."""
         n = self.n
+        if not isinstance(t_runs, np.ndarray) and len(self.groups) == 1:
+            return self.groups[0][0](Z, t_runs)
+        t_runs = np.broadcast_to(np.asarray(t_runs, dtype=np.float64), (len(self.comps),))
         out = None
         for (comp, runs), rows, fixed in zip(self.groups, self.rows, self.fixed, strict=True):
             ts = t_runs[runs]
             if fixed or np.all(ts == ts[0]):
-                parts = [(rows, float(ts[0]), runs)]
+                parts = [(rows, float(ts[0]))]
             else:
-                parts = []
-                for tv in np.unique(ts):
-                    sel = runs[ts == tv]
-                    parts.append(((sel[:, None] * n + np.arange(n)).ravel(), float(tv), sel))
-            for r, tv, _ in parts:
+                parts = [((sel[:, None] * n + np.arange(n)).ravel(), float(tv))
+                         for tv in np.unique(ts) for sel in [runs[ts == tv]]]
+            for r, tv in parts:
                 if r is None:
                     return comp(Z, tv)
                 if out is None:
@@ -318,22 +320,29 @@ class _Stack:
     def rows(self, s: int) -> slice:
         return slice(s * self.n, (s + 1) * self.n)
 
+    def _args(self, t_runs, h_runs):
+        """(t, h) for the method: floats when one value serves every run, else columns."""
+        if not isinstance(t_runs, np.ndarray) and not isinstance(h_runs, np.ndarray):
+            return t_runs, h_runs
+        t_runs = np.broadcast_to(np.asarray(t_runs, dtype=np.float64), (self.S,))
+        h_runs = np.broadcast_to(np.asarray(h_runs, dtype=np.float64), (self.S,))
+        if np.all(t_runs == t_runs[0]) and np.all(h_runs == h_runs[0]):
+            return float(t_runs[0]), float(h_runs[0])
+        return _column(t_runs, self.n), _column(h_runs, self.n)
+
     def step(self, state, t_runs, h_runs):
+        """One round of every run: ``t_runs`` and ``h_runs`` are floats (the same for all
+        runs) or ``(S,)`` arrays."""
         m = self.method
-        if self.uniform_h and np.all(t_runs == t_runs[0]) and np.all(h_runs == h_runs[0]):
-            t, h = float(t_runs[0]), float(h_runs[0])
-        else:
-            t, h = _column(t_runs, self.n), _column(h_runs, self.n)
+        t, h = self._args(t_runs, h_runs)
         out = m.send(state, t, h)
         msgs = [z if c is None else c(z, t_runs) for z, c in zip(out, self.codecs, strict=True)]
         m.local(state, t, h)
         return m.receive(state, msgs, t, h)
 
     def local_update(self, state, t_runs, h_runs):
-        if np.all(h_runs == h_runs[0]) and np.all(t_runs == t_runs[0]):
-            return self.method.local_update(state, float(t_runs[0]), float(h_runs[0]))
-        return self.method.local_update(state, _column(t_runs, self.n),
-                                        _column(h_runs, self.n))
+        t, h = self._args(t_runs, h_runs)
+        return self.method.local_update(state, t, h)
 
 
 def _probe(runs) -> None:
@@ -370,8 +379,16 @@ def _fresh(run):
 # -- running ------------------------------------------------------------------------------
 
 
+#: Rebuild the stack without its finished runs once this share of it has finished (at once
+#: when a run diverged, so its rows never reach inf or NaN).
+COMPACT_SHARE = 0.25
+
+
 def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
-    runs, S, m = stack.runs, stack.S, stack.method
+    """Run every run of ``stack`` to its own end; one :class:`Solution` per run."""
+    from ..config.build import time_model
+
+    runs, S, n = stack.runs, stack.S, stack.n
     solver = [r.config["solver"] for r in runs]
     h = stack.h_runs
     n_steps = np.array([max(1, int(round(s["horizon"] / s["step"]))) for s in solver])
@@ -380,45 +397,51 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
     local_steps = int(solver[0]["local_steps"])
     decay = None if solver[0]["step_decay"] is None else np.array(
         [float(s["step_decay"]) for s in solver])
-    from ..config.build import time_model
-
     recs = [make_recorder(r.flow, r.problem, local_steps=local_steps,
                           time_model=time_model(r.config)) for r in runs]
-    triggered = bool(getattr(m, "triggered", False))
+    triggered = bool(getattr(stack.method, "triggered", False))
     degree = [np.asarray(r.graph.degree, dtype=float) for r in runs]
-    sent = np.zeros(S)
-    p2p = np.zeros(S)
+    sent, p2p = np.zeros(S), np.zeros(S)
     state = stack.initial_state()
-    limits = [GROWTH_LIMIT * _scale(r.flow, {k: v[stack.rows(s)] for k, v in state.items()})
-              for s, r in enumerate(runs)]
-    rows = [stack.rows(s) for s in range(S)]
-    limits = np.asarray(limits)
+    rows = [slice(p * n, (p + 1) * n) for p in range(S)]  # of the runs in the stack
+    limits = np.array([GROWTH_LIMIT * _scale(r.flow, {k: v[rows[s]] for k, v in state.items()})
+                       for s, r in enumerate(runs)])
 
     def bits_of(s):
-        return (float(sent[s]) / stack.n, float(p2p[s]) / stack.n) if triggered else None
+        return (float(sent[s]) / n, float(p2p[s]) / n) if triggered else None
+
+    def snapshot(s, st):
+        p = pos[s]
+        return {key: v[p * n : (p + 1) * n].copy() for key, v in st.items()}
 
     start = time.perf_counter()
+    m = stack.method
     for s in range(S):
         recs[s].record(0, 0.0, state["X"][rows[s]], draws=m.draws)
+    members = np.arange(S)  # global ids of the runs in the current stack, in row order
+    pos = {s: s for s in range(S)}
     active = np.ones(S, dtype=bool)
+    diverged = False
     final = [None] * S  # per run: (state, draws, diverged_at, time at its end)
     t_next = np.zeros(S)
-    hk = h.copy()
+    scalar_h = stack.uniform_h and decay is None
+    h0 = float(h[0])
+    events = _events(n_steps, record_every, check_every)
     signal_name = "SIGINT"
     done = 0
-    n_max = int(n_steps.max())
     with catch_interrupts() as flag, np.errstate(all="ignore"):
         stop_flags = [flag] if stop is None else [flag, stop]
         try:
-            for k in range(n_max):
+            for k in range(int(n_steps.max())):
                 if decay is None:
-                    t = k * h
+                    t = k * h0 if scalar_h else k * h[members]
+                    hk = h0 if scalar_h else h[members]
                 else:
-                    scale = 1.0 / (1.0 + k / decay)
+                    scale = 1.0 / (1.0 + k / decay[members])
                     m.set_step_scale(float(scale[0]) if np.all(scale == scale[0])
-                                     else _column(scale, stack.n))
-                    t, hk = t_next, h * scale
-                    t_next = t + hk
+                                     else _column(scale, n))
+                    t, hk = t_next[members], h[members] * scale
+                    t_next[members] = t + hk
                 if local_steps > 1:
                     for _ in range(local_steps - 1):
                         state = stack.local_update(state, t, hk)
@@ -426,33 +449,55 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
                 done = k + 1
                 if triggered:
                     rb = m.round_bits()
-                    for s in np.flatnonzero(active):
-                        sent[s] += float(rb[rows[s]].sum())
-                        p2p[s] += float(rb[rows[s]] @ degree[s])
-                due = active & ((done % check_every == 0) | (done == n_steps))
-                for s in np.flatnonzero(due & _near_limit(new, S, limits)):
-                    own = {key: v[rows[s]] for key, v in new.items()}
-                    if _blown_up(own, limits[s]):
-                        final[s] = ({key: v[rows[s]].copy() for key, v in state.items()},
-                                    m.draws, done, float(t_next[s]))
-                        active[s] = False
-                        for v in new.values():
-                            v[rows[s]] = 0.0
+                    for p, s in enumerate(members):
+                        sent[s] += float(rb[p * n : (p + 1) * n].sum())
+                        p2p[s] += float(rb[p * n : (p + 1) * n] @ degree[s])
+                if done in events:
+                    due = active[members] & ((done % check_every[members] == 0)
+                                             | (done == n_steps[members]))
+                    if due.any():
+                        near = _near_limit(new, len(members), limits[members])
+                        for p in np.flatnonzero(due & near):
+                            s = members[p]
+                            own = {key: v[p * n : (p + 1) * n] for key, v in new.items()}
+                            if _blown_up(own, limits[s]):
+                                final[s] = (snapshot(s, state), m.draws, done,
+                                            float(t_next[s]))
+                                active[s] = False
+                                diverged = True
+                                for v in new.values():
+                                    v[p * n : (p + 1) * n] = 0.0
+                    for p in np.flatnonzero(active[members] & (
+                            (done % record_every[members] == 0) | (done == n_steps[members]))):
+                        s = members[p]
+                        tt = done * h[s] if decay is None else t_next[s]
+                        recs[s].record(done, tt, new["X"][p * n : (p + 1) * n],
+                                       draws=m.draws, bits=bits_of(s))
+                        if done == n_steps[s]:
+                            final[s] = (snapshot(s, new), m.draws, None, float(t_next[s]))
+                            active[s] = False
                 state = new
-                for s in np.flatnonzero(active & ((done % record_every == 0)
-                                                  | (done == n_steps))):
-                    tt = done * h[s] if decay is None else t_next[s]
-                    recs[s].record(done, tt, state["X"][rows[s]], draws=m.draws,
-                                   bits=bits_of(s))
-                    if done == n_steps[s]:
-                        final[s] = ({key: v[rows[s]].copy() for key, v in state.items()},
-                                    m.draws, None, float(t_next[s]))
-                        active[s] = False
                 if not active.any():
                     break
                 if any(f.requested for f in stop_flags):
                     signal_name = getattr(flag, "signal", None) or "a stop request"
                     break
+                if done in events:
+                    left = int(active[members].sum())
+                    if left < len(members) and (diverged or
+                                                left <= (1 - COMPACT_SHARE) * len(members)):
+                        keep = members[active[members]]
+                        idx = np.concatenate([np.arange(pos[s] * n, (pos[s] + 1) * n)
+                                              for s in keep])
+                        state = {key: v[idx] for key, v in state.items()}
+                        draws = m.draws
+                        stack = _Stack([runs[s] for s in keep])
+                        m = stack.method
+                        m.draws = draws
+                        members, pos = keep, {s: p for p, s in enumerate(keep)}
+                        scalar_h = stack.uniform_h and decay is None
+                        h0 = float(h[keep[0]])
+                        diverged = False
         except KeyboardInterrupt:
             pass
     wall = (time.perf_counter() - start) / S
@@ -461,8 +506,7 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
         interrupted_at = None
         if final[s] is None:  # stopped by an interrupt before its horizon
             interrupted_at = done
-            final[s] = ({key: v[rows[s]].copy() for key, v in state.items()}, m.draws,
-                        None, float(t_next[s]))
+            final[s] = (snapshot(s, state), m.draws, None, float(t_next[s]))
         st, draws, diverged_at, t_end = final[s]
         hs = h[s]
 
@@ -490,13 +534,23 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
         else:
             status, message = _classify(records, sv["tolerance"], sv["target_accuracy"])
         bpm = r.flow.bits_per_message
-        sol = Solution(
+        out.append(Solution(
             status=status, message=message, steps=int(steps_run),
-            t_final=float(t_of(steps_run)), grad_evals=int(draws * stack.n),
+            t_final=float(t_of(steps_run)), grad_evals=int(draws * n),
             bits_per_message=bpm,
             bits_per_agent=float(steps_run * bpm) if not triggered else bits_of(s)[0],
-            records=records, state=st, tolerance=sv["tolerance"], wall_seconds=wall)
-        out.append(sol)
+            records=records, state=st, tolerance=sv["tolerance"], wall_seconds=wall))
+    return out
+
+
+def _events(n_steps, record_every, check_every) -> set[int]:
+    """Rounds after which some run checks, records or ends."""
+    out: set[int] = set()
+    for n, r, c in {(int(a), int(b), int(e)) for a, b, e in
+                    zip(n_steps, record_every, check_every, strict=True)}:
+        out.update(range(c, n + 1, c))
+        out.update(range(r, n + 1, r))
+        out.add(n)
     return out
 
 
