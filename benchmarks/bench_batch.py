@@ -7,6 +7,10 @@ against one run, and the memory of a large batch.
   perturbations are) are timed in the same process, taking turns; each time is the
   minimum CPU time (``time.process_time``) over ``--repeats`` turns. ``ratio = batch /
   one`` (goal <= 4, i.e. 16x the throughput at S = 64).
+- ``tune``: E9's tuning on E2 (:func:`stflow.experiments.comparison.method_config`: observer
+  flow, ``--scheme``, ``--spec``, 3000 rounds, target 1e-6, budget 50) with the sequential
+  search (``stflow.tune._search``) and with :func:`stflow.tune_batch.search_batched`
+  (waves of ``--wave`` candidates), CPU seconds of each and the winners' bits.
 - ``memory``: a batch of 64 at N = 1000, d = 100 (least squares, 100 rows per agent) for a
   few rounds, in a subprocess whose peak resident memory (``ru_maxrss``) is reported with
   :func:`~stflow.engines.batch.batch_memory`'s estimate; with ``--max-mb`` the batch is
@@ -16,6 +20,7 @@ Usage::
 
     python benchmarks/bench_batch.py                 # both, JSON lines
     python benchmarks/bench_batch.py speed --runs 64 --repeats 3
+    python benchmarks/bench_batch.py tune --budget 50 --wave 10
     python benchmarks/bench_batch.py memory --max-mb 2000
 
 Children run with one BLAS thread (``OMP_NUM_THREADS=1`` etc.).
@@ -98,6 +103,35 @@ def memory(runs: int = 64, rounds: int = 3, max_mb: float | None = None) -> dict
             "peak_rss_mb": round(peak, 1), "cpu_s": round(cpu, 2)}
 
 
+def tune_cpu(budget: int = 50, wave: int = 10, scheme: str = "euler",
+             spec: str = "topk:k=2", kind: str = "observer", seed: int = 0) -> dict:
+    import importlib
+
+    from stflow.experiments.comparison import TARGET, method_config
+    from stflow.tune_batch import search_batched
+
+    T = importlib.import_module("stflow.tune")  # the module (stflow.tune is the function)
+
+    cfg = method_config("E2", kind, scheme, spec, 3000)
+    out = {"bench": "tune", "setting": "E2", "kind": kind, "scheme": scheme, "spec": spec,
+           "budget": budget, "wave": wave, "seed": seed}
+    original = T._search
+    for name, search in (("sequential", original),
+                         ("batched", lambda *a, **k: search_batched(*a, wave=wave, **k))):
+        T._search = search
+        try:
+            t0 = time.process_time()
+            res = T.tune(cfg, budget=budget, target=TARGET, seed=seed)
+            out[f"{name}_cpu_s"] = round(time.process_time() - t0, 2)
+        finally:
+            T._search = original
+        out[f"{name}_bits"] = res.bits_to_target
+        out[f"{name}_robust_bits"] = res.robust_bits_to_target
+        out[f"{name}_runs"] = res.runs
+    out["cpu_ratio"] = round(out["batched_cpu_s"] / out["sequential_cpu_s"], 3)
+    return out
+
+
 def _child(args) -> dict:
     env = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
     out = subprocess.run([sys.executable, __file__, *args, "--child"], env=env, check=True,
@@ -107,7 +141,14 @@ def _child(args) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", choices=("speed", "memory", "all"), default="all")
+    ap.add_argument("what", nargs="?", choices=("speed", "memory", "tune", "all"),
+                    default="all")
+    ap.add_argument("--budget", type=int, default=50)
+    ap.add_argument("--wave", type=int, default=10)
+    ap.add_argument("--scheme", default="euler")
+    ap.add_argument("--spec", default="topk:k=2")
+    ap.add_argument("--kind", default="observer")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=None)
@@ -117,12 +158,16 @@ def main(argv=None) -> None:
     if a.child:
         if a.what == "speed":
             rec = speed(a.runs, a.repeats, a.rounds or 3000)
+        elif a.what == "tune":
+            rec = tune_cpu(a.budget, a.wave, a.scheme, a.spec, a.kind, a.seed)
         else:
             rec = memory(a.runs, a.rounds or 3, a.max_mb)
         print(json.dumps(rec))
         return
-    for what in (("speed", "memory") if a.what == "all" else (a.what,)):
-        args = [what, "--runs", str(a.runs), "--repeats", str(a.repeats)]
+    for what in (("speed", "tune", "memory") if a.what == "all" else (a.what,)):
+        args = [what, "--runs", str(a.runs), "--repeats", str(a.repeats), "--budget",
+                str(a.budget), "--wave", str(a.wave), "--scheme", a.scheme, "--spec", a.spec,
+                "--kind", a.kind, "--seed", str(a.seed)]
         if a.rounds is not None:
             args += ["--rounds", str(a.rounds)]
         if a.max_mb is not None:
