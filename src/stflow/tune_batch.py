@@ -8,9 +8,11 @@ that counts and beats the winner so far gets its :data:`~stflow.tune.ROBUST_RUNS
 runs, those of every such candidate of the wave in one more batch. In the refine phase the
 local search proposes the wave around its centre.
 
-What differs from the sequential search: no pruning (a batch runs every candidate to the
-cap; a diverged one leaves the stack at its divergence check), and a wave's candidates are
-drawn before any of them is scored, so the same seed gives other candidates. The score of
+Pruning as in the sequential search, per wave: with a winner found in an earlier wave, the
+wave first runs the winner's number of rounds, and only the candidates that reached the
+target before it run the full cap (a second batch). What differs: a wave's candidates are
+drawn before any of them is scored (and pruned against the winner of the earlier waves),
+so the same seed gives other candidates. The score of
 a candidate is the one the sequential search gives it (its runs are equal to the single
 runs, :mod:`stflow.engines.batch`).
 
@@ -46,6 +48,35 @@ def _outcome(sol, crit):
     bits = float(sol.records["bits_per_agent"][i])
     return _Outcome(True, bits, int(sol.records["step"][i]), False, False,
                     math.log10(max(bits, 1.0)), 1)
+
+
+def _evaluate_wave(cfgs, crit, cap, prune):
+    """:func:`stflow.tune._evaluate` of every config, as batches: with ``prune`` (the
+    winner's rounds) all run ``prune`` rounds first and only those that reached the target
+    before it run the full cap (pruning, as the sequential search does it)."""
+    from .engines.batch import evaluate_batch
+    from .tune import _check_column, _unreached, first_hit
+
+    outs = [None] * len(cfgs)
+    full = list(range(len(cfgs)))
+    used = 0
+    if prune is not None and prune < cap // 2:
+        full = []
+        for j, sol in enumerate(evaluate_batch(cfgs, prune)):
+            used += 1
+            _check_column(sol, crit)
+            i, _ = first_hit(sol.records, crit.column, crit.target, at_least=crit.at_least)
+            if sol.status == "interrupted":
+                raise KeyboardInterrupt
+            if sol.status == "diverged" or i is None or sol.records["step"][i] >= prune:
+                outs[j] = _unreached(sol, crit, pruned=sol.status != "diverged", runs=1)
+            else:
+                full.append(j)
+    if full:
+        for j, sol in zip(full, evaluate_batch([cfgs[j] for j in full], cap), strict=True):
+            used += 1
+            outs[j] = _outcome(sol, crit)
+    return outs, used
 
 
 def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progress,
@@ -90,9 +121,10 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
                     study.enqueue_trial(es.propose())
                 trial = study.ask(dists)
                 asked.append((trial, {**fixed, **trial.params}))
-            sols = evaluate_batch([_candidate(base, v, cap, h0, spec0) for _t, v in asked], cap)
-            runs += len(sols)
-            outs = [_outcome(sol, crit) for sol in sols]
+            cfgs = [_candidate(base, v, cap, h0, spec0) for _t, v in asked]
+            prune = None if best is None else best[1].rounds
+            outs, used = _evaluate_wave(cfgs, crit, cap, prune)
+            runs += used
             # robustness runs of every candidate that would beat the winner, one batch
             threshold = math.inf if best is None else best[1].bits
             contenders = [j for j, o in enumerate(outs) if o.counted and o.bits < threshold]
