@@ -330,11 +330,11 @@ class _Stack:
             return float(t_runs[0]), float(h_runs[0])
         return _column(t_runs, self.n), _column(h_runs, self.n)
 
-    def step(self, state, t_runs, h_runs):
+    def step(self, state, t_runs, h_runs, cols=None):
         """One round of every run: ``t_runs`` and ``h_runs`` are floats (the same for all
-        runs) or ``(S,)`` arrays."""
+        runs) or ``(S,)`` arrays; ``cols`` = their (t, h) per row when the caller has them."""
         m = self.method
-        t, h = self._args(t_runs, h_runs)
+        t, h = self._args(t_runs, h_runs) if cols is None else cols
         out = m.send(state, t, h)
         msgs = [z if c is None else c(z, t_runs) for z, c in zip(out, self.codecs, strict=True)]
         m.local(state, t, h)
@@ -426,6 +426,7 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
     t_next = np.zeros(S)
     scalar_h = stack.uniform_h and decay is None
     h0 = float(h[0])
+    h_mem, h_col = h, _column(h, n)
     events = _events(n_steps, record_every, check_every)
     signal_name = "SIGINT"
     done = 0
@@ -433,9 +434,12 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
         stop_flags = [flag] if stop is None else [flag, stop]
         try:
             for k in range(int(n_steps.max())):
+                cols = None
                 if decay is None:
-                    t = k * h0 if scalar_h else k * h[members]
-                    hk = h0 if scalar_h else h[members]
+                    if scalar_h:
+                        t, hk = k * h0, h0
+                    else:
+                        t, hk, cols = k * h_mem, h_mem, (k * h_col, h_col)
                 else:
                     scale = 1.0 / (1.0 + k / decay[members])
                     m.set_step_scale(float(scale[0]) if np.all(scale == scale[0])
@@ -445,7 +449,7 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
                 if local_steps > 1:
                     for _ in range(local_steps - 1):
                         state = stack.local_update(state, t, hk)
-                new = stack.step(state, t, hk)
+                new = stack.step(state, t, hk, cols)
                 done = k + 1
                 if triggered:
                     rb = m.round_bits()
@@ -497,6 +501,7 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
                         members, pos = keep, {s: p for p, s in enumerate(keep)}
                         scalar_h = stack.uniform_h and decay is None
                         h0 = float(h[keep[0]])
+                        h_mem, h_col = h[keep], _column(h[keep], n)
                         diverged = False
         except KeyboardInterrupt:
             pass
