@@ -685,6 +685,7 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
                 continue
             for i, sol in zip(chunk, _run_stack(stack, stop), strict=True):
                 sols[i] = sol
+            del stack  # free this chunk's stacked data before the next one is built
             info.chunks.append(chunk)
     for i, r in enumerate(runs):
         if sols[i] is None:
