@@ -147,7 +147,7 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
                 entry = {"params": {k: float(v) for k, v in values.items()},
                          "bits_to_target": out.bits if out.counted else None,
                          "rounds_to_target": out.rounds, "diverged": out.diverged,
-                         "pruned": False, "robust_bits_to_target": None,
+                         "pruned": out.pruned, "robust_bits_to_target": None,
                          "phase": "explore" if n + j < explore else "refine"}
                 score = out.score
                 if j in robust:
