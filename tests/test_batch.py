@@ -179,3 +179,20 @@ def test_topk_selection_with_ties_and_inf_equals_the_mask(k):
     assert c(np.array([[1.0, -2.0, 2.0, 0.5] + [0.0] * 6]), 0.0)[0, :4].tolist() == (
         [0.0, -2.0, 0.0, 0.0] if k == 1 else [0.0, -2.0, 2.0, 0.0] if k == 2 else
         [1.0, -2.0, 2.0, 0.0] if k == 3 else [1.0, -2.0, 2.0, 0.5])
+
+
+@pytest.mark.parametrize("problem", [
+    {"kind": "least_squares", "agents": 6, "dim": 4, "samples": 20, "batch": 3, "seed": 0},
+    {"kind": "logistic", "dataset": "breast_cancer", "agents": 5, "regularization": 1e-2,
+     "test_fraction": 0.2, "seed": 0},
+])
+def test_minibatches_and_learning_columns_batch_exactly(problem):
+    """Minibatch draws are keyed on the agent ids, which the stack keeps per run; the
+    learning columns (accuracies, train loss) come from each run's own problem."""
+    cfgs = [stflow.resolve_config({
+        "problem": problem,
+        "method": {"kind": "observer", "alpha": 2.0 * (1 + 0.1 * i), "beta": 2.0, "eta": 1.0,
+                   "gamma": 50.0},
+        "compressor": {"spec": "topk:k=2"},
+        "solver": {"step": 0.01, "horizon": 2.0, "record_every": 20}}) for i in range(3)]
+    _check(cfgs)
