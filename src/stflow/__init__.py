@@ -5,7 +5,8 @@ optimizers, the MPI engine nor PyTorch until a name that needs them is used):
 
 =========================  ===============================================================
 run from a config          :func:`load_config`, :func:`resolve_config`, :func:`build_run`,
-                           :func:`run_config` (the simulator), :func:`run_mpi`
+                           :func:`run_config` (the simulator), :func:`run_batch` (many
+                           configs of one shape as one program), :func:`run_mpi`
 the pieces                 :func:`make_problem`, :func:`make_graph`, :func:`make_compressor`,
                            :func:`make_method`, :func:`solve` (returns a :class:`Solution`)
 tools                      :func:`certify` (is a compressor spatio-temporal?), :func:`tune`
@@ -40,6 +41,7 @@ _API = {
     "resolve_config": "stflow.config",
     "build_run": "stflow.config",
     "run_config": "stflow.config",
+    "run_batch": "stflow.engines.batch",
     "run_mpi": "stflow.engines.mpi",
     "make_problem": "stflow.problems",
     "make_graph": "stflow.graphs",

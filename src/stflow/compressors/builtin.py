@@ -144,22 +144,46 @@ class TopK(_BitCompressor):
         For k <= 8: k rounds of ``argmax`` (the first maximum, so ties go to the lower
         index), each removing the entry it found; otherwise (or with NaN) from the mask.
         """
-        k = self.k
+        idx = self._picked(Z)
+        if self.k == 2:  # two entries: order them without a sort call
+            lo = np.minimum(idx[:, 0], idx[:, 1])
+            np.maximum(idx[:, 0], idx[:, 1], out=idx[:, 1])
+            idx[:, 0] = lo
+        elif self.k > 1:
+            idx.sort(axis=1)
+        return idx
+
+    def _picked(self, Z: np.ndarray) -> np.ndarray:
+        """(N, k) kept indices per row in the order :meth:`indices` finds them (unsorted).
+
+        ``argmax`` returns a row's first NaN when it has one, so a NaN row shows up in the
+        entry the first round picks; then every row goes through :meth:`mask`.
+        """
+        k, d = self.k, self.dim
+        n = Z.shape[0]
+        if k > _ARGMAX_K:
+            return np.nonzero(self.mask(Z))[1].reshape(n, k)
         A = np.abs(Z)
-        if k > _ARGMAX_K or np.isnan(A).any():
-            return np.nonzero(self.mask(Z))[1].reshape(Z.shape[0], k)
-        rows = np.arange(A.shape[0])
-        idx = np.empty((A.shape[0], k), dtype=np.intp)
+        flat = A.reshape(-1)
+        base = np.arange(0, n * d, d)
+        idx = np.empty((n, k), dtype=np.intp)
         for j in range(k):
-            idx[:, j] = np.argmax(A, axis=1)
-            A[rows, idx[:, j]] = -1.0  # below every |z_j|
-        idx.sort(axis=1)
+            col = A.argmax(axis=1)
+            idx[:, j] = col
+            pos = base + col
+            if j == 0 and np.isnan(flat[pos]).any():
+                return np.nonzero(self.mask(Z))[1].reshape(n, k)
+            if j < k - 1:
+                flat[pos] = -1.0  # below every |z_j|
         return idx
 
     def _apply(self, Z, t):
-        idx = self.indices(Z)
+        n, d = Z.shape
+        pos = self._picked(Z)
+        pos += np.arange(0, n * d, d)[:, None]
+        pos = pos.reshape(-1)
         out = np.zeros_like(Z)
-        np.put_along_axis(out, idx, np.take_along_axis(Z, idx, axis=1), axis=1)
+        out.reshape(-1)[pos] = Z.reshape(-1)[pos]
         return out
 
     def _segments(self, Z, t):

@@ -251,6 +251,15 @@ def primal_dual_update(X, V, LXc, G, h, gains: Gains):
     return acc, tmp
 
 
+def _exp(x):
+    """``math.exp`` of a number, or of each entry of a per-row column (a batch of runs,
+    :mod:`stflow.engines.batch`): the same libm value a single run computes."""
+    if np.ndim(x) == 0:
+        return math.exp(x)
+    values, inverse = np.unique(x, return_inverse=True)
+    return np.array([math.exp(v) for v in values])[inverse].reshape(np.shape(x))
+
+
 class PrimalDualFlow(Method):
     r"""One of the three primal-dual flows of SPEC sections 2 and 4, with one scheme.
 
@@ -399,8 +408,8 @@ class PrimalDualFlow(Method):
         if self.kind == "observer":
             E = X - state["Xhat"][self.block.own]
             if self.triggered:  # silent agents: q_i = 0, so every copy of xhat_i stays
-                threshold = self.trigger * math.exp(-self.trigger_decay * t)
-                self.active = np.einsum("ij,ij->i", E, E) > threshold * threshold
+                threshold = self.trigger * _exp(-self.trigger_decay * t)
+                self.active = np.einsum("ij,ij->i", E, E) > np.ravel(threshold * threshold)
                 E[~self.active] = 0.0
             return [E]
         if "M" in state:  # error feedback: compress the state plus the memory

@@ -1,0 +1,166 @@
+r"""The tuner's search in waves of candidates run as one batch (:func:`search_batched`).
+
+Same rules as :func:`stflow.tune.tune` (score, counting, robustness, search box, first
+candidate = the config itself), with Optuna's ask/tell in *waves*: ``wave`` candidates are
+asked (TPE with ``constant_liar`` so the pending ones repel each other), run for the full
+round cap as one batch (:func:`stflow.engines.batch.evaluate_batch`), then told. A candidate
+that counts and beats the winner so far gets its :data:`~stflow.tune.ROBUST_RUNS` perturbed
+runs, those of every such candidate of the wave in one more batch. In the refine phase the
+local search proposes the wave around its centre.
+
+Pruning as in the sequential search, per wave: with a winner found in an earlier wave, the
+wave first runs the winner's number of rounds, and only the candidates that reached the
+target before it run the full cap (a second batch). What differs: a wave's candidates are
+drawn before any of them is scored (and pruned against the winner of the earlier waves),
+so the same seed gives other candidates. The score of
+a candidate is the one the sequential search gives it (its runs are equal to the single
+runs, :mod:`stflow.engines.batch`).
+
+To connect it, :func:`stflow.tune.tune` calls ``search_batched`` where it calls ``_search``
+(same arguments plus ``wave``; same return value).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["search_batched", "WAVE"]
+
+#: Candidates per wave (one batch).
+WAVE = 10
+
+
+def _outcome(sol, crit):
+    """The score of one full-cap run, as :func:`stflow.tune._evaluate` gives it."""
+    from .tune import _check_column, _Outcome, _unreached, first_hit
+
+    if sol.status == "interrupted":
+        raise KeyboardInterrupt
+    _check_column(sol, crit)
+    i, stays = first_hit(sol.records, crit.column, crit.target, at_least=crit.at_least)
+    if sol.status == "diverged" or i is None or not stays:
+        return _unreached(sol, crit, pruned=False, runs=1)
+    bits = float(sol.records["bits_per_agent"][i])
+    return _Outcome(True, bits, int(sol.records["step"][i]), False, False,
+                    math.log10(max(bits, 1.0)), 1)
+
+
+def _evaluate_wave(cfgs, crit, cap, prune):
+    """:func:`stflow.tune._evaluate` of every config, as batches: with ``prune`` (the
+    winner's rounds) all run ``prune`` rounds first and only those that reached the target
+    before it run the full cap (pruning, as the sequential search does it)."""
+    from .engines.batch import evaluate_batch
+    from .tune import _check_column, _unreached, first_hit
+
+    outs = [None] * len(cfgs)
+    full = list(range(len(cfgs)))
+    used = 0
+    if prune is not None and prune < cap // 2:
+        full = []
+        for j, sol in enumerate(evaluate_batch(cfgs, prune)):
+            used += 1
+            _check_column(sol, crit)
+            i, _ = first_hit(sol.records, crit.column, crit.target, at_least=crit.at_least)
+            if sol.status == "interrupted":
+                raise KeyboardInterrupt
+            if sol.status == "diverged" or i is None or sol.records["step"][i] >= prune:
+                outs[j] = _unreached(sol, crit, pruned=sol.status != "diverged", runs=1)
+            else:
+                full.append(j)
+    if full:
+        for j, sol in zip(full, evaluate_batch([cfgs[j] for j in full], cap), strict=True):
+            used += 1
+            outs[j] = _outcome(sol, crit)
+    return outs, used
+
+
+def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progress,
+                   wave: int = WAVE):
+    """:func:`stflow.tune._search` in waves of ``wave`` candidates run as one batch;
+    returns ``(best, trials, runs, reason)`` as it does."""
+    from .engines.batch import evaluate_batch
+    from .tune import EXPLORE_SHARE, ROBUST_RUNS, _candidate, _LocalSearch, _perturbed
+
+    if isinstance(wave, bool) or not isinstance(wave, int) or wave < 1:
+        raise InputError(f"`wave` must be an integer >= 1 (got {wave!r}): e.g. wave = 10")
+    try:
+        import optuna
+        from optuna.distributions import FloatDistribution
+    except ImportError:
+        raise InputError(
+            "stflow tune needs optuna (not installed): pip install 'stflow[tune]'"
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # multivariate TPE / constant_liar are experimental
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True,
+            n_startup_trials=max(3, min(10, budget // 3)))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    dists = {k: FloatDistribution(lo, hi, log=log) for k, (lo, hi, log, _c) in space.items()
+             if hi > lo}
+    fixed = {k: c for k, (lo, hi, _log, c) in space.items() if not hi > lo}
+    study.enqueue_trial({k: min(max(c, lo), hi) for k, (lo, hi, _l, c) in space.items()
+                         if k in dists})
+    best = None
+    trials, runs, reason = [], 0, ""
+    explore = max(1, int(round(EXPLORE_SHARE * budget)))
+    es = _LocalSearch(space, np.random.default_rng([seed, 1]))
+    try:
+        n = 0
+        while n < budget:
+            size = min(wave, budget - n, explore - n if n < explore else budget - n)
+            asked = []
+            for j in range(size):
+                if n + j >= explore and es.center is not None:
+                    study.enqueue_trial(es.propose())
+                trial = study.ask(dists)
+                asked.append((trial, {**fixed, **trial.params}))
+            cfgs = [_candidate(base, v, cap, h0, spec0) for _t, v in asked]
+            prune = None if best is None else best[1].rounds
+            outs, used = _evaluate_wave(cfgs, crit, cap, prune)
+            runs += used
+            # robustness runs of every candidate that would beat the winner, one batch
+            threshold = math.inf if best is None else best[1].bits
+            contenders = [j for j, o in enumerate(outs) if o.counted and o.bits < threshold]
+            pert = {}
+            for j in contenders:
+                rng = np.random.default_rng([seed, n + j])
+                pert[j] = [_perturbed(asked[j][1], space, tunables, rng)
+                           for _ in range(ROBUST_RUNS)]
+            robust = {}
+            if pert:
+                cfgs = [_candidate(base, pv, cap, h0, spec0) for j in contenders
+                        for pv in pert[j]]
+                rs = [_outcome(s, crit) for s in evaluate_batch(cfgs, cap)]
+                runs += len(rs)
+                for q, j in enumerate(contenders):
+                    bits = [o.bits if o.counted else math.inf
+                            for o in rs[q * ROBUST_RUNS : (q + 1) * ROBUST_RUNS]]
+                    robust[j] = float(np.median(bits))
+            for j, ((trial, values), out) in enumerate(zip(asked, outs, strict=True)):
+                entry = {"params": {k: float(v) for k, v in values.items()},
+                         "bits_to_target": out.bits if out.counted else None,
+                         "rounds_to_target": out.rounds, "diverged": out.diverged,
+                         "pruned": out.pruned, "robust_bits_to_target": None,
+                         "phase": "explore" if n + j < explore else "refine"}
+                score = out.score
+                if j in robust:
+                    rb = robust[j]
+                    entry["robust_bits_to_target"] = None if math.isinf(rb) else rb
+                    if math.isfinite(rb) and (best is None or out.bits < best[1].bits):
+                        best = (values, out, rb)
+                    elif not math.isfinite(rb):
+                        score += 0.5
+                trials.append(entry)
+                study.tell(trial, score)
+                es.update({k: values[k] for k in dists}, score, refining=n + j >= explore)
+            n += size
+    except KeyboardInterrupt:
+        reason = f"interrupted after {len(trials)} of {budget} candidates"
+    return best, trials, runs, reason
