@@ -249,13 +249,14 @@ def _run_sim(args, out: Path) -> int:
 
     config = load_config(args.config)
     preflight(config, force=args.force)
-    if args.force:
-        _clear_stale(out)
+    # --force removes the earlier results only once the config has been built and checked
+    # (problem, data, graph, compressor, method, channel): a bad config leaves them as they were.
+    built = (lambda _run: _clear_stale(out)) if args.force else None
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
-        with log_to(None if args.quiet else out / PROGRESS_LOG):
-            run, sol = run_config(config, progress=not args.quiet)
+        with log_to(None if args.quiet else out / PROGRESS_LOG):  # lines start after `built`
+            run, sol = run_config(config, progress=not args.quiet, built=built)
     return _finish_run(out, run, sol, figure=not args.no_figure)
 
 
@@ -279,8 +280,7 @@ def _cmd_run_mpi(args) -> int:
         if rank != 0:  # every rank found the same; rank 0 prints the one line
             return EXIT_INPUT
         raise
-    if args.force and not args.resume and rank == 0:
-        _clear_stale(out)
+    clear = (lambda: _clear_stale(out)) if args.force and not args.resume else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -289,7 +289,7 @@ def _cmd_run_mpi(args) -> int:
             with log_to(log):
                 result = run_mpi(
                     args.config, args.out, checkpoint_every=args.checkpoint_every,
-                    resume=args.resume, progress=not args.quiet,
+                    resume=args.resume, progress=not args.quiet, built=clear,
                 )
     except InputError as exc:
         if getattr(exc, "quiet", False):  # rank 0 prints the one line

@@ -59,6 +59,13 @@ def build_run(config: dict) -> Run:
     if x0 is None:
         x0 = default_x0(problem)
     v0 = _load_init(cfg["init"]["v0"], "v0")
+    if cfg["solver"].get("target_accuracy") is not None and not getattr(problem, "has_test",
+                                                                         False):
+        raise InputError(
+            "[solver] target_accuracy needs a classification problem with held-out test "
+            "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
+            "it or set test_fraction"
+        )
     compressor, method = build_method(cfg, problem, graph)
     check_channel(cfg, method, graph)
     return Run(cfg, problem, graph, compressor, method, x0, v0)
@@ -167,12 +174,18 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
     return f
 
 
-def run_config(config: dict, *, progress: bool = False, stop=None):
-    """Build and solve a resolved config on the simulator; returns ``(run, solution)``."""
+def run_config(config: dict, *, progress: bool = False, stop=None, built=None):
+    """Build and solve a resolved config on the simulator; returns ``(run, solution)``.
+
+    ``built(run)`` is called once everything is built and checked, before the first round
+    (``stflow run --force`` removes the earlier results only then: a config that fails to
+    build leaves them untouched)."""
     from ..engines.simulate import solve
     from ..network import make_channel
 
     run = build_run(config)
+    if built is not None:
+        built(run)
     s = run.config["solver"]
     sol = solve(
         run.flow,

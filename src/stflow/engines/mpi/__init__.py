@@ -98,7 +98,7 @@ def require_launcher(environ=None) -> None:
 
 def run_mpi(
     config_path, out, *, checkpoint_every: int = 0, resume: bool = False, after_rounds=None,
-    progress: bool = False,
+    progress: bool = False, built=None,
 ) -> MPIRunResult:
     r"""Run ``config_path`` on every rank of ``MPI.COMM_WORLD`` (collective; needs mpiexec).
 
@@ -119,6 +119,9 @@ def run_mpi(
         :class:`~stflow.engines.mpi.exchange.NeighbourExchange` is alive (benchmarks).
     progress : bool
         Rank 0 prints ``round k of n`` on stderr every few seconds.
+    built : callable, optional
+        ``built()`` runs on rank 0 once every rank has built and checked the run, before the
+        first round (``stflow run --force`` clears the earlier results there).
 
     Raises
     ------
@@ -131,7 +134,7 @@ def run_mpi(
     comm = MPI.COMM_WORLD
     try:
         runner = Runner(comm, Path(config_path), Path(out), int(checkpoint_every), resume,
-                        progress=progress)
+                        progress=progress, built=built)
         return runner.run(after_rounds)
     except Agreed as exc:
         raise MPIInputError(str(exc), quiet=comm.Get_rank() != 0) from None

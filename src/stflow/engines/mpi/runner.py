@@ -143,8 +143,9 @@ class Runner:
     """
 
     def __init__(self, comm, config_path: Path, out: Path, checkpoint_every: int, resume: bool,
-                 progress: bool = False):
+                 progress: bool = False, built=None):
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        self.built = built
         self.config_path, self.out = config_path, out
         self.checkpoint_every, self.resume = checkpoint_every, resume
         self.progress = progress
@@ -265,11 +266,18 @@ class Runner:
                                 param_shapes=getattr(self.local, "param_shapes", None))
         if any(config["method"].get(k) == "auto" for k in GAIN_KEYS):  # collective: all ranks
             shape.solution_curvature, shape.strong_convexity = self._curvature()
+        failure = None
         if self.rank == 0:  # "auto" values (a certificate for auto gains) resolved once
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                build_method(cfg, shape, graph, smoothness=smoothness)
-        cfg["method"] = self.comm.bcast(cfg["method"], root=0)  # every rank: rank 0's values
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    build_method(cfg, shape, graph, smoothness=smoothness)
+            except InputError as exc:  # every rank must learn of it (they wait in bcast)
+                failure = str(exc)
+        # every rank: rank 0's values, or rank 0's set-up error (raised together, exit 2)
+        failure, cfg["method"] = self.comm.bcast((failure, cfg["method"]), root=0)
+        if failure is not None:
+            raise InputError(failure)
         with warnings.catch_warnings():
             if self.rank != 0:
                 warnings.simplefilter("ignore")
@@ -312,6 +320,10 @@ class Runner:
         )
 
         self._setup()
+        if self.built is not None:  # e.g. --force clears the earlier results, set-up passed
+            if self.rank == 0:
+                self.built()
+            self.comm.Barrier()
         self.plan = ExchangePlan(self.graph, self.offsets, self.rank)
         block = Block(self.start, self.stop, self.plan.cols, self.n)
         state = self._initial_state(block)

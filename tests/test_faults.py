@@ -1,0 +1,99 @@
+"""Issue 21: nothing the user had is lost to a bad config, on the simulator and under MPI.
+
+``stflow run BAD.toml --out prev --force`` must refuse the config (exit 2) before it removes
+the earlier ``metrics.csv`` and ``summary.json``: the run is built and checked first
+(problem, data, graph, compressor, method, channel), the folder is cleared last.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stflow.cli import main
+
+GOOD = """
+[problem]
+kind = "quadratic"
+agents = 4
+dim = 3
+[graph]
+kind = "ring"
+[method]
+kind = "observer"
+[compressor]
+spec = "topk:k=1"
+[solver]
+step = 1e-2
+horizon = 2.0
+record_every = 50
+"""
+
+# Each bad config fails only once the run is built: the schema alone accepts it.
+BAD = {
+    "topk k > d": GOOD.replace('spec = "topk:k=1"', 'spec = "topk:k=5"'),
+    "missing data file": GOOD.replace('kind = "quadratic"\nagents = 4\ndim = 3',
+                                      'kind = "least_squares"\ndata = "nowhere.npz"'),
+    "disconnected edges": GOOD.replace('kind = "ring"',
+                                       'kind = "edges"\nedges = [[0, 1], [2, 3]]'),
+    "target_accuracy without test rows": GOOD.replace("record_every = 50",
+                                                      "record_every = 50\ntarget_accuracy = 0.9"),
+}
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def previous(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    out = tmp_path / "prev"
+    assert main(["run", str(good), "--out", str(out), "--quiet"]) in (0, 1)  # written either way
+    before = _digest(out)
+    assert {"metrics.csv", "summary.json"} <= set(before)
+    return out, before
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_force_keeps_earlier_results_when_the_config_is_bad(tmp_path, previous, capsys, case):
+    out, before = previous
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD[case])
+    code = main(["run", str(bad), "--out", str(out), "--force", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert _digest(out) == before  # every earlier file still there, byte for byte
+
+
+def test_force_replaces_results_of_a_good_config(tmp_path, previous, capsys):
+    out, before = previous
+    other = tmp_path / "other.toml"
+    other.write_text(GOOD.replace("horizon = 2.0", "horizon = 1.0"))
+    assert main(["run", str(other), "--out", str(out), "--force", "--quiet"]) in (0, 1)
+    after = _digest(out)
+    assert after["summary.json"] != before["summary.json"]
+
+
+def test_force_under_mpi_keeps_earlier_results_on_a_compressor_error(tmp_path, previous):
+    exe = shutil.which("mpiexec")
+    if exe is None:
+        pytest.skip("mpiexec not installed")
+    out, before = previous
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD["topk k > d"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([exe, "-n", "2", sys.executable, "-m", "stflow.cli", "run", str(bad),
+                           "--out", str(out), "--force", "--quiet", "--backend", "mpi"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("stflow")]
+    assert len(lines) == 1, proc.stderr  # one line, printed once (not once per rank)
+    assert _digest(out) == before
