@@ -388,3 +388,56 @@ def test_exchange_plan_delivers_every_directed_edge_once(graph, p):
         assert np.array_equal(full, lap[offsets[r] : offsets[r + 1]])
         assert plan.same_rank + sent == int(g.degree[offsets[r] : offsets[r + 1]].sum())
     assert len(deliveries) == int(g.degree.sum())
+
+
+def _stopped_at_100(tmp_path, cfg):
+    """A 2-rank run stopped after 130 rounds with checkpoints every 50 (step 100 kept)."""
+    part = tmp_path / "part"
+    args = ["run", cfg, "--backend", "mpi", "--out", part, "--checkpoint-every", "50"]
+    proc, _ = _mpirun(2, args, env={"STFLOW_MPI_STOP_AFTER": "130"})
+    assert json.loads((part / "checkpoint" / "state.json").read_text())["step"] == 100
+    return part, args
+
+
+def test_resume_refuses_a_data_file_changed_under_the_same_name(tmp_path):
+    arrays = make_problem("quadratic", agents=4, dim=4).arrays()
+    np.savez(tmp_path / "d.npz", **arrays)
+    cfg = _config(tmp_path / "c.toml", horizon=0.2, problem_extra='data = "d.npz"')
+    part, args = _stopped_at_100(tmp_path, cfg)
+    changed = {k: v.copy() for k, v in arrays.items()}
+    changed["b"][0, 0] += 1.0  # same name, same shapes, other contents
+    np.savez(tmp_path / "d.npz", **changed)
+    proc, _ = _mpirun(2, [*args, "--resume"])
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "data file contents" in lines[0], lines
+    assert not (part / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated state", "empty state", "keyless state",
+                                    "garbage npz", "wrong-shape npz"])
+def test_a_damaged_checkpoint_is_named_with_exit_2(tmp_path, damage):
+    cfg = _config(tmp_path / "c.toml", horizon=0.2)
+    part, args = _stopped_at_100(tmp_path, cfg)
+    ck = part / "checkpoint"
+    state = ck / "state.json"
+    if damage == "truncated state":
+        state.write_text(state.read_text()[:10])
+    elif damage == "empty state":
+        state.write_text("")
+    elif damage == "keyless state":
+        state.write_text("{}")
+    elif damage == "garbage npz":
+        (ck / "rank1.step100.npz").write_bytes(b"not a zip file at all")
+    else:
+        path = ck / "rank0.step100.npz"
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        key = next(k for k in arrays if k not in ("step", "counters", "bits", "rows"))
+        arrays[key] = np.zeros((7, 7))
+        np.savez(path, **arrays)
+    proc, _ = _mpirun(2, [*args, "--resume"])
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the checkpoint is damaged" in lines[0], lines
+    assert "drop --resume" in lines[0] and "Abort" not in proc.stderr

@@ -72,12 +72,22 @@ def load_checkpoint(runner, state, rec, ex):
                 f"--resume: no checkpoint in {str(checkpoint_dir(runner))!r}: run first with "
                 "--checkpoint-every K, or drop --resume"
             )
-        info = json.loads(path.read_text())
+        try:
+            info = json.loads(path.read_text())
+            ok = (isinstance(info, dict) and isinstance(info.get("step"), int)
+                  and isinstance(info.get("ranks"), int) and "config_hash" in info)
+        except (OSError, ValueError) as exc:
+            ok, info = False, str(exc)
+        if not ok:
+            raise InputError(
+                f"--resume: the checkpoint is damaged ({str(path)!r} is not a complete "
+                "state.json): drop --resume to start again"
+            )
         if info["ranks"] != runner.size or info["config_hash"] != runner.hash:
             raise InputError(
                 f"--resume: the checkpoint was written by {info['ranks']} ranks for another "
-                f"config or P (got P={runner.size}): resume with the same config and -n "
-                f"{info['ranks']}, or drop --resume"
+                f"config, data file contents or P (got P={runner.size}): resume with the same "
+                f"config, data and -n {info['ranks']}, or drop --resume"
             )
         return info
 
@@ -88,9 +98,20 @@ def load_checkpoint(runner, state, rec, ex):
         path = checkpoint_dir(runner) / f"rank{runner.rank}.step{step}.npz"
         try:
             with np.load(path) as data:
-                return {k: data[k] for k in data.files}
-        except OSError as exc:
-            raise InputError(f"--resume: cannot read {str(path)!r} ({exc})") from None
+                got = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise InputError(f"--resume: the checkpoint is damaged ({str(path)!r} is missing): "
+                             "drop --resume to start again") from None
+        except Exception as exc:  # truncated or garbage .npz: zipfile, pickle, value errors
+            raise InputError(f"--resume: the checkpoint is damaged ({str(path)!r}: "
+                             f"{type(exc).__name__}): drop --resume to start again") from None
+        wrong = [k for k in (*state, "counters")
+                 if k not in got or (k in state and got[k].shape != np.shape(state[k]))]
+        if wrong:
+            raise InputError(f"--resume: the checkpoint is damaged ({str(path)!r}: "
+                             f"{wrong[0]!r} missing or of the wrong shape): drop --resume to "
+                             "start again")
+        return got
 
     data = agree(runner.comm, load)
     for key in state:

@@ -78,8 +78,39 @@ def config_hash(config: dict, **options) -> str:
     >>> config_hash({"a": 1}) == config_hash({"a": 1}), config_hash({"a": 1}) == config_hash({"a": 2})
     (True, False)
     """
-    text = json.dumps([config, options], sort_keys=True, default=str)
+    text = json.dumps([config, options, file_digests(config)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_digests(config) -> dict:
+    """SHA-256 of every file a config names (data files, ``[init]`` files, ``py:`` modules
+    given as paths), keyed by path: ``--resume`` refuses a checkpoint whose data changed
+    under the same name, and ranks that read different files disagree.
+
+    Examples
+    --------
+    >>> file_digests({"problem": {"kind": "quadratic"}})
+    {}
+    """
+    found: dict = {}
+
+    def visit(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                visit(v)
+        elif isinstance(value, str) and value:
+            path = value
+            if value.startswith("py:"):
+                path = value[3:].rsplit(":", 1)[0]
+            if path not in found and os.path.isfile(path):
+                with open(path, "rb") as f:
+                    found[path] = hashlib.file_digest(f, "sha256").hexdigest()
+
+    visit(config)
+    return found
 
 
 def _fault_hook(rank: int, where) -> None:
