@@ -97,3 +97,34 @@ def test_force_under_mpi_keeps_earlier_results_on_a_compressor_error(tmp_path, p
     lines = [line for line in proc.stderr.splitlines() if line.startswith("stflow")]
     assert len(lines) == 1, proc.stderr  # one line, printed once (not once per rank)
     assert _digest(out) == before
+
+
+def test_a_planted_symlink_at_a_temporary_name_is_never_followed(tmp_path, capsys):
+    """The old temporary names (``.metrics.csv.tmp`` ...) were predictable: a link planted
+    there redirected the write into another file. Now temporary files are created new,
+    under random names, and planted links are left alone."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("metrics.csv", "summary.json", "convergence.png", "final_state.npz"):
+        (out / f".{name}.tmp").symlink_to(victim)
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    code = main(["run", str(good), "--out", str(out), "--force", "--quiet"])
+    assert code in (0, 1), capsys.readouterr().err
+    assert victim.read_text() == "precious"
+    assert (out / "metrics.csv").is_file() and not (out / "metrics.csv").is_symlink()
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")
+                 and not p.is_symlink()]
+    assert leftovers == []
+
+
+def test_a_failed_write_names_the_file_and_leaves_no_temporary(tmp_path):
+    from stflow.output import atomic_output
+
+    target = tmp_path / "fig.png"
+    with pytest.raises(OSError, match="fig.png"), atomic_output(target) as f:
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+    assert list(tmp_path.iterdir()) == []

@@ -6,10 +6,12 @@ half-written file passed off as a result.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from .metrics import METRIC_COLUMNS
 
 __all__ = [
+    "atomic_output",
     "write_metrics_csv",
     "read_metrics_csv",
     "write_json",
@@ -29,13 +32,42 @@ __all__ = [
 ]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+@contextlib.contextmanager
+def atomic_output(path):
+    """A binary file to write ``path`` through: a new temporary file beside it, created
+    exclusively under a random name (``tempfile.mkstemp``: ``O_CREAT | O_EXCL``, so a file or
+    symbolic link planted under a predictable name is never followed or overwritten), renamed
+    onto ``path`` when the block ends without error and removed otherwise (a full disk or
+    Ctrl-C leaves no half-written result). An ``OSError`` names the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with atomic_output(p) as f:
+    ...     _ = f.write(b"done")
+    >>> p.read_bytes(), sorted(q.name for q in p.parent.iterdir())
+    (b'done', ['a.txt'])
+    """
+    path = Path(path)
     try:
-        tmp.write_bytes(data)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
         os.replace(tmp, path)
-    finally:  # a failed write (disk full, Ctrl-C) leaves no temporary file behind
-        tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with atomic_output(path) as f:
+        f.write(data)
 
 
 def write_metrics_csv(path, records: dict[str, np.ndarray]) -> None:
@@ -143,12 +175,8 @@ def plot_convergence(path, records: dict[str, np.ndarray], *, title: str = "") -
         tm_ax.grid(True, which="both", alpha=0.3)
         tm_ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as f:
+        fig.savefig(f, format="png")
 
 
 def write_run_outputs(

@@ -122,12 +122,10 @@ def plot_runs(paths, out, *, x: str = "bits", y: str = "error", title: str = "")
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from .output import atomic_output
+
+    with atomic_output(out) as f:
+        fig.savefig(f, format=out.suffix.lstrip(".").lower() or "png")
     return [c[0] for c in curves]
 
 

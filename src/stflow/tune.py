@@ -609,13 +609,14 @@ class _LocalSearch:
 
 def write_outputs(result: TuneResult, out_dir) -> None:
     """Write ``tuning.json`` and, when a setting was found, ``tuned.toml`` into ``out_dir``."""
-    from .output import write_json
+    from .output import atomic_output, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     toml = out / "tuned.toml"
     if result.config is not None:
-        toml.write_text(config_toml(result.config))
+        with atomic_output(toml) as f:
+            f.write(config_toml(result.config).encode())
     elif toml.exists():  # --force over an earlier tuning: no stale winner left behind
         toml.unlink()
     write_json(out / "tuning.json", result.to_dict())

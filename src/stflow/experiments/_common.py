@@ -67,13 +67,13 @@ def save_figure(fig, out_dir: Path, name: str) -> str:
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     path = Path(out_dir) / name
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    from ..output import atomic_output
     from ._figures import audit_figure, write_audit
 
-    write_audit(out_dir, name, audit_figure(fig))
+    with atomic_output(path) as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        write_audit(out_dir, name, audit_figure(fig))
     pyplot.close(fig)
-    os.replace(tmp, path)
     return name
 
 

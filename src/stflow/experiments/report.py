@@ -14,10 +14,11 @@ from __future__ import annotations
 import ast
 import base64
 import html
-import os
 import platform
 import re
 from pathlib import Path
+
+from ..output import atomic_output
 
 __all__ = ["report_markdown", "markdown_to_html", "write_report", "heading_anchor",
            "plain_text"]
@@ -302,7 +303,6 @@ def write_report(out_dir, results: list[dict], *, quick: bool, seconds: float,
             f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n")
     md_path, html_path = out / "report.md", out / "report.html"
     for path, text in ((md_path, md + "\n"), (html_path, page)):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_output(path) as f:
+            f.write(text.encode("utf-8"))
     return md_path, html_path

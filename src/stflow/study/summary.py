@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -120,12 +119,10 @@ def summary_markdown(summary: list[dict], quantities, target: dict) -> str:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from ..output import atomic_output
+
+    with atomic_output(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def write_results(out: Path, rows: list[dict]) -> None:
@@ -259,9 +256,10 @@ def write_figures(out: Path, rows: list[dict], target: dict) -> list[tuple[str, 
             ax.legend(fontsize=7)
         fig.tight_layout()
         rel = f"figures/{ycol}_vs_{xname}.png"
-        tmp = out / f"figures/.{ycol}_vs_{xname}.tmp.png"
-        fig.savefig(tmp)
-        os.replace(tmp, out / rel)
+        from ..output import atomic_output
+
+        with atomic_output(out / rel) as f:
+            fig.savefig(f, format="png")
         made.append((rel, f"{ylabel} against {xlabel}: per method the median over trials "
                           "(line) and the interquartile range (band); dotted: the target; "
                           "(n) = trials drawn"))

@@ -11,7 +11,6 @@ are those of an uninterrupted run, bit for bit.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +33,15 @@ def save_checkpoint(runner, step, state, rec, ex, prev):
     folder = checkpoint_dir(runner)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"rank{runner.rank}.step{step}.npz"
-    tmp = folder / f".rank{runner.rank}.tmp.npz"
     extra = {"rows": np.array(rec.rows, dtype=float)} if rec is not None else {}
     counters = np.array([ex.bytes_mpi, ex.bytes_same_rank, ex.messages, runner.method.draws,
                          ex.expected_bytes], dtype=np.int64)
     slowest = runner.counter.slowest(runner._max_over_ranks) or 0.0  # collective
-    np.savez(tmp, step=step, counters=counters,
-             bits=np.array([*runner.counter.totals(), slowest]),
-             **state, **extra)
-    os.replace(tmp, path)
+    from ...output import atomic_output
+
+    with atomic_output(path) as f:
+        np.savez(f, step=step, counters=counters,
+                 bits=np.array([*runner.counter.totals(), slowest]), **state, **extra)
     runner.comm.Barrier()
     if runner.rank == 0:
         from ...output import write_json
