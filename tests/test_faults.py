@@ -128,3 +128,38 @@ def test_a_failed_write_names_the_file_and_leaves_no_temporary(tmp_path):
         f.write(b"half")
         raise OSError(28, "No space left on device")
     assert list(tmp_path.iterdir()) == []
+
+
+TUNE_INTERRUPTER = """
+import os, signal
+CALLS = [0]
+def make(dim):
+    def C(Z, t):
+        CALLS[0] += 1
+        if CALLS[0] == {at}:
+            os.kill(os.getpid(), signal.{sig})
+        return Z
+    return C
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_tune_exits_130_and_writes_no_tuned_toml(tmp_path, sig):
+    """Interrupted means 130 everywhere: the search keeps what it tried in tuning.json
+    (``interrupted: true``) and never writes tuned.toml as if it had finished."""
+    import json
+
+    (tmp_path / "intr.py").write_text(TUNE_INTERRUPTER.format(at=1500, sig=sig))
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(GOOD.replace('spec = "topk:k=1"', f'spec = "py:{tmp_path}/intr.py:make"'))
+    out = tmp_path / "tuned"
+    proc = subprocess.run([sys.executable, "-m", "stflow.cli", "tune", str(cfg), "--out",
+                           str(out), "--budget", "20", "--target", "1e-3", "--quiet"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "stflow: interrupted" in proc.stderr
+    assert not (out / "tuned.toml").exists()
+    info = json.loads((out / "tuning.json").read_text())
+    assert info["interrupted"] is True and info["reason"].startswith("interrupted after")
+    assert len(info["trials"]) < 20

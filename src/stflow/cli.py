@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -464,6 +465,11 @@ def _cmd_tune(args) -> int:
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         lines = _keep_lines()
+
+        def _term(signum, frame):  # SIGTERM stops the search like Ctrl-C
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, _term)
         try:
             with log_to(None if args.quiet else lines):
                 result = tune(config, budget=args.budget, target=args.target,
@@ -472,10 +478,20 @@ def _cmd_tune(args) -> int:
         except BaseException:
             lines.unlink(missing_ok=True)
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     _make_out(out)
     if lines.exists():  # the progress lines, kept until --out could be made
         shutil.move(str(lines), str(out / PROGRESS_LOG))
     write_outputs(result, out)
+    if result.interrupted:  # never passed off as a finished tuning: no tuned.toml, exit 130
+        best = (f"; best so far {result.bits_to_target:,.0f} bits per agent"
+                if result.found else "")
+        if args.json:
+            print(json.dumps(result.to_dict()))
+        print(f"stflow: interrupted: {result.reason}{best}; wrote {out}/tuning.json (no "
+              "tuned.toml: rerun to finish)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(result.to_dict()))
     elif result.found:
@@ -533,7 +549,6 @@ def _cmd_study(args) -> int:
     created = _make_out(out)
     if args.force:
         clear_outputs(out)
-    import signal
 
     def _term(signum, frame):  # SIGTERM stops the study like Ctrl-C
         raise KeyboardInterrupt

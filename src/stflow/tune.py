@@ -170,12 +170,19 @@ class TuneResult:
     def found(self) -> bool:
         return self.params is not None
 
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C or SIGTERM stopped the search before its budget was spent (the
+        best so far is kept in ``tuning.json``, never written as ``tuned.toml``)."""
+        return self.reason.startswith("interrupted")
+
     def to_dict(self) -> dict:
         keys = ("method", "scheme", "compressor", "params", "rounds_to_target",
                 "bits_to_target", "robust_bits_to_target", "evaluations", "runs", "target",
                 "budget", "seed", "record_every", "rounds_cap", "reason", "trials")
         out = {k: getattr(self, k) for k in keys}
         out["found"] = self.found
+        out["interrupted"] = self.interrupted
         return out
 
 
@@ -614,9 +621,9 @@ def write_outputs(result: TuneResult, out_dir) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     toml = out / "tuned.toml"
-    if result.config is not None:
+    if result.config is not None and not result.interrupted:
         with atomic_output(toml) as f:
             f.write(config_toml(result.config).encode())
-    elif toml.exists():  # --force over an earlier tuning: no stale winner left behind
+    elif toml.exists():  # --force over an earlier tuning, or interrupted: no stale winner
         toml.unlink()
     write_json(out / "tuning.json", result.to_dict())
