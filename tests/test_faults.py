@@ -163,3 +163,45 @@ def test_an_interrupted_tune_exits_130_and_writes_no_tuned_toml(tmp_path, sig):
     info = json.loads((out / "tuning.json").read_text())
     assert info["interrupted"] is True and info["reason"].startswith("interrupted after")
     assert len(info["trials"]) < 20
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_stops_reproduce_and_its_workers_with_exit_130(tmp_path):
+    """SIGTERM to ``reproduce --jobs 2``: exit 130 and a line saying so, the workers gone,
+    the report written with the unfinished experiments marked (not '3 of 3 ok', exit 0)."""
+    import signal
+    import time
+
+    out = tmp_path / "rep"
+    proc = subprocess.Popen([sys.executable, "-m", "stflow.cli", "reproduce", "--quick",
+                             "--only", "E9,E1", "--jobs", "2", "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not (out / "E9").exists() and time.monotonic() < deadline:  # workers started
+        time.sleep(0.2)
+    time.sleep(1.0)
+    children = _children(proc.pid)
+    assert children, "the pool's workers should be running"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stflow: interrupted:" in err and "Traceback" not in err
+    time.sleep(0.5)
+    alive = [p for p in children if Path(f"/proc/{p}").exists()
+             and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
+    assert alive == []
+    report = (out / "report.md").read_text()
+    assert "interrupted" in report

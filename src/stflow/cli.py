@@ -412,12 +412,25 @@ def _cmd_reproduce(args) -> int:
     jobs = min(2, os.cpu_count() or 1) if args.jobs is None else args.jobs
     if jobs < 1:
         raise InputError(f"--jobs must be >= 1 (got {jobs}): e.g. --jobs 2")
+    from .experiments import SuiteInterrupted
+
     out = _check_out(args.out, allow_nonempty=args.force)
     created = _make_out(out)
+
+    def _term(signum, frame):  # SIGTERM stops the suite like Ctrl-C (workers included)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _term)
     try:
         with log_to(None if args.quiet else out / PROGRESS_LOG):
             results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
+    except SuiteInterrupted as exc:
+        print(f"stflow: interrupted: {exc.finished} of {exc.total} experiments finished, kept "
+              f"in {out} (report.html marks the others interrupted); rerun to finish",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
+        signal.signal(signal.SIGTERM, previous)
         _drop_if_empty(out, created)
     failed = [r for r in results if not r["ok"]]
     for r in failed:

@@ -17,7 +17,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["InterruptFlag", "catch_interrupts", "INTERRUPT_SIGNALS"]
+__all__ = ["InterruptFlag", "catch_interrupts", "INTERRUPT_SIGNALS", "requested_signal",
+           "clear_request"]
+
+#: The last signal any :func:`catch_interrupts` block caught in this process (a suite of
+#: runs, such as ``stflow reproduce``, stops after the run that was interrupted).
+_SEEN: dict = {"signal": None}
+
+
+def requested_signal() -> str | None:
+    """Name of the signal a run of this process was stopped by (None if none was)."""
+    return _SEEN["signal"]
+
+
+def clear_request() -> None:
+    """Forget :func:`requested_signal` (a new suite starts)."""
+    _SEEN["signal"] = None
 
 #: The signals :func:`catch_interrupts` turns into a stop request.
 INTERRUPT_SIGNALS = ("SIGINT", "SIGTERM")
@@ -66,6 +81,7 @@ def catch_interrupts(signals=INTERRUPT_SIGNALS) -> Iterator[InterruptFlag]:
             raise KeyboardInterrupt
         flag.requested = True
         flag.signal = signal.Signals(signum).name
+        _SEEN["signal"] = flag.signal
 
     previous = {}
     try:

@@ -21,6 +21,8 @@ import time
 import traceback
 from pathlib import Path
 
+from ..interrupts import clear_request, requested_signal
+
 __all__ = ["EXPERIMENTS", "experiment_names", "load_experiment", "planned_runs", "run_one",
            "run_suite"]
 
@@ -181,27 +183,41 @@ _COST_HINT = {"E9": 400, "E12": 250, "E13": 95, "E11": 60}
 
 def _run_pool(ctx, queue, jobs, names, out, quick, quiet, results):
     """Run ``names`` on a pool of ``jobs`` spawned workers, the longest first."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                              initargs=(queue,)) as pool:
         order = sorted(names, key=lambda n: -_COST_HINT.get(n, 0))
         futures = {pool.submit(_run_in_worker, name, str(out), quick): name for name in order}
-        bar = _Progress(names, quick, quiet)  # reads the plans while the workers start
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(queue, bar)
-            for fut in done:
-                name = futures[fut]
-                try:
-                    results[name] = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died
-                    results[name] = {"name": name, "title": name, "ok": False,
-                                     "figures": [], "error": f"worker failed: {exc}",
-                                     "seconds": 0.0}
-                bar.finish(name)
+        try:
+            bar = _Progress(names, quick, quiet)  # reads the plans while the workers start
+            _collect(futures, queue, bar, results)
+        except BaseException:  # Ctrl-C or SIGTERM: stop the workers now, none left behind
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return bar
+
+
+def _collect(futures, queue, bar, results) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        _drain(queue, bar)
+        if requested_signal() is not None:  # a run in this process caught the signal
+            raise KeyboardInterrupt
+        for fut in done:
+            name = futures[fut]
+            try:
+                results[name] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died
+                results[name] = {"name": name, "title": name, "ok": False,
+                                 "figures": [], "error": f"worker failed: {exc}",
+                                 "seconds": 0.0}
+            bar.finish(name)
 
 
 def _init_worker(queue) -> None:
@@ -212,6 +228,8 @@ def _run_in_worker(name: str, out_dir: str, quick: bool) -> dict:
     queue = _WORKER.get("queue")
 
     def progress(message: str = "") -> None:
+        if requested_signal() is not None:  # the run just finished was interrupted: stop
+            raise KeyboardInterrupt
         if queue is not None:
             queue.put((name, str(message)))
 
@@ -242,12 +260,48 @@ def run_suite(out_dir, names, *, quick: bool = False, jobs: int = 1, quiet: bool
     out = Path(out_dir)
     results: dict[str, dict] = {}
     started = time.perf_counter()
+    clear_request()
+    try:
+        _run_all(out, names, quick, jobs, quiet, results)
+    except KeyboardInterrupt:  # keep what finished, mark the rest, and say so (exit 130)
+        ordered = [results.get(n) or {"name": n, "title": n, "ok": False, "figures": [],
+                                      "captions": {}, "error": "interrupted before it finished",
+                                      "interrupted": True, "seconds": 0.0} for n in names]
+        write_report(out, ordered, quick=quick, seconds=time.perf_counter() - started,
+                     jobs=jobs)
+        raise SuiteInterrupted(sum(1 for r in ordered if r["ok"]), len(names)) from None
+    ordered = [results[n] for n in names]
+    write_report(out, ordered, quick=quick, seconds=time.perf_counter() - started, jobs=jobs)
+    return ordered
+
+
+class SuiteInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped :func:`run_suite`: ``finished`` of ``total`` experiments
+    completed (kept, with the report); the CLI exits 130."""
+
+    def __init__(self, finished: int, total: int):
+        super().__init__(f"{finished} of {total} experiments finished")
+        self.finished, self.total = finished, total
+
+
+def _run_all(out, names, quick, jobs, quiet, results):
     if jobs <= 1 or len(names) <= 1:
         bar = _Progress(names, quick, quiet)
-        for name in names:
-            results[name] = run_one(name, out, quick,
-                                    progress=lambda msg, name=name: bar.tick(name, msg))
-            bar.finish(name)
+
+        def tick(name, msg):
+            if requested_signal() is not None:  # the run just finished was interrupted
+                raise KeyboardInterrupt
+            bar.tick(name, msg)
+
+        try:
+            for name in names:
+                result = run_one(name, out, quick, progress=lambda msg, name=name: tick(name, msg))
+                if requested_signal() is not None:
+                    raise KeyboardInterrupt
+                results[name] = result
+                bar.finish(name)
+        finally:
+            bar.close()
     else:
         import multiprocessing as mp
 
@@ -267,7 +321,5 @@ def run_suite(out_dir, names, *, quick: bool = False, jobs: int = 1, quiet: bool
                     os.environ[k] = v
         _drain(queue, bar)  # the workers have exited, so every tick is in the pipe now
         queue.close()
-    bar.close()
-    ordered = [results[n] for n in names]
-    write_report(out, ordered, quick=quick, seconds=time.perf_counter() - started, jobs=jobs)
-    return ordered
+        bar.close()
+    return bar
