@@ -205,3 +205,45 @@ def test_sigterm_stops_reproduce_and_its_workers_with_exit_130(tmp_path):
     assert alive == []
     report = (out / "report.md").read_text()
     assert "interrupted" in report
+
+
+LOCK_HOLDER = """
+import sys, time
+from stflow.output import lock_folder
+lock_folder(sys.argv[1])
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_two_commands_into_one_out_the_second_is_refused(tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        good = tmp_path / "good.toml"
+        good.write_text(GOOD)
+        code = main(["run", str(good), "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "is in use by another stflow command" in err, err
+        assert list(out.iterdir()) == []  # nothing written beside the other command
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # the lock went with its process: the folder is free again
+    assert main(["run", str(good), "--out", str(out), "--quiet"]) in (0, 1)
+
+
+def test_mpiexec_without_backend_mpi_is_refused(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    env = {**os.environ, "PMI_SIZE": "2", "PMI_RANK": "0"}  # what mpiexec (Hydra) sets
+    proc = subprocess.run([sys.executable, "-m", "stflow.cli", "run", str(good), "--out",
+                           str(tmp_path / "o"), "--quiet"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "add --backend mpi" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .output import lock_folder, release_folders
 from .progress import PROGRESS_LOG, log_to
 
 __all__ = [
@@ -237,12 +238,31 @@ def _cmd_run(args) -> int:
             "--checkpoint-every and --resume need --backend mpi (got --backend sim): "
             "add --backend mpi and launch with mpiexec, or drop them"
         )
+    launched = _mpi_launch_size()
+    if launched > 1:
+        raise InputError(
+            f"stflow run was started by mpiexec on {launched} processes but --backend is sim: "
+            "each would run the whole problem alone into the same --out; add --backend mpi "
+            "(or run without mpiexec)"
+        )
     out = _check_out(args.out, allow_nonempty=args.force)
     created = _make_out(out)
     try:
+        lock_folder(out)
         return _run_sim(args, out)
     finally:
         _drop_if_empty(out, created)
+
+
+def _mpi_launch_size() -> int:
+    """Processes mpiexec started (MPICH/Hydra ``PMI_SIZE``, Open MPI ``OMPI_COMM_WORLD_SIZE``),
+    read from the environment without initializing MPI; 1 when not under mpiexec."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+        try:
+            return max(1, int(os.environ[var]))
+        except (KeyError, ValueError):
+            continue
+    return 1
 
 
 def _run_sim(args, out: Path) -> int:
@@ -422,6 +442,7 @@ def _cmd_reproduce(args) -> int:
 
     previous = signal.signal(signal.SIGTERM, _term)
     try:
+        lock_folder(out)
         with log_to(None if args.quiet else out / PROGRESS_LOG):
             results = run_suite(out, names, quick=args.quick, jobs=jobs, quiet=args.quiet)
     except SuiteInterrupted as exc:
@@ -560,6 +581,11 @@ def _cmd_study(args) -> int:
         raise InputError(f"--out {args.out!r} holds no study to resume (no study.json): give "
                          "the --out of an earlier stflow study, or drop --resume")
     created = _make_out(out)
+    try:
+        lock_folder(out)  # before --force clears anything: another study may be writing
+    except InputError:
+        _drop_if_empty(out, created)
+        raise
     if args.force:
         clear_outputs(out)
 
@@ -700,6 +726,8 @@ def main(argv=None) -> int:
         return _failed(exc, args)
     except KeyboardInterrupt as exc:
         return _failed(exc, args)
+    finally:
+        release_folders()  # the --out lock lasts as long as the command
 
 
 def _failed(exc: BaseException, args) -> int:

@@ -20,6 +20,8 @@ from .metrics import METRIC_COLUMNS
 
 __all__ = [
     "atomic_output",
+    "lock_folder",
+    "release_folders",
     "write_metrics_csv",
     "read_metrics_csv",
     "write_json",
@@ -63,6 +65,50 @@ def atomic_output(path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+#: Folders this process holds locked (file descriptors kept open until the process ends).
+_LOCKS: dict = {}
+
+
+def lock_folder(folder, what: str = "--out") -> None:
+    """Hold an exclusive lock on ``folder`` for the rest of this process, or refuse with one
+    line when another stflow command holds it (``flock`` on the folder itself: nothing is
+    written into it, and the lock goes with the process, even after a crash).
+
+    Two commands writing one ``--out`` at once would overwrite each other's files; so would
+    ``mpiexec -n 2 stflow run`` without ``--backend mpi`` (two independent runs).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> lock_folder(d); lock_folder(d)  # taking it again in the same process is a no-op
+    """
+    import fcntl
+
+    from .errors import InputError
+
+    key = os.path.realpath(folder)
+    if key in _LOCKS:
+        return
+    fd = os.open(key, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InputError(
+            f"{what} {str(folder)!r} is in use by another stflow command writing there: wait "
+            "for it to end or choose another folder (under mpiexec, add --backend mpi)"
+        ) from None
+    _LOCKS[key] = fd
+
+
+def release_folders() -> None:
+    """Release every lock :func:`lock_folder` took (the end of a command)."""
+    while _LOCKS:
+        _, fd = _LOCKS.popitem()
+        os.close(fd)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

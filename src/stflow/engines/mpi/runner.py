@@ -278,6 +278,10 @@ class Runner:
                 f"--out {str(self.out)!r} exists and is not a folder: give a folder path"
             )
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:  # one lock per run (the ranks may share a host)
+            from ...output import lock_folder
+
+            lock_folder(self.out)
 
     def _build_shared(self, config, n, d, smoothness, x_star):
         """Graph, compressor and method exactly as :func:`stflow.config.build_run`."""
