@@ -537,6 +537,10 @@ def _cmd_tune(args) -> int:
             f"{result.robust_bits_to_target:,.0f}; {params}; {result.evaluations} candidates, "
             f"{result.runs} runs; wrote {out}/tuned.toml and {out}/tuning.json"
         )
+        for w in result.widened:  # a winner on an edge of its box: said, not hidden
+            print(f"stflow: the winner sat on an edge ({', '.join(w['edges'])}): the box was "
+                  f"re-centred on it and searched with {w['candidates']} more candidates",
+                  file=sys.stderr)
     else:
         print(f"stflow: no robust setting found: {result.reason}; wrote {out}/tuning.json",
               file=sys.stderr)

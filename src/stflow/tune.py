@@ -22,17 +22,18 @@ candidate that would beat the current winner. A run that cannot beat the winner 
 (it has not reached the target after the winner's number of rounds) is cut there and rerun
 in full only if it reached the target earlier (pruning; it changes the cost, not the result).
 
-Search space (identical rule for every method): each tunable parameter within a factor
-``span`` (default :data:`SPAN`) of the config's value (``"auto"`` resolved first), on a log
-scale, intersected with its declared bounds (LEAD's ``alpha`` stays in (0, 1]); the flows'
-``h`` within a factor :data:`STEP_SPAN` of the config's step. The first candidate is the
-config itself. A time-varying compressor keeps its window per round: ``tau`` of
-``scalarize`` (cyclic, random) and ``randk`` is multiplied by ``h / h_0`` and the sinusoid's
-``freq`` divided by it (:func:`rescale_compressor_time`); the spec string is rewritten.
-
-For the flows, ``h`` is redundant with the gains: one round depends on ``h alpha``,
-``h beta``, ``h eta`` and ``h gamma`` only (SPEC section 5, all three schemes), so ``h`` acts
-as a common scale of the per-round gains in the search.
+Search space (identical rule for every method, :func:`search_space`): each tunable
+parameter on a log scale in a box of width ``span**2`` (``span`` each way, default
+:data:`SPAN`) around the config's value (``"auto"`` resolved first); a box that would cross
+a declared bound slides along it and keeps its width. Every searched value is a per-round
+quantity: for the flows, one round depends on ``h alpha``, ``h beta``, ``h eta`` and
+``h gamma`` only (SPEC section 5), so ``h`` stays fixed (``tune_step=True`` adds it, with
+the same width; comparisons leave it off, since it multiplies every gain at once). A winner
+within :data:`EDGE` of an edge that is not a bound re-centres the box on it and searches
+again with :data:`WIDEN_SHARE` of the budget (``widened`` in the result). The first
+candidate is the config itself. With ``tune_step``, a time-varying compressor keeps its
+window per round: ``tau`` of ``scalarize`` (cyclic, random) and ``randk`` is multiplied by
+``h / h_0`` and the sinusoid's ``freq`` divided by it (:func:`rescale_compressor_time`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ from .errors import InputError
 __all__ = [
     "SPAN",
     "STEP_SPAN",
+    "EDGE",
+    "WIDEN_SHARE",
+    "search_space",
     "ROBUST_RUNS",
     "PERTURBATION",
     "RECORD_EVERY",
@@ -64,8 +68,14 @@ __all__ = [
 
 #: Default search span: each parameter within this factor of the config's value.
 SPAN = 30.0
-#: The flows' step h within this factor of the config's step.
-STEP_SPAN = 10.0
+#: Kept for compatibility: ``tune_step`` now searches h with the same width as every gain.
+STEP_SPAN = SPAN
+#: A winner within this factor of an edge of its box is on the edge: the box is re-centred
+#: on it and searched again with :data:`WIDEN_SHARE` of the budget (at most
+#: :data:`MAX_WIDENINGS` times), for every method alike.
+EDGE = 1.1
+WIDEN_SHARE = 0.25
+MAX_WIDENINGS = 2
 #: Perturbed runs in the robustness check, and the relative size of the perturbation.
 ROBUST_RUNS = 5
 PERTURBATION = 0.1
@@ -94,13 +104,14 @@ class _Criterion:
 
 def first_hit(records: dict, column: str = "relative_error", target: float = 1e-6, *,
               at_least: bool = False) -> tuple[int | None, bool]:
-    r"""Index of the first recorded row meeting the target, and whether every later row does.
+    r"""Index of the recorded row from which the target *stays* met to the end, and whether
+    there is one (one rule for ``--target`` and ``--target-accuracy``).
 
-    The criterion is ``records[column] <= target`` (``>=`` with ``at_least``). For an
-    accuracy target (``at_least``) the row is the one from which the accuracy *stays* at or
-    above the target to the end (a minibatch run's accuracy crosses the target and may dip
-    once or twice before it settles; the issue's rule is "reaches A and stays there"), so a
-    run counts exactly when its last record meets the target.
+    The criterion is ``records[column] <= target`` (``>=`` with ``at_least``). A run counts
+    exactly when its last record meets the target; it is scored at the first row from
+    which every later row meets it too. A run that touches the target, leaves it and comes
+    back is scored where it came back for good; one that leaves it at the end does not
+    count.
 
     Examples
     --------
@@ -108,23 +119,19 @@ def first_hit(records: dict, column: str = "relative_error", target: float = 1e-
     >>> first_hit(rec, target=1e-6)
     (2, True)
     >>> first_hit({"relative_error": np.array([1.0, 1e-7, 1e-5])}, target=1e-6)
-    (1, False)
+    (None, False)
+    >>> first_hit({"relative_error": np.array([1.0, 4.8e-7, 1.5e-6, 1e-7, 1e-8])}, target=1e-6)
+    (3, True)
     >>> first_hit(rec, target=1e-9)
     (None, False)
     >>> first_hit({"acc": np.array([0.5, 0.94, 0.92, 0.95])}, "acc", 0.93, at_least=True)
     (3, True)
     """
     ok = _Criterion(column, target, at_least).holds(np.asarray(records[column], dtype=float))
-    if at_least:
-        if ok.size == 0 or not ok[-1]:
-            return None, False
-        misses = np.flatnonzero(~ok)
-        return (int(misses[-1]) + 1 if misses.size else 0), True
-    hits = np.flatnonzero(ok)
-    if hits.size == 0:
+    if ok.size == 0 or not ok[-1]:
         return None, False
-    i = int(hits[0])
-    return i, bool(ok[i:].all())
+    misses = np.flatnonzero(~ok)
+    return (int(misses[-1]) + 1 if misses.size else 0), True
 
 
 @dataclass
@@ -165,6 +172,9 @@ class TuneResult:
     reason: str
     config: dict | None = None
     trials: list = field(default_factory=list)
+    #: One entry per widening of the box (a winner on an edge): the edges, the boxes before
+    #: and after, and the candidates spent there.
+    widened: list = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -179,7 +189,7 @@ class TuneResult:
     def to_dict(self) -> dict:
         keys = ("method", "scheme", "compressor", "params", "rounds_to_target",
                 "bits_to_target", "robust_bits_to_target", "evaluations", "runs", "target",
-                "budget", "seed", "record_every", "rounds_cap", "reason", "trials")
+                "budget", "seed", "record_every", "rounds_cap", "reason", "trials", "widened")
         out = {k: getattr(self, k) for k in keys}
         out["found"] = self.found
         out["interrupted"] = self.interrupted
@@ -281,21 +291,67 @@ def config_toml(config: dict) -> str:
 # ----------------------------------------------------------------------------- the search
 
 
-def _space(base: dict, tunables, *, tune_step: bool, span: float) -> dict:
-    """name -> (low, high, log, center) of every searched value."""
+def search_space(base: dict, tunables, *, span: float = SPAN, tune_step: bool = False,
+                 centre: dict | None = None) -> dict:
+    r"""The search box of every tuned value: ``name -> (low, high, log, centre)``.
+
+    The same rule for every parameter of every method: a log-scale box of width
+    ``span**2`` (``high / low = span**2``) around its centre (the config's value, ``"auto"``
+    resolved, or ``centre[name]``). Every tuned value is a per-round quantity of one round
+    (a peer's ``lr``, ``alpha``, ``gamma``; a flow's gains at the config's fixed step ``h``,
+    since one round depends on ``h alpha, h beta, h eta, h gamma`` only), so equal widths
+    mean equal freedom. A declared bound keeps the width: a box that would cross
+    ``high`` is slid down to ``[high / span**2, high]`` (and up from ``low`` likewise), so
+    its centre moves instead of its width shrinking. ``tune_step`` (off by default) adds the
+    flows' ``h`` with the same width; it multiplies every gain, so it is off for a fair
+    comparison.
+
+    Examples
+    --------
+    >>> from stflow.params import Param
+    >>> box = search_space({"method": {"lr": 0.5, "gamma": 0.9}},
+    ...                    [Param("lr", 0.5, "step"), Param("gamma", 0.9, "mix", high=1.0)])
+    >>> [round(box["lr"][1] / box["lr"][0]) for _ in (0,)], box["gamma"][1]
+    ([900], 1.0)
+    >>> round(box["gamma"][1] / box["gamma"][0])
+    900
+    """
+    width = float(span) ** 2
     space = {}
     for p in tunables:
-        v0 = float(base["method"][p.name])
-        lo = max(v0 / span, p.low + 1e-12 * max(abs(p.low), 1.0))
-        hi = min(v0 * span, p.high)
-        if p.log:
-            space[p.name] = (lo, hi, True, v0)
-        else:
-            space[p.name] = (lo, hi, False, v0)
+        c = float((centre or {}).get(p.name, base["method"][p.name]))
+        lo, hi = c / span, c * span
+        if hi > p.high:
+            hi, lo = p.high, p.high / width
+        floor = p.low + 1e-12 * max(abs(p.low), 1.0)
+        if lo < floor:
+            lo, hi = floor, min(floor * width, p.high)
+        space[p.name] = (lo, hi, True, min(max(c, lo), hi))
     if tune_step:
-        h0 = float(base["solver"]["step"])
-        space["step"] = (h0 / STEP_SPAN, h0 * STEP_SPAN, True, h0)
+        h = float((centre or {}).get("step", base["solver"]["step"]))
+        space["step"] = (h / span, h * span, True, h)  # the same width as every gain
     return space
+
+
+def _space(base: dict, tunables, *, tune_step: bool, span: float) -> dict:
+    return search_space(base, tunables, span=span, tune_step=tune_step)
+
+
+def _on_edge(values: dict, space: dict, tunables) -> list[tuple[str, str]]:
+    """The searched values of a winner within :data:`EDGE` of its box's edge, where the edge
+    is not a declared bound (a bound cannot be widened): ``[(name, "low" | "high")]``."""
+    bounds = {p.name: p for p in tunables}
+    out = []
+    for k, (lo, hi, _log, _c) in space.items():
+        if not hi > lo or k not in values:
+            continue
+        v = float(values[k])
+        p = bounds.get(k)
+        if v <= lo * EDGE and not (p is not None and lo <= p.low + 1e-9 * max(abs(p.low), 1)):
+            out.append((k, "low"))
+        if v >= hi / EDGE and not (p is not None and hi >= p.high):
+            out.append((k, "high"))
+    return out
 
 
 def _candidate(base: dict, values: dict, rounds: int, h0: float, spec0: str | None) -> dict:
@@ -403,8 +459,8 @@ def _prepare(config: dict, record_every: int, tune_step):
                 and not (p.zero and base["method"].get(p.name) == 0)]
     is_flow = cls.flow_gains
     spec = base["compressor"]["spec"] if run.compressor is not None else None
-    if tune_step is None:
-        tune_step = is_flow and (spec is None or "py:" not in spec)
+    if tune_step is None:  # fixed h: the gains are the per-round quantities, as a peer's lr
+        tune_step = False
     if tune_step and not is_flow:
         raise InputError(
             f'tune_step is only for the primal-dual flows (got [method] kind = "{kind}", whose '
@@ -435,7 +491,9 @@ def tune(
               \quad u_j \sim U[-1, 1]^p,
 
     with Optuna's TPE sampler seeded by ``seed`` (the config itself is the first candidate).
-    ``tune_step`` (default: the flows, unless a ``py:`` compressor) also tunes ``h``.
+    ``tune_step`` (default off) also tunes the flows' ``h``. A winner on an edge of its box
+    (:func:`search_space`) re-centres the box on it and spends :data:`WIDEN_SHARE` of the
+    budget more there (``widened`` in the result says so).
 
     Examples
     --------
@@ -475,11 +533,33 @@ def tune(
     cap = max(1, int(round(s["horizon"] / h0)))
     space = _space(base, tunables, tune_step=tune_step, span=float(span))
     kind, scheme = base["method"]["kind"], s["scheme"]
+    widened = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         best, trials, runs, reason = _search(base, space, tunables, crit, cap, h0, spec0,
                                              budget=int(budget), seed=int(seed),
                                              progress=progress)
+        extra = max(1, int(round(WIDEN_SHARE * int(budget))))
+        while best is not None and not reason and len(widened) < MAX_WIDENINGS:
+            edges = _on_edge(best[0], space, tunables)
+            if not edges:
+                break
+            new_space = search_space(base, tunables, span=float(span), tune_step=tune_step,
+                                     centre=best[0])
+            widened.append({"edges": [f"{k} at its {side} edge" for k, side in edges],
+                            "from": {k: [space[k][0], space[k][1]] for k, _ in edges},
+                            "to": {k: [new_space[k][0], new_space[k][1]] for k, _ in edges},
+                            "candidates": extra})
+            space = new_space
+            best2, trials2, runs2, reason = _search(
+                base, space, tunables, crit, cap, h0, spec0, budget=extra,
+                seed=int(seed) + len(widened), progress=progress)
+            for t in trials2:
+                t["phase"] = f"widened {len(widened)}"
+            trials += trials2
+            runs += runs2
+            if best2 is not None and best2[1].bits < best[1].bits:
+                best = best2
     seen = set()
     for w in caught:  # each distinct warning of the runs once
         key = (w.category, str(w.message))
@@ -490,7 +570,7 @@ def tune(
                   target={"column": crit.column, "value": crit.target,
                           "direction": ">=" if crit.at_least else "<="},
                   budget=int(budget), seed=int(seed), record_every=s["record_every"],
-                  rounds_cap=cap, trials=trials)
+                  rounds_cap=cap, trials=trials, widened=widened)
     if best is None:
         return TuneResult(compressor=spec0, params=None, rounds_to_target=None,
                           bits_to_target=None, robust_bits_to_target=None,
@@ -535,7 +615,15 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
     if progress:  # a tqdm bar in a terminal, plain lines at intervals elsewhere
         from .progress import progress_bar
 
-        bar = progress_bar(total=budget, desc="stflow tune", unit="candidate")
+        # every run counts (robustness reruns too): at most 2 + ROBUST_RUNS per candidate
+        bar = progress_bar(total=budget * (2 + ROBUST_RUNS), desc="stflow tune", unit="run")
+    done_runs = [0]
+
+    def tick(n: int) -> None:
+        if bar is not None and n:
+            n = min(n, bar.total - done_runs[0])
+            done_runs[0] += n
+            bar.update(n)
     best = None  # (values, outcome, robust bits)
     trials, runs, reason = [], 0, ""
     explore = max(1, int(round(EXPLORE_SHARE * budget)))
@@ -550,6 +638,7 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
             prune = None if best is None else best[1].rounds  # bits = rounds * bits/round
             out = _evaluate(cfg, crit, cap, prune)
             runs += out.runs
+            tick(out.runs)
             entry = {"params": {k: float(v) for k, v in values.items()},
                      "bits_to_target": out.bits if out.counted else None,
                      "rounds_to_target": out.rounds, "diverged": out.diverged,
@@ -563,6 +652,7 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
                     pv = _perturbed(values, space, tunables, rng)
                     o = _evaluate(_candidate(base, pv, cap, h0, spec0), crit, cap, None)
                     runs += o.runs
+                    tick(o.runs)
                     bits.append(o.bits if o.counted else math.inf)
                 robust = float(np.median(bits))
                 entry["robust_bits_to_target"] = None if math.isinf(robust) else robust
@@ -574,9 +664,10 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
             study.tell(trial, score)
             es.update({k: values[k] for k in dists}, score, refining=n >= explore)
             if bar is not None:
-                bar.update(1)
-                if best is not None:
-                    bar.set_postfix_str(f"best {best[1].bits:,.0f} bits")
+                bar.set_postfix_str(f"candidate {n + 1} of {budget}" + (
+                    f", best {best[1].bits:,.0f} bits" if best is not None else ""))
+        if bar is not None:  # the budget is spent: fill the rest of the upper bound
+            tick(bar.total - done_runs[0])
     except KeyboardInterrupt:
         reason = f"interrupted after {len(trials)} of {budget} candidates"
     finally:
