@@ -467,9 +467,11 @@ def test_tune_outside_a_terminal_prints_lines_and_keeps_them(tmp_path, capsys, m
     main(["tune", str(cfg), "--budget", "3", "--target", "1e-4", "--out", str(out)])
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("stflow tune: ")]
-    assert lines[0].startswith("stflow tune: 0 of 3 candidates (0%)")
-    assert lines[-1].startswith("stflow tune: 3 of 3 candidates (100%)")
-    assert len(lines) == 4  # one per candidate: each is a third of the budget
+    # the bar counts runs (robustness reruns included) against the upper bound 3 * (2 + 5)
+    assert lines[0].startswith("stflow tune: 0 of 21 runs (0%)")
+    assert lines[-1].startswith("stflow tune: 21 of 21 runs (100%)")
+    assert "candidate 3 of 3" in lines[-1]
+    assert len(lines) >= 3  # a line per 10 % crossed, at least start, a run and the end
     assert (out / "progress.log").read_text().splitlines() == lines
 
 
