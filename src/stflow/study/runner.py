@@ -139,7 +139,7 @@ def run_cell(cell: dict, out_dir: str, target: dict, init: str = "zeros") -> dic
                 tuning = tune(cfg, budget=int(t["budget"]), target=t["target"],
                               target_accuracy=t["target_accuracy"], seed=int(cell["seed"]),
                               span=float(t["span"]))
-                if tuning.evaluations < int(t["budget"]):  # the tuner caught a Ctrl-C
+                if tuning.interrupted:  # the tuner caught a Ctrl-C
                     raise KeyboardInterrupt
                 write_outputs(tuning, folder)
                 if tuning.found:
