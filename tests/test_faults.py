@@ -6,12 +6,14 @@ the earlier ``metrics.csv`` and ``summary.json``: the run is built and checked f
 """
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stflow.cli import main
@@ -247,3 +249,86 @@ def test_mpiexec_without_backend_mpi_is_refused(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "add --backend mpi" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+# ---- inputs that used to exit 4 (internal error) or be ignored: exit 2 with one line ----
+
+def _run_text(tmp_path, text, *extra, name="c.toml"):
+    cfg = tmp_path / name
+    cfg.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", *extra])
+
+
+BAD_INPUT = {
+    "5000-digit integer": (GOOD.replace("record_every = 50", "record_every = " + "9" * 5000),
+                           "more than 4300 digits"),
+    "5000-deep nesting": (GOOD + "[extra]\nx = " + "[" * 5000 + "]" * 5000 + "\n",
+                          "nests arrays or tables too deeply"),
+    "horizon / step overflows": (GOOD.replace("step = 1e-2", "step = 1e-300")
+                                 .replace("horizon = 2.0", "horizon = 1e308"),
+                                 "not a finite number of steps"),
+    "built-in dataset, foreign target": (
+        GOOD.replace('kind = "quadratic"\nagents = 4\ndim = 3',
+                     'kind = "logistic"\ndataset = "breast_cancer"\ntarget = "nope"\nagents = 4')
+        .replace('spec = "topk:k=1"', 'spec = "identity"'),
+        "does not name the target of the built-in data set 'breast_cancer'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
+    text, needle = BAD_INPUT[case]
+    assert _run_text(tmp_path, text) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stflow: error:") and needle in err[0], err
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_a_fifo_config_is_refused_without_blocking(tmp_path, capsys):
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)  # reading it would block forever: nobody writes
+    assert main(["run", str(fifo), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+
+
+def test_a_utf8_bom_config_is_read(tmp_path, capsys):
+    # the same run with and without the byte-order mark: same metrics
+    assert _run_text(tmp_path, b"\xef\xbb\xbf" + GOOD.encode()) in (0, 1)
+    with_bom = (tmp_path / "o" / "metrics.csv").read_text()
+    (tmp_path / "c.toml").write_text(GOOD)
+    plain = tmp_path / "o3"
+    assert main(["run", str(tmp_path / "c.toml"), "--out", str(plain), "--quiet"]) in (0, 1)
+    assert with_bom.splitlines()[1:] == (plain / "metrics.csv").read_text().splitlines()[1:]
+
+
+@pytest.mark.parametrize("method", ['kind = "choco"\nlr = 1e6', 'kind = "observer"\ngamma = 1e12'])
+def test_topk_on_a_non_finite_state_reports_diverged_exit_3(tmp_path, capsys, method):
+    text = GOOD.replace('kind = "observer"', method)
+    assert _run_text(tmp_path, text) == 3
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert "internal error" not in capsys.readouterr().err
+
+
+def test_topk_keeps_k_entries_of_a_row_with_nan():
+    from stflow.compressors import make_compressor
+
+    c = make_compressor("topk:k=2", 4)
+    Z = np.array([[1.0, np.nan, -3.0, 0.5], [np.nan, np.nan, np.nan, np.nan]])
+    out = c(Z, 0.0)
+    assert np.isnan(out[0, 1]) and out[0, 2] == -3.0 and out[0, 0] == 0 and out[0, 3] == 0
+    assert np.isnan(out[1, :2]).all() and (out[1, 2:] == 0).all()  # ties: lower indices
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--seed", "-1", "--target", "1e-3"], "--seed must be an integer >= 0 (got -1)"),
+    (["--target", "5"], "--target must be a relative error in (0, 1) (got 5)"),
+])
+def test_tune_bad_arguments_exit_2(tmp_path, capsys, args, needle):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD)
+    assert main(["tune", str(cfg), "--out", str(tmp_path / "t"), "--budget", "2", "--quiet",
+                 *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "t").exists()

@@ -493,6 +493,11 @@ def _cmd_tune(args) -> int:
     from .config import load_config
     from .tune import tune, write_outputs
 
+    if args.seed < 0:
+        raise InputError(f"--seed must be an integer >= 0 (got {args.seed}): e.g. --seed 0")
+    if args.target is not None and not 0 < args.target < 1:
+        raise InputError(f"--target must be a relative error in (0, 1) (got {args.target:g}): "
+                         "e.g. --target 1e-6")
     out = _check_out(args.out, allow_nonempty=args.force)
     config = load_config(args.config)
     with warnings.catch_warnings():

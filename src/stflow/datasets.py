@@ -155,7 +155,7 @@ def _data_path(name: str):
     return resources.files("stflow").joinpath("data", f"{name}.npz")
 
 
-def load_dataset(name: str) -> Table:
+def load_dataset(name: str, *, target: str | None = None) -> Table:
     """One of the built-in data sets of :data:`DATASETS` (no download).
 
     Examples
@@ -175,7 +175,7 @@ def load_dataset(name: str) -> Table:
             'pick one, or give your own table with data = "file.csv" and target = "column"'
         )
     with resources.as_file(_data_path(name)) as path, np.load(path, allow_pickle=False) as z:
-        return Table(
+        table = Table(
             name=name,
             X=np.array(z["X"], dtype=np.float64),
             y=np.array(z["y"], dtype=np.float64),
@@ -183,6 +183,13 @@ def load_dataset(name: str) -> Table:
             target_name=str(z["target_name"]),
             feature_scale=float(z["feature_scale"]) if "feature_scale" in z.files else None,
         )
+    if target is not None and target != table.target_name:
+        raise InputError(
+            f"[problem] target = {target!r} does not name the target of the built-in data set "
+            f"{name!r} (its target is {table.target_name!r}): remove target, or give your own "
+            'table with data = "file.csv" and target = "column"'
+        )
+    return table
 
 
 def load_table(path, *, target: str | None = None) -> Table:
@@ -507,7 +514,7 @@ def dataset_problem(
     if isinstance(source, Table):
         table = source
     elif isinstance(source, str) and source in DATASETS:
-        table = load_dataset(source)
+        table = load_dataset(source, target=target)
     elif isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in (".csv", ".npz"):
         table = load_table(source, target=target)
     else:

@@ -123,8 +123,11 @@ class TopK(_BitCompressor):
         return self.k * (_index_width(self.dim) + 64)
 
     def mask(self, Z: np.ndarray) -> np.ndarray:
-        """(N, d) boolean mask of the kept entries, exactly k per row."""
+        """(N, d) boolean mask of the kept entries, exactly k per row (a NaN counts as the
+        largest |z_j|, so a diverging state still sends k entries and is caught as diverged)."""
         A = np.abs(Z)
+        if np.isnan(A).any():
+            A = np.where(np.isnan(A), np.inf, A)
         k, d = self.k, self.dim
         thr = np.partition(A, d - k, axis=1)[:, d - k : d - k + 1]  # k-th largest |z_j|
         keep = A >= thr

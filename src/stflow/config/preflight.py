@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..errors import InputError
 from .schema import resolve_config  # noqa: F401  (doctests)
 
@@ -59,7 +61,13 @@ MAX_STEPS = 10**8
 
 
 def _step_count(solver: dict) -> int:
-    return max(1, int(round(solver["horizon"] / solver["step"])))
+    steps = solver["horizon"] / solver["step"]
+    if not math.isfinite(steps):
+        raise InputError(
+            f"[solver] horizon / step = {solver['horizon']:g} / {solver['step']:g} is not a "
+            "finite number of steps: lower horizon or raise step"
+        )
+    return max(1, int(round(steps)))
 
 
 def preflight(config: dict, *, force: bool = False, memory: int | None = None) -> None:

@@ -114,8 +114,13 @@ def load_config(path) -> dict:
     where = f"config file {str(path)!r}"
     if str(path).strip() == "":
         raise InputError("config file path is empty: give a TOML file, e.g. examples/quickstart.toml")
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # a FIFO, socket or device would block the read forever (or never end)
+        raise InputError(f"{where} is not a regular file (a pipe, socket or device): "
+                         "give a TOML file")
     try:
-        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+        # utf-8-sig: a byte-order mark some editors write is not part of the TOML
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise InputError(f"{where} not found: check the path") from None
     except IsADirectoryError:
@@ -131,6 +136,12 @@ def load_config(path) -> dict:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{where} nests arrays or tables too deeply for TOML to be read: "
+                         "flatten it (stflow's keys nest at most two levels)") from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise InputError(f"{where} holds an integer of more than 4300 digits: "
+                         "write that number with fewer digits or in float notation") from None
     if not raw:
         raise InputError(
             f"{where} is empty: add at least [problem] and [solver], or start from "

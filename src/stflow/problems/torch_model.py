@@ -266,7 +266,7 @@ class TorchProblem(RowCounts, Problem):
 
         section = cls._with_default_table(section)
         source = section.get("dataset") or section.get("data")
-        table = (load_dataset(source) if source in DATASETS
+        table = (load_dataset(source, target=section.get("target")) if source in DATASETS
                  else load_table(source, target=section.get("target")))
         p = table.n_features + int(bool(section.get("intercept", True)))
         return int(section["agents"]), p, int(np.unique(table.y).size)
