@@ -125,7 +125,7 @@ def test_rescale_and_toml_round_trip(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--budget", "0", "--target", "1e-6"], "--budget must be an integer >= 1"),
-    (["--budget", "2", "--target", "-1"], "--target must be a number > 0"),
+    (["--budget", "2", "--target", "-1"], "--target must be a relative error in (0, 1)"),
     (["--budget", "2"], "give exactly one of --target E"),
     (["--budget", "2", "--target", "1e-6", "--target-accuracy", "0.9"], "exactly one of"),
     (["--budget", "2", "--target-accuracy", "0.9"], "--target-accuracy needs a learning"),
