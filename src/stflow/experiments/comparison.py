@@ -73,7 +73,8 @@ SIZES = {
     # hold (measured 3 Dec 2026)
     "full": {"budget": 50, "rounds": {"E2": (3000, TARGET),
                                       "E6": (5000, 1e-2, 300.0, ("quantize",))}},
-    "quick": {"budget": 4, "rounds": {"E2": (600, TARGET), "E6": (300, 1e-2, 300.0)}},
+    "quick": {"budget": 4, "rounds": {"E2": (600, TARGET),
+                                       "E6": (300, 1e-2, 300.0, ("quantize",))}},
     "tiny": {"budget": 2, "rounds": {"E2": (200, TARGET)}},
 }
 
