@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Numerical spatio-temporal certificate of a compressor (docs/compressors.md"
         "). It integrates dz/dt = -C(z, t) from start times t0 = 0 up to about t0 = 1000 (or "
         "100 periods; --horizon to look further), each over a window of max(10, 50 periods): "
-        "behaviour of C after that is not seen.")
+        "behaviour of C after that is not seen. Exit 0 whenever the certificate was computed, "
+        "whatever its verdict (read the verdict line, or spatio_temporal with --json); 2 on "
+        "bad input.")
     cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"'
                       f" ({', '.join(_compressor_names())}, lowrank, or py:FILE:ATTR)")
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
