@@ -332,3 +332,26 @@ def test_tune_bad_arguments_exit_2(tmp_path, capsys, args, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "t").exists()
+
+
+MEMORY_PROBE = """
+import tracemalloc
+from stflow.config import build_run, resolve_config
+from stflow.config.preflight import estimate_memory
+cfg = resolve_config({"problem": {"kind": "quadratic", "agents": 30, "dim": 300},
+                      "solver": {"step": 1e-3, "horizon": 0.01}})
+tracemalloc.start()  # numpy reports its buffers to tracemalloc
+build_run(cfg)
+print(estimate_memory(cfg)["problem"], tracemalloc.get_traced_memory()[1])
+"""
+
+
+def test_the_memory_estimate_of_a_quadratic_problem_covers_building_it():
+    """Issue 21: the preflight estimated 303 MB where building took 1.18 GB (4x low)."""
+    proc = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    estimate, grown = (int(v) for v in proc.stdout.split())  # grown: peak traced bytes
+    stored = 8 * 30 * 300 * 300
+    assert grown > 2 * stored  # the temporaries are real: the old N d^2 count was too low
+    assert estimate >= grown
