@@ -13,7 +13,7 @@ def estimate_memory(config: dict) -> dict[str, int]:
     r"""Bytes a resolved config needs, estimated before anything is allocated.
 
     The problem's data as its class estimates it (``data_bytes``: a network's per-agent
-    parameter copies, float64 entries of the generated data, quadratic :math:`N d^2 + N d`, least squares and logistic
+    parameter copies, float64 entries of the generated data, quadratic :math:`5 N d^2 + N d` (the generation's temporaries), least squares and logistic
     :math:`N m d + N m` with :math:`m` = ``samples``, and the centralized solve
     :math:`3 d^2`), the state and its per-step work arrays (:math:`12 N d`, d from the
     class's ``dim_of``: a network's parameter count), the
@@ -25,7 +25,7 @@ def estimate_memory(config: dict) -> dict[str, int]:
     Examples
     --------
     >>> est = estimate_memory(resolve_config({"problem": {"agents": 10**9}}))
-    >>> est["problem"] == 8 * (10**9 * 64 + 10**9 * 8 + 3 * 64), est["state"] == 8 * 12 * 8 * 10**9
+    >>> est["problem"] == 8 * (5 * 10**9 * 64 + 10**9 * 8 + 3 * 64), est["state"] == 8 * 12 * 8 * 10**9
     (True, True)
     """
     from ..problems.registry import problem_class
@@ -84,7 +84,7 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
     >>> preflight(resolve_config({"problem": {"dim": 10**10}}), memory=2**34)
     Traceback (most recent call last):
     ...
-    stflow.errors.InputError: [problem] agents = 10, dim = 10000000000 need about 1.04e+13 GB of memory (problem data 1.04e+13 GB), more than this machine's 17.2 GB: lower agents, dim or samples
+    stflow.errors.InputError: [problem] agents = 10, dim = 10000000000 need about 4.24e+13 GB of memory (problem data 4.24e+13 GB), more than this machine's 17.2 GB: lower agents, dim or samples
     >>> preflight(resolve_config({"solver": {"horizon": 1e6}}))
     Traceback (most recent call last):
     ...
