@@ -136,6 +136,20 @@ def test_certify_json(capsys):
     assert main(["certify", "topk:k=11", "--dim", "10", "--json"]) == 2
 
 
+def test_certify_lowrank_shapes(capsys):
+    """`certify --shapes` gives lowrank its blocks (issue 20): rank 1 of a 3x4 matrix sends
+    (3 + 4 + 1) floats, a 3-vector 3, a 1x2 matrix (1 + 2 + 1): 15 float64 = 960 bits."""
+    assert main(["certify", "lowrank:rank=1", "--dim", "17", "--shapes", "3x4,3,1x2",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["spatio_temporal"] is True and d["bits_per_message"] == 64 * (8 + 3 + 4)
+    for bad in (["--shapes", "3x4,3,1x2", "--dim", "16"], ["--shapes", "3x", "--dim", "15"],
+                ["--dim", "17"]):
+        assert main(["certify", "lowrank:rank=1", *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--shapes" in err
+
+
 # -- the exit-code contract and failures that must end in one line (issue 10) -------------
 SMALL = """
 [problem]
