@@ -452,3 +452,34 @@ def test_mpi_out_checks_one_line_and_force_clears_stale(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["comm.json", "final_state.npz", "metrics.csv",
                                                      "summary.json"]
     assert "stale" not in (out / "comm.json").read_text()
+
+
+DGD_CONFIG = """
+[problem]
+kind = "quadratic"
+agents = 6
+dim = 3
+[method]
+kind = "dgd"
+lr = 0.05
+[solver]
+step = 1.0
+horizon = 3000
+record_every = 100
+"""
+
+
+def test_dgd_says_compressor_unused_and_its_own_stall_hint(tmp_path, capsys):
+    """DGD sends raw vectors: a [compressor] is named as unused, not ignored silently, and
+    its stall message names DGD's knob (lr), not gains it lacks (issue 20)."""
+    cfg = _write(tmp_path, DGD_CONFIG + '[compressor]\nspec = "topk:k=1"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("stflow: warning: [compressor] spec = 'topk:k=1' is not used")
+    assert "lower [method] lr" in err[1] and "gains" not in err[1]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    # uncompressed: 64 d bits a round for 3000 rounds, whatever [compressor] said
+    assert summary["status"] == "stalled" and summary["bits_per_agent"] == 3000 * 64 * 3
+    cfg = _write(tmp_path, DGD_CONFIG)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "p"), "--quiet"]) == 1
+    assert "warning" not in capsys.readouterr().err

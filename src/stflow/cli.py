@@ -392,6 +392,8 @@ def _exit_code(sol) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")) != "0":
+        return  # under mpiexec every rank reads the config: rank 0 says it once
     print(f"stflow: warning: {_one_line(message)}", file=sys.stderr)
 
 
@@ -767,7 +769,10 @@ def main(argv=None) -> int:
         print("stflow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():  # every command's warnings as one "stflow:" line
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return COMMANDS[args.command](args)
     except Exception as exc:
         return _failed(exc, args)
     except KeyboardInterrupt as exc:

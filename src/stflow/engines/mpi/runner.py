@@ -559,7 +559,8 @@ class Runner:
                            "was recorded")
             else:
                 status, message = _classify(records, self.config["solver"]["tolerance"],
-                                            self.config["solver"]["target_accuracy"])
+                                            self.config["solver"]["target_accuracy"],
+                                            getattr(self.method, "stall_hint", None))
             from ...output import write_json
 
             write_json(self.out / "comm.json", comm_info)
