@@ -483,3 +483,27 @@ def test_dgd_says_compressor_unused_and_its_own_stall_hint(tmp_path, capsys):
     cfg = _write(tmp_path, DGD_CONFIG)
     assert main(["run", str(cfg), "--out", str(tmp_path / "p"), "--quiet"]) == 1
     assert "warning" not in capsys.readouterr().err
+
+
+def test_runs_that_cannot_be_judged_or_read_a_measurement_as_classes_are_refused(tmp_path,
+                                                                                 capsys):
+    """Refused before the first round, exit 2, nothing written (issue 20): a network with test
+    rows and no target_accuracy (no x*, so nothing would judge it); a softmax on a target that
+    is a measurement (diabetes: 214 values in 442 rows) or has non-integer values."""
+    mlp = (ROOT / "examples" / "mlp.toml").read_text().replace("target_accuracy = 0.93", "")
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i / 7:.3f}\n" for i in range(40)))
+    cases = {
+        "mlp": (mlp, "[solver] target_accuracy is needed"),
+        "diabetes": ('[problem]\nkind = "softmax"\ndataset = "diabetes"\nagents = 4\n',
+                     "214 distinct values in 442 rows"),
+        "csv": (f'[problem]\nkind = "softmax"\ndata = "{table}"\nagents = 4\n',
+                "non-integer values (e.g. 0.143"),
+    }
+    for name, (text, said) in cases.items():
+        out = tmp_path / f"o-{name}"
+        assert main(["run", str(_write(tmp_path, text, f"{name}.toml")), "--out", str(out),
+                     "--quiet"]) == 2, name
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, (name, err)
+        assert not out.exists()

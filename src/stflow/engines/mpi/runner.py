@@ -286,9 +286,11 @@ class Runner:
     def _build_shared(self, config, n, d, smoothness, x_star):
         """Graph, compressor and method exactly as :func:`stflow.config.build_run`."""
         from ...config import GAIN_KEYS, build_method
+        from ...config.build import check_target
         from ...graphs import make_graph
 
         cfg = copy.deepcopy(config)
+        check_target(cfg, self.local)  # the same answer on every rank
         g = cfg["graph"]
         graph_kw = {k: g[k] for k in ("edges", "weights", "p", "radius") if g[k] is not None}
         graph = make_graph(g["kind"], n, seed=g["seed"], chords=g["chords"], **graph_kw)
