@@ -150,6 +150,32 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
     return compressor, method
 
 
+#: Certified rates of built-in compressors already certified in this process, by (spec, d):
+#: a tuner or a study resolves "auto" gains for the same compressor many times.
+_RATES: dict[tuple[str, int], float] = {}
+
+
+def certified_rate(compressor) -> float:
+    """``certify(compressor).rate``, computed once per process for a built-in spec and
+    dimension (a ``py:`` compressor's file may change between runs: certified every time).
+
+    >>> from stflow.compressors import make_compressor
+    >>> c = make_compressor("topk:k=2", 10)
+    >>> rate = certified_rate(c)
+    >>> certified_rate(make_compressor("topk:k=2", 10)) is rate, round(rate, 6)
+    (True, 0.2)
+    """
+    from ..certify import certify
+
+    spec = getattr(compressor, "spec", "")
+    key = (spec, int(getattr(compressor, "dim", 0) or 0))
+    if not spec or "py:" in spec or "lowrank" in spec:  # lowrank: its rate depends on shapes
+        return certify(compressor).rate
+    if key not in _RATES:
+        _RATES[key] = certify(compressor).rate
+    return _RATES[key]
+
+
 def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
                        scheme: str = "euler", strong_convexity: float | None = None) -> dict:
     """Replace every ``"auto"`` gain of a ``[method]`` section in place (and return it).
@@ -169,9 +195,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
     observer = any(p.name == "gamma" for p in method_class(f["kind"]).params)
     rate = None
     if compressor is not None and observer:
-        from ..certify import certify
-
-        rate = certify(compressor).rate
+        rate = certified_rate(compressor)
     auto = auto_gains(
         lambda_max=graph.lambda_max,
         smoothness=smoothness,
