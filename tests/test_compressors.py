@@ -350,7 +350,7 @@ def test_user_defined_compressors(user_module):
     ("attr", "match"),
     [
         ("nothere", "has no attribute 'nothere'"),
-        ("broken", "raised RuntimeError: no luck"),
+        ("broken", r"raised RuntimeError at \S*stflow_test_user_mod.py:\d+ \(in broken\): no luck"),
         ("wrong_shape", r"shape \(3,\)"),
         ("not_callable", "returned int"),
     ],

@@ -45,10 +45,14 @@ record_every = {record_every}
 
 def _cfg(path, *, agents=6, graph="ring", graph_extra="", method="observer", method_extra="",
          spec="quantize:bits=4", scheme="euler", horizon=0.2, record_every=20, network=""):
-    path.write_text(CFG.format(agents=agents, graph=graph, graph_extra=graph_extra,
-                               method=method, method_extra=method_extra, spec=spec,
-                               scheme=scheme, horizon=horizon, record_every=record_every,
-                               network=network))
+    text = CFG.format(agents=agents, graph=graph, graph_extra=graph_extra,
+                      method=method, method_extra=method_extra, spec=spec,
+                      scheme=scheme, horizon=horizon, record_every=record_every,
+                      network=network)
+    if spec is None:  # an uncompressed method: no [compressor] (it would be named unused)
+        text = text.replace("[compressor]\nspec = \"None\"\n", "")
+        assert "[compressor]" not in text
+    path.write_text(text)
     return path
 
 
@@ -255,7 +259,7 @@ def test_an_asleep_agent_keeps_its_rows_and_sends_nothing():
 def test_bad_channel_settings_are_one_line_exit_2(tmp_path, capsys, network, graph_extra,
                                                    method, graph, needle):
     cfg = _cfg(tmp_path / "c.toml", network=network, graph_extra=graph_extra, method=method,
-               agents=8, graph=graph, spec="identity" if method == "dgd" else "topk:k=2")
+               agents=8, graph=graph, spec=None if method == "dgd" else "topk:k=2")
     code = main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err and len(err.splitlines()) == 1, err

@@ -217,8 +217,8 @@ def test_mpi_backend_equals_the_simulator(tmp_path):
 
 _BAD = {
     "raises": ("def make(in_features, classes):\n    raise ValueError('no such layer')\n",
-               r"make\(in_features=64, classes=10\) raised ValueError: no such layer: fix the "
-               r"factory"),
+               r"make\(in_features=64, classes=10\) raised ValueError at \S*net.py:2 \(in make\): "
+               r"no such layer: fix the factory"),
     "not_a_module": ("def make(in_features, classes):\n    return 3\n",
                      r"returned int, not a torch.nn.Module: return the network"),
     "wrong_shape": ("import torch\ndef make(in_features, classes):\n"
@@ -230,7 +230,8 @@ _BAD = {
             "def make(in_features, classes):\n    return Net(in_features, classes)\n",
             r"the forward returned NaN or inf at the initial point"),
     "exits": ("import sys\ndef make(in_features, classes):\n    sys.exit(3)\n",
-              r"raised SystemExit\(3\) \(user code must not exit the program\)"),
+              r"raised SystemExit\(3\) at \S*net.py:3 \(in make\) \(user code must not exit the "
+              r"program\)"),
 }
 
 

@@ -136,7 +136,7 @@ def test_a_declared_param_is_type_checked(tmp_path):
 
 BAD = {
     "raises": ("def make(**k):\n    raise ValueError('no data here')\n",
-               "raised ValueError: no data here"),
+               "cost.py:2 (in make): no data here"),
     "exits": ("import sys\ndef make(**k):\n    sys.exit(0)\n", "raised SystemExit(0)"),
     "missing_grad": ("class C:\n    n_agents, dim = 3, 2\n    def values(self, X): return "
                      "X.sum(1)\ndef make(**k):\n    return C()\n", "has no `grad`"),

@@ -264,6 +264,19 @@ def _toml_value(v) -> str:
     raise InputError(f"cannot write {v!r} ({type(v).__name__}) to TOML: give numbers or strings")
 
 
+def _uses_compressor(config: dict) -> bool:
+    """Whether the config's method sends compressed messages (True when it cannot say)."""
+    kind = config.get("method", {}).get("kind")
+    if not isinstance(kind, str):
+        return True
+    from .methods import method_class
+
+    try:
+        return "compressed" in method_class(kind).channels
+    except Exception:  # noqa: BLE001  (a py: method file gone: keep the section)
+        return True
+
+
 def config_toml(config: dict) -> str:
     """A resolved config as TOML text that :func:`stflow.config.load_config` reads back
     to the same values (floats written with ``repr``; ``None`` keys left out).
@@ -280,6 +293,8 @@ def config_toml(config: dict) -> str:
     """
     lines = []
     for section, keys in config.items():
+        if section == "compressor" and not _uses_compressor(config):
+            continue  # read back, it would be named unused (stflow.config.load_config)
         lines.append(f"[{section}]")
         for key, value in keys.items():
             if value is not None:

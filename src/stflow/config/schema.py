@@ -147,7 +147,9 @@ def load_config(path) -> dict:
             f"{where} is empty: add at least [problem] and [solver], or start from "
             "examples/quickstart.toml"
         )
-    return resolve_config(raw, base_dir=path.resolve().parent)
+    config = resolve_config(raw, base_dir=path.resolve().parent)
+    _warn_unused_compressor(raw, config["method"]["kind"], path.resolve().parent)
+    return config
 
 
 def resolve_config(raw: dict, *, base_dir=None) -> dict:
@@ -209,7 +211,6 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             f"{solver['horizon']:g}): lower step or raise horizon"
         )
     check_network(out)
-    _warn_unused_compressor(raw, out["method"]["kind"], base_dir)
     if base_dir is not None:
         base = Path(base_dir)
         if isinstance(out["problem"].get("data"), str):
@@ -223,8 +224,12 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
 
 
 def _warn_unused_compressor(raw: dict, kind: str, base_dir) -> None:
-    """A ``[compressor]`` given to a method that sends only raw vectors (DGD, gradient
-    tracking, NIDS, EXTRA) is not used: say so rather than ignore it silently (issue 20)."""
+    """A ``[compressor]`` written in a config file for a method that sends only raw vectors
+    (DGD, gradient tracking, NIDS, EXTRA) is not used: say so rather than ignore it silently
+    (issue 20). Configs built in code (a study's cells, the tuner's candidates) are not
+    warned about: they set a compressor for every method of a comparison."""
+    if not isinstance(raw.get("compressor"), dict):
+        return
     spec = raw.get("compressor", {}).get("spec")
     if spec is None:
         return
