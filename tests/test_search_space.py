@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import stflow.problems
 from stflow.config import build_run, resolve_config
-from stflow.methods import METHOD_KINDS
+from stflow.methods import AUTO_LR, METHOD_KINDS, PEER_KINDS
 from stflow.tune import EDGE, SPAN, _on_edge, _prepare, search_space, tune
 
 USER = Path(__file__).parent / "user_methods"
@@ -118,3 +119,71 @@ def test_the_start_is_the_first_candidate_and_the_winner_is_never_worse():
         if first["robust_bits_to_target"] is not None:
             assert res.bits_to_target <= first["bits_to_target"]
     assert np.isfinite(len(res.trials))
+
+
+def _logistic_config(kind: str) -> dict:
+    """A logistic cost, where the curvature at x* is below L_f (so a method that used L_f
+    instead of the shared estimate would show); flows with euler (no eta raise)."""
+    raw = {"problem": {"kind": "logistic", "agents": 6, "dim": 4, "seed": 3,
+                       "regularization": 0.1},
+           "method": {"kind": kind}, "solver": {"step": 1.0, "horizon": 50.0}}
+    if kind in ("observer", "direct", "uncompressed"):
+        raw["solver"].update(step=0.01, horizon=0.5, scheme="euler")
+        gains = ("alpha", "beta", "eta") + (("gamma",) if kind == "observer" else ())
+        raw["method"].update(dict.fromkeys(gains, "auto"))
+    if kind not in UNCOMPRESSED:
+        raw["compressor"] = {"spec": "topk:k=2"}
+    if kind == "direct":
+        raw["compressor"] = {"spec": "scalarize:basis=cyclic"}
+    return resolve_config(raw)
+
+
+#: The centre each method derives from the curvature: a flow's eta = s / L, a peer's lr.
+CURVED = {kind: ("eta" if kind in ("observer", "direct", "uncompressed") else "lr")
+          for kind in METHOD_KINDS}
+
+
+@pytest.mark.parametrize("kind", METHOD_KINDS)
+def test_every_methods_centre_comes_from_the_one_curvature_estimate(kind, monkeypatch):
+    # stflow.problems.curvature_estimate is patched to return `scale` times its value: the
+    # box centre that depends on the curvature must scale by exactly 1 / scale for every
+    # method (flows' eta, peers' lr), and every other centre must stay.
+    real = stflow.problems.curvature_estimate
+    calls = []
+    scale = [1.0]
+
+    def patched(problem):
+        calls.append(problem)
+        return scale[0] * real(problem)
+
+    monkeypatch.setattr(stflow.problems, "curvature_estimate", patched)
+    boxes = []
+    for s in (1.0, 4.0):
+        scale[0] = s
+        base, tunables, _, _ = _prepare(_logistic_config(kind), 10, None)
+        boxes.append(search_space(base, tunables))
+    assert calls, f"{kind}: its auto values did not ask curvature_estimate"
+    name = CURVED[kind]
+    assert boxes[1][name][3] == pytest.approx(boxes[0][name][3] / 4.0, rel=1e-12), kind
+    for other in boxes[0]:
+        if other != name:
+            assert boxes[1][other][3] == pytest.approx(boxes[0][other][3], rel=1e-12), other
+
+
+def test_flows_and_peers_use_the_curvature_at_x_star_not_l_f():
+    # on this logistic cost L* (the curvature at x*) is well below L_f; the peers' lr =
+    # auto_lr / L* and the flows' euler eta = s / L* with s = min(0.3 / h, ...) use it alike
+    run = build_run(_logistic_config("lead"))
+    p = run.problem
+    l_star, l_f = p.solution_curvature, p.smoothness
+    assert l_star < 0.9 * l_f
+    assert stflow.problems.curvature_estimate(p) == l_star
+    for kind in PEER_KINDS:
+        if kind == "extra":
+            continue
+        lr = build_run(_logistic_config(kind)).config["method"]["lr"]
+        assert lr == pytest.approx(AUTO_LR[kind] / l_star, rel=1e-12), kind
+    flow = build_run(_logistic_config("uncompressed")).config["method"]
+    # uncompressed flow, euler: s = 0.3 / h = 30 (no observer or period cap), eta = s / L*
+    assert flow["eta"] == pytest.approx(30.0 / l_star, rel=1e-12)
+    assert flow["alpha"] * run.graph.lambda_max == pytest.approx(60.0, rel=1e-12)

@@ -119,10 +119,14 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
     """``(compressor, method)`` of a resolved config on ``problem`` (all agents, or one MPI
     block's local costs): ``"auto"`` values in ``cfg["method"]`` are resolved in place.
 
-    ``smoothness`` (L_f of all agents; default ``problem.smoothness``) is asked for only when
-    a flow gain is ``"auto"``: for a network (the MLP) it costs a Hessian power iteration."""
+    The curvature (and, for a network (the MLP), its Hessian power iteration) is asked for
+    only when a value is ``"auto"``; ``smoothness`` is kept for callers that pass it. The
+    flows' auto gains and the peers' ``lr = "auto"`` use the same curvature number,
+    :func:`stflow.problems.curvature_estimate` (issue 19: every method's tuning box centred
+    with the same information)."""
     from ..compressors import make_compressor
     from ..methods import SCHEMES, method_class
+    from ..problems import curvature_estimate
 
     f = cfg["method"]
     cls = method_class(f["kind"])
@@ -134,9 +138,7 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
     if cls.flow_gains:
         curvature, mu = smoothness, None
         if any(f.get(k) == "auto" for k in GAIN_KEYS):  # x* and L_f only when "auto" needs it
-            if smoothness is None:
-                smoothness = problem.smoothness
-            curvature = getattr(problem, "solution_curvature", smoothness)
+            curvature = curvature_estimate(problem)
             mu = getattr(problem, "strong_convexity", 0.0) / problem.n_agents
         resolve_auto_gains(f, graph=graph, smoothness=curvature, compressor=compressor,
                            step=cfg["solver"]["step"],
@@ -183,7 +185,8 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
     only) and excitation period, the graph's ``lambda_2`` and the mean cost's
     ``strong_convexity``; ``smoothness`` is the curvature that limits the gradient step
-    (:func:`build_method` passes ``problem.solution_curvature``). Shared by the simulator
+    (:func:`build_method` passes :func:`stflow.problems.curvature_estimate`, the number the
+    peers' ``lr = "auto"`` uses too). Shared by the simulator
     and the MPI engine so both run with the same gains.
     """
     from ..methods import auto_gains, method_class

@@ -7,9 +7,11 @@ tuned with ``budget`` candidate settings, each run capped at the problem's round
 the score is bits per agent to the setting's target relative error (``TARGET = 1e-6`` on
 E2; 1e-2 within 5000 rounds on E6, where no method tuned with budget 40-50 reached 1e-3
 within 5000 rounds nor 1e-2 within 3000: docs/peers.md; on E6 the search box is 300x
-around the auto values, for every method, because L_f there is 10 times the largest
-local curvature at x*, which the peers' ``lr = "auto"`` does not use and the flows' auto
-gains do since docs/gains.md's E6 section), counted only when the run
+around the auto values, for every method: chosen when the peers' ``lr = "auto"`` used L_f,
+10 times the largest local curvature at x* there, which the flows' auto gains used; since
+issue 19 every method's auto values use the same curvature,
+:func:`stflow.problems.curvature_estimate`, and the 300x box is kept as measured),
+counted only when the run
 stays below it and the median of 5 runs with gains perturbed by +-10 % reaches it too
 (``docs/tune.md``). Reported: the winner's bits and rounds, the robust median, the auto
 gains' bits (the config itself, the tuner's first candidate) and the ratios flow / best
@@ -244,8 +246,9 @@ def _setting_md(size, specs) -> str:
         "settings (plus 5 robustness runs per improving candidate), seed 0, records every 10 "
         "rounds; flows: their gains searched around `auto` gains at the fixed step "
         f"h = {FLOW_STEP} (per-round units, as a peer's step); peers: their parameters "
-        "around `lr = \"auto\"` and their defaults; one tuner seed (the spread over tuner "
-        "seeds is not measured here)."
+        "around `lr = \"auto\"` and their defaults (every auto value from the same curvature "
+        "estimate, `stflow.problems.curvature_estimate`); one tuner seed (the spread over "
+        "tuner seeds: `benchmarks/tuner_seeds.py`, docs/tune.md)."
     )
     lines.append("- Compressors: " + ", ".join(f"`{s.format(tau='h')}`" for s in specs.values())
                  + "; gradient tracking is uncompressed.")

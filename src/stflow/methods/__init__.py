@@ -94,8 +94,9 @@ assert len(_BY_KIND) == len(METHOD_CLASSES), "two method classes declare the sam
 METHOD_KINDS = tuple(_BY_KIND)
 #: Peer kinds (the established methods, :class:`PeerMethod`).
 PEER_KINDS = tuple(c.kind for c in METHOD_CLASSES if issubclass(c, PeerMethod))
-#: ``lr = "auto"`` of each peer: ``AUTO_LR[kind] / L_f`` (read from the classes' ``auto_lr``;
-#: EXTRA's is ``AUTO_LR["extra"] * lambda_min((I + W)/2) / L_f``).
+#: ``lr = "auto"`` of each peer: ``AUTO_LR[kind] / L`` (read from the classes' ``auto_lr``;
+#: EXTRA's is ``AUTO_LR["extra"] * lambda_min((I + W)/2) / L``), ``L`` the curvature estimate
+#: of every method's auto values (:func:`stflow.problems.curvature_estimate`).
 AUTO_LR = {c.kind: c.auto_lr for c in METHOD_CLASSES if issubclass(c, PeerMethod)}
 
 

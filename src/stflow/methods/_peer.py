@@ -18,9 +18,12 @@ __all__ = ["metropolis_weights", "PeerMethod", "lr_param"]
 
 
 def lr_param(factor: float) -> Param:
-    """The ``lr`` declaration of a peer whose ``lr = "auto"`` is ``factor / L_f``."""
-    return Param("lr", "auto", f'step size (> 0, or "auto" = {factor} / L_f, '
-                 "L_f = max_i Lipschitz constant of grad f_i)", auto=True)
+    """The ``lr`` declaration of a peer whose ``lr = "auto"`` is ``factor / L``, ``L`` the
+    curvature estimate of every method's auto values
+    (:func:`stflow.problems.curvature_estimate`)."""
+    return Param("lr", "auto", f'step size (> 0, or "auto" = {factor} / L, '
+                 "L = max_i curvature of f_i at x* (L_f without x*), the flows' auto gains' L)",
+                 auto=True)
 
 
 def metropolis_weights(graph) -> sp.csr_matrix:
@@ -58,8 +61,10 @@ class PeerMethod(Method):
     implement ``init_block``, ``send`` and ``receive``.
     """
 
-    #: ``lr = "auto"`` means ``auto_lr / L_f`` with ``L_f = max_i`` Lipschitz constant of
-    #: ``grad f_i`` (measured to converge on the default problems, ``docs/peers.md``).
+    #: ``lr = "auto"`` means ``auto_lr / L`` with ``L`` the curvature estimate every method's
+    #: auto values use (:func:`stflow.problems.curvature_estimate`: the largest local
+    #: curvature at x*, ``L_f`` for constant Hessians; measured to converge on the default
+    #: problems, ``docs/peers.md``).
     auto_lr: ClassVar[float] = 0.5
 
     def __init__(self, problem, graph, compressor=None, **values):
@@ -68,10 +73,18 @@ class PeerMethod(Method):
                          **values)
         self.lr0 = getattr(self, "lr", None)
 
+    @property
+    def curvature(self) -> float:
+        """``L`` of the auto rules: :func:`stflow.problems.curvature_estimate` of the
+        problem, the same number the flows' auto gains use."""
+        from ..problems import curvature_estimate
+
+        return curvature_estimate(self.problem)
+
     def auto_value(self, name: str) -> float:
-        """``lr = "auto"``: :attr:`auto_lr` / L_f."""
+        """``lr = "auto"``: :attr:`auto_lr` / L (:attr:`curvature`)."""
         if name == "lr":
-            return type(self).auto_lr / self.lf
+            return type(self).auto_lr / self.curvature
         return super().auto_value(name)
 
     def set_step_scale(self, scale: float) -> None:
@@ -102,5 +115,5 @@ class PeerMethod(Method):
             return "unknown (the method declares no step size lr)"
         return (
             f"step size too large for {self.kind}: lr * L_f = {self.lr * self.lf:.3g}; "
-            f'lower [method] lr (e.g. lr = "auto" = {type(self).auto_lr / self.lf:.3g})'
+            f'lower [method] lr (e.g. lr = "auto" = {type(self).auto_lr / self.curvature:.3g})'
         )

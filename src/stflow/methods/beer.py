@@ -44,7 +44,7 @@ class BEER(PeerMethod):
     Algorithm 1 and the authors' ``experiments/BEER.py`` (their torch ``step`` evaluates
     both gradients of a difference on the same minibatch instead).
 
-    ``lr = "auto"`` is :math:`0.3 / L_f` (gradient tracking's: with :math:`C = I` and
+    ``lr = "auto"`` is :math:`0.3 / L` (gradient tracking's: with :math:`C = I` and
     :math:`\gamma = 1`, BEER is DIGing). The paper's theory asks for
     :math:`\gamma = O(\alpha\rho)` and :math:`\eta = O(\gamma\rho^2\alpha/L)` (compression
     quality :math:`\alpha`, spectral gap :math:`\rho`), far below what converges; the

@@ -33,10 +33,13 @@ class EXTRA(PeerMethod):
               E^{k+1} = E^k + \tfrac12 (I - W) X^k, \qquad E^0 = 0.
 
     Agents broadcast :math:`x_i`: 64 d bits per round, one gradient per round.
-    ``lr = "auto"`` is :math:`1.8 \lambda_{\min}(\tilde W) / L_f`, 90 % of the bound
+    ``lr = "auto"`` is :math:`1.8 \lambda_{\min}(\tilde W) / L`, 90 % of the bound
     :math:`\alpha < 2 \lambda_{\min}(\tilde W) / L_f` under which the paper's Theorem 3.3
     proves convergence (with Metropolis W,
-    :math:`\lambda_{\min}(\tilde W) = (1 + \lambda_{\min}(W))/2 > 0`).
+    :math:`\lambda_{\min}(\tilde W) = (1 + \lambda_{\min}(W))/2 > 0`), with ``L`` the
+    curvature estimate every method's auto values use
+    (:func:`stflow.problems.curvature_estimate`): :math:`L_f` itself for constant Hessians,
+    the largest local curvature at :math:`x^\star` otherwise (the local form of the bound).
 
     Examples
     --------
@@ -52,20 +55,21 @@ class EXTRA(PeerMethod):
 
     kind = "extra"
     title = "EXTRA"
-    #: ``lr = "auto"`` is ``auto_lr * lambda_min(W~) / L_f``: 90 % of the paper's bound
-    #: ``2 lambda_min(W~) / L_f`` (Theorem 3.3).
+    #: ``lr = "auto"`` is ``auto_lr * lambda_min(W~) / L``: 90 % of the paper's bound
+    #: ``2 lambda_min(W~) / L_f`` (Theorem 3.3) with ``L`` the shared curvature estimate.
     auto_lr: ClassVar[float] = 1.8
     params = (
-        Param("lr", "auto", 'step size alpha (> 0, or "auto" = 1.8 lambda_min((I + W)/2) / L_f, '
-              "90 % of the bound 2 lambda_min(W~) / L_f of Shi et al. 2015, Thm 3.3)",
+        Param("lr", "auto", 'step size alpha (> 0, or "auto" = 1.8 lambda_min((I + W)/2) / L, '
+              "90 % of the bound 2 lambda_min(W~) / L_f of Shi et al. 2015, Thm 3.3, with "
+              "L = max_i curvature of f_i at x*)",
               auto=True),
     )
     state_keys = ("X", "E")
 
     def auto_value(self, name: str) -> float:
-        """``lr = "auto"``: :math:`1.8 \\lambda_{\\min}((I + W)/2) / L_f`."""
+        """``lr = "auto"``: :math:`1.8 \\lambda_{\\min}((I + W)/2) / L` (:attr:`curvature`)."""
         if name == "lr":
-            return type(self).auto_lr * self.lambda_min_tilde() / self.lf
+            return type(self).auto_lr * self.lambda_min_tilde() / self.curvature
         return super().auto_value(name)
 
     def lambda_min_tilde(self) -> float:

@@ -156,9 +156,9 @@ def auto_gains(
       period, or the observer lags (SPEC section 3, practical rule).
 
     ``smoothness`` is the curvature :math:`L` that limits the gradient step; the library
-    passes :attr:`stflow.problems.Problem.solution_curvature`, :math:`\max_i
-    \lambda_{max}(\nabla^2 f_i(x^\star))`, which is :math:`L_f` for quadratic costs and
-    10x below it for E6's logistic regression.
+    passes :func:`stflow.problems.curvature_estimate` (the number the peers' ``lr = "auto"``
+    uses too), :math:`\max_i \lambda_{max}(\nabla^2 f_i(x^\star))`, which is :math:`L_f`
+    for quadratic costs and 10x below it for E6's logistic regression.
 
     With ``lambda_2`` (algebraic connectivity) and ``strong_convexity`` :math:`\mu` (of the
     mean cost :math:`\frac1N\sum_i f_i`) given, ``predict`` raises :math:`\eta` when the

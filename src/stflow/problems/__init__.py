@@ -28,7 +28,7 @@ from ._validate import _check_regularization as _check_regularization
 from ._validate import _raise_keys as _raise_keys
 from ._validate import _validate_arrays as _validate_arrays
 from .base import _NEWTON_POLISH_STEPS as _NEWTON_POLISH_STEPS
-from .base import Problem
+from .base import Problem, curvature_estimate
 from .base import _smallest_eigenvalue as _smallest_eigenvalue
 from .io import (
     PROBLEM_KINDS,
@@ -54,6 +54,7 @@ __all__ = [
     "Problem",
     "QuadraticProblem",
     "centralized_solution",
+    "curvature_estimate",
     "load_problem_data",
     "make_problem",
     "save_problem_data",

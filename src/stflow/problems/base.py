@@ -4,6 +4,7 @@ optimum x* (solved, then Newton-polished)."""
 from __future__ import annotations
 
 import abc
+import math
 from functools import cached_property
 from typing import Any
 
@@ -13,12 +14,46 @@ from stflow.errors import InputError
 
 __all__ = [
     "Problem",
+    "curvature_estimate",
 ]
 
 
 _NEWTON_POLISH_STEPS = 3
 #: Power iterations of :attr:`Problem.solution_curvature`.
 _CURVATURE_ITERATIONS = 100
+
+
+def curvature_estimate(problem) -> float:
+    r"""The one curvature number every method's ``"auto"`` values are computed from: the
+    flows' auto gains (:func:`stflow.config.resolve_auto_gains`) and the peers'
+    ``lr = "auto"`` (``auto_lr / L``), so every method's tuning box
+    (:func:`stflow.tune.search_space`) is centred with the same information (issue 19).
+
+    .. math:: L = L_\star = \max_i \lambda_{max}(\nabla^2 f_i(x^\star)) \le L_f,
+
+    :attr:`Problem.solution_curvature`, which every problem kind has: the largest local
+    curvature at the solution, equal to ``smoothness`` (:math:`L_f`) for costs with a
+    constant Hessian (quadratic, least squares) and for a problem without ``x*`` (the MLP,
+    a ``py:`` cost whose ``x_star`` is None); a ``py:`` cost gets it by power iteration on
+    finite-difference Hessian-vector products of its ``grad`` at ``x*``, capped at its
+    ``smoothness``. An object without ``solution_curvature`` (an engine's stand-in) falls
+    back to its ``smoothness``; 1.0 when neither is a positive number.
+
+    Examples
+    --------
+    >>> from stflow.problems import make_problem
+    >>> q = make_problem("least_squares", agents=3, dim=2, seed=0)
+    >>> curvature_estimate(q) == q.smoothness
+    True
+    >>> p = make_problem("logistic", agents=4, dim=3, seed=0)
+    >>> curvature_estimate(p) == p.solution_curvature < p.smoothness
+    True
+    """
+    for name in ("solution_curvature", "smoothness"):
+        value = getattr(problem, name, None)
+        if isinstance(value, int | float | np.floating) and math.isfinite(value) and value > 0:
+            return float(value)
+    return 1.0
 
 
 class Problem(abc.ABC):

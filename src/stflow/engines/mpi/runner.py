@@ -285,7 +285,7 @@ class Runner:
 
     def _build_shared(self, config, n, d, smoothness, x_star):
         """Graph, compressor and method exactly as :func:`stflow.config.build_run`."""
-        from ...config import GAIN_KEYS, build_method
+        from ...config import build_method
         from ...config.build import check_target
         from ...graphs import make_graph
 
@@ -301,7 +301,9 @@ class Runner:
             )
         shape = SimpleNamespace(n_agents=n, dim=d, smoothness=smoothness, x_star=x_star,
                                 param_shapes=getattr(self.local, "param_shapes", None))
-        if any(config["method"].get(k) == "auto" for k in GAIN_KEYS):  # collective: all ranks
+        # the curvature estimate of every "auto" value (flow gains and a peer's lr alike,
+        # stflow.problems.curvature_estimate); collective: all ranks
+        if any(v == "auto" for v in config["method"].values()):
             shape.solution_curvature, shape.strong_convexity = self._curvature()
         failure = None
         if self.rank == 0:  # "auto" values (a certificate for auto gains) resolved once
