@@ -355,3 +355,70 @@ def test_the_memory_estimate_of_a_quadratic_problem_covers_building_it():
     stored = 8 * 30 * 300 * 300
     assert grown > 2 * stored  # the temporaries are real: the old N d^2 count was too low
     assert estimate >= grown
+
+
+# ---- huge local_steps: counted by the preflight, and a SIGTERM is not kept waiting ----
+
+HUGE_LOCAL = GOOD.replace('kind = "observer"', 'kind = "dgd"').replace(
+    'spec = "topk:k=1"', 'spec = "identity"').replace(
+    "record_every = 50", "record_every = 50\nlocal_steps = 100000000")
+
+
+def test_huge_local_steps_need_force(tmp_path, capsys):
+    assert _run_text(tmp_path, HUGE_LOCAL) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("local_steps * horizon / step = 100000000 * 200 = 2e+10 gradient "
+                              "evaluations per agent") in err[0] and "--force" in err[0], err
+    assert not (tmp_path / "o").exists()
+    # 1e6 * 100 = 1e8 evaluations: at the limit, not above it
+    from stflow.config import preflight, resolve_config
+
+    cfg = resolve_config({"method": {"kind": "dgd"},
+                          "solver": {"step": 0.01, "horizon": 1.0, "local_steps": 10**6}})
+    preflight(cfg)
+    cfg["solver"]["local_steps"] += 1
+    with pytest.raises(Exception, match=r"local_steps \* horizon / step = 1000001 \* 100 = "):
+        preflight(cfg)
+
+
+def _signal_after(argv, sig, when, *, timeout=30):
+    """Run the CLI, send ``sig`` once ``when()`` holds (or after 3 s); (rc, err, seconds the
+    process took after the signal)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "stflow.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 20
+    while not when() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, sig))
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"{sig} ignored for {timeout} s") from None
+    return proc.returncode, err, time.monotonic() - sent
+
+
+def test_sigterm_stops_huge_local_steps_within_seconds(tmp_path):
+    """local_steps = 1e8 makes one round last minutes: SIGTERM used to wait for its end."""
+    import time
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(HUGE_LOCAL)
+    out = tmp_path / "o"
+    started = time.monotonic()
+    code, err, took = _signal_after(
+        ["run", str(cfg), "--out", str(out), "--quiet", "--force", "--no-figure"], "SIGTERM",
+        lambda: time.monotonic() - started > 3.0)
+    assert code == 130, err
+    assert took < 5.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 130
+    assert "SIGTERM during the local updates of round 1" in summary["message"]
+    assert summary["steps"] == 0 and summary["grad_evals"] > 0  # the abandoned round's work
+    assert "stflow: interrupted" in err and "Traceback" not in err

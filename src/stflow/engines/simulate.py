@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..interrupts import catch_interrupts
 from ..metrics import Recorder, fitted_rate
-from .driver import BitCounter, LocalExchange, RoundDriver
+from .driver import BitCounter, LocalExchange, RoundDriver, RoundStopped
 
 __all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT", "BitCounter"]
 
@@ -301,6 +301,10 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     signal_name = "SIGINT"
     with catch_interrupts() as flag:
         stop_flags = [flag] if stop is None else [flag, stop]
+
+        def stop_now() -> bool:  # asked between local updates (huge local_steps)
+            return any(f.requested for f in stop_flags)
+
         try:
             for k in range(n_steps):
                 if step_decay is None:
@@ -310,7 +314,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     flow.set_step_scale(scale)
                     t, hk = t_next, h * scale
                     t_next = t + hk
-                new = driver.round(state, k, t, hk, local_steps)
+                new = driver.round(state, k, t, hk, local_steps, stop=stop_now)
                 done = k + 1
                 if done % check_every == 0 or done == n_steps:
                     if _blown_up(new, limit):
@@ -327,6 +331,10 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     interrupted_at = done
                     signal_name = getattr(flag, "signal", None) or "a stop request"
                     break
+        except RoundStopped:  # asked during the local updates: the round is abandoned
+            interrupted_at = done
+            signal_name = (f"{getattr(flag, 'signal', None) or 'a stop request'} during the "
+                           f"local updates of round {done + 1} (abandoned)")
         except KeyboardInterrupt:  # a second Ctrl-C, or one raised outside the handler
             interrupted_at = done
         except BaseException:

@@ -433,7 +433,10 @@ class Runner:
                 method.set_step_scale(scale)
                 t, hk = self.clock, h * scale
             self.clock = t + hk
-            new = self.driver.round(state, k, t, hk, local_steps)
+            # a rank asked to stop skips its remaining local updates (its neighbours wait for
+            # its messages); every rank stops at the next agreed check
+            new = self.driver.round(state, k, t, hk, local_steps,
+                                    stop=lambda: flag.requested, abandon=False)
             done = k + 1
             if done % check_every == 0 or done == n_steps:
                 blown, stop = self._check(new, flag)
