@@ -422,3 +422,66 @@ def test_sigterm_stops_huge_local_steps_within_seconds(tmp_path):
     assert "SIGTERM during the local updates of round 1" in summary["message"]
     assert summary["steps"] == 0 and summary["grad_evals"] > 0  # the abandoned round's work
     assert "stflow: interrupted" in err and "Traceback" not in err
+
+
+# ---- interrupts during set-up and during a continuous run: 130, one line, no empty --out ----
+
+SIGNALLING_COST = """
+import os, signal
+import numpy as np
+CALLS = [0]
+class Cost:
+    n_agents, dim = 4, 3
+    def values(self, X):
+        return 0.5 * (X ** 2).sum(axis=1)
+    def grad(self, X):
+        CALLS[0] += 1
+        if CALLS[0] == {at}:
+            os.kill(os.getpid(), signal.{sig})
+        return X - np.arange(3.0)
+def make(**kw):
+    if {at} == 0:  # during the set-up (as a slow torch import would be)
+        os.kill(os.getpid(), signal.{sig})
+    return Cost()
+"""
+
+
+def _signalling_run(tmp_path, sig, at, solver=""):
+    (tmp_path / "cost.py").write_text(SIGNALLING_COST.format(sig=sig, at=at))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[problem]\nkind = "py:cost.py:make"\n[graph]\nkind = "ring"\n[method]\n'
+                   'kind = "observer"\n[compressor]\nspec = "identity"\n[solver]\n' + solver)
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "stflow.cli", "run", str(cfg), "--out",
+                           str(out), "--no-figure"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return proc, out
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_set_up_exits_130_and_leaves_no_empty_out(tmp_path, sig):
+    """SIGTERM while the problem builds used to end with the bare 143 of the default action,
+    no message and an empty --out."""
+    proc, out = _signalling_run(tmp_path, sig, 0)
+    assert proc.returncode == 130, proc.stderr
+    by = " by SIGTERM" if sig == "SIGTERM" else ""
+    assert proc.stderr.strip().splitlines() == [
+        f"stflow: interrupted{by} before any result was written"], proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_continuous_run_keeps_its_rows(tmp_path, sig):
+    proc, out = _signalling_run(tmp_path, sig, 3000,
+                                'scheme = "continuous"\nstep = 0.01\nhorizon = 1000.0\n'
+                                "record_every = 10\n")
+    assert proc.returncode == 130, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 130
+    assert f"interrupted by {sig} at t = " in summary["message"]
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    steps = [int(r.split(",")[0]) for r in rows]
+    assert 0 < steps[-1] == summary["steps"] < 100000 and steps[0] == 0
+    # t = step * h on every row, the last one (the step reached) included
+    assert all(float(r.split(",")[1]) == pytest.approx(0.01 * s) for r, s in zip(rows, steps))
+    assert f"stflow: interrupted: interrupted by {sig}" in proc.stderr

@@ -685,7 +685,7 @@ def _describe_failure(exc: BaseException, command: str) -> tuple[int, str]:
         return EXIT_INPUT, f"stflow: error: {_one_line(exc)}"
     if isinstance(exc, KeyboardInterrupt):
         where = " before any result was written" if command == "run" else ""
-        return EXIT_INTERRUPTED, f"stflow: interrupted{where}"
+        return EXIT_INTERRUPTED, f"stflow: interrupted{_by(exc)}{where}"
     user = _user_frame(exc)
     if user is not None:
         file, line, func = user
@@ -726,19 +726,46 @@ def main(argv=None) -> int:
     >>> main(["certify", "topk:k=5", "--dim", "3"])
     2
     """
+    previous = _sigterm_interrupts()
     try:
-        args = _parser().parse_args(argv)
-    except KeyboardInterrupt:
-        print("stflow: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    try:
-        return COMMANDS[args.command](args)
-    except Exception as exc:
-        return _failed(exc, args)
-    except KeyboardInterrupt as exc:
-        return _failed(exc, args)
+        try:
+            args = _parser().parse_args(argv)
+        except KeyboardInterrupt as exc:
+            print(f"stflow: interrupted{_by(exc)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        try:
+            return COMMANDS[args.command](args)
+        except Exception as exc:
+            return _failed(exc, args)
+        except KeyboardInterrupt as exc:
+            return _failed(exc, args)
+        finally:
+            release_folders()  # the --out lock lasts as long as the command
     finally:
-        release_folders()  # the --out lock lasts as long as the command
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _sigterm_interrupts():
+    """SIGTERM raises ``KeyboardInterrupt("SIGTERM")`` like Ctrl-C for the whole command (set-up,
+    imports, writing), so it ends with exit 130 and one line, never the bare 143 of the
+    default action; the stepping loops catch both into a flag (:mod:`stflow.interrupts`).
+    Returns the previous handler (None outside the main thread, where none is installed)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _by(exc: BaseException) -> str:
+    """`` by SIGTERM`` for an interrupt raised by :func:`_raise_interrupt`, else ``""``."""
+    name = str(exc)
+    return f" by {name}" if name.startswith("SIG") else ""
 
 
 def _failed(exc: BaseException, args) -> int:
