@@ -485,3 +485,78 @@ def test_an_interrupted_continuous_run_keeps_its_rows(tmp_path, sig):
     # t = step * h on every row, the last one (the step reached) included
     assert all(float(r.split(",")[1]) == pytest.approx(0.01 * s) for r, s in zip(rows, steps))
     assert f"stflow: interrupted: interrupted by {sig}" in proc.stderr
+
+
+# ---- an interrupt or a full disk while the outputs are written ----
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("during", ["write_final_state", "plot_convergence"])
+def test_an_interrupt_while_writing_is_130_and_summary_says_interrupted(
+        tmp_path, monkeypatch, capsys, sig, during):
+    """It used to exit 130 while summary.json said `converged` (exit_code 0)."""
+    import signal
+
+    import stflow.output
+
+    original = getattr(stflow.output, during)
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), getattr(signal, sig))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stflow.output, during, interrupted)
+    (tmp_path / "c.toml").write_text(GOOD.replace("horizon = 2.0", "horizon = 80.0"))
+    code = main(["run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 130, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 130
+    assert summary["converged"] is False
+    assert summary["message"].startswith(f"interrupted by {sig} while the outputs were written "
+                                         "(the run had ended converged: ")
+    # the figure is skipped when the stop came before it, kept when it came while drawing
+    drawn = (tmp_path / "o" / "convergence.png").exists()
+    assert drawn == (during == "plot_convergence")
+    assert ("convergence.png was not drawn" in summary["message"]) == (not drawn)
+    assert out.startswith("interrupted: ") and err.startswith("stflow: interrupted: "), (out, err)
+
+
+def _full_disk_at(monkeypatch, name):
+    """Writes of ``name`` through stflow.output go to /dev/full (ENOSPC), as on a full disk."""
+    import types
+
+    import stflow.output
+
+    real = os.fdopen
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        if f".{name}." in os.readlink(f"/proc/self/fd/{fd}"):  # the temporary file of `name`
+            os.close(fd)
+            return open("/dev/full", "wb", buffering=0)
+        return real(fd, mode, *args, **kwargs)
+
+    fake = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+    fake.fdopen = fdopen
+    monkeypatch.setattr(stflow.output, "os", fake)
+
+
+@pytest.mark.parametrize("name,kept", [
+    ("metrics.csv", None),  # nothing written: the --out it created is removed
+    ("final_state.npz", ["metrics.csv"]),
+    ("convergence.png", ["final_state.npz", "metrics.csv"]),
+    ("summary.json", ["convergence.png", "final_state.npz", "metrics.csv"]),
+])
+def test_a_full_disk_names_the_file_exit_2_and_no_summary(tmp_path, monkeypatch, capsys, name,
+                                                          kept):
+    _full_disk_at(monkeypatch, name)
+    (tmp_path / "c.toml").write_text(GOOD)
+    out = tmp_path / "o"
+    assert main(["run", str(tmp_path / "c.toml"), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"stflow: error: cannot write '{out / name}': No space left on device (no "
+                   "summary.json was written): free space on that disk (or choose another "
+                   "--out) and run again"], err
+    if kept is None:
+        assert not out.exists()
+    else:  # no temporary left, no summary.json claiming a finished run
+        assert sorted(p.name for p in out.iterdir()) == kept

@@ -324,26 +324,68 @@ def _cmd_run_mpi(args) -> int:
 
 
 def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
-    """Write metrics.csv, summary.json and the figure, print the outcome (both backends).
+    """Write metrics.csv, the final state, the figure and summary.json, print the outcome
+    (both backends).
 
     stdout, stderr and summary.json give the same counters: ``steps`` is the number of
     rounds computed (for a diverged run, the step at which the blow-up was detected),
     ``last_recorded_step`` the step of the last row of metrics.csv.
-    """
-    from .output import to_target, write_final_state, write_run_outputs
 
+    ``summary.json`` is written last and says what the exit code says: a Ctrl-C or SIGTERM
+    while the files are written (the figure can take seconds) skips the figure and makes
+    the run ``interrupted`` (exit 130, the status the run had reached named in the
+    message); a failed write (a full disk) leaves no ``summary.json`` claiming a result.
+    """
+    from .interrupts import catch_interrupts
+
+    written = False
+    try:
+        with catch_interrupts() as flag:
+            code = _write_run(out, run, sol, figure=figure, flag=flag)
+            written = True
+            return _report_run(out, sol, code)
+    except KeyboardInterrupt:  # a second Ctrl-C while writing: stop now
+        if written:  # summary.json already says what the exit code says
+            return code
+        print(f"stflow: interrupted while writing the outputs into {out}: summary.json was "
+              "not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _write_run(out: Path, run, sol, *, figure: bool, flag) -> int:
+    from .output import (
+        plot_convergence,
+        to_target,
+        write_final_state,
+        write_json,
+        write_metrics_csv,
+    )
+
+    write_metrics_csv(out / "metrics.csv", sol.records)
+    write_final_state(out, sol.state, problem=run.problem)
+    spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
+    title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
+    drawn = False
+    if figure and not flag.requested:
+        plot_convergence(out / "convergence.png", sol.records, title=title)
+        drawn = True
+    if flag.requested and sol.status != "interrupted":  # stopped while writing: say so
+        skipped = "; convergence.png was not drawn" if figure and not drawn else ""
+        sol.message = (f"interrupted by {flag.signal or 'a stop request'} while the outputs "
+                       f"were written (the run had ended {sol.status}: {sol.message})"
+                       f"{skipped}")
+        sol.status = "interrupted"
     code = _exit_code(sol)
     summary = sol.summary()
     graph = run.graph
     steps_rec = sol.records["step"]
-    last_rec = int(steps_rec[-1]) if len(steps_rec) else 0
     summary.update(
         {
             "agents": run.problem.n_agents,
             "dim": run.problem.dim,
             "lambda_2": float(graph.lambda_2),
             "lambda_max": float(graph.lambda_max),
-            "last_recorded_step": last_rec,
+            "last_recorded_step": int(steps_rec[-1]) if len(steps_rec) else 0,
             "exit_code": code,
             "config": run.config,
         }
@@ -351,14 +393,16 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
     data_split = getattr(run.problem, "data_split", None)  # a data table's split
     if data_split is not None:
         summary["split"] = data_split
-    spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
-    title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
     s = run.config["solver"]
     summary.update(to_target(sol.records, tolerance=s.get("tolerance"),
                              target_accuracy=s.get("target_accuracy")))
-    kw = {} if figure else {"figure": False}
-    write_run_outputs(out, sol.records, summary, title=title, **kw)
-    write_final_state(out, sol.state, problem=run.problem)
+    write_json(out / "summary.json", summary)
+    return code
+
+
+def _report_run(out: Path, sol, code: int) -> int:
+    steps_rec = sol.records["step"]
+    last_rec = int(steps_rec[-1]) if len(steps_rec) else 0
     errors = (f"relative error {sol.final_relative_error:.3e}, consensus error "
               f"{sol.final_consensus_error:.3e}")
     if "mean_agent_test_accuracy" in sol.records and len(sol.records["step"]):
@@ -686,6 +730,14 @@ def _describe_failure(exc: BaseException, command: str) -> tuple[int, str]:
     if isinstance(exc, KeyboardInterrupt):
         where = " before any result was written" if command == "run" else ""
         return EXIT_INTERRUPTED, f"stflow: interrupted{_by(exc)}{where}"
+    from .output import OutputWriteError
+
+    if isinstance(exc, OutputWriteError):  # a full disk: the files before it are kept
+        summary = " (no summary.json was written)" if command == "run" else ""
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: {exc.strerror}{summary}: free space on that disk (or choose "
+            "another --out) and run again"
+        )
     user = _user_frame(exc)
     if user is not None:
         file, line, func = user
