@@ -560,3 +560,106 @@ def test_a_full_disk_names_the_file_exit_2_and_no_summary(tmp_path, monkeypatch,
         assert not out.exists()
     else:  # no temporary left, no summary.json claiming a finished run
         assert sorted(p.name for p in out.iterdir()) == kept
+
+
+# ---- py: code that exits: its error (exit 2, one line), never stflow's exit status ----
+
+EXITING = """
+import os, sys
+import numpy as np
+MODE = {mode!r}
+CALLS = [0]
+class Cost:
+    n_agents, dim = 4, 3
+    x_star = np.arange(3.0)
+    def values(self, X):
+        return 0.5 * ((X - np.arange(3.0)) ** 2).sum(axis=1)
+    def grad(self, X):
+        CALLS[0] += 1
+        if MODE == "cost grad" and CALLS[0] > 20:
+            sys.exit(0)
+        return X - np.arange(3.0)
+def make(**kw):
+    return Cost()
+from stflow.methods.dgd import DGD
+class Method(DGD):
+    kind = "mine"
+    def initial_state(self, *a, **k):  # not a protocol call: nothing guards it but the CLI
+        if MODE == "method initial_state":
+            raise SystemExit("done")
+        return super().initial_state(*a, **k)
+def compressor(dim):
+    def C(Z, t):
+        CALLS[0] += 1
+        if CALLS[0] > 5:
+            sys.exit(0)
+        return Z
+    return C
+"""
+
+EXIT_CASES = {
+    "cost grad": ('kind = "py:u.py:make"', 'kind = "dgd"', "",
+                  "grad raised SystemExit(0) (user code must not exit the program)"),
+    "method initial_state": ("agents = 4\ndim = 3", 'kind = "py:u.py:Method"', "",
+                             "u.py:23 (in initial_state) raised SystemExit('done'): user code "
+                             "must not exit the program"),
+    "compressor call": ("agents = 4\ndim = 3", 'kind = "observer"',
+                        '[compressor]\nspec = "py:u.py:compressor"\n',
+                        "raised SystemExit(0) (user code must not exit the program)"),
+    "os._exit as compressor": ("agents = 4\ndim = 3", 'kind = "observer"',
+                               '[compressor]\nspec = "py:os:_exit"\n',
+                               "'os._exit' is a built-in function, not a compressor factory"),
+    "sys.exit as method": ("agents = 4\ndim = 3", 'kind = "py:sys:exit"', "",
+                           "'sys.exit' is a built-in function, not a stflow.methods.Method"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXIT_CASES))
+def test_user_code_that_exits_is_its_error_exit_2(tmp_path, capsys, case):
+    problem, method, extra, needle = EXIT_CASES[case]
+    (tmp_path / "u.py").write_text(EXITING.format(mode=case))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[problem]\n{problem}\n[method]\n{method}\n{extra}[solver]\nstep = 0.1\n"
+                   "horizon = 5.0\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stflow: error:") and needle in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+TORCH_EXITING = """
+import sys
+import torch
+CALLS = [0]
+class Net(torch.nn.Module):
+    def __init__(self, i, c):
+        super().__init__()
+        self.lin = torch.nn.Linear(i, c)
+    def forward(self, x):
+        CALLS[0] += 1
+        if {forward} and CALLS[0] > 5:
+            sys.exit(0)
+        return self.lin(x)
+def make(in_features, classes):
+    return Net(in_features, classes)
+def loss(out, y):
+    if not {forward}:
+        sys.exit(0)
+    return torch.nn.functional.cross_entropy(out, y)
+"""
+
+
+@pytest.mark.parametrize("where", ["forward", "loss"])
+def test_a_torch_model_or_loss_that_exits_is_exit_2(tmp_path, capsys, where):
+    pytest.importorskip("torch")
+    (tmp_path / "net.py").write_text(TORCH_EXITING.format(forward=where == "forward"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[problem]\nkind = "torch"\nmodel = "py:net.py:make"\nloss = "py:net.py:loss"'
+                   '\ndtype = "float64"\ndataset = "breast_cancer"\nagents = 4\nbatch = 8\n'
+                   '[method]\nkind = "dgd"\nlr = 0.01\n[solver]\nstep = 1.0\nhorizon = 10.0\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    needle = ("net.py:12 (in forward) raised SystemExit(0)" if where == "forward"
+              else "[problem] loss = 'py:")
+    assert len(err) == 1 and needle in err[0] and "SystemExit(0)" in err[0], err
+    assert not (tmp_path / "o").exists()

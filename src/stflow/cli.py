@@ -739,6 +739,13 @@ def _describe_failure(exc: BaseException, command: str) -> tuple[int, str]:
             "another --out) and run again"
         )
     user = _user_frame(exc)
+    if isinstance(exc, SystemExit):  # sys.exit() in code a config names: its error, not a result
+        where = ("your code {}:{} (in {})".format(*user) if user is not None
+                 else "code your config names (a py: module or one it imports)")
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: {where} raised SystemExit({exc.code!r}): user code must not exit "
+            "the program (its exit status would read as stflow's); raise an exception instead"
+        )
     if user is not None:
         file, line, func = user
         return EXIT_INPUT, _one_line(
@@ -787,7 +794,7 @@ def main(argv=None) -> int:
             return EXIT_INTERRUPTED
         try:
             return COMMANDS[args.command](args)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # stflow itself never exits from a command
             return _failed(exc, args)
         except KeyboardInterrupt as exc:
             return _failed(exc, args)

@@ -181,6 +181,14 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
             f"compressor `{stage}`: module {modname!r} has no attribute {attr!r}: "
             "check the name after the second colon"
         )
+    import inspect
+
+    if inspect.isbuiltin(getattr(module, attr)):  # py:os:_exit would end stflow with code d
+        raise InputError(
+            f"compressor `{stage}`: '{modname}.{attr}' is a built-in function, not a "
+            "compressor factory written in Python (calling it could end stflow with an exit "
+            "status that is not stflow's): name your own factory"
+        )
     try:
         result = getattr(module, attr)(dim, **kwargs)
     except (Exception, SystemExit) as exc:  # the user's factory: any failure is input
