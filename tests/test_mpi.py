@@ -441,3 +441,31 @@ def test_a_damaged_checkpoint_is_named_with_exit_2(tmp_path, damage):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "the checkpoint is damaged" in lines[0], lines
     assert "drop --resume" in lines[0] and "Abort" not in proc.stderr
+
+
+@pytest.mark.parametrize("case", ["compressor", "missing data", "bad data on rank 1",
+                                  "existing empty out"])
+def test_a_failed_set_up_leaves_no_out_it_created(tmp_path, case):
+    """Issue 21: every rank created --out during the set-up, and a set-up error left it empty."""
+    extra, spec, n = "", "topk:k=2", 2
+    if case in ("compressor", "existing empty out"):
+        spec = "topk:k=9"
+    elif case == "missing data":
+        extra = 'data = "nowhere.npz"'
+    else:
+        arrays = {k: v.copy() for k, v in
+                  make_problem("quadratic", agents=4, dim=4).arrays().items()}
+        arrays["b"][3, 1] = np.nan  # agent 3 lives on rank 1 only
+        np.savez(tmp_path / "bad.npz", **arrays)
+        extra = 'data = "bad.npz"'
+    cfg = _config(tmp_path / "c.toml", spec=spec, problem_extra=extra, agents=4)
+    out = tmp_path / "new" / "o"
+    if case == "existing empty out":
+        out.mkdir(parents=True)
+    proc, _ = _mpirun(n, ["run", cfg, "--backend", "mpi", "--out", out, "--quiet"])
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    if case == "existing empty out":  # not ours to remove
+        assert out.is_dir() and list(out.iterdir()) == []
+    else:
+        assert not out.exists()

@@ -304,6 +304,20 @@ def _cmd_run_mpi(args) -> int:
             return EXIT_INPUT
         raise
     clear = (lambda: _clear_stale(out)) if args.force and not args.resume else None
+    # every rank got here (the checks above agree); the set-up creates --out on each rank, so
+    # whether it existed is read before any rank can create it
+    created = not os.path.lexists(out)
+    MPI.COMM_WORLD.Barrier()
+    try:
+        return _run_mpi_ranks(args, rank, clear)
+    finally:  # a failed set-up leaves no empty --out it created (rank 0 decides, once)
+        if rank == 0:
+            _drop_if_empty(out, created)
+
+
+def _run_mpi_ranks(args, rank: int, clear) -> int:
+    from .engines.mpi import run_mpi
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
