@@ -663,3 +663,61 @@ def test_a_torch_model_or_loss_that_exits_is_exit_2(tmp_path, capsys, where):
               else "[problem] loss = 'py:")
     assert len(err) == 1 and needle in err[0] and "SystemExit(0)" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+# ---- a user compressor whose encode disagrees with its bits_per_message ----
+
+LIAR = """
+import numpy as np
+from stflow.compressors import Compressor
+
+class Liar(Compressor):
+    name, spec, linear, linear_bound = "liar", "py:liar", True, 0.5
+    def __init__(self, dim):
+        self.dim = dim
+    def __call__(self, Z, t):
+        return 0.5 * np.asarray(Z)
+    def bits_per_message(self):
+        return 32 * self.dim  # says 32 d bits...
+    def encode(self, Z, t):  # ...sends 64 d
+        return [row.astype("<f8").tobytes() for row in self(np.atleast_2d(Z), t)]
+    def decode(self, messages, t):
+        return np.array([np.frombuffer(m, dtype="<f8") for m in messages])
+
+def make(dim):
+    return Liar(dim)
+"""
+
+LIAR_LINE = ("encode gives messages of 24 bytes (192 bits) at d = 3, but bits_per_message() "
+             "says 96 bits (12 bytes): make bits_per_message() return the bits one encoded "
+             "message holds")
+
+
+@pytest.mark.parametrize("where", ["certify", "run", "run --backend mpi"])
+def test_encode_disagreeing_with_bits_per_message_is_one_line_exit_2(tmp_path, capsys, where):
+    """It used to pass certify and the simulator (which count the declared bits) and fail
+    only under MPI, mid-run, once per rank with MPICH Abort lines."""
+    (tmp_path / "liar.py").write_text(LIAR)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD.replace('spec = "topk:k=1"', 'spec = "py:liar.py:make"'))
+    out = tmp_path / "o"
+    if where == "certify":
+        code = main(["certify", f"py:{tmp_path}/liar.py:make", "--dim", "3"])
+        err = capsys.readouterr().err
+    elif where == "run":
+        code = main(["run", str(cfg), "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err
+    else:
+        exe = shutil.which("mpiexec")
+        if exe is None:
+            pytest.skip("mpiexec not installed")
+        proc = subprocess.run([exe, "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                               str(cfg), "--out", str(out), "--quiet", "--backend", "mpi"],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        code, err = proc.returncode, proc.stderr
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stflow: error: compressor `py:"), err
+    assert LIAR_LINE in lines[0]
+    assert not out.exists()

@@ -229,4 +229,33 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
             f"compressor `{stage}`: C(zeros((2, {dim})), 0) has shape {probe.shape} and dim "
             f"{getattr(comp, 'dim', None)}: return (N, d) = (2, {dim}) at dim {dim}"
         )
+    if isinstance(comp, _UserCompressor):
+        _check_wire(comp, stage)
     return comp
+
+
+def _check_wire(comp: Compressor, stage: str) -> None:
+    """Refuse, when it is built, a user compressor whose ``encode`` disagrees with its own
+    ``bits_per_message()``: the simulator and ``certify`` count the declared bits, MPI sends
+    what ``encode`` makes, so the two would silently report different costs (or MPI fail
+    mid-run on every rank)."""
+    Z = np.random.default_rng(0).standard_normal((2, comp.dim))
+    bits = comp.bits_per_message()
+    nbytes = comp.bytes_per_message()
+    messages = comp.encode(Z, 0.0)
+    try:
+        sizes = [len(m) for m in messages]
+    except TypeError:
+        sizes = None
+    if sizes is None or len(sizes) != 2:
+        raise InputError(
+            f"compressor `{stage}`: encode(Z, t) of {len(Z)} rows returned "
+            f"{type(messages).__name__}, not {len(Z)} messages: return one bytes object per row"
+        )
+    if any(n != nbytes for n in sizes):
+        bad = next(n for n in sizes if n != nbytes)
+        raise InputError(
+            f"compressor `{stage}`: encode gives messages of {bad} bytes ({8 * bad} bits) at "
+            f"d = {comp.dim}, but bits_per_message() says {bits} bits ({nbytes} bytes): make "
+            "bits_per_message() return the bits one encoded message holds (docs/compressors.md)"
+        )
