@@ -721,3 +721,60 @@ def test_encode_disagreeing_with_bits_per_message_is_one_line_exit_2(tmp_path, c
     assert len(lines) == 1 and lines[0].startswith("stflow: error: compressor `py:"), err
     assert LIAR_LINE in lines[0]
     assert not out.exists()
+
+
+# ---- bad [init] arrays, booleans as numbers, misleading messages ----
+
+def _with_init(text):
+    return GOOD.replace("dim = 3", "dim = 3\n[init]\n" + text)
+
+
+BAD_INIT = {
+    "x0 strings": (_with_init('x0 = ["a", "b", "c"]'), "[init] x0 must hold numbers: x0[0] is 'a'"),
+    "x0 ragged": (_with_init("x0 = [[1.0, 2.0, 3.0], [1.0]]"),
+                  "[init] x0 must be rectangular: row 1 has 1 numbers, row 0 has 3"),
+    "x0 table": (_with_init("x0 = {a = 1}"),
+                 "[init] x0 must be a list of numbers or of rows (got {'a': 1})"),
+    "v0 ragged": (_with_init("v0 = [[0.0], [0.0, 1.0]]"),
+                  "[init] v0 must be rectangular: row 1 has 2 numbers, row 0 has 1"),
+    "x0 booleans": (_with_init("x0 = [true, false, true]"),
+                    "[init] x0 must hold numbers: x0[0] is True"),
+    "x0 mixed": (_with_init("x0 = [1.0, [2.0], 3.0]"), "[init] x0 must hold numbers: x0[1] is [2.0]"),
+    "edges booleans": (GOOD.replace('kind = "ring"', 'kind = "edges"\nedges = [[0, true], [1, 2], '
+                                    '[2, 3], [3, 0]]'),
+                       "`edges` must hold numbers, not booleans (got true at edges[0][1])"),
+    "weights booleans": (GOOD.replace('kind = "ring"', 'kind = "edges"\nedges = [[0, 1], [1, 2], '
+                                      '[2, 3], [3, 0]]\nweights = [1.0, false, 1.0, 1.0]'),
+                         "`weights` must hold numbers, not booleans (got false at weights[1])"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INIT))
+def test_bad_init_and_boolean_numbers_exit_2(tmp_path, capsys, case):
+    """x0 = ["a", "b", "c"] and ragged or table x0/v0 used to be internal errors (exit 4);
+    true/false were read as 1/0 in edges and x0."""
+    text, needle = BAD_INIT[case]
+    assert _run_text(tmp_path, text) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stflow: error: ") and needle in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_config_path_is_named_as_empty(tmp_path, capsys):
+    assert main(["run", "", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("stflow: error: config file path is empty: give a TOML file, e.g. "
+                   "examples/quickstart.toml"), err  # it said "'.' is a folder"
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_a_dangling_out_symlink_is_named_as_such(tmp_path, capsys, below):
+    (tmp_path / "c.toml").write_text(GOOD)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    out = link / "sub" if below else link
+    assert main(["run", str(tmp_path / "c.toml"), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"a symbolic link to '{tmp_path / 'gone'}', which does not exist" \
+        in err[0] and "is a file" not in err[0], err
+    assert not (tmp_path / "gone").exists() and link.is_symlink()

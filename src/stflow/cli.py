@@ -181,8 +181,15 @@ def _check_out(text: str, *, allow_nonempty: bool) -> Path:
     where = f"--out {text!r}"
     if out.exists() and not out.is_dir():
         raise InputError(f"{where} exists and is not a folder: give a folder path")
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{where} is a symbolic link to {os.readlink(out)!r}, which does not "
+                         "exist: create that folder first, or give another path")
     full = Path(os.path.abspath(out))
     anchor = next(p for p in (full, *full.parents) if os.path.lexists(p))
+    if anchor.is_symlink() and not anchor.exists():
+        raise InputError(f"{where} is under {str(anchor)!r}, a symbolic link to "
+                         f"{os.readlink(anchor)!r}, which does not exist: create that folder "
+                         "first, or give another path")
     if not anchor.is_dir():
         raise InputError(
             f"{where} is not writable: it is under {str(anchor)!r}, which is a file: give a "
