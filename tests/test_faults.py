@@ -778,3 +778,50 @@ def test_a_dangling_out_symlink_is_named_as_such(tmp_path, capsys, below):
     assert len(err) == 1 and f"a symbolic link to '{tmp_path / 'gone'}', which does not exist" \
         in err[0] and "is a file" not in err[0], err
     assert not (tmp_path / "gone").exists() and link.is_symlink()
+
+
+COMPLEX = """
+import numpy as np
+class Cost:
+    n_agents, dim = 4, 3
+    x_star = np.arange(3.0)
+    def values(self, X):
+        return 0.5 * ((X - np.arange(3.0)) ** 2).sum(axis=1)
+    def grad(self, X):
+        return (X - np.arange(3.0)) + 0j
+def make(**kw):
+    return Cost()
+def compressor(dim):
+    return lambda Z, t: Z + 0j
+"""
+
+
+@pytest.mark.parametrize("where", ["cost", "compressor"])
+def test_complex_user_output_is_one_line_exit_2(tmp_path, capsys, where):
+    """It printed "Casting complex values to real discards the imaginary part" once a call
+    (1001 lines) and ran on the real parts."""
+    (tmp_path / "u.py").write_text(COMPLEX)
+    text = (GOOD.replace('kind = "quadratic"\nagents = 4\ndim = 3', 'kind = "py:u.py:make"')
+            if where == "cost" else GOOD.replace('spec = "topk:k=1"', 'spec = "py:u.py:compressor"'))
+    assert _run_text(tmp_path, text) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    needle = ("grad(X) returned complex values: return a real float64 array of shape (4, 3)"
+              if where == "cost" else "returned complex values at t=0: return a real (N, d)")
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_a_warning_raised_every_round_is_printed_once(tmp_path, capsys):
+    (tmp_path / "w.py").write_text("import warnings\ndef make(dim):\n    def C(Z, t):\n"
+                                   "        warnings.warn('my compressor is slow')\n"
+                                   "        return Z\n    return C\n")
+    text = GOOD.replace('spec = "topk:k=1"', 'spec = "py:w.py:make"')
+    assert _run_text(tmp_path, text) in (0, 1)
+    err = capsys.readouterr().err.splitlines()
+    assert err.count("stflow: warning: my compressor is slow") == 1, err
+
+
+def test_a_diverged_run_is_one_line_without_numpy_warnings(tmp_path, capsys):
+    text = GOOD.replace('kind = "observer"', 'kind = "lead"\nlr = 1e6')
+    assert _run_text(tmp_path, text) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stflow: diverged: "), err

@@ -287,7 +287,7 @@ def _run_sim(args, out: Path) -> int:
         warnings.showwarning = _show_warning
         with log_to(None if args.quiet else out / PROGRESS_LOG):  # lines start after `built`
             run, sol = run_config(config, progress=not args.quiet, built=built)
-    return _finish_run(out, run, sol, figure=not args.no_figure)
+        return _finish_run(out, run, sol, figure=not args.no_figure)
 
 
 def _cmd_run_mpi(args) -> int:
@@ -335,13 +335,14 @@ def _run_mpi_ranks(args, rank: int, clear) -> int:
                     args.config, args.out, checkpoint_every=args.checkpoint_every,
                     resume=args.resume, progress=not args.quiet, built=clear,
                 )
+            if result.is_root:
+                return _finish_run(Path(args.out), result.run, result.solution,
+                                   figure=not args.no_figure)
+            return _exit_code(result.solution)
     except InputError as exc:
         if getattr(exc, "quiet", False):  # rank 0 prints the one line
             return EXIT_INPUT
         raise
-    if result.is_root:
-        return _finish_run(Path(args.out), result.run, result.solution, figure=not args.no_figure)
-    return _exit_code(result.solution)
 
 
 def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
@@ -451,8 +452,16 @@ def _exit_code(sol) -> int:
     return EXIT_CODES.get(sol.status, EXIT_NOT_CONVERGED)
 
 
+#: Warning lines already printed by this command (a warning raised every round is shown once).
+_SHOWN: set = set()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"stflow: warning: {_one_line(message)}", file=sys.stderr)
+    text = f"stflow: warning: {_one_line(message)}"
+    if text in _SHOWN:
+        return
+    _SHOWN.add(text)
+    print(text, file=sys.stderr)
 
 
 def _cmd_certify(args) -> int:
@@ -807,6 +816,7 @@ def main(argv=None) -> int:
     2
     """
     previous = _sigterm_interrupts()
+    _SHOWN.clear()
     try:
         try:
             args = _parser().parse_args(argv)

@@ -202,7 +202,8 @@ def plot_convergence(path, records: dict[str, np.ndarray], *, title: str = "") -
     ax.set_xlabel("time t")
     ax.set_ylabel("error")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if ax.get_lines():  # a run without one finite positive error draws no curve
+        ax.legend()
     if title:
         ax.set_title(title, fontsize=9)
     nxt = 1
@@ -323,7 +324,9 @@ def write_final_state(out_dir, state: dict, *, problem=None) -> list[str]:
     arrays = {k: np.asarray(v) for k, v in state.items()
               if isinstance(v, np.ndarray) and k not in ("average",)}
     buf = io.BytesIO()
-    np.savez(buf, average=X.mean(axis=0), **arrays)
+    with np.errstate(all="ignore"):  # a diverged run's last state may hold inf
+        average = X.mean(axis=0)
+    np.savez(buf, average=average, **arrays)
     _atomic_write(out / FINAL_STATE_FILE, buf.getvalue())
     written = [FINAL_STATE_FILE]
     state_dict_at = getattr(problem, "state_dict_at", None)
@@ -331,7 +334,7 @@ def write_final_state(out_dir, state: dict, *, problem=None) -> list[str]:
         import torch
 
         buf = io.BytesIO()
-        torch.save(state_dict_at(X.mean(axis=0)), buf)
+        torch.save(state_dict_at(average), buf)
         _atomic_write(out / MODEL_FILE, buf.getvalue())
         written.append(MODEL_FILE)
     return written

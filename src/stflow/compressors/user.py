@@ -87,6 +87,9 @@ def _guarded(spec: str, fn: Callable, *args):
 
 def _checked_output(spec: str, out, Z: np.ndarray, t: float) -> np.ndarray:
     """A user compressor's C(Z, t) as float64, after checking its shape and finiteness."""
+    if np.iscomplexobj(out):  # numpy would drop the imaginary part with a warning a call
+        raise InputError(f"compressor `{spec}` returned complex values at t={t:.6g}: return "
+                         "a real (N, d) float array")
     try:
         out = np.asarray(out, dtype=np.float64)
     except (TypeError, ValueError) as exc:

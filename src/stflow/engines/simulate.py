@@ -299,7 +299,9 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     t_next = 0.0
     hk = h
     signal_name = "SIGINT"
-    with catch_interrupts() as flag:
+    # overflow on the way to a blow-up is reported once, as status "diverged" (the batched
+    # engine does the same), not as numpy warnings
+    with catch_interrupts() as flag, np.errstate(over="ignore", invalid="ignore"):
         stop_flags = [flag] if stop is None else [flag, stop]
 
         def stop_now() -> bool:  # asked between local updates (huge local_steps)

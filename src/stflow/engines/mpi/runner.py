@@ -392,7 +392,7 @@ class Runner:
             else:
                 self._record(rec, 0, 0.0, state["X"])
             wall = time.perf_counter()
-            with _StopFlag() as flag:
+            with _StopFlag() as flag, np.errstate(over="ignore", invalid="ignore"):
                 done, diverged_at, interrupted_at = self._loop(
                     state, rec, ex, codecs, h, first, n_steps, record_every, s["local_steps"],
                     flag)
