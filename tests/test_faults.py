@@ -825,3 +825,20 @@ def test_a_diverged_run_is_one_line_without_numpy_warnings(tmp_path, capsys):
     assert _run_text(tmp_path, text) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("stflow: diverged: "), err
+
+
+@pytest.mark.parametrize("standardize", ["true", "false"])
+def test_a_csv_with_1e308_is_named_not_called_nan(tmp_path, capsys, standardize):
+    """±1e308 are finite: the message names the column and the size, never NaN (without
+    standardizing it was an internal error, exit 4)."""
+    lines = (Path(__file__).parents[1] / "examples" / "data" / "tiny.csv").read_text().splitlines()
+    rows = [r.split(",") for r in lines[1:]]
+    rows[3][1], rows[5][1] = "1e308", "-1e308"
+    (tmp_path / "big.csv").write_text("\n".join([lines[0], *map(",".join, rows)]) + "\n")
+    text = (f'[problem]\nkind = "logistic"\ndata = "big.csv"\ntarget = "responded"\nagents = 4\n'
+            f"standardize = {standardize}\n[method]\nkind = \"dgd\"\n[solver]\nstep = 1.0\n"
+            "horizon = 5.0\n")
+    assert _run_text(tmp_path, text) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "feature 'dose_mg' holds values" in err[0] and "1e+308" in err[0]
+    assert "NaN" not in err[0], err
