@@ -842,3 +842,21 @@ def test_a_csv_with_1e308_is_named_not_called_nan(tmp_path, capsys, standardize)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "feature 'dose_mg' holds values" in err[0] and "1e+308" in err[0]
     assert "NaN" not in err[0], err
+
+
+def test_a_data_file_larger_than_memory_is_named_not_agents_dim(tmp_path, capsys):
+    """A 50 GB data file was told to "lower agents, dim or samples" (keys it does not use)."""
+    from stflow.config import total_memory
+
+    memory = total_memory()
+    if not memory:
+        pytest.skip("the OS does not report its memory")
+    big = tmp_path / "big.csv"
+    with big.open("wb") as f:  # sparse: no disk space used
+        f.truncate(2 * memory)
+    text = ('[problem]\nkind = "logistic"\ndata = "big.csv"\nagents = 4\n[method]\nkind = "dgd"\n'
+            "[solver]\nstep = 1.0\nhorizon = 5.0\n")
+    assert _run_text(tmp_path, text) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"[problem] data = '{big}' is a {2 * memory / 1e9:.3g} GB file" \
+        in err[0] and "use a smaller file" in err[0] and "agents" not in err[0], err

@@ -128,10 +128,21 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
     est = estimate_memory(config)
     total = sum(est.values())
     memory = total_memory() if memory is None else memory
-    if not memory or total <= memory:
-        return
     gb = 1e9
     have = f"more than this machine's {memory / gb:.3g} GB"
+    data = config["problem"].get("data")
+    if memory and isinstance(data, str):  # its arrays count 0 above: the file bounds them
+        import os
+
+        size = os.path.getsize(data) if os.path.isfile(data) else 0
+        if size + total > memory:
+            raise InputError(
+                f"[problem] data = {data!r} is a {size / gb:.3g} GB file, and a run on it needs "
+                f"at least that much memory ({(size + total) / gb:.3g} GB with the state), "
+                f"{have}: use a smaller file (fewer rows or columns)"
+            )
+    if not memory or total <= memory:
+        return
     if est["records"] >= 0.5 * total:
         rows = est["records"] // 400
         raise InputError(
