@@ -469,3 +469,43 @@ def test_a_failed_set_up_leaves_no_out_it_created(tmp_path, case):
         assert out.is_dir() and list(out.iterdir()) == []
     else:
         assert not out.exists()
+
+
+SLOW_COST = """
+import time
+import numpy as np
+class Cost:
+    n_agents, dim = 4, 3
+    x_star = np.arange(3.0)
+    def values(self, X):
+        return 0.5 * ((X - np.arange(3.0)) ** 2).sum(axis=1)
+    def grad(self, X):
+        return X - np.arange(3.0)
+def make(**kw):
+    time.sleep(30)  # a slow set-up (a torch import, a big data file)
+    return Cost()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_the_mpi_set_up_is_exit_130_one_line(tmp_path, sig):
+    """Issue 21: it was "rank 0 of 2 failed: KeyboardInterrupt" and exit 1 ("not converged")."""
+    import signal
+
+    (tmp_path / "slow.py").write_text(SLOW_COST)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[problem]\nkind = "py:slow.py:make"\n[method]\nkind = "dgd"\nlr = 0.1\n'
+                   "[solver]\nstep = 1.0\nhorizon = 50.0\n")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                             str(cfg), "--out", str(out), "--quiet", "--backend", "mpi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("stflow")]
+    by = " by SIGTERM" if sig == "SIGTERM" else ""
+    assert lines == [f"stflow: interrupted{by} before any result was written (all ranks "
+                     "stopped)"], err
+    assert "Traceback" not in err and not out.exists()

@@ -316,13 +316,13 @@ def _cmd_run_mpi(args) -> int:
     created = not os.path.lexists(out)
     MPI.COMM_WORLD.Barrier()
     try:
-        return _run_mpi_ranks(args, rank, clear)
+        return _run_mpi_ranks(args, rank, clear, lambda: _drop_if_empty(out, created))
     finally:  # a failed set-up leaves no empty --out it created (rank 0 decides, once)
         if rank == 0:
             _drop_if_empty(out, created)
 
 
-def _run_mpi_ranks(args, rank: int, clear) -> int:
+def _run_mpi_ranks(args, rank: int, clear, drop) -> int:
     from .engines.mpi import run_mpi
 
     try:
@@ -334,6 +334,7 @@ def _run_mpi_ranks(args, rank: int, clear) -> int:
                 result = run_mpi(
                     args.config, args.out, checkpoint_every=args.checkpoint_every,
                     resume=args.resume, progress=not args.quiet, built=clear,
+                    interrupted=drop,
                 )
             if result.is_root:
                 return _finish_run(Path(args.out), result.run, result.solution,
