@@ -509,3 +509,25 @@ def test_an_interrupt_during_the_mpi_set_up_is_exit_130_one_line(tmp_path, sig):
     assert lines == [f"stflow: interrupted{by} before any result was written (all ranks "
                      "stopped)"], err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_sigterm_stops_huge_local_steps_under_mpi(tmp_path):
+    """local_steps = 1e8: each round lasts minutes; a stop must not wait for it."""
+    import signal
+
+    cfg = _config(tmp_path / "c.toml", flow="dgd", spec="identity", agents=4, step=0.01,
+                  horizon=2.0, solver_extra="local_steps = 100000000")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                             str(cfg), "--out", str(out), "--quiet", "--backend", "mpi",
+                             "--force", "--no-figure"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 10.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 130
+    assert 0 < summary["steps"] < 200
