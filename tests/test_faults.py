@@ -860,3 +860,76 @@ def test_a_data_file_larger_than_memory_is_named_not_agents_dim(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"[problem] data = '{big}' is a {2 * memory / 1e9:.3g} GB file" \
         in err[0] and "use a smaller file" in err[0] and "agents" not in err[0], err
+
+
+# ---- a fuzz of interrupts at random times, with and without --force over earlier results ----
+
+FUZZ_CONFIGS = {
+    "long run": GOOD.replace("horizon = 2.0", "horizon = 3000.0").replace(
+        "record_every = 50", "record_every = 5000"),
+    "huge local_steps": HUGE_LOCAL,
+    "continuous": GOOD.replace('spec = "topk:k=1"', 'spec = "scalarize:basis=cyclic"').replace(
+        "step = 1e-2", 'scheme = "continuous"\nstep = 1e-2').replace("horizon = 2.0",
+                                                                      "horizon = 1e5"),
+    "bad compressor": BAD["topk k > d"],
+    "diverging": GOOD.replace('kind = "observer"', 'kind = "lead"\nlr = 1e6'),
+    "torch": None,  # examples/cnn_digits.toml: a slow set-up (the torch import)
+}
+
+
+@pytest.mark.parametrize("seed", range(2 * len(FUZZ_CONFIGS)))
+def test_fuzz_interrupts_at_random_times(tmp_path, seed):
+    """SIGINT or SIGTERM at a random time (set-up, rounds, writing) into a new --out or with
+    --force over earlier results. Whatever the moment: an exit code of docs/cli.md (never 4,
+    never killed by the signal), no traceback, every stflow line one line; a summary.json is
+    either the earlier one untouched or says the exit code; a refused config leaves the
+    earlier results; a new --out is never left empty. (The first ~0.1 s, the interpreter's
+    own start before stflow is imported, is not fuzzed: nothing of stflow runs there.)"""
+    import random
+    import signal
+    import time
+
+    rnd = random.Random(seed)
+    name = sorted(FUZZ_CONFIGS)[seed % len(FUZZ_CONFIGS)]  # each config twice
+    sig = rnd.choice(["SIGINT", "SIGTERM"])
+    delay = rnd.uniform(0.1, 2.5)
+    force = rnd.random() < 0.5
+    cfg = tmp_path / "c.toml"
+    root = Path(__file__).parents[1]
+    if FUZZ_CONFIGS[name] is None:
+        if __import__("importlib").util.find_spec("torch") is None:
+            pytest.skip("torch not installed")
+        shutil.copy(root / "examples" / "cnn_digits.py", tmp_path / "cnn_digits.py")
+        cfg.write_text((root / "examples" / "cnn_digits.toml").read_text())
+    else:
+        cfg.write_text(FUZZ_CONFIGS[name])
+    out = tmp_path / "o"
+    before = None
+    if force:  # earlier results that only a good config may replace
+        (tmp_path / "good.toml").write_text(GOOD)
+        assert main(["run", str(tmp_path / "good.toml"), "--out", str(out), "--quiet",
+                     "--no-figure"]) in (0, 1)
+        before = _digest(out)
+    argv = [sys.executable, "-m", "stflow.cli", "run", str(cfg), "--out", str(out), "--quiet",
+            "--no-figure", *(["--force"] if force or name == "huge local_steps" else [])]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    time.sleep(delay)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    code = proc.returncode
+    case = f"{name}, {sig} after {delay:.2f} s, force={force}: exit {code}\n{err}"
+    assert code in (0, 1, 2, 3, 130), case
+    assert "Traceback" not in err, case
+    assert all(line.startswith("stflow: ") for line in err.splitlines() if line.strip()), case
+    summary = out / "summary.json"
+    if summary.exists():
+        info = json.loads(summary.read_text())
+        same = before is not None and _digest(out).get("summary.json") == before["summary.json"]
+        assert same or info["exit_code"] == code, case
+        if code == 130 and not same:
+            assert info["status"] == "interrupted", case
+    if code == 2 and before is not None:
+        assert _digest(out) == before, case
+    if before is None and out.exists():
+        assert any(out.iterdir()), case

@@ -366,7 +366,8 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
         with catch_interrupts() as flag:
             code = _write_run(out, run, sol, figure=figure, flag=flag)
             written = True
-            return _report_run(out, sol, code)
+        _ignore_interrupts()  # the outcome is on disk: a late signal must not contradict it
+        return _report_run(out, sol, code)
     except KeyboardInterrupt:  # a second Ctrl-C while writing: stop now
         if written:  # summary.json already says what the exit code says
             return code
@@ -833,24 +834,38 @@ def main(argv=None) -> int:
         finally:
             release_folders()  # the --out lock lasts as long as the command
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # the handlers the caller had (a test, a program)
+            for sig, handler in previous.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _ignore_interrupts() -> None:
+    """Ignore Ctrl-C and SIGTERM for the rest of the command (``main`` restores them): once
+    ``summary.json`` is written, the exit code is decided and must stay the one it says."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def _sigterm_interrupts():
     """SIGTERM raises ``KeyboardInterrupt("SIGTERM")`` like Ctrl-C for the whole command (set-up,
     imports, writing), so it ends with exit 130 and one line, never the bare 143 of the
     default action; the stepping loops catch both into a flag (:mod:`stflow.interrupts`).
-    Returns the previous handler (None outside the main thread, where none is installed)."""
+    Ctrl-C gets Python's own handler back (the package installs an early one for the start
+    of the ``stflow`` command). Returns the previous handlers (None outside the main thread,
+    where none is installed)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
+    return {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupt)}
 
 
 def _by(exc: BaseException) -> str:
@@ -869,5 +884,19 @@ def _failed(exc: BaseException, args) -> int:
     return code
 
 
+def exit_with(code: int):
+    """End the process with ``code`` (``python -m stflow`` and ``python -m stflow.cli``).
+
+    After a Ctrl-C that was caught and answered (exit 130), ``python -m`` may still end
+    the process by SIGINT (status -2 instead of 130): CPython remembers a KeyboardInterrupt
+    raised inside code that an extension module ran while being imported, even though stflow
+    handled it. Exit 130 is therefore made with ``os._exit`` once the output is flushed."""
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    exit_with(main())

@@ -474,7 +474,11 @@ def _integrate(rhs, y0, t_eval, rtol, atol, *, stop, h, record) -> dict:
     from scipy.integrate import RK45
 
     solver = RK45(rhs, 0.0, y0, float(t_eval[-1]), rtol=rtol, atol=atol)
-    i, message, y_last, steps = 0, None, y0, np.rint(t_eval / h).astype(int)
+    steps = np.rint(t_eval / h).astype(int)
+    # t_eval[0] = 0: solve_ivp takes it from the first step's interpolant, which is y0 itself
+    # at t_old = 0; recorded now, so a stop before the first step still has its row
+    record(int(steps[0]), t_eval[0], y0)
+    i, message, y_last = 1, None, y0
     crossed = (0, None)  # the last whole step k passed and the interpolant of its RK step
     while True:
         if stop():

@@ -155,6 +155,10 @@ def run_mpi(
             by = f" by {exc}" if str(exc).startswith("SIG") else ""
             print(f"stflow: interrupted{by} before any result was written (all ranks stopped)",
                   file=sys.stderr, flush=True)
+        else:  # rank 0, which got the signal too, prints its line and aborts us all first
+            import time
+
+            time.sleep(1.0)
         sys.stdout.flush()
         sys.stderr.flush()
         comm.Abort(130)
