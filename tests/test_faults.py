@@ -933,3 +933,40 @@ def test_fuzz_interrupts_at_random_times(tmp_path, seed):
         assert _digest(out) == before, case
     if before is None and out.exists():
         assert any(out.iterdir()), case
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fuzz_interrupts_of_tune_certify_and_reproduce(tmp_path, seed):
+    """The other commands under a signal at a random time: exit 0/1/2 or 130 (never 4, never
+    killed by the signal), no traceback; an interrupted tune writes no tuned.toml."""
+    import random
+    import signal
+    import time
+
+    rnd = random.Random(100 + seed)
+    command = ["tune", "certify", "reproduce"][seed % 3]
+    sig = rnd.choice(["SIGINT", "SIGTERM"])
+    delay = rnd.uniform(0.1, 3.0)
+    out = tmp_path / "o"
+    (tmp_path / "c.toml").write_text(GOOD.replace("horizon = 2.0", "horizon = 50.0"))
+    argv = {  # each takes 5 to 15 s uninterrupted
+        "tune": ["tune", str(tmp_path / "c.toml"), "--budget", "30", "--target", "1e-6",
+                 "--out", str(out)],
+        "certify": ["certify", "randk:k=3|quantize:bits=4", "--dim", "400"],
+        "reproduce": ["reproduce", "--quick", "--only", "E1", "--jobs", "1", "--out", str(out)],
+    }[command]
+    proc = subprocess.Popen([sys.executable, "-m", "stflow.cli", *argv, "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    time.sleep(delay)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    case = f"{command}, {sig} after {delay:.2f} s: exit {proc.returncode}\n{err}"
+    assert proc.returncode in (0, 1, 2, 130), case
+    assert "Traceback" not in err, case
+    if command == "tune" and proc.returncode == 130:
+        assert not (out / "tuned.toml").exists(), case
+        if (out / "tuning.json").exists():
+            assert json.loads((out / "tuning.json").read_text())["interrupted"] is True, case
+    if proc.returncode == 130:
+        assert "stflow: interrupted" in err, case
