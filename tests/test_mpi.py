@@ -443,3 +443,93 @@ def test_a_damaged_checkpoint_is_named_with_exit_2(tmp_path, damage):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "the checkpoint is damaged" in lines[0], lines
     assert "drop --resume" in lines[0] and "Abort" not in proc.stderr
+
+
+@pytest.mark.parametrize("case", ["compressor", "missing data", "bad data on rank 1",
+                                  "existing empty out"])
+def test_a_failed_set_up_leaves_no_out_it_created(tmp_path, case):
+    """Issue 21: every rank created --out during the set-up, and a set-up error left it empty."""
+    extra, spec, n = "", "topk:k=2", 2
+    if case in ("compressor", "existing empty out"):
+        spec = "topk:k=9"
+    elif case == "missing data":
+        extra = 'data = "nowhere.npz"'
+    else:
+        arrays = {k: v.copy() for k, v in
+                  make_problem("quadratic", agents=4, dim=4).arrays().items()}
+        arrays["b"][3, 1] = np.nan  # agent 3 lives on rank 1 only
+        np.savez(tmp_path / "bad.npz", **arrays)
+        extra = 'data = "bad.npz"'
+    cfg = _config(tmp_path / "c.toml", spec=spec, problem_extra=extra, agents=4)
+    out = tmp_path / "new" / "o"
+    if case == "existing empty out":
+        out.mkdir(parents=True)
+    proc, _ = _mpirun(n, ["run", cfg, "--backend", "mpi", "--out", out, "--quiet"])
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    if case == "existing empty out":  # not ours to remove
+        assert out.is_dir() and list(out.iterdir()) == []
+    else:
+        assert not out.exists()
+
+
+SLOW_COST = """
+import time
+import numpy as np
+class Cost:
+    n_agents, dim = 4, 3
+    x_star = np.arange(3.0)
+    def values(self, X):
+        return 0.5 * ((X - np.arange(3.0)) ** 2).sum(axis=1)
+    def grad(self, X):
+        return X - np.arange(3.0)
+def make(**kw):
+    time.sleep(30)  # a slow set-up (a torch import, a big data file)
+    return Cost()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_the_mpi_set_up_is_exit_130_one_line(tmp_path, sig):
+    """Issue 21: it was "rank 0 of 2 failed: KeyboardInterrupt" and exit 1 ("not converged")."""
+    import signal
+
+    (tmp_path / "slow.py").write_text(SLOW_COST)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[problem]\nkind = "py:slow.py:make"\n[method]\nkind = "dgd"\nlr = 0.1\n'
+                   "[solver]\nstep = 1.0\nhorizon = 50.0\n")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                             str(cfg), "--out", str(out), "--quiet", "--backend", "mpi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("stflow")]
+    by = " by SIGTERM" if sig == "SIGTERM" else ""
+    assert lines == [f"stflow: interrupted{by} before any result was written (all ranks "
+                     "stopped)"], err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_sigterm_stops_huge_local_steps_under_mpi(tmp_path):
+    """local_steps = 1e8: each round lasts minutes; a stop must not wait for it."""
+    import signal
+
+    cfg = _config(tmp_path / "c.toml", flow="dgd", spec="identity", agents=4, step=0.01,
+                  horizon=2.0, solver_extra="local_steps = 100000000")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                             str(cfg), "--out", str(out), "--quiet", "--backend", "mpi",
+                             "--force", "--no-figure"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 10.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 130
+    assert 0 < summary["steps"] < 200

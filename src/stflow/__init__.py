@@ -32,8 +32,37 @@ Examples
 from __future__ import annotations
 
 import importlib
+import os as _os
+import sys as _sys
 
 __version__ = "0.1.0"
+
+
+def _cli_start_interrupts() -> None:
+    """The ``stflow`` command (the console script, ``python -m stflow[.cli]``): until its
+    ``main`` takes over the signals, Ctrl-C or SIGTERM while the package is still being
+    imported (numpy, half a second) exits 130 with one line (nothing was written yet),
+    not a traceback or the bare 143 of SIGTERM. A program importing stflow is left alone."""
+    argv0 = _sys.argv[0] if _sys.argv else ""
+    if argv0 != "-m" and _os.path.basename(argv0) != "stflow":
+        return
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def early(signum, frame):
+        name = signal.Signals(signum).name
+        by = "" if name == "SIGINT" else f" by {name}"
+        _os.write(2, f"stflow: interrupted{by} before any result was written\n".encode())
+        _os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, early)
+
+
+_cli_start_interrupts()
 
 #: Public name -> the module that defines it.
 _API = {

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from .cli import exit_with, main
 
-sys.exit(main())
+exit_with(main())

@@ -186,8 +186,15 @@ def _check_out(text: str, *, allow_nonempty: bool) -> Path:
     where = f"--out {text!r}"
     if out.exists() and not out.is_dir():
         raise InputError(f"{where} exists and is not a folder: give a folder path")
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{where} is a symbolic link to {os.readlink(out)!r}, which does not "
+                         "exist: create that folder first, or give another path")
     full = Path(os.path.abspath(out))
     anchor = next(p for p in (full, *full.parents) if os.path.lexists(p))
+    if anchor.is_symlink() and not anchor.exists():
+        raise InputError(f"{where} is under {str(anchor)!r}, a symbolic link to "
+                         f"{os.readlink(anchor)!r}, which does not exist: create that folder "
+                         "first, or give another path")
     if not anchor.is_dir():
         raise InputError(
             f"{where} is not writable: it is under {str(anchor)!r}, which is a file: give a "
@@ -285,12 +292,12 @@ def _run_sim(args, out: Path) -> int:
         warnings.showwarning = _show_warning
         with log_to(None if args.quiet else out / PROGRESS_LOG):  # lines start after `built`
             run, sol = run_config(config, progress=not args.quiet, built=built)
-    return _finish_run(out, run, sol, figure=not args.no_figure)
+        return _finish_run(out, run, sol, figure=not args.no_figure)
 
 
 def _cmd_run_mpi(args) -> int:
     from .config import load_config, preflight
-    from .engines.mpi import require_launcher, run_mpi
+    from .engines.mpi import require_launcher
 
     require_launcher()
     from mpi4py import MPI
@@ -309,6 +316,20 @@ def _cmd_run_mpi(args) -> int:
             return EXIT_INPUT
         raise
     clear = (lambda: _clear_stale(out)) if args.force and not args.resume else None
+    # every rank got here (the checks above agree); the set-up creates --out on each rank, so
+    # whether it existed is read before any rank can create it
+    created = not os.path.lexists(out)
+    MPI.COMM_WORLD.Barrier()
+    try:
+        return _run_mpi_ranks(args, rank, clear, lambda: _drop_if_empty(out, created))
+    finally:  # a failed set-up leaves no empty --out it created (rank 0 decides, once)
+        if rank == 0:
+            _drop_if_empty(out, created)
+
+
+def _run_mpi_ranks(args, rank: int, clear, drop) -> int:
+    from .engines.mpi import run_mpi
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -318,37 +339,82 @@ def _cmd_run_mpi(args) -> int:
                 result = run_mpi(
                     args.config, args.out, checkpoint_every=args.checkpoint_every,
                     resume=args.resume, progress=not args.quiet, built=clear,
+                    interrupted=drop,
                 )
+            if result.is_root:
+                return _finish_run(Path(args.out), result.run, result.solution,
+                                   figure=not args.no_figure)
+            return _exit_code(result.solution)
     except InputError as exc:
         if getattr(exc, "quiet", False):  # rank 0 prints the one line
             return EXIT_INPUT
         raise
-    if result.is_root:
-        return _finish_run(Path(args.out), result.run, result.solution, figure=not args.no_figure)
-    return _exit_code(result.solution)
 
 
 def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
-    """Write metrics.csv, summary.json and the figure, print the outcome (both backends).
+    """Write metrics.csv, the final state, the figure and summary.json, print the outcome
+    (both backends).
 
     stdout, stderr and summary.json give the same counters: ``steps`` is the number of
     rounds computed (for a diverged run, the step at which the blow-up was detected),
     ``last_recorded_step`` the step of the last row of metrics.csv.
-    """
-    from .output import to_target, write_final_state, write_run_outputs
 
+    ``summary.json`` is written last and says what the exit code says: a Ctrl-C or SIGTERM
+    while the files are written (the figure can take seconds) skips the figure and makes
+    the run ``interrupted`` (exit 130, the status the run had reached named in the
+    message); a failed write (a full disk) leaves no ``summary.json`` claiming a result.
+    """
+    from .interrupts import catch_interrupts
+
+    written = False
+    try:
+        with catch_interrupts() as flag:
+            code = _write_run(out, run, sol, figure=figure, flag=flag)
+            written = True
+        _ignore_interrupts()  # the outcome is on disk: a late signal must not contradict it
+        return _report_run(out, sol, code)
+    except KeyboardInterrupt:  # a second Ctrl-C while writing: stop now
+        if written:  # summary.json already says what the exit code says
+            return code
+        print(f"stflow: interrupted while writing the outputs into {out}: summary.json was "
+              "not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _write_run(out: Path, run, sol, *, figure: bool, flag) -> int:
+    from .output import (
+        plot_convergence,
+        to_target,
+        write_final_state,
+        write_json,
+        write_metrics_csv,
+    )
+
+    write_metrics_csv(out / "metrics.csv", sol.records)
+    write_final_state(out, sol.state, problem=run.problem)
+    spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
+    title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
+    drawn = False
+    if figure and not flag.requested:
+        plot_convergence(out / "convergence.png", sol.records, title=title)
+        drawn = True
+    if flag.requested and sol.status != "interrupted":  # stopped while writing: say so
+        skipped = "; convergence.png was not drawn" if figure and not drawn else ""
+        sol.message = (f"interrupted by {flag.signal or 'a stop request'} while the outputs "
+                       f"were written (the run had ended {sol.status}: {sol.message})"
+                       f"{skipped}")
+        sol.status = "interrupted"
     code = _exit_code(sol)
     summary = sol.summary()
     graph = run.graph
     steps_rec = sol.records["step"]
-    last_rec = int(steps_rec[-1]) if len(steps_rec) else 0
     summary.update(
         {
             "agents": run.problem.n_agents,
             "dim": run.problem.dim,
             "lambda_2": float(graph.lambda_2),
             "lambda_max": float(graph.lambda_max),
-            "last_recorded_step": last_rec,
+            "last_recorded_step": int(steps_rec[-1]) if len(steps_rec) else 0,
             "exit_code": code,
             "config": run.config,
         }
@@ -356,14 +422,16 @@ def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:
     data_split = getattr(run.problem, "data_split", None)  # a data table's split
     if data_split is not None:
         summary["split"] = data_split
-    spec = run.config["compressor"]["spec"] if run.compressor is not None else "none"
-    title = f"{run.config['method']['kind']} flow, {spec}, {run.config['problem']['kind']}"
     s = run.config["solver"]
     summary.update(to_target(sol.records, tolerance=s.get("tolerance"),
                              target_accuracy=s.get("target_accuracy")))
-    kw = {} if figure else {"figure": False}
-    write_run_outputs(out, sol.records, summary, title=title, **kw)
-    write_final_state(out, sol.state, problem=run.problem)
+    write_json(out / "summary.json", summary)
+    return code
+
+
+def _report_run(out: Path, sol, code: int) -> int:
+    steps_rec = sol.records["step"]
+    last_rec = int(steps_rec[-1]) if len(steps_rec) else 0
     errors = (f"relative error {sol.final_relative_error:.3e}, consensus error "
               f"{sol.final_consensus_error:.3e}")
     if "mean_agent_test_accuracy" in sol.records and len(sol.records["step"]):
@@ -391,10 +459,18 @@ def _exit_code(sol) -> int:
     return EXIT_CODES.get(sol.status, EXIT_NOT_CONVERGED)
 
 
+#: Warning lines already printed by this command (a warning raised every round is shown once).
+_SHOWN: set = set()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     if os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")) != "0":
         return  # under mpiexec every rank reads the config: rank 0 says it once
-    print(f"stflow: warning: {_one_line(message)}", file=sys.stderr)
+    text = f"stflow: warning: {_one_line(message)}"
+    if text in _SHOWN:
+        return
+    _SHOWN.add(text)
+    print(text, file=sys.stderr)
 
 
 def parse_shapes(text: str) -> list[tuple[int, ...]]:
@@ -722,8 +798,23 @@ def _describe_failure(exc: BaseException, command: str) -> tuple[int, str]:
         return EXIT_INPUT, f"stflow: error: {_one_line(exc)}"
     if isinstance(exc, KeyboardInterrupt):
         where = " before any result was written" if command == "run" else ""
-        return EXIT_INTERRUPTED, f"stflow: interrupted{where}"
+        return EXIT_INTERRUPTED, f"stflow: interrupted{_by(exc)}{where}"
+    from .output import OutputWriteError
+
+    if isinstance(exc, OutputWriteError):  # a full disk: the files before it are kept
+        summary = " (no summary.json was written)" if command == "run" else ""
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: {exc.strerror}{summary}: free space on that disk (or choose "
+            "another --out) and run again"
+        )
     user = _user_frame(exc)
+    if isinstance(exc, SystemExit):  # sys.exit() in code a config names: its error, not a result
+        where = ("your code {}:{} (in {})".format(*user) if user is not None
+                 else "code your config names (a py: module or one it imports)")
+        return EXIT_INPUT, _one_line(
+            f"stflow: error: {where} raised SystemExit({exc.code!r}): user code must not exit "
+            "the program (its exit status would read as stflow's); raise an exception instead"
+        )
     if user is not None:
         file, line, func = user
         return EXIT_INPUT, _one_line(
@@ -763,22 +854,64 @@ def main(argv=None) -> int:
     >>> main(["certify", "topk:k=5", "--dim", "3"])
     2
     """
+    previous = _sigterm_interrupts()
+    _SHOWN.clear()
     try:
-        args = _parser().parse_args(argv)
-    except KeyboardInterrupt:
-        print("stflow: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    try:
-        with warnings.catch_warnings():  # every command's warnings as one "stflow:" line
-            warnings.simplefilter("default")
-            warnings.showwarning = _show_warning
-            return COMMANDS[args.command](args)
-    except Exception as exc:
-        return _failed(exc, args)
-    except KeyboardInterrupt as exc:
-        return _failed(exc, args)
+        try:
+            args = _parser().parse_args(argv)
+        except KeyboardInterrupt as exc:
+            print(f"stflow: interrupted{_by(exc)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        try:
+            with warnings.catch_warnings():  # every command's warnings as one "stflow:" line
+                warnings.simplefilter("default")
+                warnings.showwarning = _show_warning
+                return COMMANDS[args.command](args)
+        except (Exception, SystemExit) as exc:  # stflow itself never exits from a command
+            return _failed(exc, args)
+        except KeyboardInterrupt as exc:
+            return _failed(exc, args)
+        finally:
+            release_folders()  # the --out lock lasts as long as the command
     finally:
-        release_folders()  # the --out lock lasts as long as the command
+        if previous is not None:  # the handlers the caller had (a test, a program)
+            for sig, handler in previous.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _ignore_interrupts() -> None:
+    """Ignore Ctrl-C and SIGTERM for the rest of the command (``main`` restores them): once
+    ``summary.json`` is written, the exit code is decided and must stay the one it says."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _sigterm_interrupts():
+    """SIGTERM raises ``KeyboardInterrupt("SIGTERM")`` like Ctrl-C for the whole command (set-up,
+    imports, writing), so it ends with exit 130 and one line, never the bare 143 of the
+    default action; the stepping loops catch both into a flag (:mod:`stflow.interrupts`).
+    Ctrl-C gets Python's own handler back (the package installs an early one for the start
+    of the ``stflow`` command). Returns the previous handlers (None outside the main thread,
+    where none is installed)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupt)}
+
+
+def _by(exc: BaseException) -> str:
+    """`` by SIGTERM`` for an interrupt raised by :func:`_raise_interrupt`, else ``""``."""
+    name = str(exc)
+    return f" by {name}" if name.startswith("SIG") else ""
 
 
 def _failed(exc: BaseException, args) -> int:
@@ -791,5 +924,19 @@ def _failed(exc: BaseException, args) -> int:
     return code
 
 
+def exit_with(code: int):
+    """End the process with ``code`` (``python -m stflow`` and ``python -m stflow.cli``).
+
+    After a Ctrl-C that was caught and answered (exit 130), ``python -m`` may still end
+    the process by SIGINT (status -2 instead of 130): CPython remembers a KeyboardInterrupt
+    raised inside code that an extension module ran while being imported, even though stflow
+    handled it. Exit 130 is therefore made with ``os._exit`` once the output is flushed."""
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    exit_with(main())

@@ -59,6 +59,10 @@ __all__ = [
     "r2_score",
 ]
 
+#: Largest feature magnitude a data table may hold (after standardizing): its square,
+#: summed over the rows, must stay finite.
+_MAX_FEATURE = 1e150
+
 #: Built-in data sets: name -> (task, suggested problem kind).
 DATASETS: dict[str, tuple[str, str]] = {
     "breast_cancer": ("classification", "logistic"),
@@ -453,7 +457,16 @@ def split_table(
         Xtr, Xte = Xtr / table.feature_scale, Xte / table.feature_scale
         info["feature_scale"] = table.feature_scale
     elif standardize:
-        mu, sd = Xtr.mean(axis=0), Xtr.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mu, sd = Xtr.mean(axis=0), Xtr.std(axis=0)
+        huge = np.flatnonzero(~(np.isfinite(mu) & np.isfinite(sd)))
+        if huge.size:  # finite entries near 1e308 whose mean or spread overflows
+            col = Xtr[:, huge[0]]
+            raise InputError(
+                f"[problem] data: feature {table.feature_names[huge[0]]!r} holds values too "
+                f"large to standardize (up to {np.abs(col).max():.3g}: its mean or spread "
+                "overflows float64): rescale that column"
+            )
         const = np.flatnonzero(sd == 0)
         if const.size:
             raise InputError(
@@ -468,6 +481,14 @@ def split_table(
             ytr, yte = (ytr - ym) / ys, (yte - ym) / ys
             info["target_mean"], info["target_std"] = float(ym), float(ys)
     names = table.feature_names
+    big = np.abs(Xtr).max(axis=0, initial=0.0) if Xtr.size else np.zeros(0)
+    if big.size and big.max() > _MAX_FEATURE:  # squares (the curvature) would overflow
+        j = int(np.argmax(big))
+        raise InputError(
+            f"[problem] data: feature {names[j]!r} holds values up to {big[j]:.3g}, too large "
+            f"for the cost's curvature to fit in float64 (limit {_MAX_FEATURE:.0e}): rescale "
+            "that column"
+        )
     if intercept:
         Xtr = np.hstack([Xtr, np.ones((Xtr.shape[0], 1))])
         Xte = np.hstack([Xte, np.ones((Xte.shape[0], 1))])

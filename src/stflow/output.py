@@ -20,6 +20,7 @@ from .metrics import METRIC_COLUMNS
 
 __all__ = [
     "atomic_output",
+    "OutputWriteError",
     "lock_folder",
     "release_folders",
     "write_metrics_csv",
@@ -32,6 +33,15 @@ __all__ = [
     "to_target",
     "write_final_state",
 ]
+
+
+class OutputWriteError(OSError):
+    """A result file could not be written (a full disk, a quota, a vanished folder):
+    ``strerror`` reads ``cannot write 'PATH': REASON``, ``path`` is the file."""
+
+    def __init__(self, errno_, path, reason):
+        super().__init__(errno_, f"cannot write {str(path)!r}: {reason}")
+        self.path = str(path)
 
 
 @contextlib.contextmanager
@@ -55,13 +65,13 @@ def atomic_output(path):
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        raise OutputWriteError(exc.errno, path, exc.strerror or exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        raise OutputWriteError(exc.errno, path, exc.strerror or exc) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -192,7 +202,8 @@ def plot_convergence(path, records: dict[str, np.ndarray], *, title: str = "") -
     ax.set_xlabel("time t")
     ax.set_ylabel("error")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if ax.get_lines():  # a run without one finite positive error draws no curve
+        ax.legend()
     if title:
         ax.set_title(title, fontsize=9)
     nxt = 1
@@ -231,16 +242,18 @@ def write_run_outputs(
     """Write ``metrics.csv``, ``summary.json`` and (unless ``figure=False``)
     ``convergence.png`` into ``out_dir``.
 
-    The data files come first, so a failing figure never costs the numbers.
+    ``metrics.csv`` comes first, so a failing figure never costs the numbers, and
+    ``summary.json`` last: it exists only when every other file was written (a full disk
+    or an interrupt while the figure is drawn leaves no summary claiming a finished run).
     ``figure=False`` (the CLI's ``--no-figure``) skips matplotlib altogether: on small
     runs its import and drawing cost more CPU than the run itself (docs/performance.md).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out / "metrics.csv", records)
-    write_json(out / "summary.json", summary)
     if figure:
         plot_convergence(out / "convergence.png", records, title=title)
+    write_json(out / "summary.json", summary)
 
 
 #: Files ``stflow run`` adds for the final state (SPEC's run outputs; docs/cli.md).
@@ -311,7 +324,9 @@ def write_final_state(out_dir, state: dict, *, problem=None) -> list[str]:
     arrays = {k: np.asarray(v) for k, v in state.items()
               if isinstance(v, np.ndarray) and k not in ("average",)}
     buf = io.BytesIO()
-    np.savez(buf, average=X.mean(axis=0), **arrays)
+    with np.errstate(all="ignore"):  # a diverged run's last state may hold inf
+        average = X.mean(axis=0)
+    np.savez(buf, average=average, **arrays)
     _atomic_write(out / FINAL_STATE_FILE, buf.getvalue())
     written = [FINAL_STATE_FILE]
     state_dict_at = getattr(problem, "state_dict_at", None)
@@ -319,7 +334,7 @@ def write_final_state(out_dir, state: dict, *, problem=None) -> list[str]:
         import torch
 
         buf = io.BytesIO()
-        torch.save(state_dict_at(X.mean(axis=0)), buf)
+        torch.save(state_dict_at(average), buf)
         _atomic_write(out / MODEL_FILE, buf.getvalue())
         written.append(MODEL_FILE)
     return written

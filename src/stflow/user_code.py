@@ -22,6 +22,7 @@ import os
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +190,14 @@ def load_attr(text: str, where: str, base_dir=None, *, expect: str = "a class or
             f"{where} = {ref.text!r}: '{ref.module}' has no attribute {ref.attr!r} (it has "
             f"{', '.join(names) or 'no public names'}): name {expect} defined in it"
         )
-    return getattr(module, ref.attr), dict(ref.kwargs)
+    obj = getattr(module, ref.attr)
+    if inspect.isbuiltin(obj):  # e.g. py:os:_exit, py:sys:exit: not code of the user's
+        raise InputError(
+            f"{where} = {ref.text!r}: '{ref.module}.{ref.attr}' is a built-in function, not "
+            f"{expect} written in Python (calling it could end stflow with an exit status "
+            "that is not stflow's): name your own code"
+        )
+    return obj, dict(ref.kwargs)
 
 
 def _describe(exc: BaseException) -> str:

@@ -87,6 +87,9 @@ def _guarded(spec: str, fn: Callable, *args):
 
 def _checked_output(spec: str, out, Z: np.ndarray, t: float) -> np.ndarray:
     """A user compressor's C(Z, t) as float64, after checking its shape and finiteness."""
+    if np.iscomplexobj(out):  # numpy would drop the imaginary part with a warning a call
+        raise InputError(f"compressor `{spec}` returned complex values at t={t:.6g}: return "
+                         "a real (N, d) float array")
     try:
         out = np.asarray(out, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -181,6 +184,14 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
             f"compressor `{stage}`: module {modname!r} has no attribute {attr!r}: "
             "check the name after the second colon"
         )
+    import inspect
+
+    if inspect.isbuiltin(getattr(module, attr)):  # py:os:_exit would end stflow with code d
+        raise InputError(
+            f"compressor `{stage}`: '{modname}.{attr}' is a built-in function, not a "
+            "compressor factory written in Python (calling it could end stflow with an exit "
+            "status that is not stflow's): name your own factory"
+        )
     try:
         result = getattr(module, attr)(dim, **kwargs)
     except (Exception, SystemExit) as exc:  # the user's factory: any failure is input
@@ -221,4 +232,33 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
             f"compressor `{stage}`: C(zeros((2, {dim})), 0) has shape {probe.shape} and dim "
             f"{getattr(comp, 'dim', None)}: return (N, d) = (2, {dim}) at dim {dim}"
         )
+    if isinstance(comp, _UserCompressor):
+        _check_wire(comp, stage)
     return comp
+
+
+def _check_wire(comp: Compressor, stage: str) -> None:
+    """Refuse, when it is built, a user compressor whose ``encode`` disagrees with its own
+    ``bits_per_message()``: the simulator and ``certify`` count the declared bits, MPI sends
+    what ``encode`` makes, so the two would silently report different costs (or MPI fail
+    mid-run on every rank)."""
+    Z = np.random.default_rng(0).standard_normal((2, comp.dim))
+    bits = comp.bits_per_message()
+    nbytes = comp.bytes_per_message()
+    messages = comp.encode(Z, 0.0)
+    try:
+        sizes = [len(m) for m in messages]
+    except TypeError:
+        sizes = None
+    if sizes is None or len(sizes) != 2:
+        raise InputError(
+            f"compressor `{stage}`: encode(Z, t) of {len(Z)} rows returned "
+            f"{type(messages).__name__}, not {len(Z)} messages: return one bytes object per row"
+        )
+    if any(n != nbytes for n in sizes):
+        bad = next(n for n in sizes if n != nbytes)
+        raise InputError(
+            f"compressor `{stage}`: encode gives messages of {bad} bytes ({8 * bad} bits) at "
+            f"d = {comp.dim}, but bits_per_message() says {bits} bits ({nbytes} bytes): make "
+            "bits_per_message() return the bits one encoded message holds (docs/compressors.md)"
+        )

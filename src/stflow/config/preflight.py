@@ -75,7 +75,8 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
 
     Raises :class:`~stflow.errors.InputError` when :func:`estimate_memory` exceeds
     ``memory`` (default: :func:`total_memory`), naming the estimate and the keys to lower;
-    unless ``force``, when ``horizon / step`` exceeds :data:`MAX_STEPS` steps; and when
+    unless ``force``, when ``horizon / step`` exceeds :data:`MAX_STEPS` steps or
+    ``local_steps * horizon / step`` (the gradient evaluations per agent) does; and when
     ``scheme = "continuous"`` meets a compressor that jumps with z (top-k, quantizers,
     sign): ``solve_ivp`` would never finish.
 
@@ -89,6 +90,11 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
     Traceback (most recent call last):
     ...
     stflow.errors.InputError: [solver] horizon / step = 1e+06 / 0.001 = 1e+09 steps, more than 1e+08: lower horizon or raise step, or add --force to run that many
+    >>> preflight(resolve_config({"method": {"kind": "dgd"},
+    ...                           "solver": {"horizon": 2.0, "step": 0.01, "local_steps": 10**8}}))
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [solver] local_steps * horizon / step = 100000000 * 200 = 2e+10 gradient evaluations per agent, more than 1e+08: lower local_steps or horizon, or add --force to run that many
     """
     s = config["solver"]
     steps = _step_count(s)
@@ -97,6 +103,14 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
             f"[solver] horizon / step = {s['horizon']:g} / {s['step']:g} = {steps:.3g} steps, "
             f"more than {MAX_STEPS:.0e}: lower horizon or raise step, or add --force to run "
             "that many"
+        )
+    local = s.get("local_steps", 1)
+    local = local if isinstance(local, int) and not isinstance(local, bool) else 1
+    if local > 1 and steps * local > MAX_STEPS and not force:  # each a gradient evaluation
+        raise InputError(
+            f"[solver] local_steps * horizon / step = {local} * {steps} = {steps * local:.3g} "
+            f"gradient evaluations per agent, more than {MAX_STEPS:.0e}: lower local_steps "
+            "or horizon, or add --force to run that many"
         )
     if s["scheme"] == "continuous" and config["method"]["kind"] in ("direct", "observer"):
         from ..compressors import _CLASSES
@@ -114,10 +128,21 @@ def preflight(config: dict, *, force: bool = False, memory: int | None = None) -
     est = estimate_memory(config)
     total = sum(est.values())
     memory = total_memory() if memory is None else memory
-    if not memory or total <= memory:
-        return
     gb = 1e9
     have = f"more than this machine's {memory / gb:.3g} GB"
+    data = config["problem"].get("data")
+    if memory and isinstance(data, str):  # its arrays count 0 above: the file bounds them
+        import os
+
+        size = os.path.getsize(data) if os.path.isfile(data) else 0
+        if size + total > memory:
+            raise InputError(
+                f"[problem] data = {data!r} is a {size / gb:.3g} GB file, and a run on it needs "
+                f"at least that much memory ({(size + total) / gb:.3g} GB with the state), "
+                f"{have}: use a smaller file (fewer rows or columns)"
+            )
+    if not memory or total <= memory:
+        return
     if est["records"] >= 0.5 * total:
         rows = est["records"] // 400
         raise InputError(

@@ -110,10 +110,10 @@ def load_config(path) -> dict:
     :class:`~stflow.errors.InputError` (an empty config is refused rather than run with every
     default).
     """
+    if str(path).strip() == "":  # before Path(), which reads "" as "." (a folder)
+        raise InputError("config file path is empty: give a TOML file, e.g. examples/quickstart.toml")
     path = Path(path)
     where = f"config file {str(path)!r}"
-    if str(path).strip() == "":
-        raise InputError("config file path is empty: give a TOML file, e.g. examples/quickstart.toml")
     if path.exists() and not path.is_dir() and not path.is_file():
         # a FIFO, socket or device would block the read forever (or never end)
         raise InputError(f"{where} is not a regular file (a pipe, socket or device): "
@@ -211,6 +211,8 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             f"{solver['horizon']:g}): lower step or raise horizon"
         )
     check_network(out)
+    for key in ("x0", "v0"):
+        _check_init(out["init"][key], key)
     if base_dir is not None:
         base = Path(base_dir)
         if isinstance(out["problem"].get("data"), str):
@@ -242,6 +244,42 @@ def _warn_unused_compressor(raw: dict, kind: str, base_dir) -> None:
                       "sends uncompressed float64 vectors (64 d bits a message); remove "
                       "[compressor] or pick a compressed method (observer, direct, choco, "
                       "lead, beer, motef)", stacklevel=2)
+
+
+def _check_init(value, key: str) -> None:
+    """``[init] x0``/``v0``: None, a .npy path, one row of d numbers or N rows of d numbers
+    (booleans, strings, tables and ragged rows are refused here, before anything is built;
+    the sizes N and d are checked against the problem when the run is built).
+
+    Examples
+    --------
+    >>> _check_init([[1.0, 2.0], [3.0]], "x0")
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [init] x0 must be rectangular: row 1 has 1 numbers, row 0 has 2: give N rows of d numbers each
+    """
+    if value is None or isinstance(value, str):
+        return
+    where = f"[init] {key}"
+    fix = (f"give one row of d numbers ({key} = [0.0, 1.0, ...], copied to every agent), N "
+           f"rows of d numbers ({key} = [[...], [...]]) or a .npy file path")
+    if not isinstance(value, list) or not value:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise InputError(f"{where} must be a list of numbers or of rows (got {shown}): {fix}")
+    rows = value if isinstance(value[0], list) else [value]
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise InputError(f"{where} mixes numbers and rows (item {i} is {row!r}): {fix}")
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                at = f"{key}[{i}][{j}]" if rows is value else f"{key}[{j}]"
+                shown = repr(v) if len(repr(v)) <= 40 else type(v).__name__
+                raise InputError(f"{where} must hold numbers: {at} is {shown}: {fix}")
+        if len(row) != len(rows[0]):
+            raise InputError(
+                f"{where} must be rectangular: row {i} has {len(row)} numbers, row 0 has "
+                f"{len(rows[0])}: give N rows of d numbers each"
+            )
 
 
 def _resolve_model_files(problem: dict, base: Path) -> None:

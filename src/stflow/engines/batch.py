@@ -446,10 +446,13 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
                                      else _column(scale, n))
                     t, hk = t_next[members], h[members] * scale
                     t_next[members] = t + hk
-                if local_steps > 1:
-                    for _ in range(local_steps - 1):
-                        state = stack.local_update(state, t, hk)
-                new = stack.step(state, t, hk, cols)
+                cur = state
+                for _ in range(local_steps - 1):
+                    if any(f.requested for f in stop_flags):  # huge local_steps: stop now,
+                        signal_name = getattr(flag, "signal", None) or "a stop request"
+                        raise KeyboardInterrupt  # the round abandoned, `state` before it
+                    cur = stack.local_update(cur, t, hk)
+                new = stack.step(cur, t, hk, cols)
                 done = k + 1
                 if triggered:
                     rb = m.round_bits()

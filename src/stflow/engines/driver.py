@@ -39,7 +39,12 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 
-__all__ = ["RoundDriver", "LocalExchange", "BitCounter", "message_bits"]
+__all__ = ["RoundDriver", "LocalExchange", "BitCounter", "message_bits", "RoundStopped"]
+
+
+class RoundStopped(Exception):
+    """A stop was requested during a round's local updates (``[solver] local_steps``): the
+    round is abandoned, its state is the one before the round (:meth:`RoundDriver.round`)."""
 
 
 class LocalExchange:
@@ -294,12 +299,25 @@ class RoundDriver:
                 "mixing_matrices()), so lost messages are undefined for it: run it with "
                 "[network] drop = 0, activation = 1 and no [graph] schedule (docs/network.md)")
 
-    def round(self, state: dict, k: int, t: float, h: float, local_steps: int = 1) -> dict:
+    def round(self, state: dict, k: int, t: float, h: float, local_steps: int = 1,
+              stop=None, abandon: bool = True) -> dict:
         """The state after round ``k`` (time ``t``, step ``h``), with ``local_steps - 1``
-        local updates first (SPEC section 7)."""
+        local updates first (SPEC section 7).
+
+        ``stop`` (a callable, e.g. "was Ctrl-C or SIGTERM caught?") is asked before each
+        local update, so a huge ``local_steps`` cannot make an interrupt wait for minutes:
+        when it answers True, ``abandon=True`` (the simulator) raises :class:`RoundStopped`
+        (``state`` is untouched: local updates return new arrays), ``abandon=False`` (an MPI
+        rank, whose neighbours wait for its messages) skips the remaining local updates and
+        finishes the round with its exchange.
+        """
         m = self.method
         before = state
         for _ in range(local_steps - 1):
+            if stop is not None and stop():
+                if abandon:
+                    raise RoundStopped(k)
+                break
             state = m.local_update(state, t, h)
         masks = None if self.channel is None else self.channel.masks(k)
         if masks is None:

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..interrupts import catch_interrupts
 from ..metrics import Recorder, fitted_rate
-from .driver import BitCounter, LocalExchange, RoundDriver
+from .driver import BitCounter, LocalExchange, RoundDriver, RoundStopped
 
 __all__ = ["Solution", "solve", "SOLVER_METHODS", "GROWTH_LIMIT", "BitCounter"]
 
@@ -299,8 +299,14 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     t_next = 0.0
     hk = h
     signal_name = "SIGINT"
-    with catch_interrupts() as flag:
+    # overflow on the way to a blow-up is reported once, as status "diverged" (the batched
+    # engine does the same), not as numpy warnings
+    with catch_interrupts() as flag, np.errstate(over="ignore", invalid="ignore"):
         stop_flags = [flag] if stop is None else [flag, stop]
+
+        def stop_now() -> bool:  # asked between local updates (huge local_steps)
+            return any(f.requested for f in stop_flags)
+
         try:
             for k in range(n_steps):
                 if step_decay is None:
@@ -310,7 +316,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     flow.set_step_scale(scale)
                     t, hk = t_next, h * scale
                     t_next = t + hk
-                new = driver.round(state, k, t, hk, local_steps)
+                new = driver.round(state, k, t, hk, local_steps, stop=stop_now)
                 done = k + 1
                 if done % check_every == 0 or done == n_steps:
                     if _blown_up(new, limit):
@@ -327,6 +333,10 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
                     interrupted_at = done
                     signal_name = getattr(flag, "signal", None) or "a stop request"
                     break
+        except RoundStopped:  # asked during the local updates: the round is abandoned
+            interrupted_at = done
+            signal_name = (f"{getattr(flag, 'signal', None) or 'a stop request'} during the "
+                           f"local updates of round {done + 1} (abandoned)")
         except KeyboardInterrupt:  # a second Ctrl-C, or one raised outside the handler
             interrupted_at = done
         except BaseException:
@@ -397,8 +407,6 @@ def _classify(records, tolerance, target_accuracy=None, hint=None) -> tuple[str,
 
 
 def _solve_continuous(flow, state, h, n_steps, record_every, tolerance, rtol, atol) -> Solution:
-    from scipy.integrate import solve_ivp
-
     keys = flow.state_keys
     shape = (flow.n_agents, flow.dim)
     size = shape[0] * shape[1]
@@ -413,29 +421,87 @@ def _solve_continuous(flow, state, h, n_steps, record_every, tolerance, rtol, at
     rec_steps = list(range(0, n_steps, record_every)) + [n_steps]
     t_eval = np.array(rec_steps, dtype=float) * h
     y0 = np.concatenate([state[k].ravel() for k in keys])
-    start = time.perf_counter()
-    out = solve_ivp(rhs, (0.0, t_eval[-1]), y0, t_eval=t_eval, rtol=rtol, atol=atol)
-    wall = time.perf_counter() - start
     rec = Recorder(flow.problem, bits_per_message=0, mean_degree=0.0)
-    for j in range(out.y.shape[1]):
-        rec.record(rec_steps[j], out.t[j], unpack(out.y[:, j])["X"])
+    start = time.perf_counter()
+    with catch_interrupts() as flag:
+        out = _integrate(rhs, y0, t_eval, rtol, atol, stop=lambda: flag.requested, h=h,
+                         record=lambda k, t, y: rec.record(k, t, unpack(y)["X"]))
+    wall = time.perf_counter() - start
     records = rec.columns()
-    final_state = unpack(out.y[:, -1])
-    if not out.success or _blown_up(final_state, GROWTH_LIMIT * _scale(flow, state)):
-        status, message = "diverged", f"solve_ivp stopped: {out.message}"
+    final_state = unpack(out["y"])
+    if out["interrupted"]:
+        status = "interrupted"
+        message = (f"interrupted by {flag.signal or 'a stop request'} at t = "
+                   f"{out['t_reached']:.4g} of {t_eval[-1]:g} (the integration reached step "
+                   f"{rec.last_step} of {n_steps}); the rows recorded up to it are kept")
+    elif not out["success"] or _blown_up(final_state, GROWTH_LIMIT * _scale(flow, state)):
+        status, message = "diverged", f"solve_ivp stopped: {out['message']}"
     else:
         status, message = _classify(records, tolerance)
     return Solution(
         status=status,
         message=message,
-        steps=int(rec_steps[out.y.shape[1] - 1]) if out.y.shape[1] else 0,
-        t_final=float(out.t[-1]) if out.t.size else 0.0,
-        grad_evals=int(out.nfev * flow.n_agents),
+        steps=int(rec.last_step),
+        t_final=float(records["t"][-1]) if len(records["t"]) else 0.0,
+        grad_evals=int(out["nfev"] * flow.n_agents),
         bits_per_message=0,
         bits_per_agent=0.0,
         records=records,
         state=final_state,
         tolerance=tolerance,
         wall_seconds=wall,
-        extra={"rhs_evaluations": int(out.nfev)},
+        extra={"rhs_evaluations": int(out["nfev"])},
     )
+
+
+def _integrate(rhs, y0, t_eval, rtol, atol, *, stop, h, record) -> dict:
+    """``scipy.integrate.solve_ivp(rhs, (0, t_eval[-1]), y0, t_eval=t_eval)`` (RK45), step by
+    step as ``solve_ivp`` does it (the same numbers), calling ``record(step, t, y)`` at each
+    point of ``t_eval`` as it is passed and asking ``stop()`` between steps: a stop ends
+    the integration with a last record at the last whole step ``k`` (``t = k h``) reached.
+
+    Examples
+    --------
+    >>> from scipy.integrate import solve_ivp
+    >>> rows = []
+    >>> t_eval = np.array([0.0, 0.5, 1.0])
+    >>> out = _integrate(lambda t, y: -y, np.array([1.0]), t_eval, 1e-10, 1e-12,
+    ...                  stop=lambda: False, h=0.5, record=lambda k, t, y: rows.append(y[0]))
+    >>> ref = solve_ivp(lambda t, y: -y, (0.0, 1.0), [1.0], t_eval=t_eval, rtol=1e-10,
+    ...                 atol=1e-12)
+    >>> rows == list(ref.y[0]), out["nfev"] == ref.nfev, out["success"]
+    (True, True, True)
+    """
+    from scipy.integrate import RK45
+
+    solver = RK45(rhs, 0.0, y0, float(t_eval[-1]), rtol=rtol, atol=atol)
+    steps = np.rint(t_eval / h).astype(int)
+    # t_eval[0] = 0: solve_ivp takes it from the first step's interpolant, which is y0 itself
+    # at t_old = 0; recorded now, so a stop before the first step still has its row
+    record(int(steps[0]), t_eval[0], y0)
+    i, message, y_last = 1, None, y0
+    crossed = (0, None)  # the last whole step k passed and the interpolant of its RK step
+    while True:
+        if stop():
+            k, dense = crossed
+            if i and k > steps[i - 1]:
+                y_last = dense(k * h)
+                record(k, k * h, y_last)
+            return {"interrupted": True, "success": True, "message": "interrupted",
+                    "y": y_last, "nfev": solver.nfev, "t_reached": solver.t}
+        message = solver.step()
+        if solver.status == "failed":
+            break
+        k = int(np.floor(solver.t / h + 1e-9))
+        if k > crossed[0] and k * h <= solver.t:
+            crossed = (k, solver.dense_output())
+        j = int(np.searchsorted(t_eval, solver.t, side="right"))
+        if j > i:
+            ys = solver.dense_output()(t_eval[i:j])
+            for c in range(j - i):
+                record(int(steps[i + c]), t_eval[i + c], ys[:, c])
+            y_last, i = ys[:, -1], j
+        if solver.status == "finished":
+            break
+    return {"interrupted": False, "success": solver.status != "failed", "message": message,
+            "y": y_last, "nfev": solver.nfev, "t_reached": solver.t}

@@ -165,9 +165,36 @@ def _canonical(e: np.ndarray, n: int) -> np.ndarray:
     return np.stack([keys // n, keys % n], axis=1).astype(np.int64)
 
 
+def _first_bool(value: Any, where: str = ""):
+    """``(index text, value)`` of the first boolean nested in lists/tuples, else None.
+
+    Examples
+    --------
+    >>> _first_bool([[0, 1], [1, True]])
+    ('[1][1]', True)
+    >>> _first_bool([[0, 1]]) is None
+    True
+    """
+    if isinstance(value, bool | np.bool_):
+        return where, bool(value)
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _first_bool(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _explicit_edges(edges: Any, weights: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
     if edges is None:
         raise InputError("`edges` is required for kind='edges' (got none): give [[i, j], ...]")
+    for name, value in (("edges", edges), ("weights", weights)):
+        found = _first_bool(value)
+        if found is not None:  # numpy would read true/false as 1/0
+            raise InputError(
+                f"`{name}` must hold numbers, not booleans (got {str(found[1]).lower()} at "
+                f"{name}{found[0]}): write agent indices (or weights) as numbers"
+            )
     try:
         raw = np.asarray(edges)
     except ValueError as exc:

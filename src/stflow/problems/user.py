@@ -202,6 +202,9 @@ class UserProblem(Problem):
 
     def _checked(self, name: str, out, X: np.ndarray, shape: tuple) -> np.ndarray:
         w = f"{self.where}: {name}(X)"
+        if np.iscomplexobj(out):  # numpy would drop the imaginary part with a warning a call
+            raise InputError(f"{w} returned complex values: return a real float64 array of "
+                             f"shape {shape}")
         try:
             arr = np.asarray(out, dtype=np.float64)
         except (TypeError, ValueError) as exc:

@@ -98,7 +98,7 @@ def require_launcher(environ=None) -> None:
 
 def run_mpi(
     config_path, out, *, checkpoint_every: int = 0, resume: bool = False, after_rounds=None,
-    progress: bool = False, built=None,
+    progress: bool = False, built=None, interrupted=None,
 ) -> MPIRunResult:
     r"""Run ``config_path`` on every rank of ``MPI.COMM_WORLD`` (collective; needs mpiexec).
 
@@ -122,6 +122,10 @@ def run_mpi(
     built : callable, optional
         ``built()`` runs on rank 0 once every rank has built and checked the run, before the
         first round (``stflow run --force`` clears the earlier results there).
+    interrupted : callable, optional
+        ``interrupted()`` runs on rank 0 when Ctrl-C or SIGTERM stops the run outside its
+        rounds (e.g. during the set-up), just before every rank is aborted with exit 130
+        (``stflow run`` removes the empty ``--out`` it created).
 
     Raises
     ------
@@ -138,6 +142,27 @@ def run_mpi(
         return runner.run(after_rounds)
     except Agreed as exc:
         raise MPIInputError(str(exc), quiet=comm.Get_rank() != 0) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM outside the rounds (e.g. set-up)
+        # mpiexec forwards the signal to every rank, but one that missed it would wait in a
+        # collective forever: every rank ends now, with exit 130 and one line (rank 0's)
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second one must not interrupt Abort
+            signal.signal(sig, signal.SIG_IGN)
+        if comm.Get_rank() == 0:
+            if interrupted is not None:
+                interrupted()
+            by = f" by {exc}" if str(exc).startswith("SIG") else ""
+            print(f"stflow: interrupted{by} before any result was written (all ranks stopped)",
+                  file=sys.stderr, flush=True)
+        else:  # rank 0, which got the signal too, prints its line and aborts us all first
+            import time
+
+            time.sleep(1.0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        comm.Abort(130)
+        os._exit(130)  # pragma: no cover - should Abort return before the kill arrives
     except BaseException as exc:  # this rank's own failure: stop every rank now
         msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         print(

@@ -396,7 +396,7 @@ class Runner:
             else:
                 self._record(rec, 0, 0.0, state["X"])
             wall = time.perf_counter()
-            with _StopFlag() as flag:
+            with _StopFlag() as flag, np.errstate(over="ignore", invalid="ignore"):
                 done, diverged_at, interrupted_at = self._loop(
                     state, rec, ex, codecs, h, first, n_steps, record_every, s["local_steps"],
                     flag)
@@ -437,7 +437,10 @@ class Runner:
                 method.set_step_scale(scale)
                 t, hk = self.clock, h * scale
             self.clock = t + hk
-            new = self.driver.round(state, k, t, hk, local_steps)
+            # a rank asked to stop skips its remaining local updates (its neighbours wait for
+            # its messages); every rank stops at the next agreed check
+            new = self.driver.round(state, k, t, hk, local_steps,
+                                    stop=lambda: flag.requested, abandon=False)
             done = k + 1
             if done % check_every == 0 or done == n_steps:
                 blown, stop = self._check(new, flag)
