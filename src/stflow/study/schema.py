@@ -494,7 +494,8 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
         from ..compressors import make_compressor
 
         try:  # a spec that does not parse fails here, before anything runs
-            make_compressor(cfg["compressor"]["spec"], _dim_hint(cfg))
+            dim, shapes = _dim_hint(cfg)
+            make_compressor(cfg["compressor"]["spec"], dim, shapes=shapes)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
     if cfg["solver"]["scheme"] == "continuous" and m["tune"] is not None:
@@ -505,16 +506,18 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
     return cfg
 
 
-_DIMS: dict[str, int] = {}
+_DIMS: dict[str, tuple] = {}
 
 
-def _dim_hint(cfg: dict) -> int:
-    """The cell's dimension d (the problem is built once per distinct ``[problem]``)."""
+def _dim_hint(cfg: dict) -> tuple:
+    """The cell's dimension d and parameter shapes (a model's, else None); the problem is
+    built once per distinct ``[problem]``."""
     from ..config import build_problem
 
     key = json.dumps(cfg["problem"], sort_keys=True, default=str)
     if key not in _DIMS:
-        _DIMS[key] = int(build_problem(cfg["problem"]).dim)
+        prob = build_problem(cfg["problem"])
+        _DIMS[key] = (int(prob.dim), getattr(prob, "param_shapes", None))
     return _DIMS[key]
 
 

@@ -1,0 +1,78 @@
+"""The study files shipped in ``stflow/experiments/studies/`` (issue 22): each loads and
+validates as ``stflow study`` loads it, and the experiments E11 and E12 read their settings
+from them (an edited copy changes what the experiment runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stflow.study import load_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "src" / "stflow" / "experiments" / "studies"
+SHIPPED = sorted(p.name for p in STUDIES.glob("*.toml"))
+
+
+def test_the_shipped_study_files_are_the_expected_ones():
+    assert SHIPPED == ["e11_by_label.toml", "e11_iid.toml", "e12_by_label.toml",
+                       "e12_iid.toml", "e9_e2.toml"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_study_file_loads_and_validates(name):
+    study = load_study(STUDIES / name)  # every cell's config resolved, every spec built
+    expected = {"e9_e2.toml": 21, "e11_iid.toml": 13, "e11_by_label.toml": 13,
+                "e12_iid.toml": 9, "e12_by_label.toml": 9}[name]
+    assert len(study.cells) == expected
+    assert len({c.id for c in study.cells}) == expected
+    if not name.startswith("e9"):  # E11 and E12 store their tuned settings with a note
+        assert all(c.tune is None and c.note for c in study.cells)
+
+
+def test_e12_study_cells_equal_its_tuning_recipe_at_the_stored_values():
+    """The study files hold what E12's tuning recipe (setting_config) builds at each stored
+    winner (DGD aside: the recipe gives it an unused identity compressor)."""
+    from stflow.config import resolve_config
+    from stflow.experiments import e12_mlp as e12
+
+    n = 0
+    for split in e12.STUDIES:
+        for cell in e12.load_split(split).cells:
+            kind = cell.config["method"]["kind"]
+            ckey = "identity" if cell.compressor == "none" else cell.compressor
+            assert (split, kind, cell.scheme, ckey) in e12.SETTINGS
+            params = {"method": {k: v for k, v in cell.config["method"].items()
+                                 if k != "kind"}, "step": cell.config["solver"]["step"]}
+            want = resolve_config(e12.setting_config(split, kind, cell.scheme, ckey,
+                                                     params=params))
+            got = dict(cell.config)
+            if kind == "dgd":
+                got.pop("compressor"), want.pop("compressor")
+            assert got == want, cell.id
+            n += 1
+    assert n == 18
+
+
+def test_e12_reads_its_settings_from_the_study_file(tmp_path, monkeypatch):
+    from stflow.errors import InputError
+    from stflow.experiments import e12_mlp as e12
+
+    text = e12.study_path("iid").read_text()
+    assert text.count("lr = 0.003\n") == 1  # DGD's tuned lr
+    copy = tmp_path / "e12_iid.toml"
+    copy.write_text(text.replace("lr = 0.003\n", "lr = 0.004\n").replace(
+        'spec = "topk:k=49"', 'spec = "topk:k=98"'))
+    monkeypatch.setattr(e12, "study_path", lambda split: copy)
+    cells = {c.method: c for c in e12.load_split("iid", e12.SIZES["quick"]).cells}
+    assert sorted(cells) == ["choco topk", "dgd", "flow topk"]  # --quick: top-k and DGD
+    assert cells["dgd"].config["method"]["lr"] == 0.004
+    assert cells["flow topk"].config["compressor"]["spec"] == "topk:k=98"
+    # --quick caps the file's 1500 rounds at 400: horizon = 400 h
+    assert cells["flow topk"].config["solver"]["horizon"] == pytest.approx(
+        400 * cells["flow topk"].config["solver"]["step"])
+    assert e12.planned_runs(quick=True) == 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("target_accuracy = 0.93\n", "target = 0.01\n", 1))
+    with pytest.raises(InputError, match="E12 needs \\[study\\] target_accuracy"):
+        e12.load_split("iid", path=bad)
