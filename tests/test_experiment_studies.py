@@ -1,6 +1,7 @@
 """The study files shipped in ``stflow/experiments/studies/`` (issue 22): each loads and
-validates as ``stflow study`` loads it, and the experiments E11 and E12 read their settings
-from them (an edited copy changes what the experiment runs)."""
+validates as ``stflow study`` loads it, E12's tuning study tunes the settings E12 runs, and
+the experiments E11 and E12 read their settings from them (an edited copy changes what the
+experiment runs)."""
 
 from __future__ import annotations
 
@@ -16,40 +17,46 @@ SHIPPED = sorted(p.name for p in STUDIES.glob("*.toml"))
 
 def test_the_shipped_study_files_are_the_expected_ones():
     assert SHIPPED == ["e11_by_label.toml", "e11_iid.toml", "e12_by_label.toml",
-                       "e12_iid.toml", "e9_e2.toml"]
+                       "e12_iid.toml", "e12_tuning.toml", "e9_e2.toml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_study_file_loads_and_validates(name):
     study = load_study(STUDIES / name)  # every cell's config resolved, every spec built
     expected = {"e9_e2.toml": 21, "e11_iid.toml": 13, "e11_by_label.toml": 13,
-                "e12_iid.toml": 9, "e12_by_label.toml": 9}[name]
+                "e12_iid.toml": 9, "e12_by_label.toml": 9, "e12_tuning.toml": 26}[name]
     assert len(study.cells) == expected
     assert len({c.id for c in study.cells}) == expected
-    if not name.startswith("e9"):  # E11 and E12 store their tuned settings with a note
+    if name[:3] in ("e11", "e12") and "tuning" not in name:  # stored winners, with a note
         assert all(c.tune is None and c.note for c in study.cells)
 
 
-def test_e12_study_cells_equal_its_tuning_recipe_at_the_stored_values():
-    """The study files hold what E12's tuning recipe (setting_config) builds at each stored
-    winner (DGD aside: the recipe gives it an unused identity compressor)."""
-    from stflow.config import resolve_config
+def test_e12_tuning_study_tunes_the_settings_e12_runs():
+    """e12_tuning.toml tunes (budget 6, from the search centres) exactly the settings whose
+    winners e12_by_label.toml and e12_iid.toml hold: same problem, graph, solver, network
+    and compressor; only the method's values and the step differ."""
     from stflow.experiments import e12_mlp as e12
 
+    tuning = load_study(STUDIES / "e12_tuning.toml")
+    assert len(tuning.cells) == 26  # 2 splits x (DGD + 4 compressors x CHOCO + 8 flows)
+    assert all(c.tune["budget"] == e12.BUDGET and c.tune["target_accuracy"] == e12.TARGET
+               for c in tuning.cells)
+    by_key = {(c.problem, c.config["method"]["kind"], c.scheme, c.compressor): c
+              for c in tuning.cells}
     n = 0
     for split in e12.STUDIES:
         for cell in e12.load_split(split).cells:
             kind = cell.config["method"]["kind"]
-            ckey = "identity" if cell.compressor == "none" else cell.compressor
-            assert (split, kind, cell.scheme, ckey) in e12.SETTINGS
-            params = {"method": {k: v for k, v in cell.config["method"].items()
-                                 if k != "kind"}, "step": cell.config["solver"]["step"]}
-            want = resolve_config(e12.setting_config(split, kind, cell.scheme, ckey,
-                                                     params=params))
-            got = dict(cell.config)
-            if kind == "dgd":
-                got.pop("compressor"), want.pop("compressor")
-            assert got == want, cell.id
+            twin = by_key[(split, kind, cell.scheme, cell.compressor)]
+            for section in ("problem", "graph", "network", "compute", "compressor"):
+                if section != "compressor" or cell.compressor != "none":
+                    assert cell.config[section] == twin.config[section], (cell.id, section)
+            rounds = cell.config["solver"]["horizon"] / cell.config["solver"]["step"]
+            assert rounds == pytest.approx(e12.ROUNDS)
+            same = {k: v for k, v in cell.config["solver"].items() if k not in ("step", "horizon")}
+            assert same == {k: v for k, v in twin.config["solver"].items()
+                            if k not in ("step", "horizon")}
+            assert set(cell.config["method"]) == set(twin.config["method"])
             n += 1
     assert n == 18
 
