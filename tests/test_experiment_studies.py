@@ -16,19 +16,37 @@ SHIPPED = sorted(p.name for p in STUDIES.glob("*.toml"))
 
 
 def test_the_shipped_study_files_are_the_expected_ones():
-    assert SHIPPED == ["e11_by_label.toml", "e11_iid.toml", "e12_by_label.toml",
-                       "e12_iid.toml", "e12_tuning.toml", "e9_e2.toml"]
+    assert SHIPPED == ["e11_by_label.toml", "e11_by_label_tuning.toml", "e11_iid.toml",
+                       "e11_iid_tuning.toml", "e12_by_label.toml", "e12_iid.toml",
+                       "e12_tuning.toml", "e9_e2.toml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_study_file_loads_and_validates(name):
     study = load_study(STUDIES / name)  # every cell's config resolved, every spec built
     expected = {"e9_e2.toml": 21, "e11_iid.toml": 13, "e11_by_label.toml": 13,
+                "e11_iid_tuning.toml": 13, "e11_by_label_tuning.toml": 13,
                 "e12_iid.toml": 9, "e12_by_label.toml": 9, "e12_tuning.toml": 26}[name]
     assert len(study.cells) == expected
     assert len({c.id for c in study.cells}) == expected
     if name[:3] in ("e11", "e12") and "tuning" not in name:  # stored winners, with a note
         assert all(c.tune is None and c.note for c in study.cells)
+
+
+def test_e11_tuning_studies_tune_from_the_centre_the_settings_e11_runs():
+    """e11_SPLIT_tuning.toml: every setting of e11_SPLIT.toml at the tuner's centre (exactly
+    e11_learning.base_config), tuned with budget 12 to the split's target."""
+    from stflow.experiments import e11_learning as e11
+
+    for split in e11.STUDIES:
+        tuning = load_study(STUDIES / f"e11_{split}_tuning.toml")
+        runs = e11.load_split(split).cells
+        assert [c.method for c in tuning.cells] == [c.method for c in runs]
+        for cell in tuning.cells:
+            assert cell.tune["budget"] == 12
+            assert cell.tune["target_accuracy"] == e11.TARGETS[split]
+            variant, k = cell.method.rsplit(" K=", 1)
+            assert cell.config == e11.base_config(variant, split, int(k)), cell.id
 
 
 def test_e12_tuning_study_tunes_the_settings_e12_runs():

@@ -13,8 +13,9 @@ The experiment is two study files shipped with the package (:data:`STUDIES`:
 has its own target, :data:`TARGETS`): each setting is a ``[[method]]`` entry labelled
 ``"VARIANT K=k"`` with its method, scheme, step, compressor, rounds and local steps, and as
 fixed settings the winners of ``stflow tune --budget 12 --seed 0 --target-accuracy A`` (the
-same budget and rules for every method; the files say how to re-tune them with
-``tune = { budget = 12 }``). :func:`run` loads the files (:func:`load_split`) and runs their
+same budget and rules for every method): ``studies/e11_SPLIT_tuning.toml`` holds the same
+settings at the tuner's centre (:func:`base_config`) with ``tune = { budget = 12 }`` and
+re-tunes them with ``stflow study``. :func:`run` loads the files (:func:`load_split`) and runs their
 cells with the study runner (:func:`stflow.study.run_cell`), so an edited file changes what
 E11 runs, and ``stflow study`` on a copy gives the same runs.
 
@@ -346,7 +347,8 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
             "study`), run here cell by cell with the study runner; their fixed method "
             "settings are the winners of `stflow tune --budget 12 --seed 0 --target-accuracy "
             "A` stored in the files (tuned offline: re-tuning all 26 settings costs many times "
-            "this experiment; each file says how to re-tune with `tune = { budget = 12 }`)."
+            "this experiment; `studies/e11_SPLIT_tuning.toml` re-tunes them with `stflow "
+            "study`)."
         ),
         "prediction": (
             "xbar follows averaged SGD under every method, so the methods differ in how close "
