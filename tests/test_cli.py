@@ -136,6 +136,20 @@ def test_certify_json(capsys):
     assert main(["certify", "topk:k=11", "--dim", "10", "--json"]) == 2
 
 
+def test_certify_lowrank_shapes(capsys):
+    """`certify --shapes` gives lowrank its blocks (issue 20): rank 1 of a 3x4 matrix sends
+    (3 + 4 + 1) floats, a 3-vector 3, a 1x2 matrix (1 + 2 + 1): 15 float64 = 960 bits."""
+    assert main(["certify", "lowrank:rank=1", "--dim", "17", "--shapes", "3x4,3,1x2",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["spatio_temporal"] is True and d["bits_per_message"] == 64 * (8 + 3 + 4)
+    for bad in (["--shapes", "3x4,3,1x2", "--dim", "16"], ["--shapes", "3x", "--dim", "15"],
+                ["--dim", "17"]):
+        assert main(["certify", "lowrank:rank=1", *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--shapes" in err
+
+
 # -- the exit-code contract and failures that must end in one line (issue 10) -------------
 SMALL = """
 [problem]
@@ -438,3 +452,58 @@ def test_mpi_out_checks_one_line_and_force_clears_stale(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["comm.json", "final_state.npz", "metrics.csv",
                                                      "summary.json"]
     assert "stale" not in (out / "comm.json").read_text()
+
+
+DGD_CONFIG = """
+[problem]
+kind = "quadratic"
+agents = 6
+dim = 3
+[method]
+kind = "dgd"
+lr = 0.05
+[solver]
+step = 1.0
+horizon = 3000
+record_every = 100
+"""
+
+
+def test_dgd_says_compressor_unused_and_its_own_stall_hint(tmp_path, capsys):
+    """DGD sends raw vectors: a [compressor] is named as unused, not ignored silently, and
+    its stall message names DGD's knob (lr), not gains it lacks (issue 20)."""
+    cfg = _write(tmp_path, DGD_CONFIG + '[compressor]\nspec = "topk:k=1"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("stflow: warning: [compressor] spec = 'topk:k=1' is not used")
+    assert "lower [method] lr" in err[1] and "gains" not in err[1]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    # uncompressed: 64 d bits a round for 3000 rounds, whatever [compressor] said
+    assert summary["status"] == "stalled" and summary["bits_per_agent"] == 3000 * 64 * 3
+    cfg = _write(tmp_path, DGD_CONFIG)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "p"), "--quiet"]) == 1
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_runs_that_cannot_be_judged_or_read_a_measurement_as_classes_are_refused(tmp_path,
+                                                                                 capsys):
+    """Refused before the first round, exit 2, nothing written (issue 20): a network with test
+    rows and no target_accuracy (no x*, so nothing would judge it); a softmax on a target that
+    is a measurement (diabetes: 214 values in 442 rows) or has non-integer values."""
+    mlp = (ROOT / "examples" / "mlp.toml").read_text().replace("target_accuracy = 0.93", "")
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i / 7:.3f}\n" for i in range(40)))
+    cases = {
+        "mlp": (mlp, "[solver] target_accuracy is needed"),
+        "diabetes": ('[problem]\nkind = "softmax"\ndataset = "diabetes"\nagents = 4\n',
+                     "214 distinct values in 442 rows"),
+        "csv": (f'[problem]\nkind = "softmax"\ndata = "{table}"\nagents = 4\n',
+                "non-integer values (e.g. 0.143"),
+    }
+    for name, (text, said) in cases.items():
+        out = tmp_path / f"o-{name}"
+        assert main(["run", str(_write(tmp_path, text, f"{name}.toml")), "--out", str(out),
+                     "--quiet"]) == 2, name
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, (name, err)
+        assert not out.exists()

@@ -233,12 +233,15 @@ def _one_line(capsys, argv) -> tuple[int, str]:
     ("Float32", "Float32.send returned channel 0 as an array of dtype float32 .* not a "
                 "float64 array"),
     ("Nan", r"Nan.receive returned NaN or inf in state\['X'\] from a finite state"),
-    ("Raises", "Raises.receive raised ValueError: boom: fix Raises.receive"),
-    ("Exits", r"Exits.receive raised SystemExit\(3\) \(user code must not exit"),
+    # the line of the user's code that raised (docs/cli.md)
+    ("Raises", r"Raises.receive raised ValueError at \S*broken_methods.py:\d+ \(in receive\): "
+               "boom: fix Raises.receive"),
+    ("Exits", r"Exits.receive raised SystemExit\(3\) at \S*broken_methods.py:\d+ \(in receive\) "
+              r"\(user code must not exit"),
     ("NotAMethod", "'NotAMethod' is class NotAMethod, not a stflow.methods.Method subclass: "
                    "write `class NotAMethod"),
     ("Missing", "has no attribute 'Missing' .*: name a stflow.methods.Method subclass"),
-    ("BadBind", "BadBind.bind_block raised ValueError: matmul: .*: fix BadBind.bind_block"),
+    ("BadBind", "BadBind.bind_block raised ValueError at .*: matmul: .*: fix BadBind.bind_block"),
 ])
 def test_bad_user_method_is_one_line_exit_2(tmp_path, capsys, attr, expected):
     cfg = tmp_path / "c.toml"
@@ -256,7 +259,8 @@ def test_a_method_file_that_raises_on_import(tmp_path, capsys):
     cfg.write_text('[method]\nkind = "py:bad.py:M"\n')
     code, line = _one_line(capsys, ["run", str(cfg), "--out", str(tmp_path / "o")])
     assert code == 2
-    assert "importing 'bad.py' raised RuntimeError: no numpy here: fix the file" in line
+    assert "importing 'bad.py' raised RuntimeError at " in line
+    assert "bad.py:1 (in <module>): no numpy here: fix the file" in line
 
 
 def test_docs_show_the_example_as_it_is():

@@ -130,7 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     cert.add_argument("spec", help='compressor spec, e.g. "topk:k=2" or "topk:k=4|quantize:bits=4"'
                       f" ({', '.join(_compressor_names())}, lowrank, or py:FILE:ATTR)")
     cert.add_argument("--dim", type=int, required=True, help="dimension d")
-    cert.add_argument("--seed", type=int, default=0, help="seed of the test trajectories (>= 0)")
+    cert.add_argument("--seed", type=int, default=0,
+                      help="seed of the test trajectories (>= 0; default: 0)")
+    cert.add_argument("--shapes", default=None, metavar="S",
+                      help="block shapes of z for lowrank, comma-separated, axes joined by x: "
+                      'e.g. "8x4,8,3x8,3" (a 4-8-3 MLP\'s weights and biases); their sizes '
+                      "must add up to --dim")
     cert.add_argument("--horizon", type=float, default=None, metavar="T",
                       help="latest start time t0 checked for uniformity (default: 1000, or "
                       "100 periods of C; the work does not grow with T)")
@@ -387,7 +392,30 @@ def _exit_code(sol) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")) != "0":
+        return  # under mpiexec every rank reads the config: rank 0 says it once
     print(f"stflow: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def parse_shapes(text: str) -> list[tuple[int, ...]]:
+    """``certify --shapes``: ``"8x4,8"`` is ``[(8, 4), (8,)]``.
+
+    >>> parse_shapes("8x4, 8,3x8")
+    [(8, 4), (8,), (3, 8)]
+    >>> parse_shapes("8x0")
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: --shapes must be comma-separated shapes of positive integers joined by x (got '8x0'): e.g. --shapes 8x4,8,3x8,3
+    """
+    try:
+        shapes = [tuple(int(a) for a in block.strip().lower().split("x"))
+                  for block in text.split(",")]
+    except ValueError:
+        shapes = []
+    if not shapes or any(not s or min(s) < 1 for s in shapes):
+        raise InputError(f"--shapes must be comma-separated shapes of positive integers joined "
+                         f"by x (got {text!r}): e.g. --shapes 8x4,8,3x8,3")
+    return shapes
 
 
 def _cmd_certify(args) -> int:
@@ -401,8 +429,16 @@ def _cmd_certify(args) -> int:
     if args.horizon is not None and not (math.isfinite(args.horizon) and args.horizon > 0):
         raise InputError(f"--horizon must be a finite number > 0 (got {args.horizon:g}): "
                          "e.g. --horizon 3000")
+    shapes = None if args.shapes is None else parse_shapes(args.shapes)
+    if shapes is not None and sum(math.prod(s) for s in shapes) != args.dim:
+        raise InputError(f"--shapes must cover --dim = {args.dim} entries (got "
+                         f"{sum(math.prod(s) for s in shapes)} from {args.shapes!r}): fix either")
+    if shapes is None and "lowrank" in args.spec:
+        raise InputError(f"lowrank needs the block shapes of z (spec {args.spec!r}): add "
+                         f"--shapes, e.g. --shapes 8x4,8,3x8,3 with --dim 67")
     progress = not args.quiet and sys.stderr.isatty()
-    cert = certify(make_compressor(args.spec, args.dim), seed=args.seed, progress=progress,
+    cert = certify(make_compressor(args.spec, args.dim, shapes=shapes), seed=args.seed,
+                   progress=progress,
                    start_horizon=args.horizon)
     if args.json:
         print(json.dumps(cert.to_dict()))
@@ -475,7 +511,8 @@ def _tune_parser(sub) -> None:
     tun.add_argument("--target-accuracy", type=float, default=None, metavar="A",
                      help="instead of --target: mean_agent_test_accuracy to reach and keep")
     tun.add_argument("--out", required=True, help="output folder (must be new or empty)")
-    tun.add_argument("--seed", type=int, default=0, help="seed of the sampler and perturbations")
+    tun.add_argument("--seed", type=int, default=0,
+                     help="seed of the sampler and perturbations (>= 0; default: 0)")
     tun.add_argument("--json", action="store_true", help="print tuning.json's object")
     tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
@@ -732,7 +769,10 @@ def main(argv=None) -> int:
         print("stflow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():  # every command's warnings as one "stflow:" line
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return COMMANDS[args.command](args)
     except Exception as exc:
         return _failed(exc, args)
     except KeyboardInterrupt as exc:

@@ -303,6 +303,35 @@ def _checked(table: Table, where: str) -> Table:
     return table
 
 
+#: A softmax target with fewer rows a class on average is refused as not a class column.
+MIN_ROWS_PER_CLASS = 5
+
+
+def _check_class_column(values: np.ndarray, rows: int, name: str) -> None:
+    """A softmax target must be a class column: non-integer values are refused (a continuous
+    target read as classes gave one class per value), and so are fewer than
+    :data:`MIN_ROWS_PER_CLASS` rows a class on average: an integer-valued measurement (the
+    diabetes progression score: 214 values in 442 rows) is not a class column (issue 20).
+
+    >>> _check_class_column(np.array([0.0, 1.5, 2.25]), 100, "y")
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [problem] softmax needs class labels, but target 'y' has non-integer values (e.g. 1.5; 3 distinct): use kind = "least_squares" for a continuous target, or bin it into classes
+    """
+    frac = values[values != np.round(values)]
+    if frac.size:
+        raise InputError(
+            f"[problem] softmax needs class labels, but target {name!r} has non-integer values "
+            f"(e.g. {frac[0]:g}; {values.size} distinct): use kind = \"least_squares\" for a "
+            "continuous target, or bin it into classes")
+    if values.size * MIN_ROWS_PER_CLASS > rows:
+        raise InputError(
+            f"[problem] softmax needs class labels, but target {name!r} has {values.size} "
+            f"distinct values in {rows} rows ({rows / values.size:.2g} rows a class, fewer than "
+            f"{MIN_ROWS_PER_CLASS}): a measurement, not classes? use kind = \"least_squares\", "
+            "or bin it into fewer classes")
+
+
 def split_table(
     table: Table,
     kind: str,
@@ -387,6 +416,7 @@ def split_table(
                 f"[problem] softmax needs a target with at least 2 values (got {values.size} "
                 f"in {table.target_name!r}): pick a class column"
             )
+        _check_class_column(values, n, table.target_name)
         y = np.searchsorted(values, y).astype(np.float64)
         classes = int(values.size)
     if split in LABEL_SPLITS and kind == "least_squares":

@@ -81,7 +81,8 @@ def tail_trend(t, error, *, fraction: float = TAIL_FRACTION) -> tuple[float, flo
     return -slope, math.exp(min(slope * span, 700.0)), float(t[0]), float(t[-1])
 
 
-def classify(records: dict, tolerance: float) -> tuple[str, str]:
+def classify(records: dict, tolerance: float, hint: str = "change the gains, the compressor "
+             "or the flow (docs/gains.md)") -> tuple[str, str]:
     r"""Status and one-sentence message of a run that ended without diverging.
 
     ``records`` holds arrays ``t`` and ``relative_error`` (the recorded rows). With the
@@ -93,7 +94,8 @@ def classify(records: dict, tolerance: float) -> tuple[str, str]:
       message estimates the horizon that reaches the tolerance at the current rate,
       :math:`t_K + \log(e_K / \mathrm{tol}) / r`;
     - ``diverging`` when :math:`\rho \ge` :data:`GROWING` (or the final error is not finite);
-    - ``stalled`` otherwise (the error stopped decreasing; a longer run will not help).
+    - ``stalled`` otherwise (the error stopped decreasing; a longer run will not help);
+      ``hint`` ends its message (the method's ``stall_hint``: the knobs it has).
 
     Examples
     --------
@@ -137,5 +139,5 @@ def classify(records: dict, tolerance: float) -> tuple[str, str]:
         )
     return "stalled", (
         f"{above} and stopped decreasing (x{factor:.3g} {window}): a longer run will not "
-        "help; change the gains, the compressor or the flow (docs/gains.md)"
+        f"help; {hint}"
     )

@@ -18,6 +18,8 @@ was expected and the fix (:func:`call_user`).
 
 from __future__ import annotations
 
+import os
+
 import importlib
 import importlib.util
 import sys
@@ -191,10 +193,40 @@ def load_attr(text: str, where: str, base_dir=None, *, expect: str = "a class or
 
 
 def _describe(exc: BaseException) -> str:
+    """``Type: first line of the message`` and where the user's code raised it."""
+    at = user_line(exc)
+    at = f" at {at}" if at else ""
     if isinstance(exc, SystemExit):
-        return f"SystemExit({exc.code!r}) (user code must not exit the program)"
+        return f"SystemExit({exc.code!r}){at} (user code must not exit the program)"
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return (f"{type(exc).__name__}{at}: {text[0]}" if text else f"{type(exc).__name__}{at}")
+
+
+def user_line(exc: BaseException) -> str | None:
+    r"""``FILE:LINE (in FUNC)`` of the deepest traceback frame in user code (not stflow, not
+    the standard library or an installed package), or None.
+
+    >>> try:
+    ...     exec(compile("def f():\n    1 / 0\nf()", "/home/me/cost.py", "exec"))
+    ... except ZeroDivisionError as exc:
+    ...     user_line(exc)
+    '/home/me/cost.py:2 (in f)'
+    """
+    import sysconfig
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    libs = tuple(os.path.abspath(sysconfig.get_paths()[k]) + os.sep
+                 for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name = os.path.abspath(code.co_filename)
+        if (os.path.isabs(code.co_filename) and not name.startswith(package)
+                and not name.startswith(libs)):
+            found = f"{code.co_filename}:{tb.tb_lineno} (in {code.co_name})"
+        tb = tb.tb_next
+    return found
 
 
 def call_user(where: str, fn, *args, fix: str = "fix the code", **kwargs):

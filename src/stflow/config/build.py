@@ -59,13 +59,7 @@ def build_run(config: dict) -> Run:
     if x0 is None:
         x0 = default_x0(problem)
     v0 = _load_init(cfg["init"]["v0"], "v0")
-    if cfg["solver"].get("target_accuracy") is not None and not getattr(problem, "has_test",
-                                                                         False):
-        raise InputError(
-            "[solver] target_accuracy needs a classification problem with held-out test "
-            "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
-            "it or set test_fraction"
-        )
+    check_target(cfg, problem)
     compressor, method = build_method(cfg, problem, graph)
     check_channel(cfg, method, graph)
     return Run(cfg, problem, graph, compressor, method, x0, v0)
@@ -98,6 +92,27 @@ def build_problem(p: dict):
     from ..problems.registry import problem_class
 
     return problem_class(p["kind"]).from_config(p)
+
+
+def check_target(cfg: dict, problem) -> None:
+    """Refuse, before the first round, a run that could not be judged: ``target_accuracy``
+    without held-out test rows, or a network (no x*, so no relative error) with test rows
+    but no ``target_accuracy`` (it would train to the horizon and only then ask for one;
+    issue 20). Both engines call it."""
+    target = cfg["solver"].get("target_accuracy")
+    has_test = bool(getattr(problem, "has_test", False))
+    if target is not None and not has_test:
+        raise InputError(
+            "[solver] target_accuracy needs a classification problem with held-out test "
+            "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
+            "it or set test_fraction"
+        )
+    if target is None and has_test and getattr(type(problem), "x_star", 0) is None:
+        raise InputError(
+            f"[solver] target_accuracy is needed: [problem] kind = {problem.kind!r} has no "
+            "optimum x*, so a run is judged by its mean agent test accuracy: set e.g. "
+            "target_accuracy = 0.9 (1.0 trains to the horizon)"
+        )
 
 
 def build_method(cfg: dict, problem, graph, *, smoothness=None):

@@ -209,6 +209,7 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
             f"{solver['horizon']:g}): lower step or raise horizon"
         )
     check_network(out)
+    _warn_unused_compressor(raw, out["method"]["kind"], base_dir)
     if base_dir is not None:
         base = Path(base_dir)
         if isinstance(out["problem"].get("data"), str):
@@ -219,6 +220,23 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
         out["compressor"]["spec"] = _resolve_spec_files(out["compressor"]["spec"], base)
         _resolve_model_files(out["problem"], base)
     return out
+
+
+def _warn_unused_compressor(raw: dict, kind: str, base_dir) -> None:
+    """A ``[compressor]`` given to a method that sends only raw vectors (DGD, gradient
+    tracking, NIDS, EXTRA) is not used: say so rather than ignore it silently (issue 20)."""
+    spec = raw.get("compressor", {}).get("spec")
+    if spec is None:
+        return
+    from ..methods import method_class
+
+    if "compressed" not in method_class(kind, base_dir).channels:
+        import warnings
+
+        warnings.warn(f"[compressor] spec = {spec!r} is not used: [method] kind = {kind!r} "
+                      "sends uncompressed float64 vectors (64 d bits a message); remove "
+                      "[compressor] or pick a compressed method (observer, direct, choco, "
+                      "lead, beer, motef)", stacklevel=2)
 
 
 def _resolve_model_files(problem: dict, base: Path) -> None:

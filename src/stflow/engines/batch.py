@@ -537,7 +537,8 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
                 f"interrupted by {signal_name} at step {interrupted_at} of {n_steps[s]} "
                 f"(t = {t_of(interrupted_at):.4g}); the rows recorded up to it are kept")
         else:
-            status, message = _classify(records, sv["tolerance"], sv["target_accuracy"])
+            status, message = _classify(records, sv["tolerance"], sv["target_accuracy"],
+                                        getattr(r.flow, "stall_hint", None))
         bpm = r.flow.bits_per_message
         out.append(Solution(
             status=status, message=message, steps=int(steps_run),

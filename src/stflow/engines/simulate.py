@@ -355,7 +355,8 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
             f"(t = {t_of(interrupted_at):.4g}); the rows recorded up to it are kept"
         )
     else:
-        status, message = _classify(records, tolerance, target_accuracy)
+        status, message = _classify(records, tolerance, target_accuracy,
+                                    getattr(flow, "stall_hint", None))
     return Solution(
         status=status,
         message=message,
@@ -372,7 +373,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     )
 
 
-def _classify(records, tolerance, target_accuracy=None) -> tuple[str, str]:
+def _classify(records, tolerance, target_accuracy=None, hint=None) -> tuple[str, str]:
     acc = records.get("mean_agent_test_accuracy")
     if target_accuracy is not None:
         if acc is None:
@@ -392,7 +393,7 @@ def _classify(records, tolerance, target_accuracy=None) -> tuple[str, str]:
                                  "[solver] target_accuracy to judge the run")
     from ..status import classify
 
-    return classify(records, tolerance)
+    return classify(records, tolerance) if hint is None else classify(records, tolerance, hint)
 
 
 def _solve_continuous(flow, state, h, n_steps, record_every, tolerance, rtol, atol) -> Solution:

@@ -93,6 +93,9 @@ class PeerMethod(Method):
         """``{"W": W}``: every peer mixes with the Metropolis matrix."""
         return {"W": self.mixing}
 
+    stall_hint = ("tune [method] lr and its other settings (stflow tune), or change the "
+                  "compressor (docs/peers.md)")
+
     def divergence_cause(self, step: float) -> str:
         """The most likely reason a run blew up: the method's step size against 1/L_f."""
         if not isinstance(getattr(self, "lr", None), float):

@@ -115,6 +115,9 @@ class Method:
     #: True for the primal-dual flows: the step ``h`` multiplies the gains (so the tuner
     #: may tune ``h``), and ``"auto"`` gains come from :func:`~stflow.methods.auto_gains`.
     flow_gains: ClassVar[bool] = False
+    #: What a ``stalled`` run's message advises (the knobs this method has).
+    stall_hint: ClassVar[str] = ("change the gains, the compressor or the flow "
+                                 "(docs/gains.md)")
 
     def __init__(self, problem, graph, compressor=None, **values):
         self.problem = problem

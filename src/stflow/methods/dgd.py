@@ -37,6 +37,8 @@ class DGD(PeerMethod):
     auto_lr = 0.5
     params = (lr_param(auto_lr),)
     local_steps_ok = True
+    stall_hint = ("DGD is inexact, its error floor is O(lr): lower [method] lr, or use an "
+                  "exact method (gradient_tracking, nids, extra)")
 
     def init_block(self, X, V):
         return {"X": X}

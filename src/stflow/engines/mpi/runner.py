@@ -286,9 +286,11 @@ class Runner:
     def _build_shared(self, config, n, d, smoothness, x_star):
         """Graph, compressor and method exactly as :func:`stflow.config.build_run`."""
         from ...config import GAIN_KEYS, build_method
+        from ...config.build import check_target
         from ...graphs import make_graph
 
         cfg = copy.deepcopy(config)
+        check_target(cfg, self.local)  # the same answer on every rank
         g = cfg["graph"]
         graph_kw = {k: g[k] for k in ("edges", "weights", "p", "radius") if g[k] is not None}
         graph = make_graph(g["kind"], n, seed=g["seed"], chords=g["chords"], **graph_kw)
@@ -559,7 +561,8 @@ class Runner:
                            "was recorded")
             else:
                 status, message = _classify(records, self.config["solver"]["tolerance"],
-                                            self.config["solver"]["target_accuracy"])
+                                            self.config["solver"]["target_accuracy"],
+                                            getattr(self.method, "stall_hint", None))
             from ...output import write_json
 
             write_json(self.out / "comm.json", comm_info)
