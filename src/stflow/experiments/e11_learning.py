@@ -173,7 +173,11 @@ def base_config(variant: str, split: str, local_steps: int, *,
     rounds = round(cfg["solver"]["horizon"] / cfg["solver"]["step"])
     kind = cfg["method"]["kind"]
     is_flow = kind in ("observer", "uncompressed")
+    from ..methods import method_class
+
     raw = {k: v for k, v in cfg.items()}
+    if "compressed" not in method_class(kind).channels:
+        raw.pop("compressor", None)  # resolved in, unused: resolving it again would warn
     raw["method"] = {"kind": kind} if is_flow else {"kind": kind, "lr": PEER_LR}
     raw["solver"] = dict(cfg["solver"], step=FLOW_STEP if is_flow else 1.0)
     raw["solver"]["horizon"] = rounds * raw["solver"]["step"]
