@@ -1,10 +1,12 @@
 """E11, the learning workload (issue 13): its quick mode, the two-network clock, the
-reach-and-stay rule, the tuned table and the shared x* solve.
+reach-and-stay rule, its study files and the shared x* solve.
 
 Equal metrics between engines with batches and local steps are in tests/test_mpi.py.
 """
 
+import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -34,14 +36,18 @@ def test_quick_mode_writes_table_figure_and_runs(tiny):
     assert (out / "learning.png").stat().st_size > 10_000
     rows = json.loads((out / "rows.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["flow top-20", "dgd"]
-    for r in rows:
-        assert (out / "runs" / f"{r['variant'].replace(' ', '_')}_iid_K1" / "metrics.csv").exists()
-        assert r["rounds_run"] == 100  # 10 % of 1000 rounds
+    for r in rows:  # the study runner's cells, and its results.csv
+        assert (out / "study_iid" / "cells" / r["cell"] / "metrics.csv").exists()
+        assert r["rounds_run"] == 100  # the tiny size caps the file's 1000 rounds
         assert 0.5 < r["final_mean_agent"] <= 1.0
     # top-20 of d = 650: 20 values and 20 indices of ceil(log2 650) = 10 bits; DGD raw float64
     assert rows[0]["bits_per_message"] == 20 * (64 + 10)
     assert rows[1]["bits_per_message"] == 650 * 64
     assert "| flow top-20 | iid | 1 |" in result["measured"]
+    with open(out / "study_iid" / "results.csv") as f:
+        got = list(csv.DictReader(f))
+    assert [(g["method"], g["compressor"], g["rounds"]) for g in got] == [
+        ("flow top-20 K=1", "top-20", "100"), ("dgd K=1", "none", "100")]
     assert result["figures"] == ["learning.png"]
 
 
@@ -53,26 +59,56 @@ def test_planned_runs_match_the_sizes(monkeypatch):
     assert planned_runs("E11", quick=True) == 3
 
 
-def test_every_full_setting_has_a_tuned_entry():
-    keys = set(e11.settings(e11.SIZES["full"]))
-    assert set(e11.TUNED) == keys
-    cfg = e11.tuned_config("flow q4", "by_label", 4)
-    values = e11.TUNED[("flow q4", "by_label", 4)]
-    # the flows' h is tuned with the rounds kept (stflow tune's rule)
-    assert cfg["solver"]["step"] == values["step"] != e11.FLOW_STEP
-    assert cfg["solver"]["horizon"] == pytest.approx(e11.ROUNDS[4] * values["step"])
-    assert cfg["method"]["gamma"] == values["gamma"]
-    assert cfg["solver"]["step_decay"] == e11.STEP_DECAY
-    # settings the tuner could not settle: none (CHOCO by label), run at the tuner's centre
-    assert e11.TUNED[("choco q4", "by_label", 1)] is None
-    assert e11.tuned_config("choco q4", "by_label", 1) is None
+def test_the_study_files_hold_every_full_setting_and_its_winner():
+    from stflow.study import load_study
+
+    full = e11.settings(e11.SIZES["full"])
+    assert len(full) == 2 * (7 + 6) and len(set(full)) == len(full)
+    for split in e11.STUDIES:
+        study = load_study(e11.study_path(split))  # loads and validates as `stflow study` does
+        assert study.target["value"] == e11.TARGETS[split] and len(study.cells) == 13
+    cfg = e11.setting_config("flow q4", "by_label", 4)
+    # the stored winner of ('flow q4', 'by_label', 4), its h tuned with the rounds kept
+    assert cfg["solver"]["step"] == 0.017564081234056627
+    assert cfg["solver"]["horizon"] == pytest.approx(500 * 0.017564081234056627)
+    assert cfg["method"]["gamma"] == 89.82202556383277
+    assert cfg["solver"]["local_steps"] == 4 and cfg["solver"]["step_decay"] == e11.STEP_DECAY
+    assert cfg["compressor"]["spec"] == "quantize:bits=4,scale=pow2"
+    # the tuner found no setting for CHOCO by label: the file runs its centre and says so
+    choco = e11.setting_config("choco q4", "by_label", 1)
+    assert choco["method"]["lr"] == e11.PEER_LR
+    note = next(c.note for c in e11.load_split("by_label").cells if c.method == "choco q4 K=1")
+    assert note.startswith("tuning (budget 12) found no setting")
+    # the tuner's centre: auto gains, h = 0.01
+    centre = e11.base_config("flow q4", "by_label", 4)
+    assert centre["solver"]["step"] == e11.FLOW_STEP
+    assert centre["solver"]["horizon"] == pytest.approx(500 * e11.FLOW_STEP)
+
+
+def test_e11_reads_its_settings_from_the_study_file(tmp_path, monkeypatch):
+    """An edited copy of the study file changes what E11 runs (and a wrong target is refused)."""
+    from stflow.errors import InputError
+
+    copy = tmp_path / "e11_iid.toml"
+    text = e11.study_path("iid").read_text()
+    assert text.count("gamma = 50.0\n") == 2  # flow top-20's winners, K = 1 then K = 4
+    copy.write_text(text.replace("gamma = 50.0\n", "gamma = 7.5\n", 1)
+                    .replace('spec = "topk:k=20"', 'spec = "topk:k=30"'))
+    monkeypatch.setattr(e11, "study_path", lambda split: copy)
+    cfg = e11.setting_config("flow top-20", "iid", 1)
+    assert cfg["method"]["gamma"] == 7.5 and cfg["compressor"]["spec"] == "topk:k=30"
+    assert e11.setting_config("flow top-20", "iid", 4)["method"]["gamma"] == 50.0
+    assert e11.setting_config("choco top-20", "iid", 1)["compressor"]["spec"] == "topk:k=30"
+    shutil.copy(copy, tmp_path / "bad.toml")
+    (tmp_path / "bad.toml").write_text(copy.read_text().replace(
+        "target_accuracy = 0.95", "target_accuracy = 0.9"))
+    with pytest.raises(InputError, match="target_accuracy must stay 0.95"):
+        e11.load_split("iid", path=tmp_path / "bad.toml")
 
 
 def test_fast_network_clock_by_hand_and_slow_equals_the_recorded_one(tiny):
     out, _, _ = tiny
-    import csv
-
-    with open(out / "runs" / "dgd_iid_K1" / "metrics.csv") as f:
+    with open(out / "study_iid" / "cells" / "dgd-K=1__none__iid__default__s0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     rec = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
     # the runs were made on the slow network: the recomputed clock equals the recorded one

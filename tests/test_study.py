@@ -210,6 +210,14 @@ BAD = [
     ('[study]\ntarget_accuracy = 0.9\n[base.problem]\nkind = "least_squares"\n[[method]]\n'
      'kind = "lead"\n[[compressor]]\nspec = "topk:k=2"\n', "target_accuracy"),
     ('[study]\ntarget = 1e-6\n[[method]]\nkind = "nosuch"\n', "kind"),
+    ('[study]\ntarget = 1e-6\n[[method]]\nkind = "lead"\ncompressor = "q8"\n[[compressor]]\n'
+     'label = "q4"\nspec = "quantize:bits=4"\n', "'q8' is not the label"),
+    ('[study]\ntarget = 1e-6\n[[method]]\nkind = "dgd"\ncompressor = "q4"\n[[compressor]]\n'
+     'label = "q4"\nspec = "quantize:bits=4"\n', 'write compressor = "none"'),
+    ('[study]\ntarget = 1e-6\n[[method]]\nkind = "dgd"\ncompressor = "none"\n'
+     'solver = { step = 0.5 }\n', "solver.step"),
+    ('[study]\ntarget = 1e-6\n[[method]]\nkind = "dgd"\ncompressor = "none"\n'
+     'solver = { local_steeps = 2 }\n', "local_steeps"),
 ]
 
 
@@ -231,6 +239,32 @@ def test_parse_study_errors_name_the_key():
         parse_study({"study": {"target": 1e-6}, "method": [{"kind": "lead"}],
                      "compressor": [{"spec": "topk:k=2", "label": "a"},
                                     {"spec": "topk:k=1", "label": "a"}]})
+
+
+def test_method_entry_pins_compressor_rounds_solver_and_note(tmp_path):
+    """A [[method]] entry may pin one compressor, set its own rounds and [solver] keys and
+    carry a note (how E11 and E12 store one tuned setting per method and compressor)."""
+    raw = {"study": {"target": 1e-6, "rounds": 300},
+           "base": {"problem": {"kind": "least_squares", "agents": 6, "dim": 4}},
+           "method": [{"kind": "lead", "label": "lead q4", "compressor": "q4", "step": 0.5,
+                       "rounds": 40, "note": "tuned offline"},
+                      {"kind": "choco", "step": 1.0, "solver": {"local_steps": 3}},
+                      {"kind": "dgd", "step": 1.0, "compressor": "none", "lr": 0.05}],
+           "compressor": [{"spec": "quantize:bits=4", "label": "q4"},
+                          {"spec": "topk:k=2", "label": "top2"}]}
+    s = parse_study(raw)
+    got = [(c.method, c.compressor, c.config["solver"]["horizon"],
+            c.config["solver"]["local_steps"], c.note) for c in s.cells]
+    assert got == [("lead q4", "q4", 40 * 0.5, 1, "tuned offline"),
+                   ("choco", "q4", 300.0, 3, ""), ("choco", "top2", 300.0, 3, ""),
+                   ("dgd", "none", 300.0, 1, "")]
+    assert parse_study(raw, shrink={"rounds": 20}).cells[0].config["solver"]["horizon"] == 10.0
+    path = _write(tmp_path, TINY.replace('[[method]]\nkind = "lead"\n',
+                                         '[[method]]\nkind = "lead"\nnote = "from a file"\n'))
+    run_study(load_study(path, shrink={"seeds": 1, "rounds": 30}), tmp_path / "out",
+              quiet=True)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "fixed settings lr = auto, alpha = 0.1, gamma = 1.0 (from a file)\n" in report
 
 
 @pytest.mark.parametrize("name,cells", [("study_compressors.toml", 18),

@@ -6,27 +6,37 @@ section 7). Methods: the primal-dual flow (``predict`` scheme; observer with ``t
 and with ``quantize:bits=4,scale=pow2``, and the uncompressed flow), CHOCO-SGD with the same
 two compressors, DGD (D-PSGD) and gradient tracking (both send raw float64 vectors: they
 define no compressor), with local steps K in {1, 4} (gradient tracking defines none, so
-K = 1 only), all with ``[solver] step_decay = 200`` (:data:`STEP_DECAY`). Every setting's ``[method]`` parameters (and the flows' step h) were tuned with
-``stflow tune --budget 12 --target-accuracy A`` (the same budget and rules for every method;
-A = :data:`TARGETS`); :data:`TUNED` holds the winners and the experiment re-runs them.
-:func:`tune_all` (``python -m stflow.experiments.e11_learning tune OUT``) recomputes them.
+K = 1 only), all with ``[solver] step_decay = 200``.
+
+The experiment is two study files shipped with the package (:data:`STUDIES`:
+``studies/e11_iid.toml`` and ``studies/e11_by_label.toml``, one per split because each split
+has its own target, :data:`TARGETS`): each setting is a ``[[method]]`` entry labelled
+``"VARIANT K=k"`` with its method, scheme, step, compressor, rounds and local steps, and as
+fixed settings the winners of ``stflow tune --budget 12 --seed 0 --target-accuracy A`` (the
+same budget and rules for every method): ``studies/e11_SPLIT_tuning.toml`` holds the same
+settings at the tuner's centre (:func:`base_config`) with ``tune = { budget = 12 }`` and
+re-tunes them with ``stflow study``. :func:`run` loads the files (:func:`load_split`) and runs their
+cells with the study runner (:func:`stflow.study.run_cell`), so an edited file changes what
+E11 runs, and ``stflow study`` on a copy gives the same runs.
 
 Reported per setting: rounds, bits per agent and modeled seconds on a slow and a fast network
 (:data:`NETWORKS`, SPEC section 8) until the mean agent test accuracy reaches A and stays
 there (the rule of ``stflow tune``), and the final mean and worst agent test accuracy. The
 two networks change no iterate, only the clock: ``modeled_seconds`` of a run on the slow
-network is recorded by the run, the fast network's is :func:`network_seconds` of the same
-records. Two more runs (DGD, IID, K = 1, with and without ``[solver] step_decay``) measure
-the constant-step noise floor that the decay removes.
+network is recorded by the run (the study files' ``[base.network]``), the fast network's is
+:func:`network_seconds` of the same records. Two more runs (DGD, IID, K = 1, with and
+without ``[solver] step_decay``) measure the constant-step noise floor that the decay
+removes; they are not study cells (they change the problem's regularization).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import hashlib
 import json
 import pathlib
-import sys
 
 import numpy as np
 
@@ -34,109 +44,88 @@ from ..config import resolve_config, run_config
 from ..output import write_json, write_metrics_csv
 from ._common import fmt, md_table, pick
 
-__all__ = ["NAME", "TITLE", "TARGETS", "NETWORKS", "VARIANTS", "TUNED", "SIZES", "STEP_DECAY", "base_config",
-           "settings", "network_seconds", "reach", "tune_all", "run", "planned_runs"]
+__all__ = ["NAME", "TITLE", "TARGETS", "NETWORKS", "STUDIES", "SIZES", "STEP_DECAY",
+           "study_path", "load_split", "settings", "setting_config", "base_config",
+           "network_seconds", "reach", "run", "planned_runs"]
 
 NAME = "E11"
 TITLE = "Learning workload: digits softmax, accuracy against bits, rounds and modeled seconds"
-#: Mean agent test accuracy each run must reach and keep (449 held-out rows).
+#: Mean agent test accuracy each run must reach and keep (449 held-out rows); the study
+#: files' ``target_accuracy`` (checked when loaded).
 TARGETS = {"iid": 0.95, "by_label": 0.90}
 #: Link models (SPEC section 8): bandwidth in bits/s, latency in s per round, s per sample.
+#: The study files hold the slow one.
 NETWORKS = {
     "slow": {"bandwidth": 1e6, "latency": 1e-3, "seconds_per_sample": 1e-5},
     "fast": {"bandwidth": 1e9, "latency": 1e-5, "seconds_per_sample": 1e-5},
 }
-TOPK = "topk:k=20"
-QUANT = "quantize:bits=4,scale=pow2"
-#: label -> ([method] kind, compressor spec or None); the flows run the ``predict`` scheme.
-VARIANTS = {
-    "flow top-20": ("observer", TOPK),
-    "flow q4": ("observer", QUANT),
-    "flow uncompressed": ("uncompressed", None),
-    "choco top-20": ("choco", TOPK),
-    "choco q4": ("choco", QUANT),
-    "dgd": ("dgd", None),
-    "gradient tracking": ("gradient_tracking", None),
-}
-#: Round cap per local-step count K (tuning and runs).
-ROUNDS = {1: 1000, 4: 500}
+#: The study file of each split (in ``stflow/experiments/studies/``).
+STUDIES = {"iid": "e11_iid.toml", "by_label": "e11_by_label.toml"}
 #: ``[solver] step_decay`` k0 of every setting (h_k = h / (1 + k / k0), the peers' lr alike):
 #: without it the minibatch noise makes the mean agent accuracy dip below the target after
 #: first reaching it, so that the reach-and-stay rule fails for most DGD step sizes.
 STEP_DECAY = 200.0
-#: The flows' clock step before tuning (the gains start at "auto"); the peers' lr start.
+#: The tuner's centre: the flows' clock step (gains "auto"), the peers' lr.
 FLOW_STEP = 0.01
 PEER_LR = 0.01
+#: ``variants``: method labels of the study files (without `` K=k``) run at this size;
+#: ``rounds``: the cap on every cell's rounds (None: the files' own, 1000 at K = 1 and 500
+#: at K = 4).
 SIZES = {
-    "full": {"splits": ("iid", "by_label"), "local_steps": (1, 4), "variants": tuple(VARIANTS),
-             "round_share": 1.0, "floor_rounds": 3000},
+    "full": {"splits": ("iid", "by_label"), "local_steps": (1, 4), "variants": None,
+             "rounds": None, "floor_rounds": 3000},
     "quick": {"splits": ("iid",), "local_steps": (1,),
-              "variants": ("flow top-20", "choco top-20", "dgd"), "round_share": 0.3,
+              "variants": ("flow top-20", "choco top-20", "dgd"), "rounds": 300,
               "floor_rounds": 0},
     "tiny": {"splits": ("iid",), "local_steps": (1,), "variants": ("flow top-20", "dgd"),
-             "round_share": 0.1, "floor_rounds": 0},
+             "rounds": 100, "floor_rounds": 0},
 }
 #: Noise-floor runs (IID, K = 1): regularization per agent, DGD's constant lr.
 FLOOR_REGULARIZATION = 1.0
 FLOOR_LR = 0.01
 
-#: Winners of ``stflow tune --budget 12 --seed 0 --target-accuracy TARGETS[split]`` on
-#: :func:`base_config` (recomputed by :func:`tune_all`): (variant, split, K) -> [method]
-#: values (and ``step`` for the flows), or None when no candidate reached the target.
-TUNED: dict = {
-    ('flow top-20', 'iid', 1):
-        {'alpha': 2.0, 'beta': 2.0, 'eta': 1.0, 'gamma': 50.0, 'step': 0.01},  # rounds 150, bits 222000.0
-    ('flow q4', 'iid', 1):
-        {'alpha': 2.787641517353005, 'beta': 8.644732703840372, 'eta': 2.011814500167499, 'gamma': 67.8524934062094, 'step': 0.00703573702872215},  # rounds 140, bits 365680.0
-    ('flow uncompressed', 'iid', 1):
-        {'alpha': 1.6248505215125755, 'beta': 6.911501376604741, 'eta': 1.2893229205061303, 'step': 0.01208221387980899},  # rounds 130, bits 5408000.0
-    ('choco top-20', 'iid', 1):
-        {'lr': 0.013938207586765037, 'gamma': 0.1970105692475103},  # rounds 130, bits 192400.0
-    ('choco q4', 'iid', 1):
-        {'lr': 0.010063792162675292, 'gamma': 0.2232889112222474},  # rounds 130, bits 339560.0
-    ('dgd', 'iid', 1):
-        {'lr': 0.01},  # rounds 140, bits 5824000.0
-    ('gradient tracking', 'iid', 1):
-        {'lr': 0.020118145001674994},  # rounds 210, bits 17472000.0
-    ('flow top-20', 'iid', 4):
-        {'alpha': 2.0, 'beta': 2.0, 'eta': 1.0, 'gamma': 50.0, 'step': 0.01},  # rounds 60, bits 88800.0
-    ('flow q4', 'iid', 4):
-        {'alpha': 2.787641517353005, 'beta': 8.644732703840372, 'eta': 2.011814500167499, 'gamma': 67.8524934062094, 'step': 0.00703573702872215},  # rounds 40, bits 104480.0
-    ('flow uncompressed', 'iid', 4):
-        {'alpha': 1.5428109910969605, 'beta': 4.872979754334811, 'eta': 1.1944895825480553, 'step': 0.00998957262092066},  # rounds 40, bits 1664000.0
-    ('choco top-20', 'iid', 4):
-        {'lr': 0.014219463305436155, 'gamma': 0.20888891070757487},  # rounds 40, bits 59200.0
-    ('choco q4', 'iid', 4):
-        {'lr': 0.013938207586765037, 'gamma': 0.1970105692475103},  # rounds 40, bits 104480.0
-    ('dgd', 'iid', 4):
-        {'lr': 0.01},  # rounds 40, bits 1664000.0
-    ('flow top-20', 'by_label', 1):
-        {'alpha': 4.872979754334811, 'beta': 2.3889791650961105, 'eta': 0.998957262092066, 'gamma': 14.928523136792668, 'step': 0.024052780299595265},  # rounds 220, bits 325600.0
-    ('flow q4', 'by_label', 1):
-        {'alpha': 6.792060338202183, 'beta': 10.326043158649806, 'eta': 2.0097167049244433, 'gamma': 20.25875035407338, 'step': 0.016922903699758105},  # rounds 110, bits 287320.0
-    ('flow uncompressed', 'by_label', 1):
-        {'alpha': 1.189837790559315, 'beta': 5.395560745377773, 'eta': 0.6540598439038171, 'step': 0.060749960734256966},  # rounds 80, bits 3328000.0
-    ('choco top-20', 'by_label', 1):
-        None,  # rounds None, bits None
-    ('choco q4', 'by_label', 1):
-        None,  # rounds None, bits None
-    ('dgd', 'by_label', 1):
-        {'lr': 0.04322366351920189},  # rounds 260, bits 10816000.0
-    ('gradient tracking', 'by_label', 1):
-        {'lr': 0.04322366351920189},  # rounds 250, bits 20800000.0
-    ('flow top-20', 'by_label', 4):
-        {'alpha': 6.187328592220606, 'beta': 0.20926671070076608, 'eta': 0.8914798494020781, 'gamma': 24.322659150255795, 'step': 0.054659354585255386},  # rounds 330, bits 488400.0
-    ('flow q4', 'by_label', 4):
-        {'alpha': 2.1761583451417676, 'beta': 5.283376904436982, 'eta': 1.9731276726653355, 'gamma': 89.82202556383277, 'step': 0.017564081234056627},  # rounds 70, bits 182840.0
-    ('flow uncompressed', 'by_label', 4):
-        {'alpha': 1.189837790559315, 'beta': 5.395560745377773, 'eta': 0.6540598439038171, 'step': 0.060749960734256966},  # rounds 40, bits 1664000.0
-    ('choco top-20', 'by_label', 4):
-        None,  # rounds None, bits None
-    ('choco q4', 'by_label', 4):
-        None,  # rounds None, bits None
-    ('dgd', 'by_label', 4):
-        {'lr': 0.0010797824288129028},  # rounds 250, bits 10400000.0
-}
+
+def study_path(split: str) -> pathlib.Path:
+    """The shipped study file of ``split`` (a key of :data:`STUDIES`)."""
+    return pathlib.Path(__file__).parent / "studies" / STUDIES[split]
+
+
+def _variant(cell) -> str:
+    return cell.method.rsplit(" K=", 1)[0]
+
+
+def _k(cell) -> int:
+    return int(cell.config["solver"]["local_steps"])
+
+
+def load_split(split: str, size: dict | None = None, *, path=None):
+    """The :class:`stflow.study.Study` of one split, its cells cut to ``size``.
+
+    ``path`` (default :func:`study_path`) may be an edited copy. The cells kept are those of
+    ``size["variants"]`` and ``size["local_steps"]`` (all for None), their rounds capped at
+    ``size["rounds"]``. The file must keep the split's target and the labels
+    ``"VARIANT K=k"``.
+
+    Examples
+    --------
+    >>> s = load_split("by_label", SIZES["tiny"])
+    >>> [(c.method, c.config["method"]["kind"], c.config["solver"]["local_steps"]) for c in s.cells]
+    [('flow top-20 K=1', 'observer', 1), ('dgd K=1', 'dgd', 1)]
+    """
+    from ..errors import InputError
+    from ..study import load_study
+
+    size = size or SIZES["full"]
+    path = study_path(split) if path is None else pathlib.Path(path)
+    study = load_study(path, shrink={"rounds": size["rounds"]} if size.get("rounds") else None)
+    if study.target != {"column": "mean_agent_test_accuracy", "value": TARGETS[split],
+                        "at_least": True}:
+        raise InputError(f"E11 study file {str(path)!r}: target_accuracy must stay "
+                         f"{TARGETS[split]} (the {split} split's; got {study.target})")
+    variants = size.get("variants")
+    study.cells = [c for c in study.cells if _k(c) in size["local_steps"]
+                   and (variants is None or _variant(c) in variants)]
+    return study
 
 
 def planned_runs(quick: bool) -> int:
@@ -146,60 +135,53 @@ def planned_runs(quick: bool) -> int:
 
 
 def settings(size: dict) -> list[tuple[str, str, int]]:
-    """The (variant, split, K) triples of one size (gradient tracking only with K = 1)."""
-    return [(v, s, k) for s in size["splits"] for k in size["local_steps"]
-            for v in size["variants"] if k == 1 or VARIANTS[v][0] != "gradient_tracking"]
+    """The (variant, split, K) triples of one size, in the study files' order."""
+    return [(_variant(c), split, _k(c)) for split in size["splits"]
+            for c in load_split(split, size).cells]
 
 
-def base_config(variant: str, split: str, local_steps: int, *, rounds: int | None = None,
-                network: str = "slow") -> dict:
-    """The resolved config of one setting before tuning (the tuner's centre).
+def _cell(variant: str, split: str, local_steps: int):
+    for c in load_split(split).cells:
+        if _variant(c) == variant and _k(c) == local_steps:
+            return c
+    raise KeyError(f"E11 has no setting {variant!r}, {split}, K = {local_steps}: see "
+                   f"{study_path(split)}")
 
-    ``variant`` is a key of :data:`VARIANTS`, ``split`` ``"iid"`` or ``"by_label"``,
-    ``rounds`` defaults to :data:`ROUNDS` of K, ``network`` (a key of :data:`NETWORKS`)
-    fills ``[network]`` and ``[compute]``.
+
+def setting_config(variant: str, split: str, local_steps: int, *,
+                   rounds: int | None = None) -> dict:
+    """The resolved config of one setting as its study file gives it (the stored tuned
+    winners), with ``rounds`` rounds when given.
 
     Examples
     --------
-    >>> c = base_config("flow q4", "by_label", 4)
+    >>> c = setting_config("flow q4", "by_label", 4)
     >>> c["method"]["kind"], c["solver"]["scheme"], c["solver"]["local_steps"], c["problem"]["split"]
     ('observer', 'predict', 4, 'by_label')
     """
-    kind, spec = VARIANTS[variant]
-    rounds = ROUNDS[local_steps] if rounds is None else int(rounds)
-    is_flow = kind in ("observer", "uncompressed")
-    step = FLOW_STEP if is_flow else 1.0
-    flow = {"kind": kind} if is_flow else {"kind": kind, "lr": PEER_LR}
-    net = NETWORKS[network]
-    raw = {
-        "problem": {"kind": "softmax", "dataset": "digits", "agents": 8, "split": split,
-                    "batch": 16, "test_fraction": 0.25, "regularization": 1e-2, "seed": 0},
-        "graph": {"kind": "ring"},
-        "method": flow,
-        "solver": {"step": step, "horizon": rounds * step, "record_every": 10,
-                   "scheme": "predict" if is_flow else "euler", "local_steps": local_steps,
-                   "step_decay": STEP_DECAY},
-        "network": {"bandwidth": net["bandwidth"], "latency": net["latency"]},
-        "compute": {"seconds_per_sample": net["seconds_per_sample"]},
-    }
-    if spec is not None:
-        raw["compressor"] = {"spec": spec}
-    return resolve_config(raw)
-
-
-def tuned_config(variant: str, split: str, local_steps: int, *, rounds: int | None = None):
-    """:func:`base_config` with the :data:`TUNED` values (None when tuning found none)."""
-    values = TUNED.get((variant, split, local_steps))
-    if values is None:
-        return None
-    cfg = base_config(variant, split, local_steps, rounds=rounds)
-    values = dict(values)
-    rounds = round(cfg["solver"]["horizon"] / cfg["solver"]["step"])
-    if "step" in values:
-        cfg["solver"]["step"] = float(values.pop("step"))
-        cfg["solver"]["horizon"] = rounds * cfg["solver"]["step"]
-    cfg["method"].update(values)
+    cfg = copy.deepcopy(_cell(variant, split, local_steps).config)
+    if rounds is not None:
+        cfg["solver"]["horizon"] = int(rounds) * cfg["solver"]["step"]
     return cfg
+
+
+def base_config(variant: str, split: str, local_steps: int, *,
+                rounds: int | None = None) -> dict:
+    """:func:`setting_config` at the tuner's centre instead of the winners: the flows with
+    "auto" gains and h = :data:`FLOW_STEP`, the peers with lr = :data:`PEER_LR`."""
+    cfg = setting_config(variant, split, local_steps, rounds=rounds)
+    rounds = round(cfg["solver"]["horizon"] / cfg["solver"]["step"])
+    kind = cfg["method"]["kind"]
+    is_flow = kind in ("observer", "uncompressed")
+    from ..methods import method_class
+
+    raw = {k: v for k, v in cfg.items()}
+    if "compressed" not in method_class(kind).channels:
+        raw.pop("compressor", None)  # resolved in, unused: resolving it again would warn
+    raw["method"] = {"kind": kind} if is_flow else {"kind": kind, "lr": PEER_LR}
+    raw["solver"] = dict(cfg["solver"], step=FLOW_STEP if is_flow else 1.0)
+    raw["solver"]["horizon"] = rounds * raw["solver"]["step"]
+    return resolve_config(raw)
 
 
 def network_seconds(records: dict, network: str) -> np.ndarray:
@@ -268,29 +250,32 @@ def shared_minimizer():
         Problem._minimize = original
 
 
-def _one(variant, split, k, rounds, out_dir):
-    cfg = tuned_config(variant, split, k, rounds=rounds)
-    tuned = cfg is not None
-    if not tuned:  # tuning found no setting: run the tuner's centre to show how far it gets
-        cfg = base_config(variant, split, k, rounds=rounds)
-    run, sol = run_config(cfg)
-    label = f"{variant.replace(' ', '_')}_{split}_K{k}"
-    folder = out_dir / "runs" / label
-    folder.mkdir(parents=True, exist_ok=True)
-    write_metrics_csv(folder / "metrics.csv", sol.records)
-    rec = sol.records
-    row = {"variant": variant, "split": split, "K": k, "tuned": tuned, "status": sol.status,
-           "params": {k_: v for k_, v in run.config["method"].items() if k_ != "kind"},
-           "step": run.config["solver"]["step"], "rounds_run": int(rec["step"][-1]),
+def _one(cell, study_dir: pathlib.Path, target: dict):
+    """Run one cell with the study runner into ``study_dir/cells/<id>/``; E11's row and curve."""
+    from ..output import read_metrics_csv
+    from ..study import run_cell
+
+    c = dataclasses.asdict(cell)
+    result = run_cell(c, str(study_dir), target)
+    if result["status"] == "failed":
+        raise RuntimeError(f"E11 cell {cell.id} failed: {result['reason']}")
+    folder = study_dir / result["run_dir"]
+    rec = read_metrics_csv(folder / "metrics.csv")
+
+    summary = json.loads((folder / "summary.json").read_text())
+    split = cell.config["problem"]["split"]
+    row = {"variant": _variant(cell), "split": split, "K": _k(cell), "note": cell.note,
+           "cell": cell.id, "status": result["status"],
+           "params": {k_: v for k_, v in summary["config"]["method"].items() if k_ != "kind"},
+           "step": summary["config"]["solver"]["step"], "rounds_run": int(rec["step"][-1]),
            "final_mean_agent": float(rec["mean_agent_test_accuracy"][-1]),
            "final_worst_agent": float(rec["worst_agent_test_accuracy"][-1]),
            "final_train_loss": float(rec["train_loss"][-1]),
-           "bits_per_message": float(sol.bits_per_message),
-           "reach": reach(rec, TARGETS[split])}
-    write_json(folder / "summary.json", {**sol.summary(), **row})  # a run's keys, and E11's
-    curve = {c: np.asarray(rec[c], float).tolist()
-             for c in ("step", "bits_per_agent", "modeled_seconds", "mean_agent_test_accuracy")}
-    return row, curve
+           "bits_per_message": float(summary["bits_per_message"]),
+           "reach": reach(rec, target["value"])}
+    curve = {k_: np.asarray(rec[k_], float).tolist()
+             for k_ in ("step", "bits_per_agent", "modeled_seconds", "mean_agent_test_accuracy")}
+    return result, row, curve
 
 
 def _noise_floor(rounds: int, out_dir):
@@ -319,19 +304,30 @@ def _noise_floor(rounds: int, out_dir):
 
 
 def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
-    """Run E11 into ``out_dir``: ``rows.json``, per-run metrics, a table and a figure."""
+    """Run E11 into ``out_dir``: each split's study cells (``study_SPLIT/cells/<id>/``,
+    ``study_SPLIT/results.csv``), ``rows.json``, a table and a figure."""
+    from ..study.summary import write_results
+
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = pick(SIZES, quick)
-    rows, curves = [], {}
+    rows, curves, variants, rounds = [], {}, [], {}
     with shared_minimizer():
-        for variant, split, k in settings(size):
-            rounds = max(int(ROUNDS[k] * size["round_share"]) // 10 * 10, 10)
-            row, curve = _one(variant, split, k, rounds, out_dir)
-            rows.append(row)
-            curves[(variant, split, k)] = curve
-            if progress is not None:
-                progress(f"{variant} {split} K={k}")
+        for split in size["splits"]:
+            study = load_split(split, size)
+            study_dir = out_dir / f"study_{split}"
+            results = []
+            for cell in study.cells:
+                result, row, curve = _one(cell, study_dir, study.target)
+                results.append(result)
+                rows.append(row)
+                curves[(row["variant"], split, row["K"])] = curve
+                if row["variant"] not in variants:
+                    variants.append(row["variant"])
+                rounds[row["K"]] = max(rounds.get(row["K"], 0), row["rounds_run"])
+                if progress is not None:
+                    progress(f"{row['variant']} {split} K={row['K']}")
+            write_results(study_dir, results)
         floor = []
         if size["floor_rounds"]:
             for row in _noise_floor(size["floor_rounds"], out_dir):
@@ -339,19 +335,24 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
                 if progress is not None:
                     progress(f"noise floor batch={row['batch']} decay={row['step_decay']}")
     write_json(out_dir / "rows.json", {"rows": rows, "noise_floor": floor})
-    figure = _plot(out_dir, curves, size)
+    figure = _plot(out_dir, curves, size["splits"], variants)
     checks = must_hold(rows)
+    files = ", ".join(f"`studies/{STUDIES[s]}`" for s in size["splits"])
     return {
         "title": TITLE,
         "setting": (
             "digits softmax (r = 1e-2 per agent, 1348 training rows, 449 held out), N = 8, "
             "ring, batch 16, splits " + ", ".join(size["splits"]) + "; local steps K in "
-            + str(list(size["local_steps"])) + f"; rounds {ROUNDS}"
-            + (f" (here {size['round_share']:.0%} of them)" if size["round_share"] < 1 else "")
-            + f"; step_decay {STEP_DECAY:g} for every method; targets (mean agent test accuracy) {TARGETS}; "
-            f"networks {NETWORKS}. Every setting tuned offline with `stflow tune --budget 12 "
-            "--seed 0 --target-accuracy A` (python -m stflow.experiments.e11_learning tune "
-            "OUT); the runs re-use the winners (TUNED in the module)."
+            + str(list(size["local_steps"])) + f"; rounds per K {dict(sorted(rounds.items()))}"
+            + ("" if size["rounds"] is None else f" (capped at {size['rounds']} at this size)")
+            + f"; step_decay {STEP_DECAY:g} for every method; targets (mean agent test "
+            f"accuracy) {TARGETS}; networks {NETWORKS}. The settings are the study files "
+            f"{files} (shipped in `stflow/experiments/`; copy, edit and run one with `stflow "
+            "study`), run here cell by cell with the study runner; their fixed method "
+            "settings are the winners of `stflow tune --budget 12 --seed 0 --target-accuracy "
+            "A` stored in the files (tuned offline: re-tuning all 26 settings costs many times "
+            "this experiment; `studies/e11_SPLIT_tuning.toml` re-tunes them with `stflow "
+            "study`)."
         ),
         "prediction": (
             "xbar follows averaged SGD under every method, so the methods differ in how close "
@@ -374,8 +375,7 @@ def must_hold(rows) -> list[dict]:
     out = []
     for split in dict.fromkeys(r["split"] for r in rows):
         for k in dict.fromkeys(r["K"] for r in rows):
-            got = {r["variant"]: r for r in rows if r["split"] == split and r["K"] == k
-                   and r.get("tuned")}
+            got = {r["variant"]: r for r in rows if r["split"] == split and r["K"] == k}
             dgd = got.get("dgd")
             flows = [r for v, r in got.items() if v.startswith("flow ") and "uncompressed" not in v
                      and r["reach"] is not None]
@@ -395,7 +395,7 @@ def _table(rows, checks, floor) -> str:
     body = []
     for r in rows:
         rc = r["reach"]
-        never = "never" if r["tuned"] else "never (tuning found no setting; its centre shown)"
+        never = "never" if r["note"].startswith("tuned") else f"never ({r['note']})"
         cells = ([never] + ["-"] * 3 if rc is None else
                  [str(rc["rounds"]), f"{rc['bits']:,.0f}", fmt(rc["seconds_slow"]),
                   fmt(rc["seconds_fast"])])
@@ -425,7 +425,7 @@ def _table(rows, checks, floor) -> str:
     return "\n".join(lines)
 
 
-def _plot(out_dir, curves, size) -> str:
+def _plot(out_dir, curves, splits, variants) -> str:
     """Accuracy against bits, rounds and modeled seconds; one colour per variant (K = 1
     solid, K = 4 dashed); the start record (0 bits, 0 s) is left out of the log axes; one
     legend beside the panels."""
@@ -435,9 +435,8 @@ def _plot(out_dir, curves, size) -> str:
     from ._figures import style
 
     pyplot = plt()
-    splits = size["splits"]
     fig, axes = pyplot.subplots(len(splits), 3, figsize=(11, 3.2 * len(splits)), squeeze=False)
-    colours = {v: style(i)["color"] for i, v in enumerate(VARIANTS)}
+    colours = {v: style(i)["color"] for i, v in enumerate(variants)}
     shown, ks = [], set()
     for row, split in zip(axes, splits, strict=True):
         for (variant, s, k), c in curves.items():
@@ -469,36 +468,3 @@ def _plot(out_dir, curves, size) -> str:
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
                frameon=False)
     return save_figure(fig, out_dir, "learning.png")
-
-
-def tune_all(out_dir, *, budget: int = 12, seed: int = 0, only=None) -> dict:
-    """Tune every full-size setting with ``stflow.tune.tune`` and return the :data:`TUNED`
-    entries (also written to ``out_dir/tuned.json``, each setting's outputs in a folder)."""
-    from ..tune import tune, write_outputs
-
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    found = {}
-    with shared_minimizer():
-        for variant, split, k in settings(SIZES["full"]):
-            if only and variant not in only:
-                continue
-            cfg = base_config(variant, split, k)
-            res = tune(cfg, budget=budget, target_accuracy=TARGETS[split], seed=seed)
-            folder = out / f"{variant.replace(' ', '_')}_{split}_K{k}"
-            write_outputs(res, folder)
-            values = dict(res.params) if res.found else None
-            found[(variant, split, k)] = values
-            print(f"{(variant, split, k)!r}: {values!r},  # rounds {res.rounds_to_target}, "
-                  f"bits {res.bits_to_target}", flush=True)
-    write_json(out / "tuned.json", {json.dumps(list(key)): v for key, v in found.items()})
-    return found
-
-
-if __name__ == "__main__":  # python -m stflow.experiments.e11_learning tune OUT [BUDGET]
-    if len(sys.argv) >= 3 and sys.argv[1] == "tune":
-        tune_all(sys.argv[2], budget=int(sys.argv[3]) if len(sys.argv) > 3 else 12,
-                 only=sys.argv[4].split(",") if len(sys.argv) > 4 else None)
-    else:
-        print("usage: python -m stflow.experiments.e11_learning tune OUT [BUDGET] [VARIANTS]")
-        raise SystemExit(2)

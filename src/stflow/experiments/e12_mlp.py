@@ -6,12 +6,21 @@ bits per agent and modeled seconds until the mean agent test accuracy reaches 93
 there at every later record), and the final accuracies. Methods: the observer flow, CHOCO-SGD
 (both with top-k, k = 1 % of d; 4-bit pow2 quantization; ``lowrank:rank=2``; the cyclic
 scalarizer) and uncompressed DGD. Every method's parameters come from ``stflow tune`` with the
-same budget (:data:`BUDGET` candidates, :data:`ROUNDS` rounds each, target 93 %); the tuned
-values are stored in :data:`TUNED` and this experiment re-runs them. Regenerate them with::
+same budget (:data:`BUDGET` candidates, :data:`ROUNDS` rounds each, target 93 %).
 
-    OMP_NUM_THREADS=1 python -m stflow.experiments.e12_mlp --tune OUT_DIR [--budget 6]
+The experiment is three study files shipped with the package (``studies/``):
+``e12_tuning.toml`` tunes every (method, scheme, compressor) with the same budget
+(``tune = { budget = 6 }``, :data:`ROUNDS` rounds, seed 0) from the centres of the search;
+``e12_by_label.toml`` and ``e12_iid.toml`` (:data:`STUDIES`) hold its winners as fixed
+settings, one ``[[method]]`` entry per method and compressor (the flow under the scheme with
+the fewest tuned bits). :func:`run` loads the last two (:func:`load_split`) and runs their
+cells with the study runner (:func:`stflow.study.run_cell`), so an edited file changes what
+E12 runs. Re-tune with::
 
-which tunes every setting (:data:`SETTINGS`) and prints the dict to paste into :data:`TUNED`.
+    stflow study src/stflow/experiments/studies/e12_tuning.toml --out OUT_DIR --jobs 2
+
+and copy each cell's winner (``OUT_DIR/results.csv``, column ``tuned_params``) into the
+two files.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import pathlib
 import numpy as np
 
 from ..output import write_json
-from ._common import fmt, md_table, pick, write_run
+from ._common import fmt, md_table, pick
 
 __all__ = [
     "NAME",
@@ -30,16 +39,9 @@ __all__ = [
     "TARGET",
     "ROUNDS",
     "BUDGET",
-    "COMPRESSORS",
-    "SETTINGS",
-    "TUNED",
-    "CENTRES",
-    "NETWORK",
-    "best_settings",
-    "settled_hit",
-    "setting_config",
-    "run_setting",
-    "tune_settings",
+    "STUDIES",
+    "study_path",
+    "load_split",
     "run",
     "planned_runs",
 ]
@@ -48,321 +50,89 @@ NAME = "E12"
 TITLE = "Neural network (digits MLP): flow and CHOCO-SGD with compressed messages vs DGD"
 #: Mean agent test accuracy to reach (and keep at every later record).
 TARGET = 0.93
-#: Rounds per run (the tuner's cap) and the tuning budget (candidates per setting).
+#: Rounds per run (the tuner's cap) and the tuning budget (candidates per setting) of
+#: ``studies/e12_tuning.toml``.
 ROUNDS = 1500
 BUDGET = 6
-#: d = 4874 on digits with hidden [64]: k = ceil(1 % of d) = 49.
-COMPRESSORS = {
-    "topk": "topk:k=49",
-    "quantize": "quantize:bits=4,scale=pow2",
-    "lowrank": "lowrank:rank=2",
-    "cyclic": "scalarize:basis=cyclic,tau={tau}",
-}
-#: Time model of ``modeled_seconds``: 1 Mbit/s links, 1 ms latency, 10 us per sample.
-NETWORK = {"bandwidth": 1e6, "latency": 1e-3}
-COMPUTE = {"seconds_per_sample": 1e-5}
-#: Centres of the tuner's search box (it explores a factor 30 around each value, and the
-#: flow's h within a factor 10); per-round flow gains h alpha = 0.05, h beta = 0.01,
-#: h eta = 0.001, h gamma = 1; DGD's and CHOCO's lr near DGD's "auto" 0.001 x 2 to 3.
-CENTRES = {
-    "observer": {"method": {"alpha": 5.0, "beta": 1.0, "eta": 0.1, "gamma": 100.0}, "step": 0.01},
-    "choco": {"method": {"lr": 0.002, "gamma": 0.5}, "step": 1.0},
-    "dgd": {"method": {"lr": 0.003}, "step": 1.0},
-}
-#: (split, method, scheme, compressor key) tuned by :func:`tune_settings`: the flow under
-#: its three schemes with top-k and the quantizer (the goals' compressors), under euler with
-#: lowrank and the scalarizer. :func:`run` re-runs the flow's best scheme per split and
-#: compressor (fewest tuned bits, :func:`best_settings`).
-SETTINGS = [
-    (split, method, scheme, ckey)
-    for split in ("by_label", "iid")
-    for method, scheme, ckey in (
-        [("dgd", "euler", "identity")]
-        + [
-            (m, sch, c)
-            for c in ("topk", "quantize")
-            for m, sch in (
-                ("observer", "euler"),
-                ("observer", "gauss_seidel"),
-                ("observer", "predict"),
-                ("choco", "euler"),
-            )
-        ]
-        + [(m, "euler", c) for c in ("lowrank", "cyclic") for m in ("observer", "choco")]
-    )
-]
-#: Tuned parameters per setting ``"split method scheme compressor"``: ``{"method": {...},
-#: "step": h}`` from ``tune_settings`` (None: the tuner found no setting that reaches and
-#: keeps the target within ROUNDS rounds; the centre is then run and reported as a miss).
-TUNED: dict[str, dict | None] = {
-    # best of 6 candidates; 21 runs; rounds 980, bits 305697280.0
-    "by_label dgd euler identity": {
-        "method": {"lr": 0.0044023780118570294},
-        "step": 1.0,
-        "bits": 305697280.0,
-    },
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label observer euler topk": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label choco euler topk": None,
-    # best of 6 candidates; 11 runs; rounds 920, bits 17947360.0
-    "by_label observer euler quantize": {
-        "method": {
-            "alpha": 6.969103793382513,
-            "beta": 4.322366351920185,
-            "eta": 0.20118145001674997,
-            "gamma": 135.7049868124187,
-        },
-        "step": 0.00703573702872215,
-        "bits": 17947360.0,
-    },
-    # best of 6 candidates; 11 runs; rounds 1330, bits 25945640.0
-    "by_label choco euler quantize": {
-        "method": {"lr": 0.0015818978772913865, "gamma": 1.0},
-        "step": 1.0,
-        "bits": 25945640.0,
-    },
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label observer euler lowrank": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label choco euler lowrank": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label observer euler cyclic": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label choco euler cyclic": None,
-    # best of 6 candidates; 11 runs; rounds 210, bits 65506560.0
-    "iid dgd euler identity": {"method": {"lr": 0.003}, "step": 1.0, "bits": 65506560.0},
-    # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
-    "iid observer euler topk": {
-        "method": {
-            "alpha": 5.264160861971577,
-            "beta": 0.6124649360206738,
-            "eta": 0.06644875330122732,
-            "gamma": 59.81337213992147,
-        },
-        "step": 0.007503395415210328,
-        "bits": 1169630.0,
-    },
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "iid choco euler topk": None,
-    # best of 6 candidates; 18 runs; rounds 140, bits 2731120.0
-    "iid observer euler quantize": {
-        "method": {
-            "alpha": 6.969103793382513,
-            "beta": 4.322366351920185,
-            "eta": 0.20118145001674997,
-            "gamma": 135.7049868124187,
-        },
-        "step": 0.00703573702872215,
-        "bits": 2731120.0,
-    },
-    # best of 6 candidates; 23 runs; rounds 80, bits 1560640.0
-    "iid choco euler quantize": {
-        "method": {"lr": 0.0020127584325350585, "gamma": 0.9985869318489713},
-        "step": 1.0,
-        "bits": 1560640.0,
-    },
-    # best of 6 candidates; 11 runs; rounds 310, bits 9602560.0
-    "iid observer euler lowrank": {
-        "method": {
-            "alpha": 5.264160861971577,
-            "beta": 0.6124649360206738,
-            "eta": 0.06644875330122732,
-            "gamma": 59.81337213992147,
-        },
-        "step": 0.007503395415210328,
-        "bits": 9602560.0,
-    },
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "iid choco euler lowrank": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "iid observer euler cyclic": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "iid choco euler cyclic": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label observer gauss_seidel topk": None,
-    # none of 6 candidates reached and kept 93 % within 1500 rounds; 6 runs; rounds None, bits None
-    "by_label observer predict topk": None,
-    # best of 6 candidates; 16 runs; rounds 620, bits 12094960.0
-    "by_label observer gauss_seidel quantize": {
-        "method": {
-            "alpha": 16.980150845505456,
-            "beta": 5.163021579324902,
-            "eta": 0.20097167049244438,
-            "gamma": 40.51750070814673,
-        },
-        "step": 0.016922903699758105,
-        "bits": 12094960.0,
-    },
-    # best of 6 candidates; 16 runs; rounds 280, bits 5462240.0
-    "by_label observer predict quantize": {
-        "method": {
-            "alpha": 16.980150845505456,
-            "beta": 5.163021579324902,
-            "eta": 0.20097167049244438,
-            "gamma": 40.51750070814673,
-        },
-        "step": 0.016922903699758105,
-        "bits": 5462240.0,
-    },
-    # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
-    "iid observer gauss_seidel topk": {
-        "method": {
-            "alpha": 5.264160861971577,
-            "beta": 0.6124649360206738,
-            "eta": 0.06644875330122732,
-            "gamma": 59.81337213992147,
-        },
-        "step": 0.007503395415210328,
-        "bits": 1169630.0,
-    },
-    # best of 6 candidates; 11 runs; rounds 310, bits 1169630.0
-    "iid observer predict topk": {
-        "method": {
-            "alpha": 5.264160861971577,
-            "beta": 0.6124649360206738,
-            "eta": 0.06644875330122732,
-            "gamma": 59.81337213992147,
-        },
-        "step": 0.007503395415210328,
-        "bits": 1169630.0,
-    },
-    # best of 6 candidates; 23 runs; rounds 130, bits 2536040.0
-    "iid observer gauss_seidel quantize": {
-        "method": {
-            "alpha": 16.980150845505456,
-            "beta": 5.163021579324902,
-            "eta": 0.20097167049244438,
-            "gamma": 40.51750070814673,
-        },
-        "step": 0.016922903699758105,
-        "bits": 2536040.0,
-    },
-    # best of 6 candidates; 23 runs; rounds 100, bits 1950800.0
-    "iid observer predict quantize": {
-        "method": {
-            "alpha": 16.980150845505456,
-            "beta": 5.163021579324902,
-            "eta": 0.20097167049244438,
-            "gamma": 40.51750070814673,
-        },
-        "step": 0.016922903699758105,
-        "bits": 1950800.0,
-    },
-}  # end of TUNED
+#: The study file of each split (in ``stflow/experiments/studies/``): the tuned settings.
+STUDIES = {"by_label": "e12_by_label.toml", "iid": "e12_iid.toml"}
 
 SIZES = {
-    "full": {"splits": ("by_label", "iid"), "compressors": tuple(COMPRESSORS), "rounds": ROUNDS},
-    # --quick: the IID split with top-k only (DGD, flow, CHOCO), 400 rounds: the tuned
-    # settings of the full table, stopped earlier (a few seconds; the goals are by label)
+    "full": {"splits": ("by_label", "iid"), "compressors": None, "rounds": ROUNDS},
+    # --quick: the IID split with top-k only (DGD, flow, CHOCO), 400 rounds: the study
+    # files' tuned settings, stopped earlier (a few seconds; the goals are by label)
     "quick": {"splits": ("iid",), "compressors": ("topk",), "rounds": 400},
     "tiny": {"splits": ("iid",), "compressors": ("topk",), "rounds": 20},
 }
 
 
-def _key(split, method, scheme, ckey) -> str:
-    return f"{split} {method} {scheme} {ckey}"
+def study_path(split: str) -> pathlib.Path:
+    """The shipped study file of ``split`` (a key of :data:`STUDIES`)."""
+    return pathlib.Path(__file__).parent / "studies" / STUDIES[split]
 
 
-def setting_config(
-    split: str, method: str, scheme: str, ckey: str, *, params=None, rounds: int = ROUNDS
-) -> dict:
-    """The raw config (``[problem]`` ... ``[compute]``) of one setting.
+def load_split(split: str, size: dict | None = None, *, path=None):
+    """The :class:`stflow.study.Study` of one split, its cells cut to ``size``.
 
-    ``params`` ``{"method": {...}, "step": h}`` (default: :data:`CENTRES`).
+    ``path`` (default :func:`study_path`) may be an edited copy. The cells kept are DGD's
+    (``compressor = "none"``) and those of ``size["compressors"]`` (labels of the file's
+    ``[[compressor]]`` entries; None: all), their rounds capped at ``size["rounds"]``.
     """
-    centre = CENTRES[method]
-    params = params or centre
-    step = float(params.get("step", centre["step"]))  # ("bits": the tuner's score, unused)
-    spec = "identity" if ckey == "identity" else COMPRESSORS[ckey].format(tau=repr(step))
-    return {
-        "problem": {
-            "kind": "mlp",
-            "dataset": "digits",
-            "agents": 8,
-            "hidden": [64],
-            "batch": 16,
-            "split": split,
-            "test_fraction": 0.25,
-            "seed": 0,
-        },
-        "graph": {"kind": "ring"},
-        "method": {"kind": method, **params["method"]},
-        "compressor": {"spec": spec},
-        "solver": {
-            "scheme": scheme,
-            "step": step,
-            "horizon": rounds * step,
-            "record_every": 10,
-            "target_accuracy": TARGET,
-        },
-        "network": dict(NETWORK),
-        "compute": dict(COMPUTE),
-    }
+    from ..errors import InputError
+    from ..study import load_study
+
+    size = size or SIZES["full"]
+    path = study_path(split) if path is None else pathlib.Path(path)
+    shrink = None if size["rounds"] >= ROUNDS else {"rounds": size["rounds"]}
+    study = load_study(path, shrink=shrink)
+    if not study.target["at_least"]:
+        raise InputError(f"E12 study file {str(path)!r}: E12 needs [study] target_accuracy "
+                         "(it reports accuracy), not target")
+    if study.target["value"] != TARGET:
+        raise InputError(f"E12 study file {str(path)!r}: target_accuracy must stay {TARGET} "
+                         f"(got {study.target['value']})")
+    if size["compressors"] is not None:
+        study.cells = [c for c in study.cells
+                       if c.compressor in ("none", *size["compressors"])]
+    return study
 
 
-def settled_hit(
-    records: dict,
-    column: str = "mean_agent_test_accuracy",
-    target: float = TARGET,
-    *,
-    at_least: bool = True,
-) -> tuple[int | None, bool]:
-    """Index of the first record from which ``records[column]`` meets the target at every
-    later record, and True; ``(None, False)`` when the last record misses it.
+def _row(cell, study_dir: pathlib.Path, target: float) -> tuple[dict, dict]:
+    """Run one cell with the study runner: its study row and its row of E12's table (scored
+    at the record from which the accuracy stays at the target, ``stflow.tune.first_hit``:
+    a minibatch run's accuracy crosses 93 % and may dip once or twice before it settles)."""
+    import dataclasses
+    import json
 
-    E12's score: a minibatch run's mean agent accuracy crosses 93 % and may dip once or
-    twice before it settles; the record where it settles is where it has reached the target.
-    (``stflow.tune.first_hit`` instead takes the first crossing and rejects the run when a
-    later record dips; E12 swaps this function in while it tunes, see :func:`tune_settings`.)
+    from ..output import read_metrics_csv
+    from ..study import run_cell
+    from ..tune import first_hit
 
-    Examples
-    --------
-    >>> settled_hit({"a": np.array([0.5, 0.94, 0.92, 0.95, 0.96])}, "a", 0.93)
-    (3, True)
-    >>> settled_hit({"a": np.array([0.5, 0.94, 0.92])}, "a", 0.93)
-    (None, False)
-    """
-    v = np.asarray(records[column], dtype=float)
-    ok = np.isfinite(v) & (v >= target if at_least else v <= target)
-    if ok.size == 0 or not ok[-1]:
-        return None, False
-    bad = np.flatnonzero(~ok)
-    return (0 if bad.size == 0 else int(bad[-1]) + 1), True
-
-
-def _first_stay(records) -> int | None:
-    return settled_hit(records)[0]
-
-
-def run_setting(split, method, scheme, ckey, *, rounds: int, out_dir=None) -> dict:
-    """Run one setting at its tuned parameters; a row of the table."""
-    from ..config import resolve_config, run_config
-
-    key = _key(split, method, scheme, ckey)
-    tuned = TUNED.get(key)
-    raw = setting_config(split, method, scheme, ckey, params=tuned, rounds=rounds)
-    _, sol = run_config(resolve_config(raw))
-    r = sol.records
-    i = _first_stay(r) if sol.status != "diverged" else None
-    row = {
-        "split": split,
-        "method": method,
-        "scheme": scheme,
-        "compressor": ckey,
-        "spec": raw["compressor"]["spec"],
-        "tuned": tuned is not None,
-        "tuning": (
-            "tuned"
-            if tuned is not None
-            else "no tuned setting reached the target"
-            if key in TUNED
-            else "not tuned"
-        ),
-        "params": {**raw["method"], "step": raw["solver"]["step"]},
-        "status": sol.status,
+    result = run_cell(dataclasses.asdict(cell), str(study_dir),
+                      {"column": "mean_agent_test_accuracy", "value": target, "at_least": True})
+    if result["status"] == "failed":
+        raise RuntimeError(f"E12 cell {cell.id} failed: {result['reason']}")
+    folder = study_dir / result["run_dir"]
+    r = read_metrics_csv(folder / "metrics.csv")
+    summary = json.loads((folder / "summary.json").read_text())
+    cfg = summary["config"]
+    i = first_hit(r, "mean_agent_test_accuracy", target, at_least=True)[0] \
+        if result["status"] != "diverged" else None
+    tuned = cell.note.startswith("tuned")
+    return result, {
+        "split": cfg["problem"]["split"],
+        "method": cfg["method"]["kind"],
+        "scheme": cell.scheme,
+        "compressor": "identity" if cell.compressor == "none" else cell.compressor,
+        "spec": cfg["compressor"]["spec"] if cell.compressor != "none" else "identity",
+        "cell": cell.id,
+        "tuned": tuned,
+        "tuning": "tuned" if tuned else (cell.note or "not tuned"),
+        "params": {**{k: v for k, v in cfg["method"].items() if k != "kind"},
+                   "step": cfg["solver"]["step"]},
+        "status": result["status"],
         "rounds": int(r["step"][-1]),
-        "bits_per_message": int(sol.bits_per_message),
+        "bits_per_message": int(summary["bits_per_message"]),
         "rounds_to_target": int(r["step"][i]) if i is not None else None,
         "bits_to_target": float(r["bits_per_agent"][i]) if i is not None else None,
         "seconds_to_target": float(r["modeled_seconds"][i]) if i is not None else None,
@@ -377,101 +147,12 @@ def run_setting(split, method, scheme, ckey, *, rounds: int, out_dir=None) -> di
             "accuracy": [float(a) for a in r["mean_agent_test_accuracy"]],
         },
     }
-    if out_dir is not None:
-        write_run(
-            out_dir,
-            key.replace(" ", "_"),
-            sol,
-            {k: v for k, v in row.items() if k not in ("curve", "status")},
-        )
-    return row
-
-
-def best_settings(settings=SETTINGS) -> list[tuple]:
-    """``settings`` with the flow's schemes reduced to the best one per split and compressor.
-
-    Best: the fewest bits to the target in :data:`TUNED` (``"bits"``); ``euler`` when no
-    scheme has a tuned setting.
-
-    Examples
-    --------
-    >>> [s for s in best_settings() if s[:2] == ("by_label", "observer")][0][2] in (
-    ...     "euler", "gauss_seidel", "predict")
-    True
-    """
-    out, seen = [], set()
-    for split, method, scheme, ckey in settings:
-        if method != "observer":
-            out.append((split, method, scheme, ckey))
-            continue
-        if (split, ckey) in seen:
-            continue
-        seen.add((split, ckey))
-        schemes = [s[2] for s in settings if s[0] == split and s[1] == method and s[3] == ckey]
-        bits = {
-            sch: (TUNED.get(_key(split, method, sch, ckey)) or {}).get("bits", math.inf)
-            for sch in schemes
-        }
-        best = min(schemes, key=lambda sch: (bits[sch], sch != "euler"))
-        out.append((split, method, best, ckey))
-    return out
-
-
-def _settings(size) -> list[tuple]:
-    return [
-        s
-        for s in best_settings()
-        if s[0] in size["splits"] and s[3] in ("identity", *size["compressors"])
-    ]
 
 
 def planned_runs(quick: bool) -> int:
-    """One run per setting of this size."""
-    return len(_settings(pick(SIZES, quick)))
-
-
-def tune_settings(out_dir, *, budget: int = BUDGET, settings=None, seed: int = 0) -> dict:
-    """Tune every setting with ``stflow tune`` (same budget), write ``out_dir/tuned.json``.
-
-    Scored by :func:`settled_hit` (bits per agent at the record from which the mean agent
-    accuracy stays >= TARGET), swapped in for ``stflow.tune.first_hit`` during the calls;
-    every other rule of ``stflow tune`` (budget, search box, robustness reruns) is kept.
-
-    Returns ``{key: {"flow": ..., "step": ...} or None}``, the value of :data:`TUNED`.
-    """
-    import json
-    from unittest import mock
-
-    from .. import tune as tune_module
-    from ..config import resolve_config
-    from ..tune import tune
-
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "tuned.json"
-    done = json.loads(path.read_text()) if path.exists() else {}
-    for setting in settings or SETTINGS:
-        key = _key(*setting)
-        if key in done:
-            continue
-        cfg = resolve_config(setting_config(*setting))
-        with mock.patch.object(tune_module, "first_hit", settled_hit):
-            res = tune(cfg, budget=budget, target_accuracy=TARGET, seed=seed)
-        entry = None
-        if res.found:
-            params = dict(res.params)
-            step = float(params.pop("step", cfg["solver"]["step"]))
-            entry = {"flow": params, "step": step, "bits": res.bits_to_target}
-        done[key] = entry
-        done[f"{key} #info"] = {
-            "rounds": res.rounds_to_target,
-            "bits": res.bits_to_target,
-            "runs": res.runs,
-            "reason": res.reason,
-        }
-        path.write_text(json.dumps(done, indent=1))
-        print(key, entry, res.rounds_to_target, res.bits_to_target, res.reason, flush=True)
-    return {k: v for k, v in done.items() if not k.endswith("#info")}
+    """One run per cell of this size's study files."""
+    size = pick(SIZES, quick)
+    return sum(len(load_split(split, size).cells) for split in size["splits"])
 
 
 def _ratio(a, b) -> float:
@@ -481,16 +162,29 @@ def _ratio(a, b) -> float:
 
 
 def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
-    """Re-run the tuned settings; table, figure, ``rows.json``."""
+    """Run the study files' cells (``study_SPLIT/cells/<id>/``, ``study_SPLIT/results.csv``);
+    table, figure, ``rows.json``."""
+    from ..study.summary import write_results
+
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = pick(SIZES, quick)
-    rows = []
-    for setting in _settings(size):
-        rows.append(run_setting(*setting, rounds=size["rounds"], out_dir=out_dir))
-        if progress is not None:
-            r = rows[-1]
-            progress(f"{r['split']} {r['method']} {r['compressor']}: {r['status']}")
+    rows, time_model = [], ""
+    for split in size["splits"]:
+        study = load_split(split, size)
+        cfg = study.cells[0].config
+        time_model = (f"{cfg['network']['bandwidth']:g} bit/s links, "
+                      f"{cfg['network']['latency']:g} s latency, "
+                      f"{cfg['compute']['seconds_per_sample']:g} s per sample")
+        study_dir = out_dir / f"study_{split}"
+        results = []
+        for cell in study.cells:
+            result, r = _row(cell, study_dir, study.target["value"])
+            results.append(result)
+            rows.append(r)
+            if progress is not None:
+                progress(f"{r['split']} {r['method']} {r['compressor']}: {r['status']}")
+        write_results(study_dir, results)
     write_json(out_dir / "rows.json", [{k: v for k, v in r.items() if k != "curve"} for r in rows])
     figure = _plot(out_dir, rows, size)
     return {
@@ -498,11 +192,15 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
         "setting": (
             "Digits (1797 rows, a quarter held out), N = 8 on a ring, MLP hidden [64] "
             f"(d = 4874), batch 16, splits {', '.join(size['splits'])}; {size['rounds']} "
-            f"rounds per run, records every 10; time model {NETWORK} + {COMPUTE}. Each "
-            f"method's parameters tuned by `stflow tune` with the same budget ({BUDGET} "
-            f"candidates of {ROUNDS} rounds, target mean agent accuracy {TARGET:.0%}), "
-            "stored in `stflow.experiments.e12_mlp.TUNED` and re-run here (the module "
-            "docstring gives the command that regenerates them)."
+            f"rounds per run, records every 10; time model {time_model}. Each method's "
+            f"parameters tuned by `stflow tune`'s rules with the same budget ({BUDGET} "
+            f"candidates of {ROUNDS} rounds, target mean agent accuracy {TARGET:.0%}, "
+            "scored where the accuracy stays above it): the study file "
+            "`studies/e12_tuning.toml` (not run here: about 25 minutes of CPU); its winners "
+            "are the fixed settings of the study files "
+            + ", ".join(f"`studies/{STUDIES[s]}`" for s in size["splits"])
+            + " (shipped in `stflow/experiments/`; copy, edit and run one with `stflow "
+            "study`), run here cell by cell with the study runner."
         ),
         "prediction": (
             f"By label, mean agent accuracy {TARGET:.0%}: the flow with top-k (1 % of d) "
@@ -554,7 +252,7 @@ def _table(rows) -> str:
                 fmt(vs_dgd, ".1f"),
                 fmt(vs_choco, ".2f") if r["method"] == "observer" else "",
                 r["status"]
-                + ("" if r["tuned"] else f" ({r['tuning']}: the centre of the search is shown)"),
+                + ("" if r["tuned"] else f" ({r['tuning']})"),
             ]
         )
     return (
@@ -631,19 +329,3 @@ def _plot(out_dir, rows, size) -> str:
     fig.legend(handles=splits, loc="lower left", bbox_to_anchor=(1.0, 0.05), fontsize=7,
                frameon=False, title="split", title_fontsize=7)
     return save_figure(fig, out_dir, "mlp_accuracy.png")
-
-
-def _main(argv=None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Tune E12's settings (stflow tune).")
-    parser.add_argument("--tune", required=True, metavar="OUT_DIR")
-    parser.add_argument("--budget", type=int, default=BUDGET)
-    parser.add_argument("--split", default=None, help="only this split")
-    args = parser.parse_args(argv)
-    settings = [s for s in SETTINGS if args.split in (None, s[0])]
-    print(tune_settings(args.tune, budget=args.budget, settings=settings))
-
-
-if __name__ == "__main__":
-    _main()

@@ -140,8 +140,7 @@ def digits_config(method: str, channel: str, *, rounds=300) -> dict:
 
     what = DIGITS_METHODS[method]
     if isinstance(what, str):
-        cfg = e11.tuned_config(what, "iid", 1, rounds=rounds) or e11.base_config(
-            what, "iid", 1, rounds=rounds)
+        cfg = e11.setting_config(what, "iid", 1, rounds=rounds)
         raw = {k: v for k, v in cfg.items()}
     else:
         base = e11.base_config("dgd", "iid", 1, rounds=rounds)

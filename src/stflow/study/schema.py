@@ -94,7 +94,16 @@ METHOD_ENTRY_PARAMS: tuple[Param, ...] = (
     _p("step", None, "[solver] step h of this method's cells", none=True, example=0.01,
        section="method"),
     _p("compressor", None, '"none": run once uncompressed (a method that sends raw messages '
-       "must say so)", type="str", none=True, section="method", example="none"),
+       "must say so); or the label of one [[compressor]] entry: this method runs with that "
+       "compressor only", type="str", none=True, section="method", example="none"),
+    _p("rounds", None, "rounds of this method's cells (horizon = rounds x step); default the "
+       "study's", type="int", low=1, none=True, section="method", example=500),
+    _p("solver", None, "more [solver] settings of this method's cells, e.g. { local_steps = 4 } "
+       "(not step, scheme, horizon or record_every: the entry and the study set those)",
+       type="any", none=True, section="method", example={"local_steps": 4}),
+    _p("note", None, "free text shown with the method in the report (e.g. how its fixed "
+       "settings were found)", type="str", none=True, section="method",
+       example="tuned offline with budget 12"),
     _p("tune", None, "tune with the same rules for every method: { budget = B } (target: the "
        "study's)", type="any", none=True, section="method", example={"budget": 50}),
 )
@@ -137,6 +146,7 @@ class Cell:
     scheme: str
     config: dict
     tune: dict | None = None
+    note: str = ""
 
 
 @dataclass
@@ -329,9 +339,20 @@ def parse_study(raw: dict, *, base_dir=".", path: str = "<study>",
             raise InputError("a [[method]] entry has no kind: e.g. kind = \"observer\"")
         cls = method_class(m["kind"], base_dir)
         takes = "compressed" in cls.channels
-        if m["compressor"] is not None and m["compressor"] != "none":
-            raise InputError(f'[[method]] {m["kind"]}: compressor must be "none" (got '
-                             f'{m["compressor"]!r}): compressors are the [[compressor]] axis')
+        if m["compressor"] is not None and m["compressor"] != "none" and not takes:
+            raise InputError(f'[[method]] {m["kind"]} sends raw messages and cannot take '
+                             f'compressor {m["compressor"]!r}: write compressor = "none"')
+        if m["solver"] is not None:
+            if not isinstance(m["solver"], dict):
+                raise InputError(f"[[method]] {m['kind']}: solver must be a table of [solver] "
+                                 f"settings, e.g. solver = {{ local_steps = 4 }} (got "
+                                 f"{m['solver']!r})")
+            for key in ("step", "scheme", "horizon", "record_every"):
+                if key in m["solver"]:
+                    raise InputError(
+                        f"[[method]] {m['kind']}: solver.{key} is set by the study (the "
+                        "entry's step / scheme, the rounds, [study] record_every): drop it "
+                        "from solver = { ... }")
         if m["compressor"] == "none" and takes:
             raise InputError(f'[[method]] {m["kind"]} sends compressed messages and needs a '
                              'compressor: drop compressor = "none" from its entry')
@@ -354,7 +375,12 @@ def parse_study(raw: dict, *, base_dir=".", path: str = "<study>",
                 tune_cfg["budget"] = min(tune_cfg["budget"], int(shrink["budget"]))
         label = m["label"] or (m["kind"] if m["scheme"] is None else
                                f"{m['kind']} {m['scheme']}")
-        methods.append((label, {"entry": m, "own": own, "takes": takes, "tune": tune_cfg}))
+        m_rounds = rounds
+        if m["rounds"] is not None:
+            m_rounds = (min(m["rounds"], int(shrink["rounds"])) if shrink.get("rounds")
+                        else m["rounds"])
+        methods.append((label, {"entry": m, "own": own, "takes": takes, "tune": tune_cfg,
+                                "rounds": m_rounds}))
     if not methods:
         raise InputError("the study file has no [[method]] entry: add at least one, e.g. "
                          '[[method]] kind = "observer"')
@@ -367,7 +393,14 @@ def parse_study(raw: dict, *, base_dir=".", path: str = "<study>",
             raise InputError('a [[compressor]] entry has no spec: e.g. spec = "topk:k=2"')
         compressors.append((c["label"] or c["spec"], c["spec"]))
     _labels(compressors, "compressor")
+    comp_labels = [c[0] for c in compressors]
     for label, m in methods:
+        pin = m["entry"]["compressor"]
+        if pin not in (None, "none") and pin not in comp_labels:
+            raise InputError(f"[[method]] {label}: compressor = {pin!r} is not the label of a "
+                             "[[compressor]] entry (labels: "
+                             f"{', '.join(comp_labels) or 'none given'}): give one of them, "
+                             'or "none"')
         if not m["takes"] and m["entry"]["compressor"] != "none" and compressors:
             raise InputError(
                 f"[[method]] {label} sends raw messages and cannot take a compressor: add "
@@ -399,13 +432,15 @@ def parse_study(raw: dict, *, base_dir=".", path: str = "<study>",
                   quantities=list(quantities), init=st["init"])
     ids = set()
     for mlabel, m in methods:
-        comps = [("none", None)] if not m["takes"] else (compressors or [
-            (base["compressor"]["spec"], base["compressor"]["spec"])])
+        pin = m["entry"]["compressor"]
+        comps = [("none", None)] if not m["takes"] else (
+            [c for c in compressors if c[0] == pin] if pin not in (None, "none") else
+            compressors or [(base["compressor"]["spec"], base["compressor"]["spec"])])
         for clabel, spec in comps:
             for plabel, pover in problems:
                 for glabel, gover in graphs:
                     for seed in seeds:
-                        cfg = _cell_config(base, m, spec, pover, gover, seed, st, rounds,
+                        cfg = _cell_config(base, m, spec, pover, gover, seed, st, m["rounds"],
                                            base_file_dir, where=f"cell {mlabel} / {clabel} / "
                                            f"{plabel} / {glabel} / seed {seed}")
                         cid = "__".join(_slug(x) for x in (mlabel, clabel, plabel, glabel))
@@ -417,7 +452,7 @@ def parse_study(raw: dict, *, base_dir=".", path: str = "<study>",
                         study.cells.append(Cell(
                             id=cid, method=mlabel, compressor=clabel, problem=plabel,
                             graph=glabel, seed=int(seed), scheme=cfg["solver"]["scheme"],
-                            config=cfg, tune=m["tune"]))
+                            config=cfg, tune=m["tune"], note=m["entry"]["note"] or ""))
     return study
 
 
@@ -431,6 +466,7 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
     entry = m["entry"]
     raw["method"] = {"kind": entry["kind"], **copy.deepcopy(m["own"])}
     solver = raw.setdefault("solver", {})
+    solver.update(copy.deepcopy(entry["solver"] or {}))
     if entry["scheme"] is not None:
         solver["scheme"] = entry["scheme"]
     if entry["step"] is not None:
@@ -458,7 +494,8 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
         from ..compressors import make_compressor
 
         try:  # a spec that does not parse fails here, before anything runs
-            make_compressor(cfg["compressor"]["spec"], _dim_hint(cfg))
+            dim, shapes = _dim_hint(cfg)
+            make_compressor(cfg["compressor"]["spec"], dim, shapes=shapes)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
     if cfg["solver"]["scheme"] == "continuous" and m["tune"] is not None:
@@ -469,16 +506,18 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
     return cfg
 
 
-_DIMS: dict[str, int] = {}
+_DIMS: dict[str, tuple] = {}
 
 
-def _dim_hint(cfg: dict) -> int:
-    """The cell's dimension d (the problem is built once per distinct ``[problem]``)."""
+def _dim_hint(cfg: dict) -> tuple:
+    """The cell's dimension d and parameter shapes (a model's, else None); the problem is
+    built once per distinct ``[problem]``."""
     from ..config import build_problem
 
     key = json.dumps(cfg["problem"], sort_keys=True, default=str)
     if key not in _DIMS:
-        _DIMS[key] = int(build_problem(cfg["problem"]).dim)
+        prob = build_problem(cfg["problem"])
+        _DIMS[key] = (int(prob.dim), getattr(prob, "param_shapes", None))
     return _DIMS[key]
 
 

@@ -303,7 +303,8 @@ def write_report(out: Path, study, rows: list[dict], *, seconds: float, jobs: in
         how = (f"tuned, budget {c.tune['budget']}, span {c.tune['span']:g}" if c.tune else
                "fixed settings " + ", ".join(f"{k} = {v}" for k, v in m.items() if k != "kind"))
         lines.append(f"- **{c.method}**: `{m['kind']}`, scheme `{c.scheme}`, step "
-                     f"{c.config['solver']['step']:g}, {how}")
+                     f"{c.config['solver']['step']:g}, {how}"
+                     + (f" ({c.note})" if getattr(c, "note", "") else ""))
     lines += ["", f"Trials: seeds {study.seeds} (data seed, tuner seed, "
               f"initial point: {study.init}). Quantities to the target are read at the first "
               "recorded row from which the target holds to the end; medians and IQR are over "
