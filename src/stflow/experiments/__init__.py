@@ -194,7 +194,7 @@ def _run_pool(ctx, queue, jobs, names, out, quick, quiet, results):
             _collect(futures, queue, bar, results)
         except BaseException:  # Ctrl-C or SIGTERM: stop the workers now, none left behind
             for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
+                proc.kill()  # SIGKILL: a worker may turn SIGTERM into an interrupt it handles
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return bar
