@@ -484,6 +484,8 @@ class Cost:
     def grad(self, X):
         return X - np.arange(3.0)
 def make(**kw):
+    import os
+    open(os.path.join(os.path.dirname(__file__), "started"), "a").close()
     time.sleep(30)  # a slow set-up (a torch import, a big data file)
     return Cost()
 """
@@ -502,7 +504,11 @@ def test_an_interrupt_during_the_mpi_set_up_is_exit_130_one_line(tmp_path, sig):
     proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
                              str(cfg), "--out", str(out), "--quiet", "--backend", "mpi"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
+    # signal once the set-up runs (a loaded CI machine can take seconds to get there)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
