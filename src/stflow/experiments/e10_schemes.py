@@ -19,7 +19,10 @@ sends only while ``||x_i - xhat_i|| > trigger * exp(-trigger_decay * t)``, else 
 flag) against the same observer flow without it, both ``predict`` and tuned live here by
 ``stflow.tune.tune`` with the same budget and seeds (the triggered flow starts from
 ``trigger = 0.1, trigger_decay = 5`` and searches both with the gains and the step); the
-table gives each seed's robust bits to 1e-6 and their median.
+table gives each seed's robust bits to 1e-6 and their median. This table is the study file
+``studies/e10_trigger.toml`` (:data:`TRIGGER_STUDY`), whose cells :func:`trigger_rows` runs
+with the study runner; the scheme grid (fixed gains over a grid of h, gamma = 0.5 / h) and
+the error-feedback table (stored tuner output) are not study files.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ..output import write_json
 from ._common import md_table, pick
 
 __all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "ERROR_FEEDBACK", "ERROR_FEEDBACK_COMMAND",
-           "TRIGGER_START", "UNSTABLE", "is_stable", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
+           "TRIGGER_STUDY", "UNSTABLE", "is_stable", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
            "trigger_rows"]
 
 NAME = "E10"
@@ -45,17 +48,19 @@ SPECS = {"quantize": "quantize:bits=4", "cyclic": "scalarize:basis=cyclic,tau={t
 #: alpha, beta, eta of every run (gamma = OBSERVER_STEP / h).
 GAINS = {"alpha": 10.0, "beta": 10.0, "eta": 2.0}
 OBSERVER_STEP = 0.5
-#: trigger: (tuning budget, seeds, compressors, rounds per run) of the event-triggered table
+#: trigger: the event-triggered table's cut of :data:`TRIGGER_STUDY` (None: the file's own
+#: budget, seeds and rounds; ``compressors``: labels of its [[compressor]] entries, None: all)
 SIZES = {
     "full": {"steps": tuple(float(h) for h in np.geomspace(2e-3, 6.4e-2, 11)), "rounds": 3000,
              "error_feedback": True,
-             "trigger": (30, (0, 1, 2), ("quantize", "topk", "cyclic"), 3000)},
+             "trigger": {"budget": None, "seeds": None, "compressors": None, "rounds": None}},
     "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000, "error_feedback": True,
-              "trigger": (3, (0,), ("quantize",), 600)},
+              "trigger": {"budget": 3, "seeds": 1, "compressors": ("quantize",),
+                          "rounds": 600}},
     "tiny": {"steps": (3e-3, 6e-3), "rounds": 200, "error_feedback": False, "trigger": None},
 }
-#: Where the triggered flow's search starts (the tuner searches a 30x box around it).
-TRIGGER_START = {"trigger": 0.1, "trigger_decay": 5.0}
+#: The study file of the event-triggered table (in ``stflow/experiments/studies/``).
+TRIGGER_STUDY = "e10_trigger.toml"
 
 #: The command that measured :data:`ERROR_FEEDBACK` (about 1 minute on one core).
 ERROR_FEEDBACK_COMMAND = ("OMP_NUM_THREADS=1 PYTHONPATH=src python "
@@ -135,7 +140,7 @@ def planned_runs(quick: bool) -> int:
     trig = size["trigger"]
     return len(SCHEMES) * len(SPECS) * len(size["steps"]) + (
         extra if size["error_feedback"] else 0) + (
-        0 if trig is None else 2 * len(trig[1]) * len(trig[2]))
+        0 if trig is None else len(trigger_study(trig).cells))
 
 
 def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
@@ -206,28 +211,50 @@ def error_feedback_rows(*, progress=None) -> list[dict]:
     return rows
 
 
-def trigger_rows(budget: int, seeds, compressors, rounds: int, *, progress=None) -> list[dict]:
-    """Tune the observer flow (``predict``, "auto" gains as the start) with and without
-    event-triggered sending on E2, same budget and seeds: one row per (compressor, variant,
-    seed) with the tuned robust bits to 1e-6 (None when no setting counted)."""
-    from ..tune import tune
-    from .comparison import compressor_specs, method_config
+def trigger_study(cut: dict, *, path=None):
+    """The :class:`stflow.study.Study` of :data:`TRIGGER_STUDY` (or ``path``, an edited
+    copy) cut to ``cut`` (a ``SIZES[...]["trigger"]`` entry: budget, seeds and rounds
+    capped, compressors kept by label)."""
+    from ..study import load_study
 
-    specs = compressor_specs()
-    rows = []
-    for ckey in compressors:
-        for variant in ("flow", "flow + trigger"):
-            for seed in seeds:
-                cfg = method_config("E2", "observer", "predict", specs[ckey], rounds)
-                if variant != "flow":
-                    cfg["method"].update(TRIGGER_START)
-                res = tune(cfg, budget=budget, target=TARGET, seed=seed)
-                rows.append({"compressor": ckey, "variant": variant, "seed": seed,
-                             "budget": budget, "bits_to_target": res.bits_to_target,
-                             "robust_bits_to_target": res.robust_bits_to_target,
-                             "rounds_to_target": res.rounds_to_target, "params": res.params})
-                if progress is not None:
-                    progress(f"trigger: {ckey} {variant} seed {seed}")
+    path = pathlib.Path(__file__).parent / "studies" / TRIGGER_STUDY if path is None else path
+    shrink = {k: cut[k] for k in ("budget", "seeds", "rounds") if cut.get(k)}
+    study = load_study(path, shrink=shrink or None)
+    if cut.get("compressors") is not None:
+        study.cells = [c for c in study.cells if c.compressor in cut["compressors"]]
+    return study
+
+
+def trigger_rows(cut: dict, out_dir=None, *, path=None, progress=None) -> list[dict]:
+    """Run the cells of :func:`trigger_study` with the study runner (each tunes the observer
+    flow, ``predict``, with or without event-triggered sending, then runs the winner) into
+    ``out_dir/trigger/cells/<id>/``: one row per (compressor, variant, seed) with the tuned
+    robust bits to 1e-6 (None when no setting counted)."""
+    import dataclasses
+    import json
+    import tempfile
+
+    from ..study import run_cell
+    from ..study.summary import write_results
+
+    study = trigger_study(cut, path=path)
+    folder = pathlib.Path(out_dir or tempfile.mkdtemp(prefix="e10_trigger_")) / "trigger"
+    rows, results = [], []
+    for cell in study.cells:
+        result = run_cell(dataclasses.asdict(cell), str(folder), study.target)
+        results.append(result)
+        tuning_file = folder / result["run_dir"] / "tuning.json"
+        if result["status"] == "failed" or not tuning_file.exists():
+            raise RuntimeError(f"E10 trigger cell {cell.id} failed: {result['reason']}")
+        tuning = json.loads(tuning_file.read_text())
+        rows.append({"compressor": cell.compressor, "variant": cell.method, "seed": cell.seed,
+                     "budget": cell.tune["budget"], "bits_to_target": tuning["bits_to_target"],
+                     "robust_bits_to_target": tuning["robust_bits_to_target"],
+                     "rounds_to_target": tuning["rounds_to_target"],
+                     "params": tuning["params"]})
+        if progress is not None:
+            progress(f"trigger: {cell.compressor} {cell.method} seed {cell.seed}")
+    write_results(folder, results)
     return rows
 
 
@@ -261,7 +288,9 @@ def _trigger_table(rows: list[dict]) -> str:
         "Event-triggered sending (`[method] trigger`, `trigger_decay`; a silent round costs one "
         "bit) against the same observer flow without it, E2, `predict`, both tuned here by "
         f"`stflow tune` with budget {rows[0]['budget']} and seeds {seeds} (robust bits per "
-        "agent to 1e-6, one per seed, and their median):", "",
+        "agent to 1e-6, one per seed, and their median); the study file "
+        f"`studies/{TRIGGER_STUDY}`, run here with the study runner (`trigger/results.csv`):",
+        "",
         md_table(["compressor", "variant", "robust bits per seed", "median"], body), "",
         "Median with the trigger over the median without it: " + (
             "; ".join(verdict) if verdict else "no pair to compare") + "."])
@@ -275,7 +304,7 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
     rows = scheme_grid(size["steps"], size["rounds"], progress=progress)
     ef_rows = error_feedback_rows(progress=progress) if size["error_feedback"] else []
     trig = size["trigger"]
-    trig_rows = [] if trig is None else trigger_rows(*trig, progress=progress)
+    trig_rows = [] if trig is None else trigger_rows(trig, out_dir, progress=progress)
     write_json(out_dir / "trigger.json", trig_rows)
     write_json(out_dir / "rows.json", rows)
     write_json(out_dir / "error_feedback.json", {"stored": ERROR_FEEDBACK, "live": ef_rows,
