@@ -19,15 +19,17 @@ Q4_BITS = 64 + 4 * 10
 
 
 def test_the_shipped_study_files_are_the_expected_ones():
-    assert SHIPPED == ["e10_trigger.toml", "e11_by_label.toml", "e11_by_label_tuning.toml", "e11_iid.toml",
-                       "e11_iid_tuning.toml", "e12_by_label.toml", "e12_iid.toml",
-                       "e12_tuning.toml", "e9_e2.toml", "e9_e6.toml"]
+    assert SHIPPED == ["e10_error_feedback.toml", "e10_trigger.toml", "e11_by_label.toml",
+                       "e11_by_label_tuning.toml", "e11_iid.toml", "e11_iid_tuning.toml",
+                       "e12_by_label.toml", "e12_iid.toml", "e12_tuning.toml", "e9_e2.toml",
+                       "e9_e6.toml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_study_file_loads_and_validates(name):
     study = load_study(STUDIES / name)  # every cell's config resolved, every spec built
     expected = {"e9_e2.toml": 21, "e9_e6.toml": 6, "e10_trigger.toml": 18,
+                "e10_error_feedback.toml": 8,
                 "e11_iid.toml": 13, "e11_by_label.toml": 13,
                 "e11_iid_tuning.toml": 13, "e11_by_label_tuning.toml": 13,
                 "e12_iid.toml": 9, "e12_by_label.toml": 9, "e12_tuning.toml": 26}[name]
@@ -224,7 +226,7 @@ def test_e10_trigger_study_gives_e10s_cells():
     from stflow.experiments import comparison as e9
     from stflow.experiments import e10_schemes as e10
 
-    study = e10.trigger_study(e10.SIZES["full"]["trigger"])
+    study = e10.study("trigger", e10.SIZES["full"]["trigger"])
     specs = e9.compressor_specs()
     assert len(study.cells) == 2 * 3 * 3
     assert study.target["value"] == 1e-6 and study.methods == ["flow", "flow + trigger"]
@@ -236,11 +238,12 @@ def test_e10_trigger_study_gives_e10s_cells():
         assert cell.tune["budget"] == 30
     assert sorted({(c.compressor, c.seed) for c in study.cells}) == [
         (k, s) for k in ("cyclic", "quantize", "topk") for s in (0, 1, 2)]
-    quick = e10.trigger_study(e10.SIZES["quick"]["trigger"])
+    quick = e10.study("trigger", e10.SIZES["quick"]["trigger"])
     assert [(c.method, c.compressor, c.seed, c.tune["budget"]) for c in quick.cells] == [
         ("flow", "quantize", 0, 3), ("flow + trigger", "quantize", 0, 3)]
-    assert e10.planned_runs(quick=True) == 3 * 2 * 3 + 7 + 2
-    assert e10.planned_runs(quick=False) == 3 * 2 * 11 + 7 + 18
+    # schemes x compressors x steps + error-feedback cases + trigger cells
+    assert e10.planned_runs(quick=True) == 3 * 2 * 3 + 8 + 2
+    assert e10.planned_runs(quick=False) == 3 * 2 * 11 + 8 + 18
 
 
 def test_e10_trigger_rows_are_the_tuners_numbers(tmp_path):
@@ -253,6 +256,7 @@ def test_e10_trigger_rows_are_the_tuners_numbers(tmp_path):
 
     cut = {"budget": 2, "seeds": 1, "compressors": ("quantize",), "rounds": 300}
     rows = e10.trigger_rows(cut, tmp_path)
+    assert e10.trigger_rows(cut, tmp_path / "again") == rows  # deterministic
     assert [(r["variant"], r["seed"], r["budget"]) for r in rows] == [
         ("flow", 0, 2), ("flow + trigger", 0, 2)]
     for r in rows:
@@ -265,6 +269,89 @@ def test_e10_trigger_rows_are_the_tuners_numbers(tmp_path):
     flow = rows[0]
     assert flow["bits_to_target"] == flow["rounds_to_target"] * Q4_BITS
     assert (tmp_path / "trigger" / "results.csv").read_text().count("\n") == 3
+
+
+def _measure_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "measure_error_feedback.py"
+    spec = importlib.util.spec_from_file_location("measure_error_feedback", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_e10_error_feedback_study_gives_the_measured_cases():
+    """e10_error_feedback.toml: the eight cases of scripts/measure_error_feedback.py (which
+    measured E10's stored table before it was a study file), each config exactly the
+    script's, tuned with budget 30; the euler's-auto-start entry holds the gains "auto" gives
+    under euler on E2 with either compressor."""
+    import warnings
+
+    from stflow.config import build_run, resolve_config
+    from stflow.experiments import e10_schemes as e10
+
+    script = _measure_script()
+    study = e10.study("error_feedback", e10.SIZES["full"]["error_feedback"])
+    assert len(study.cells) == 8 and all(c.tune["budget"] == 30 for c in study.cells)
+    cases = {e10._case(c): c for c in study.cells}
+    assert sorted(cases) == sorted(script.CASES)
+    for name, (flow, scheme, spec, *start) in script.CASES.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert cases[name].config == resolve_config(script.case_config(
+                flow, scheme, spec, *start)), name
+            if start:  # the stored start is euler's auto gains, now
+                euler = dict(cases[name].config, solver=dict(cases[name].config["solver"],
+                                                             scheme="euler"))
+                euler["method"] = dict(euler["method"], alpha="auto", beta="auto", eta="auto")
+                got = build_run(resolve_config(euler)).config["method"]
+                assert {k: got[k] for k in ("alpha", "beta", "eta")} == {
+                    k: cases[name].config["method"][k] for k in ("alpha", "beta", "eta")}
+
+
+def test_e10_error_feedback_rows_are_the_tuners_numbers(tmp_path):
+    """error_feedback_rows at --quick's cut (budget 3, 600 rounds): each case is
+    stflow.tune.tune's result on the script's config; the observer flow's bits are its
+    rounds x 104 (quantize) or x 136 (top-2: two 64-bit values and two 4-bit indices, d =
+    10); a case with nothing counted gets the closest candidate, each rerun for 600 rounds."""
+    import warnings
+
+    from stflow.config import resolve_config
+    from stflow.experiments import e10_schemes as e10
+    from stflow.tune import tune
+
+    script = _measure_script()
+    rows = e10.error_feedback_rows(e10.SIZES["quick"]["error_feedback"], tmp_path)
+    assert e10.SIZES["quick"]["error_feedback"] == {"budget": 3, "rounds": 600}
+    assert [r["case"] for r in rows] == [  # the order of E10's table before the study file
+        "direct + EF, predict, topk:k=2", "direct + EF, predict, topk:k=2, euler's auto start",
+        "direct + EF, euler, topk:k=2", "direct, predict, topk:k=2", "observer, predict, topk:k=2",
+        "direct + EF, predict, quantize:bits=4",
+        "direct + EF, predict, quantize:bits=4, euler's auto start",
+        "observer, predict, quantize:bits=4"]
+    assert [r["compressor"] for r in rows] == ["topk:k=2"] * 5 + ["quantize:bits=4"] * 3
+    for r in rows:
+        flow, scheme, spec, *start = script.CASES[r["case"]]
+        raw = script.case_config(flow, scheme, spec, *start)
+        raw["solver"]["horizon"] = 600 * raw["solver"]["step"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = tune(resolve_config(raw), budget=3, target=1e-6, seed=0)
+        assert (r["found"], r["bits_to_target"], r["robust_bits_to_target"], r["params"]) == (
+            ref.found, ref.bits_to_target, ref.robust_bits_to_target, ref.params), r["case"]
+        if r["found"]:
+            per_round = {"topk:k=2": 2 * (64 + 4), "quantize:bits=4": Q4_BITS}[spec]
+            assert r["bits_to_target"] == r["rounds_to_target"] * per_round
+            assert r["run_bits_to_target"] == r["bits_to_target"]  # the winner, rerun
+        elif r["closest"] is not None:
+            assert r["closest"]["params"] in [t["params"] for t in ref.trials
+                                              if not t["diverged"]]
+    observer = {r["compressor"]: r for r in rows if r["kind"] == "observer"}
+    assert all(r["found"] for r in observer.values())
+    assert observer["quantize:bits=4"]["bits_to_target"] == 15_600  # 150 rounds x 104
+    table = e10._ef_table(rows)
+    assert table.count("| 1.00 |") == 2  # each observer row against itself
 
 
 def test_data_seed_fixes_the_data_set_across_trials():
