@@ -354,6 +354,30 @@ def test_e10_error_feedback_rows_are_the_tuners_numbers(tmp_path):
     assert table.count("| 1.00 |") == 2  # each observer row against itself
 
 
+def test_a_shipped_e10_file_runs_as_it_is_with_stflow_study(tmp_path, capsys):
+    """The command docs/reproduce.md gives, on an unedited shipped file: `stflow study
+    e10_error_feedback.toml --quick` (budget 3, 400 rounds) runs its 8 cells; the observer
+    rows' bits are their rounds x the compressor's bits a round."""
+    import csv
+
+    from stflow.cli import main
+
+    out = tmp_path / "ef"
+    assert main(["study", str(STUDIES / "e10_error_feedback.toml"), "--out", str(out),
+                 "--quick", "--quiet"]) == 0
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and all(r["status"] != "failed" for r in rows)
+    observer = [r for r in rows if r["method"] == "observer, predict"]
+    assert [r["compressor"] for r in observer] == ["topk:k=2", "quantize:bits=4"]
+    for r in observer:
+        if r["reached"] == "True":
+            per_round = {"topk:k=2": 136, "quantize:bits=4": Q4_BITS}[r["compressor"]]
+            assert float(r["bits_to_target"]) == int(r["rounds_to_target"]) * per_round
+    assert any(r["reached"] == "True" for r in observer)
+    assert (out / "report.html").exists()
+
+
 def test_data_seed_fixes_the_data_set_across_trials():
     """[study] data_seed: every trial on one data set ([problem] seed), the trials vary the
     tuner's seed and {seed} only; without it each trial draws its own data."""
