@@ -68,8 +68,9 @@ STUDY_PARAMS: tuple[Param, ...] = (
        none=True, example=1e-6, section="study"),
     _p("target_accuracy", None, "mean agent test accuracy to reach (learning problems)",
        none=True, high=1.0, example=0.9, section="study"),
-    _p("seeds", [0], "trials: each seed is the data seed ([problem] seed), the tuner's seed, "
-       "the initial point's seed (init = \"random\") and {seed} in a compressor spec",
+    _p("seeds", [0], "trials: each seed is the data seed ([problem] seed, unless data_seed), "
+       "the tuner's seed, the initial point's seed (init = \"random\") and {seed} in a "
+       "compressor spec",
        type="any", section="study", example=[0, 1, 2]),
     _p("data_seed", None, "[problem] seed of every cell (the trials then vary the tuner, the "
        "initial point and {seed} only); default: each trial's seed", type="int", low=0,
