@@ -1,7 +1,9 @@
 """Tune error feedback on the direct flow against the observer flow (E2, equal budget).
 
-Reruns the measurement stored in :data:`stflow.experiments.e10_schemes.ERROR_FEEDBACK` and
-prints its table (markdown) and the data to paste there (JSON). From the repository root::
+The same cases as experiment E10's error-feedback table (the study file
+``stflow/experiments/studies/e10_error_feedback.toml``, whose cells E10 tunes when it runs;
+tests/test_experiment_studies.py checks the configs are the same), outside ``stflow
+reproduce``: prints the table (markdown) and the data (JSON). From the repository root::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/measure_error_feedback.py
 
@@ -79,9 +81,10 @@ def _closest(res, raw: dict) -> dict | None:
             continue
         cfg = copy.deepcopy(raw)
         p = trial["params"]
+        h = p.get("step", cfg["solver"]["step"])  # the flows' step is fixed since issue 19
         cfg["method"].update({k: v for k, v in p.items() if k != "step"})
-        cfg["solver"]["step"] = p["step"]
-        cfg["solver"]["horizon"] = res.rounds_cap * p["step"]
+        cfg["solver"]["step"] = h
+        cfg["solver"]["horizon"] = res.rounds_cap * h
         _, sol = run_config(resolve_config(cfg))
         err = float(sol.final_relative_error)
         if sol.status != "diverged" and (best is None or err < best["final_relative_error"]):
@@ -135,7 +138,7 @@ def floor_scan(scales=(0.1, 0.03, 0.01, 0.003), rounds=10_000) -> list[dict]:
             rows.append({"compressor": spec, "scale": scale, "alpha": raw["method"]["alpha"],
                          "status": sol.status, "final": float(err[-1]),
                          "smallest": float(err.min())})
-            print(f"{spec} gains x {scale}: alpha = {raw['flow']['alpha']:.4g}, {sol.status}, "
+            print(f"{spec} gains x {scale}: alpha = {raw['method']['alpha']:.4g}, {sol.status}, "
                   f"final {err[-1]:.2e}, smallest {err.min():.2e}", flush=True)
     return rows
 
@@ -148,7 +151,7 @@ def table(data: dict) -> str:
     lines = ["| case | bits to 1e-6 | robust bits | robust / observer predict (same "
              "compressor) |", "|---|---|---|---|"]
     for name, r in data.items():
-        ref = next((x for x in data.values() if x["method"]["kind"] == "observer"
+        ref = next((x for x in data.values() if x["flow"]["kind"] == "observer"
                     and x["scheme"] == "predict" and x["compressor"] == r["compressor"]), None)
         ratio = "-"
         if r["robust_bits_to_target"] is not None and ref and ref["robust_bits_to_target"]:

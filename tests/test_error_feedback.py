@@ -142,32 +142,3 @@ def test_config_key_is_for_the_direct_flow_only():
             warnings.catch_warnings():
         warnings.simplefilter("ignore", DirectFlowWarning)
         run_config(bad)
-
-
-def test_e10_stored_settings_give_the_stored_figures():
-    # E10 keeps the tuner's figures as data (scripts/measure_error_feedback.py measured them)
-    # and reruns each stored setting once: the rerun must give the same bits / final error
-    import importlib.util
-    from pathlib import Path
-
-    from stflow.experiments.e10_schemes import ERROR_FEEDBACK, error_feedback_rows
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "measure_error_feedback.py"
-    spec = importlib.util.spec_from_file_location("measure_error_feedback", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert sorted(script.CASES) == sorted(ERROR_FEEDBACK)
-    for name, (flow, scheme, comp, *_start) in script.CASES.items():
-        stored = ERROR_FEEDBACK[name]
-        assert (flow["kind"], flow.get("error_feedback", False), scheme, comp) == (
-            stored["kind"], stored["error_feedback"], stored["scheme"], stored["compressor"])
-    for row in error_feedback_rows():
-        stored = ERROR_FEEDBACK[row["case"]]
-        if stored["params"] is not None:
-            assert row["live_bits_to_target"] == stored["bits_to_target"], row
-        elif stored["closest"] is not None:
-            assert row["live_bits_to_target"] is None, row
-            assert row["live_final_relative_error"] == pytest.approx(
-                stored["closest"]["final_relative_error"], rel=1e-9), row
-        else:
-            assert row["live_status"] is None

@@ -218,6 +218,7 @@ BAD = [
      'solver = { step = 0.5 }\n', "solver.step"),
     ('[study]\ntarget = 1e-6\n[[method]]\nkind = "dgd"\ncompressor = "none"\n'
      'solver = { local_steeps = 2 }\n', "local_steeps"),
+    ("[study]\ntarget = 1e-6\ndata_seed = -1\n", "data_seed"),
 ]
 
 
@@ -306,23 +307,3 @@ def _last_out(main, study, out, capsys) -> str:
     capsys.readouterr()
     assert main(["study", str(study), "--out", str(out), "--resume"]) == 0
     return capsys.readouterr().out
-
-
-def test_e9_study_file_gives_e9s_configs():
-    """The shipped study file of E9's E2 half expands to exactly the configs E9 tunes."""
-    from stflow.experiments.comparison import SIZES, compressor_specs, method_config
-
-    study = load_study(ROOT / "src" / "stflow" / "experiments" / "studies" / "e9_e2.toml")
-    rounds, target = SIZES["full"]["rounds"]["E2"]
-    assert study.target["value"] == target
-    specs = compressor_specs()
-    by_key = {(c.config["method"]["kind"], c.scheme, c.compressor): c for c in study.cells}
-    assert len(study.cells) == 5 * len(specs) + 1
-    for kind, scheme in [("observer", "euler"), ("observer", "predict"),
-                         ("observer", "gauss_seidel"), ("lead", "euler"), ("choco", "euler")]:
-        for label, spec in specs.items():
-            cell = by_key[(kind, scheme, label)]
-            assert cell.config == method_config("E2", kind, scheme, spec, rounds)
-            assert cell.tune["budget"] == SIZES["full"]["budget"]
-    gt = by_key[("gradient_tracking", "euler", "none")]
-    assert gt.config == method_config("E2", "gradient_tracking", "euler", None, rounds)

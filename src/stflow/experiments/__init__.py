@@ -178,7 +178,7 @@ _WORKER: dict = {}
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: Rough CPU seconds of the full-size experiments (measured): the pool starts the longest
 #: first. Experiments not listed count as short.
-_COST_HINT = {"E9": 400, "E12": 250, "E13": 95, "E11": 60}
+_COST_HINT = {"E9": 400, "E12": 250, "E10": 110, "E13": 95, "E11": 60}
 
 
 def _run_pool(ctx, queue, jobs, names, out, quick, quiet, results):

@@ -2,45 +2,58 @@ r"""E9: the observer flow against the compressed peers (CHOCO, LEAD, BEER, MoTEF
 gradient tracking, every method tuned by :func:`stflow.tune.tune` with the same budget and
 the same search rule (boxes of one width in per-round units, docs/tune.md).
 
-For each problem and compressor, every method's config (gains / step sizes ``"auto"``) is
-tuned with ``budget`` candidate settings, each run capped at the problem's round budget;
-the score is bits per agent to the setting's target relative error (``TARGET = 1e-6`` on
-E2; 1e-2 within 5000 rounds on E6, where no method tuned with budget 40-50 reached 1e-3
-within 5000 rounds nor 1e-2 within 3000: docs/peers.md; on E6 the search box is 300x
-around the auto values, for every method: chosen when the peers' ``lr = "auto"`` used L_f,
-10 times the largest local curvature at x* there, which the flows' auto gains used; since
-issue 19 every method's auto values use the same curvature,
-:func:`stflow.problems.curvature_estimate`, and the 300x box is kept as measured),
-counted only when the run
-stays below it and the median of 5 runs with gains perturbed by +-10 % reaches it too
-(``docs/tune.md``). Reported: the winner's bits and rounds, the robust median, the auto
-gains' bits (the config itself, the tuner's first candidate) and the ratios flow / best
-compressed peer.
+The experiment is two study files shipped with the package (:data:`STUDIES`:
+``studies/e9_e2.toml`` and ``studies/e9_e6.toml``, one per problem because each problem has
+its own target): every method is a ``[[method]]`` entry with ``"auto"`` gains / step sizes
+as the tuner's start and ``tune = { budget = 50 }``. :func:`run` loads them
+(:func:`load_setting`) and runs their cells with the study runner
+(:func:`stflow.study.run_cell`: tune, then run the winner), so an edited file changes what
+E9 runs and ``stflow study`` on a copy gives the same tunings. No tuned value is stored
+here: every table is measured by the run.
+
+For each problem and compressor, every method is tuned with ``budget`` candidate settings,
+each run capped at the problem's round budget; the score is bits per agent to the file's
+target relative error (``TARGET = 1e-6`` on E2; 1e-2 within 5000 rounds on E6, where no
+method tuned with budget 40-50 reached 1e-3 within 5000 rounds nor 1e-2 within 3000:
+docs/peers.md; on E6 the search box is 300x around the auto values (``span = 300``), for
+every method: chosen when the peers' ``lr = "auto"`` used L_f, 10 times the largest local
+curvature at x* there, which the flows' auto gains used; since issue 19 every method's auto
+values use the same curvature, :func:`stflow.problems.curvature_estimate`, and the 300x box
+is kept as measured), counted only when the run stays below it and the median of 5 runs
+with gains perturbed by +-10 % reaches it too (``docs/tune.md``). Reported: the winner's
+bits and rounds, the robust median, the auto gains' bits (the config itself, the tuner's
+first candidate) and the ratios flow / best compressed peer.
 
 - E2: least squares, N = 20, d = 10, ring with 3 chords (seed 0).
 - E6: breast-cancer logistic regression, L2 = 1e-2, 10 agents, 20 % test split held out,
-  ring with 2 chords (seed 0), as in experiment E6.
+  ring with 2 chords (seed 0), as in experiment E6; the quantizer only.
 
-Compressors: ``quantize:bits=4`` (and ``scale=pow2`` when the installed stflow has it),
-``topk:k=2`` and the cyclic scalarizer with one new coordinate per round (``tau`` = the
-round's clock step, rescaled with the flow's tuned step).
+Compressors: ``quantize:bits=4`` (and ``scale=pow2``), ``topk:k=2`` and the cyclic
+scalarizer with one new coordinate per round (``tau`` = the round's clock step, rescaled
+with the flow's tuned step).
+
+:data:`SETTINGS`, :func:`compressor_specs` and :func:`method_config` build the same configs
+in code (the benchmarks use them; a test checks that every cell of the study files is
+exactly ``method_config(...)``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
-import time
+import tomllib
 
 import numpy as np
 
-from ..config import resolve_config, run_config
-from ..output import write_json, write_metrics_csv
-from ..tune import SPAN
+from ..config import resolve_config
+from ..output import write_json
 from ._common import pick
 
 __all__ = [
-    "NAME", "TITLE", "TARGET", "SIZES", "FLOW_STEP", "METHODS", "SETTINGS", "compressor_specs",
-    "method_config", "compare", "ratios", "run", "planned_runs",
+    "NAME", "TITLE", "TARGET", "SIZES", "STUDIES", "FLOW_STEP", "METHODS", "PEERS",
+    "SETTINGS", "study_path", "load_setting", "compressor_specs", "method_config", "compare",
+    "ratios", "run", "planned_runs",
 ]
 
 NAME = "E9"
@@ -49,8 +62,16 @@ TITLE = ("Comparison with CHOCO, LEAD, BEER, MoTEF and gradient tracking (each t
 TARGET = 1e-6
 #: Clock step of one round for the flows' configs (fixed: the tuner searches the gains).
 FLOW_STEP = 0.01
+#: The study file of each problem (in ``stflow/experiments/studies/``).
+STUDIES = {"E2": "e9_e2.toml", "E6": "e9_e6.toml"}
 
-#: Problem and graph sections of the two settings.
+
+def study_path(setting: str) -> pathlib.Path:
+    """The shipped study file of ``setting`` (a key of :data:`STUDIES`)."""
+    return pathlib.Path(__file__).parent / "studies" / STUDIES[setting]
+
+
+#: Problem and graph sections of the two settings (as the study files give them).
 SETTINGS = {
     "E2": ({"kind": "least_squares", "agents": 20, "dim": 10, "seed": 0},
            {"kind": "ring", "chords": 3, "seed": 0}),
@@ -59,48 +80,39 @@ SETTINGS = {
            {"kind": "ring", "chords": 2, "seed": 0}),
 }
 
-#: (kind, scheme): the observer flow as one method with one budget (its default scheme,
-#: predict; the schemes side by side are E10's subject), against the compressed peers in
-#: use today (CHOCO 2019, LEAD 2021, BEER 2022, MoTEF 2024), each with the same budget.
-METHODS = [("observer", "predict"), ("lead", "euler"), ("choco", "euler"), ("beer", "euler"),
-           ("motef", "euler")]
+#: (kind, scheme) of the compressed methods of ``studies/e9_e2.toml``, in its order: the
+#: observer flow as one method with one budget (its default scheme, predict; the schemes
+#: side by side are E10's subject), against the compressed peers in use today (CHOCO 2019,
+#: LEAD 2021, BEER 2022, MoTEF 2024), each with the same budget.
+METHODS = [(m["kind"], m["scheme"]) for m in tomllib.loads(
+    study_path("E2").read_text(encoding="utf-8"))["method"] if m.get("compressor") != "none"]
 #: The compressed peers the flow is compared with (the best of them per column).
 PEERS = ("lead", "choco", "beer", "motef")
 
 
-#: budget = candidate settings per tuning; rounds = (cap per run, target relative error).
+#: Per size, the problems run and how their study files are cut (``stflow.study.load_study``
+#: ``shrink``: each tuning's budget and the rounds capped; None: the files as they are).
 SIZES = {
-    # E6 (logistic, 5000 rounds a run) only with the quantizer: every column there costs
-    # about 2.5 min of CPU with five methods, which the 10-minute budget of reproduce cannot
-    # hold (measured 3 Dec 2026)
-    "full": {"budget": 50, "rounds": {"E2": (3000, TARGET),
-                                      "E6": (5000, 1e-2, 300.0, ("quantize",))}},
-    "quick": {"budget": 4, "rounds": {"E2": (600, TARGET),
-                                       "E6": (300, 1e-2, 300.0, ("quantize",))}},
-    "tiny": {"budget": 2, "rounds": {"E2": (200, TARGET)}},
+    # E6 (logistic, 5000 rounds a run) only with the quantizer (its study file): every
+    # column there costs about 2.5 min of CPU with five methods, which the 10-minute budget
+    # of reproduce cannot hold (measured 3 Dec 2026)
+    "full": {"E2": None, "E6": None},
+    "quick": {"E2": {"budget": 4, "rounds": 600}, "E6": {"budget": 4, "rounds": 300}},
+    "tiny": {"E2": {"budget": 2, "rounds": 200}},
 }
 
 
 def compressor_specs() -> dict[str, str]:
-    """Compressor column -> spec (``{tau}`` = the round's clock step); ``quantize_pow2`` only
-    when ``quantize:bits=4,scale=pow2`` is known to the installed compressors."""
-    from ..compressors import make_compressor
-    from ..errors import InputError
-
-    specs = {"quantize": "quantize:bits=4"}
-    try:
-        make_compressor("quantize:bits=4,scale=pow2", 4)
-        specs["quantize_pow2"] = "quantize:bits=4,scale=pow2"
-    except InputError:
-        pass
-    specs["topk"] = "topk:k=2"
-    specs["cyclic"] = "scalarize:basis=cyclic,tau={tau}"
-    return specs
+    """Compressor column -> spec (``{tau}`` = the round's clock step), as ``e9_e2.toml``
+    gives them."""
+    entries = tomllib.loads(study_path("E2").read_text(encoding="utf-8"))["compressor"]
+    return {c["label"]: c["spec"].replace("{step}", "{tau}") for c in entries}
 
 
 def method_config(setting: str, kind: str, scheme: str, spec: str | None, rounds: int) -> dict:
     """The resolved config of one method: ``"auto"`` gains (flows, step ``FLOW_STEP``) or
-    ``"auto"`` lr (peers, clock step 1), ``rounds`` rounds, record every 10."""
+    ``"auto"`` lr (peers, clock step 1), ``rounds`` rounds, record every 10 (a cell of
+    E9's study files, built in code)."""
     problem, graph = SETTINGS[setting]
     flow = kind == "observer"
     h = FLOW_STEP if flow else 1.0
@@ -114,60 +126,83 @@ def method_config(setting: str, kind: str, scheme: str, spec: str | None, rounds
     return resolve_config(raw)
 
 
-def _label(kind: str, scheme: str) -> str:
-    return f"flow {scheme}" if kind == "observer" else kind.replace("_", " ")
+def load_setting(setting: str, shrink: dict | None = None, *, path=None):
+    """The :class:`stflow.study.Study` of one problem (``path``: an edited copy of its
+    file), cut by ``shrink`` (a :data:`SIZES` entry). Every cell must be tuned and aim at a
+    relative error.
 
-
-def compare(settings: dict[str, tuple], specs: dict[str, str], *, budget: int, seed: int = 0,
-            methods=METHODS, out_dir=None, progress=None) -> list[dict]:
-    """Tune every method on every setting (name -> (rounds, target relative error[, search
-    span, default :data:`stflow.tune.SPAN`])) and compressor; one row each.
-
-    Uncompressed gradient tracking is tuned once per setting (compressor ``none``). With
-    ``out_dir``, each tuning writes ``runs/<tag>/tuning.json`` and the winner's metrics.
+    Examples
+    --------
+    >>> s = load_setting("E6", SIZES["quick"]["E6"])
+    >>> [c.method for c in s.cells], s.target["value"], s.cells[0].tune["span"]
+    (['flow predict', 'lead', 'choco', 'beer', 'motef', 'gradient tracking'], 0.01, 300.0)
     """
-    from ..tune import tune
+    from ..errors import InputError
+    from ..study import load_study
 
-    jobs = []
-    for setting, (rounds, target, *rest) in settings.items():
-        span = rest[0] if rest else SPAN
-        only = rest[1] if len(rest) > 1 else None  # the compressor columns of this setting
-        for ckey, spec in specs.items():
-            if only is not None and ckey not in only:
-                continue
-            for kind, scheme in methods:
-                jobs.append((setting, rounds, target, span, kind, scheme, ckey, spec))
-        jobs.append((setting, rounds, target, span, "gradient_tracking", "euler", "none", None))
+    path = study_path(setting) if path is None else pathlib.Path(path)
+    study = load_study(path, shrink=shrink)
+    if study.target["column"] != "relative_error":
+        raise InputError(f"E9 study file {str(path)!r}: E9 needs [study] target (a relative "
+                         "error), not target_accuracy")
+    untuned = [c.method for c in study.cells if c.tune is None]
+    if untuned:
+        raise InputError(f"E9 study file {str(path)!r}: every method is tuned in E9; give "
+                         f"{untuned[0]!r} tune = {{ budget = B }}")
+    return study
+
+
+def _order(study) -> list:
+    """The cells column by column (compressor, in the file's order; uncompressed last),
+    then method by method: the rows of E9's table."""
+    comps = list(dict.fromkeys(c.compressor for c in study.cells if c.compressor != "none"))
+    methods = study.methods
+    return sorted(study.cells, key=lambda c: (
+        comps.index(c.compressor) if c.compressor in comps else len(comps),
+        methods.index(c.method), c.seed))
+
+
+def compare(studies: dict, out_dir, *, progress=None) -> list[dict]:
+    """Run every cell of ``studies`` (problem -> :class:`stflow.study.Study`) with the study
+    runner into ``out_dir/study_<problem>/cells/<id>/`` (``tuning.json``, the winner's
+    ``metrics.csv`` and ``summary.json``, ``result.json``; ``results.csv`` per problem): one
+    row per tuning, with the winner's records when the tuner found one."""
+    from ..output import read_metrics_csv
+    from ..study import run_cell
+    from ..study.summary import write_results
+
     rows = []
-    for setting, rounds, target, span, kind, scheme, ckey, spec in jobs:
-        cfg = method_config(setting, kind, scheme, spec, rounds)
-        start = time.process_time()
-        res = tune(cfg, budget=budget, target=target, seed=seed, span=span)
-        seconds = time.process_time() - start
-        first = res.trials[0] if res.trials else {}
-        tag = f"{setting}_{kind}_{scheme}_{ckey}" if kind == "observer" else (
-            f"{setting}_{kind}_{ckey}")
-        row = {"tag": tag, "problem": setting, "method": _label(kind, scheme), "kind": kind,
-               "scheme": scheme, "compressor": ckey, "spec": res.compressor or "none",
-               "rounds_cap": res.rounds_cap, "target": target, "span": span,
-               "found": res.found,
-               "bits_to_target": res.bits_to_target,
-               "rounds_to_target": res.rounds_to_target,
-               "robust_bits_to_target": res.robust_bits_to_target,
-               "auto_bits_to_target": first.get("bits_to_target"),
-               "params": res.params, "evaluations": res.evaluations, "runs": res.runs,
-               "cpu_seconds": seconds, "reason": res.reason}
-        if out_dir is not None:
-            folder = pathlib.Path(out_dir) / "runs" / tag
-            folder.mkdir(parents=True, exist_ok=True)
-            write_json(folder / "tuning.json", res.to_dict())
-            if res.config is not None:
-                _, sol = run_config(res.config)
-                write_metrics_csv(folder / "metrics.csv", sol.records)
-                row["records"] = sol.records
-        rows.append(row)
-        if progress is not None:
-            progress(f"{tag}: {res.bits_to_target}")
+    for setting, study in studies.items():
+        folder = pathlib.Path(out_dir) / f"study_{setting}"
+        results = []
+        for cell in _order(study):
+            result = run_cell(dataclasses.asdict(cell), str(folder), study.target, study.init)
+            results.append(result)
+            cell_dir = folder / result["run_dir"]
+            if result["status"] == "failed" or not (cell_dir / "tuning.json").exists():
+                raise RuntimeError(f"E9 cell {cell.id} failed: {result['reason']}")
+            t = json.loads((cell_dir / "tuning.json").read_text())
+            first = t["trials"][0] if t["trials"] else {}
+            kind = cell.config["method"]["kind"]
+            row = {"tag": cell.id, "problem": setting, "method": cell.method, "kind": kind,
+                   "scheme": cell.scheme, "compressor": cell.compressor,
+                   "spec": t["compressor"] or "none", "rounds_cap": t["rounds_cap"],
+                   "target": study.target["value"], "span": cell.tune["span"],
+                   "budget": t["budget"], "found": t["found"],
+                   "bits_to_target": t["bits_to_target"],
+                   "rounds_to_target": t["rounds_to_target"],
+                   "robust_bits_to_target": t["robust_bits_to_target"],
+                   "auto_bits_to_target": first.get("bits_to_target"),
+                   "params": t["params"], "evaluations": t["evaluations"], "runs": t["runs"],
+                   "cpu_seconds": result["cpu_seconds"], "reason": t["reason"],
+                   "run_dir": f"study_{setting}/{result['run_dir']}"}
+            if t["found"]:  # the winner's run (a cell without one ran the auto config)
+                row["records"] = read_metrics_csv(cell_dir / "metrics.csv")
+            rows.append(row)
+            if progress is not None:
+                progress(f"{setting} {cell.method} {cell.compressor}: {t['bits_to_target']}")
+        by_id = {r["id"]: r for r in results}  # results.csv in the study's cell order
+        write_results(folder, [by_id[c.id] for c in study.cells])
     return rows
 
 
@@ -190,29 +225,31 @@ def ratios(rows: list[dict], key: str = "bits_to_target") -> dict:
     return out
 
 
+def studies_of(size: dict, paths: dict | None = None) -> dict:
+    """Problem -> its cut :class:`~stflow.study.Study` for one :data:`SIZES` entry."""
+    paths = paths or {}
+    return {p: load_setting(p, shrink, path=paths.get(p)) for p, shrink in size.items()}
+
+
 def planned_runs(quick: bool) -> int:
-    """One progress tick per tuning."""
-    size = pick(SIZES, quick)
-    n_specs = len(compressor_specs())
-    return sum((len(r[3]) if len(r) > 3 else n_specs) * len(METHODS) + 1
-               for r in size["rounds"].values())
+    """One progress tick per tuning: the cells of the study files at this size."""
+    return sum(len(s.cells) for s in studies_of(pick(SIZES, quick)).values())
 
 
 def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
-    """Run E9, write figures, tunings and winners' metrics into ``out_dir``."""
+    """Run E9 (its study files' cells), write figures, tunings and winners' metrics into
+    ``out_dir``."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    size = pick(SIZES, quick)
-    specs = compressor_specs()
-    rows = compare(size["rounds"], specs, budget=size["budget"], out_dir=out_dir,
-                   progress=progress)
-    figures = [_plot(out_dir, p, rows) for p in size["rounds"]]
+    studies = studies_of(pick(SIZES, quick))
+    rows = compare(studies, out_dir, progress=progress)
+    figures = [_plot(out_dir, p, rows) for p in studies]
     for r in rows:
         r.pop("records", None)
     write_json(out_dir / "rows.json", rows)
     return {
         "title": TITLE,
-        "setting": _setting_md(size, specs),
+        "setting": _setting_md(studies),
         "prediction": (
             "Gradient tracking, LEAD, BEER and MoTEF converge linearly; CHOCO with a constant "
             "step stalls at an O(lr) floor and never reaches 1e-6; the observer flow converges "
@@ -228,30 +265,40 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
                          "named under the figure); one colour and dash per method in every "
                          f"panel; the dotted line is the target ({_target(rows, p):g}); a "
                          "method without a curve had no setting that counted.")
-                     for p, f in zip(size["rounds"], figures, strict=True)},
+                     for p, f in zip(studies, figures, strict=True)},
         "data": {"ratios": {f"{p} {c}": v for (p, c), v in ratios(rows).items()}},
     }
 
 
-def _setting_md(size, specs) -> str:
+def _setting_md(studies: dict) -> str:
     lines = []
-    for key, (rounds, target, *rest) in size["rounds"].items():
-        p, g = SETTINGS[key]
-        cols = (f"; compressors {', '.join(rest[1])} only" if len(rest) > 1 else "")
-        lines.append(f"- {key}: problem `{p}`, graph `{g}`{cols}; {rounds} rounds per run; target "
-                     f"relative error {target:g}; search boxes {rest[0] if rest else SPAN:g}x each way "
-                     "around the auto values (the same width for every parameter).")
+    for key, study in studies.items():
+        raw = tomllib.loads(pathlib.Path(study.path).read_text(encoding="utf-8"))
+        p, g = (raw.get("base", {}).get(s, {}) for s in ("problem", "graph"))
+        cells = study.cells
+        rounds = sorted({round(c.config["solver"]["horizon"] / c.config["solver"]["step"])
+                         for c in cells})
+        specs = [c["spec"] for c in raw.get("compressor", [])]  # as written ({step}: h)
+        budgets = sorted({c.tune["budget"] for c in cells})
+        spans = sorted({c.tune["span"] for c in cells})
+        lines.append(
+            f"- {key} (study file `studies/{pathlib.Path(study.path).name}`, run here with "
+            f"the study runner into `study_{key}/`): problem `{p}`, graph `{g}`, seeds "
+            f"{study.seeds}; {', '.join(map(str, rounds))} rounds per run; target relative "
+            f"error {study.target['value']:g}; budget {', '.join(map(str, budgets))}; search "
+            f"boxes {', '.join(f'{x:g}' for x in spans)}x each way around the auto values "
+            "(the same width for every parameter); compressors "
+            + ", ".join(f"`{s}`" for s in specs) + " (gradient tracking uncompressed).")
     lines.append(
-        f"- Every method tuned by `stflow tune` with budget {size['budget']} candidate "
-        "settings (plus 5 robustness runs per improving candidate), seed 0, records every 10 "
-        "rounds; flows: their gains searched around `auto` gains at the fixed step "
+        "- Every method tuned by `stflow tune`'s rules with the same budget of candidate "
+        "settings (plus 5 robustness runs per improving candidate), the trial's seed as the "
+        "tuner's seed, records every 10 rounds, then the winner run once; flows: their gains "
+        "searched around `auto` gains at the fixed step "
         f"h = {FLOW_STEP} (per-round units, as a peer's step); peers: their parameters "
         "around `lr = \"auto\"` and their defaults (every auto value from the same curvature "
         "estimate, `stflow.problems.curvature_estimate`); one tuner seed (the spread over "
-        "tuner seeds: `benchmarks/tuner_seeds.py`, docs/tune.md)."
-    )
-    lines.append("- Compressors: " + ", ".join(f"`{s.format(tau='h')}`" for s in specs.values())
-                 + "; gradient tracking is uncompressed.")
+        "tuner seeds: `benchmarks/tuner_seeds.py`, docs/tune.md); `{step}` in a spec is the "
+        "cell's clock step h (the cyclic scalarizer sends one new coordinate per round).")
     return "\n".join(lines)
 
 
@@ -262,7 +309,7 @@ def _fmt(v) -> str:
 def _table(rows) -> str:
     lines = [
         "| problem | target | method | compressor | rounds to target | bits/agent to target "
-        "| robust median | auto gains / lr | tuned values | runs | CPU s |",
+        "| robust median | auto gains / lr | tuned values | runs | CPU s (tuning + winner) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -312,7 +359,7 @@ def _plot(out_dir, setting, rows) -> str:
     pyplot = plt()
     all_comps = sorted({r["compressor"] for r in rows
                         if r["problem"] == setting and r["compressor"] != "none"})
-    methods = [_label(k, s) for k, s in METHODS] + ["gradient tracking"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))  # the files' order
     order = {m: i for i, m in enumerate(methods)}
     for m in sorted({r["method"] for r in rows} - set(order)):
         order[m] = len(order)

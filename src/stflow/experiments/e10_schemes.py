@@ -9,17 +9,22 @@ diverge. A larger stable h at the same gains means larger per-round gains h alph
 hence fewer rounds.
 
 Extra table: error feedback on the direct flow (``[method] error_feedback = true``) against
-the observer flow on E2 with ``topk:k=2`` and ``quantize:bits=4``, tuned with the same budget
-by ``scripts/measure_error_feedback.py``. The tuner does not run here: its figures are
-stored in :data:`ERROR_FEEDBACK`, and E10 reruns each stored setting once (the winner, or
-the closest candidate when none counted) to show its live bits to 1e-6 or final error.
+the direct flow without it and the observer flow on E2 with ``topk:k=2`` and
+``quantize:bits=4``, every case tuned with the same budget (30): the study file
+``studies/e10_error_feedback.toml`` (:data:`STUDY_FILES`), whose cells
+:func:`error_feedback_rows` runs with the study runner (tune, then run the winner); a case
+whose tuning counts nothing reports the lowest final error of its candidates that did not
+diverge, each rerun for the full rounds (:func:`closest_candidate`).
 
 Second extra table: event-triggered sending (``[method] trigger``, ``trigger_decay``: agent i
 sends only while ``||x_i - xhat_i|| > trigger * exp(-trigger_decay * t)``, else a 1-bit
-flag) against the same observer flow without it, both ``predict`` and tuned live here by
-``stflow.tune.tune`` with the same budget and seeds (the triggered flow starts from
-``trigger = 0.1, trigger_decay = 5`` and searches both with the gains and the step); the
-table gives each seed's robust bits to 1e-6 and their median.
+flag) against the same observer flow without it, both ``predict`` and tuned with the same
+budget and seeds (the triggered flow starts from ``trigger = 0.1, trigger_decay = 5`` and
+searches both with the gains); the table gives each seed's robust bits to 1e-6 and their
+median. This table is the study file ``studies/e10_trigger.toml``, whose cells
+:func:`trigger_rows` runs with the study runner. The scheme grid (fixed gains over a grid of
+h, gamma = 0.5 / h: one fixed setting per scheme and step, nothing tuned) is not a study
+file. No tuned value is stored here: both extra tables tune when E10 runs.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from ..config import resolve_config, run_config
 from ..output import write_json
 from ._common import md_table, pick
 
-__all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "ERROR_FEEDBACK", "ERROR_FEEDBACK_COMMAND",
-           "TRIGGER_START", "UNSTABLE", "is_stable", "run", "planned_runs", "scheme_grid", "error_feedback_rows",
+__all__ = ["NAME", "TITLE", "SIZES", "SCHEMES", "STUDY_FILES", "UNSTABLE", "is_stable", "run",
+           "planned_runs", "scheme_grid", "study", "closest_candidate", "error_feedback_rows",
            "trigger_rows"]
 
 NAME = "E10"
@@ -45,97 +50,28 @@ SPECS = {"quantize": "quantize:bits=4", "cyclic": "scalarize:basis=cyclic,tau={t
 #: alpha, beta, eta of every run (gamma = OBSERVER_STEP / h).
 GAINS = {"alpha": 10.0, "beta": 10.0, "eta": 2.0}
 OBSERVER_STEP = 0.5
-#: trigger: (tuning budget, seeds, compressors, rounds per run) of the event-triggered table
+#: The study files of the two extra tables (in ``stflow/experiments/studies/``).
+STUDY_FILES = {"error_feedback": "e10_error_feedback.toml", "trigger": "e10_trigger.toml"}
+#: error_feedback, trigger: how each table's study file is cut (None: the table is not run;
+#: {}: the file as it is; ``budget``, ``seeds`` and ``rounds`` capped, ``compressors``:
+#: labels of the [[compressor]] entries kept).
 SIZES = {
     "full": {"steps": tuple(float(h) for h in np.geomspace(2e-3, 6.4e-2, 11)), "rounds": 3000,
-             "error_feedback": True,
-             "trigger": (30, (0, 1, 2), ("quantize", "topk", "cyclic"), 3000)},
-    "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000, "error_feedback": True,
-              "trigger": (3, (0,), ("quantize",), 600)},
-    "tiny": {"steps": (3e-3, 6e-3), "rounds": 200, "error_feedback": False, "trigger": None},
+             "error_feedback": {}, "trigger": {}},
+    "quick": {"steps": (4e-3, 1.6e-2, 3.2e-2), "rounds": 1000,
+              "error_feedback": {"budget": 3, "rounds": 600},
+              "trigger": {"budget": 3, "seeds": 1, "compressors": ("quantize",),
+                          "rounds": 600}},
+    "tiny": {"steps": (3e-3, 6e-3), "rounds": 200, "error_feedback": None, "trigger": None},
 }
-#: Where the triggered flow's search starts (the tuner searches a 30x box around it).
-TRIGGER_START = {"trigger": 0.1, "trigger_decay": 5.0}
-
-#: The command that measured :data:`ERROR_FEEDBACK` (about 1 minute on one core).
-ERROR_FEEDBACK_COMMAND = ("OMP_NUM_THREADS=1 PYTHONPATH=src python "
-                          "scripts/measure_error_feedback.py")
-#: Rounds of the tuning runs (E2: step 0.01, horizon 30) and of E10's reruns.
-ERROR_FEEDBACK_ROUNDS = 3000
-#: Stored output of :data:`ERROR_FEEDBACK_COMMAND`: ``stflow.tune.tune(config, budget=30,
-#: target=1e-6, seed=0)`` on E2 with "auto" gains as the start (or the euler rule's gains
-#: where the name says so). ``params``: the tuned winner (with its step); ``closest``: when
-#: nothing counted, the non-diverged candidate with the lowest final relative error.
-ERROR_FEEDBACK = {
-    "direct + EF, predict, topk:k=2": {
-        "kind": "direct", "error_feedback": True, "scheme": "predict",
-        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
-        "params": None, "closest": None},  # every candidate diverged
-    "direct + EF, predict, topk:k=2, euler's auto start": {
-        "kind": "direct", "error_feedback": True, "scheme": "predict",
-        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
-        "params": None,
-        "closest": {"params": {"alpha": 2.593599453014062, "beta": 4.277916725896876,
-                               "eta": 1.8945685795093656, "step": 0.006251727352705995},
-                    "final_relative_error": 0.0506699972686573}},
-    "direct + EF, euler, topk:k=2": {
-        "kind": "direct", "error_feedback": True, "scheme": "euler",
-        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
-        "params": None,
-        "closest": {"params": {"alpha": 2.593599453014062, "beta": 4.277916725896876,
-                               "eta": 1.8945685795093656, "step": 0.006251727352705995},
-                    "final_relative_error": 0.05700805777626132}},
-    "direct, predict, topk:k=2": {
-        "kind": "direct", "error_feedback": False, "scheme": "predict",
-        "compressor": "topk:k=2", "bits_to_target": None, "robust_bits_to_target": None,
-        "params": None,
-        "closest": {"params": {"alpha": 53.99838930274705, "beta": 4.428401118516631,
-                               "eta": 29.27495896732708, "step": 0.001811258145386494},
-                    "final_relative_error": 0.1744154019718278}},
-    "observer, predict, topk:k=2": {
-        "kind": "observer", "error_feedback": False, "scheme": "predict",
-        "compressor": "topk:k=2", "bits_to_target": 48960.0, "robust_bits_to_target": 48960.0,
-        "params": {"alpha": 17.955824667657275, "beta": 20.36750057678487,
-                   "eta": 10.637151484683498, "gamma": 54.421860324533924,
-                   "step": 0.010768305011160235},
-        "closest": None},
-    "direct + EF, predict, quantize:bits=4": {
-        "kind": "direct", "error_feedback": True, "scheme": "predict",
-        "compressor": "quantize:bits=4", "bits_to_target": None, "robust_bits_to_target": None,
-        "params": None,
-        "closest": {"params": {"alpha": 27.70697147740071, "beta": 9.07603629951605,
-                               "eta": 33.55414578916301, "step": 0.0011505124767401248},
-                    "final_relative_error": 0.00807927801961881}},
-    "direct + EF, predict, quantize:bits=4, euler's auto start": {
-        "kind": "direct", "error_feedback": True, "scheme": "predict",
-        "compressor": "quantize:bits=4", "bits_to_target": None, "robust_bits_to_target": None,
-        "params": None,
-        "closest": {"params": {"alpha": 1.3307949921537185, "beta": 8.767617578317411,
-                               "eta": 2.1715019445586257, "step": 0.003971101711142865},
-                    "final_relative_error": 0.001443787491943764}},
-    "observer, predict, quantize:bits=4": {
-        "kind": "observer", "error_feedback": False, "scheme": "predict",
-        "compressor": "quantize:bits=4", "bits_to_target": 11440.0,
-        "robust_bits_to_target": 11440.0,
-        "params": {"alpha": 44.88959084867127, "beta": 50.91878454063996,
-                   "eta": 26.59289599785773, "gamma": 54.421860324533924,
-                   "step": 0.010768305011160235},
-        "closest": None},
-}
-
-
-def _ef_setting(case: dict) -> dict | None:
-    return case["params"] or (case["closest"] or {}).get("params")
 
 
 def planned_runs(quick: bool) -> int:
-    """One run per scheme, compressor and step; one per stored error-feedback setting."""
+    """One run per scheme, compressor and step; one tick per cell of each extra table."""
     size = pick(SIZES, quick)
-    extra = sum(_ef_setting(c) is not None for c in ERROR_FEEDBACK.values())
-    trig = size["trigger"]
-    return len(SCHEMES) * len(SPECS) * len(size["steps"]) + (
-        extra if size["error_feedback"] else 0) + (
-        0 if trig is None else 2 * len(trig[1]) * len(trig[2]))
+    return len(SCHEMES) * len(SPECS) * len(size["steps"]) + sum(
+        len(study(table, size[table]).cells) for table in STUDY_FILES
+        if size[table] is not None)
 
 
 def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
@@ -168,67 +104,132 @@ def scheme_grid(steps, rounds: int, *, progress=None) -> list[dict]:
     return rows
 
 
-def error_feedback_rows(*, progress=None) -> list[dict]:
-    """One run of each stored setting of :data:`ERROR_FEEDBACK` on E2: live bits to 1e-6
-    (counted as in ``stflow tune``: the run stays below it) and the final relative error."""
+def study(table: str, cut: dict, *, path=None):
+    """The :class:`stflow.study.Study` of one extra table (``"error_feedback"`` or
+    ``"trigger"``: :data:`STUDY_FILES`, or ``path``, an edited copy) cut to ``cut`` (a
+    ``SIZES[...][table]`` entry: budget, seeds and rounds capped, compressors kept by
+    label). Every cell must be tuned to a relative error."""
+    from ..errors import InputError
+    from ..study import load_study
+
+    path = (pathlib.Path(__file__).parent / "studies" / STUDY_FILES[table] if path is None
+            else pathlib.Path(path))
+    shrink = {k: cut[k] for k in ("budget", "seeds", "rounds") if cut.get(k)}
+    s = load_study(path, shrink=shrink or None)
+    if s.target["column"] != "relative_error" or any(c.tune is None for c in s.cells):
+        raise InputError(f"E10 study file {str(path)!r}: every [[method]] needs tune = "
+                         "{ budget = B } and [study] target (a relative error)")
+    if cut.get("compressors") is not None:
+        s.cells = [c for c in s.cells if c.compressor in cut["compressors"]]
+    return s
+
+
+def _run_cells(s, folder: pathlib.Path, what: str, progress=None):
+    """Run the cells of ``s`` with the study runner into ``folder/cells/<id>/`` (and
+    ``folder/results.csv``); yields (cell, its result row, its tuning.json)."""
+    import dataclasses
+    import json
+
+    from ..study import run_cell
+    from ..study.summary import write_results
+
+    results = []
+    for cell in s.cells:
+        result = run_cell(dataclasses.asdict(cell), str(folder), s.target, s.init)
+        results.append(result)
+        tuning_file = folder / result["run_dir"] / "tuning.json"
+        if result["status"] == "failed" or not tuning_file.exists():
+            raise RuntimeError(f"E10 {what} cell {cell.id} failed: {result['reason']}")
+        yield cell, result, json.loads(tuning_file.read_text())
+        if progress is not None:
+            progress(f"{what}: {cell.method}, {cell.compressor}, seed {cell.seed}: "
+                     f"{result['status']}")
+    write_results(folder, results)
+
+
+def closest_candidate(config: dict, tuning: dict) -> dict | None:
+    """How near a tuning that counted nothing came: every candidate of ``tuning`` (its
+    ``tuning.json``) that did not diverge, rerun from ``config`` (the cell's) for the full
+    ``rounds_cap`` rounds; the one with the lowest final relative error, as ``{"params",
+    "final_relative_error"}`` (None when every candidate diverged)."""
+    import copy
     import warnings
 
-    from ..errors import DirectFlowWarning
-    from ..tune import first_hit
+    from ..tune import rescale_compressor_time
 
+    h0 = float(config["solver"]["step"])
+    best = None
+    for trial in tuning["trials"]:
+        if trial["diverged"]:
+            continue
+        cfg = copy.deepcopy(config)
+        p = dict(trial["params"])
+        h = float(p.pop("step", h0))
+        cfg["method"].update(p)
+        cfg["solver"].update(step=h, horizon=tuning["rounds_cap"] * h)
+        if h != h0 and cfg.get("compressor"):
+            cfg["compressor"]["spec"] = rescale_compressor_time(cfg["compressor"]["spec"],
+                                                                h / h0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, sol = run_config(resolve_config(cfg))
+        err = float(sol.final_relative_error)
+        if sol.status != "diverged" and math.isfinite(err) and (
+                best is None or err < best["final_relative_error"]):
+            best = {"params": trial["params"], "final_relative_error": err}
+    return best
+
+
+def _case(cell) -> str:
+    """``METHOD, SPEC`` (a start named after the method's label stays last)."""
+    base, sep, rest = cell.method.partition(", euler's auto start")
+    return f"{base}, {cell.compressor}" + (sep + rest if sep else "")
+
+
+def error_feedback_rows(cut: dict, out_dir=None, *, path=None, progress=None) -> list[dict]:
+    """Run the cells of ``study("error_feedback", cut)`` with the study runner into
+    ``out_dir/error_feedback/``: one row per case with the tuned bits and robust bits to
+    1e-6, the winner's run (bits to 1e-6 or final error), and when nothing counted the
+    closest candidate (:func:`closest_candidate`)."""
+    import tempfile
+
+    s = study("error_feedback", cut, path=path)
+    folder = pathlib.Path(out_dir or tempfile.mkdtemp(prefix="e10_")) / "error_feedback"
+    order = list(dict.fromkeys(c.compressor for c in s.cells))
+    methods = s.methods
+    s.cells.sort(key=lambda c: (order.index(c.compressor), methods.index(c.method)))
     rows = []
-    for name, case in ERROR_FEEDBACK.items():
-        p = _ef_setting(case)
-        row = {"case": name, "live_bits_to_target": None, "live_final_relative_error": None,
-               "live_status": None}
-        if p is not None:
-            flow = {"kind": case["kind"], **{k: v for k, v in p.items() if k != "step"}}
-            if case["kind"] == "direct":
-                flow["error_feedback"] = case["error_feedback"]
-            raw = {"problem": {"kind": "least_squares", "agents": 20, "dim": 10, "seed": 0},
-                   "graph": {"kind": "ring", "chords": 3, "seed": 0}, "method": flow,
-                   "compressor": {"spec": case["compressor"]},
-                   "solver": {"scheme": case["scheme"], "step": p["step"],
-                              "horizon": ERROR_FEEDBACK_ROUNDS * p["step"],
-                              "record_every": 10, "tolerance": TARGET}}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DirectFlowWarning)
-                _, sol = run_config(resolve_config(raw))
-            i, stays = first_hit(sol.records, "relative_error", TARGET)
-            ok = i is not None and stays and sol.status != "diverged"
-            row.update(live_status=sol.status,
-                       live_bits_to_target=float(sol.records["bits_per_agent"][i]) if ok
-                       else None,
-                       live_final_relative_error=float(sol.final_relative_error))
-            if progress is not None:
-                progress(f"error feedback: {name}: {sol.status}")
-        rows.append(row)
+    for cell, result, t in _run_cells(s, folder, "error feedback", progress):
+        m = cell.config["method"]
+        rows.append({
+            "case": _case(cell), "kind": m["kind"],
+            "error_feedback": bool(m.get("error_feedback", False)), "scheme": cell.scheme,
+            "compressor": cell.compressor, "budget": t["budget"], "found": t["found"],
+            "rounds_cap": t["rounds_cap"],
+            "bits_to_target": t["bits_to_target"],
+            "robust_bits_to_target": t["robust_bits_to_target"],
+            "rounds_to_target": t["rounds_to_target"], "params": t["params"],
+            "closest": None if t["found"] else closest_candidate(cell.config, t),
+            "run_status": result["status"], "run_bits_to_target": result["bits_to_target"],
+            "run_final_relative_error": result["final_error"],
+            "run_dir": f"error_feedback/{result['run_dir']}"})
     return rows
 
 
-def trigger_rows(budget: int, seeds, compressors, rounds: int, *, progress=None) -> list[dict]:
-    """Tune the observer flow (``predict``, "auto" gains as the start) with and without
-    event-triggered sending on E2, same budget and seeds: one row per (compressor, variant,
-    seed) with the tuned robust bits to 1e-6 (None when no setting counted)."""
-    from ..tune import tune
-    from .comparison import compressor_specs, method_config
+def trigger_rows(cut: dict, out_dir=None, *, path=None, progress=None) -> list[dict]:
+    """Run the cells of ``study("trigger", cut)`` with the study runner (each tunes the
+    observer flow, ``predict``, with or without event-triggered sending, then runs the
+    winner) into ``out_dir/trigger/``: one row per (compressor, variant, seed) with the tuned
+    robust bits to 1e-6 (None when no setting counted)."""
+    import tempfile
 
-    specs = compressor_specs()
-    rows = []
-    for ckey in compressors:
-        for variant in ("flow", "flow + trigger"):
-            for seed in seeds:
-                cfg = method_config("E2", "observer", "predict", specs[ckey], rounds)
-                if variant != "flow":
-                    cfg["method"].update(TRIGGER_START)
-                res = tune(cfg, budget=budget, target=TARGET, seed=seed)
-                rows.append({"compressor": ckey, "variant": variant, "seed": seed,
-                             "budget": budget, "bits_to_target": res.bits_to_target,
-                             "robust_bits_to_target": res.robust_bits_to_target,
-                             "rounds_to_target": res.rounds_to_target, "params": res.params})
-                if progress is not None:
-                    progress(f"trigger: {ckey} {variant} seed {seed}")
-    return rows
+    s = study("trigger", cut, path=path)
+    folder = pathlib.Path(out_dir or tempfile.mkdtemp(prefix="e10_")) / "trigger"
+    return [{"compressor": cell.compressor, "variant": cell.method, "seed": cell.seed,
+             "budget": t["budget"], "bits_to_target": t["bits_to_target"],
+             "robust_bits_to_target": t["robust_bits_to_target"],
+             "rounds_to_target": t["rounds_to_target"], "params": t["params"]}
+            for cell, _, t in _run_cells(s, folder, "trigger", progress)]
 
 
 def _trigger_table(rows: list[dict]) -> str:
@@ -260,8 +261,11 @@ def _trigger_table(rows: list[dict]) -> str:
     return "\n".join([
         "Event-triggered sending (`[method] trigger`, `trigger_decay`; a silent round costs one "
         "bit) against the same observer flow without it, E2, `predict`, both tuned here by "
-        f"`stflow tune` with budget {rows[0]['budget']} and seeds {seeds} (robust bits per "
-        "agent to 1e-6, one per seed, and their median):", "",
+        f"`stflow tune`'s rules with budget {rows[0]['budget']} and tuner seeds {seeds} "
+        "(robust bits per agent to 1e-6, one per seed, and their median); the study file "
+        f"`studies/{STUDY_FILES['trigger']}`, run here with the study runner "
+        "(`trigger/results.csv`):",
+        "",
         md_table(["compressor", "variant", "robust bits per seed", "median"], body), "",
         "Median with the trigger over the median without it: " + (
             "; ".join(verdict) if verdict else "no pair to compare") + "."])
@@ -273,13 +277,12 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     size = pick(SIZES, quick)
     rows = scheme_grid(size["steps"], size["rounds"], progress=progress)
-    ef_rows = error_feedback_rows(progress=progress) if size["error_feedback"] else []
-    trig = size["trigger"]
-    trig_rows = [] if trig is None else trigger_rows(*trig, progress=progress)
+    ef, trig = size["error_feedback"], size["trigger"]
+    ef_rows = [] if ef is None else error_feedback_rows(ef, out_dir, progress=progress)
+    trig_rows = [] if trig is None else trigger_rows(trig, out_dir, progress=progress)
     write_json(out_dir / "trigger.json", trig_rows)
     write_json(out_dir / "rows.json", rows)
-    write_json(out_dir / "error_feedback.json", {"stored": ERROR_FEEDBACK, "live": ef_rows,
-                                                 "command": ERROR_FEEDBACK_COMMAND})
+    write_json(out_dir / "error_feedback.json", ef_rows)
     figure = _plot(out_dir, rows)
     return {
         "title": TITLE,
@@ -305,7 +308,7 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
             "error grows (never counted as stable); the dotted line is 1e-6.")},
         "data": {"largest_stable_step": _stable(rows),
                  "error_feedback_robust_bits": {
-                     k: c["robust_bits_to_target"] for k, c in ERROR_FEEDBACK.items()}},
+                     r["case"]: r["robust_bits_to_target"] for r in ef_rows}},
     }
 
 
@@ -376,37 +379,46 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
-def _ef_table(live: list[dict]) -> str:
-    """The stored tuning of error feedback (and the live reruns of its settings)."""
+def _ef_table(rows: list[dict]) -> str:
+    """Error feedback, tuned here: bits, robust bits (or the closest candidate's final
+    error), the ratio to the observer flow with the same compressor, the winner's run."""
+    if not rows:
+        return ""
+
     def bits(v):
         return "none counted" if v is None else f"{v:,.0f}"
 
-    by_name = {r["case"]: r for r in live}
     body = []
-    for name, c in ERROR_FEEDBACK.items():
-        ref = next(x for x in ERROR_FEEDBACK.values() if x["kind"] == "observer"
-                   and x["compressor"] == c["compressor"])
-        ratio = "-" if c["robust_bits_to_target"] is None else (
-            f"{c['robust_bits_to_target'] / ref['robust_bits_to_target']:.2f}")
-        r = by_name.get(name)
-        if r is None or r["live_status"] is None:
-            live_cell = "not rerun" if r is None else "no setting (every candidate diverged)"
-        elif r["live_bits_to_target"] is not None:
-            live_cell = f"{r['live_bits_to_target']:,.0f} bits"
+    for r in rows:
+        ref = next((x for x in rows if x["kind"] == "observer"
+                    and x["compressor"] == r["compressor"]), None)
+        ratio = "-" if r["robust_bits_to_target"] is None or ref is None or not ref[
+            "robust_bits_to_target"] else (
+            f"{r['robust_bits_to_target'] / ref['robust_bits_to_target']:.2f}")
+        if r["found"]:
+            how = "-"
+        elif r["closest"] is None:
+            how = "every candidate diverged"
         else:
-            live_cell = f"{r['live_status']}, final error {r['live_final_relative_error']:.1e}"
-        stored = "" if c["closest"] is None else (
-            f" (closest candidate: {c['closest']['final_relative_error']:.1e})")
-        body.append([name, bits(c["bits_to_target"]), bits(c["robust_bits_to_target"]) + stored,
-                     ratio, live_cell])
+            how = f"{r['closest']['final_relative_error']:.1e}"
+        run = (f"{r['run_bits_to_target']:,.0f} bits" if r["run_bits_to_target"] is not None
+               else f"{r['run_status']}, final error {r['run_final_relative_error']:.1e}"
+               if r["run_final_relative_error"] is not None else r["run_status"])
+        body.append([r["case"], bits(r["bits_to_target"]), bits(r["robust_bits_to_target"]),
+                     how, ratio, run])
+    rounds = rows[0].get("rounds_cap")
     return "\n".join([
         "Error feedback on the direct flow (`[method] error_feedback = true`) against the "
-        "observer flow, E2, tuned with budget 30 each (`stflow.tune.tune(config, budget=30, "
-        "target=1e-6, seed=0)`, 3000 rounds at clock step 0.01, gains \"auto\" as the start); "
-        f"stored figures from `{ERROR_FEEDBACK_COMMAND}`, the last column reruns the stored "
-        "setting (the winner, else the candidate closest to 1e-6) once:", "",
-        md_table(["case", "bits to 1e-6", "robust bits", "robust / observer predict",
-                  "live rerun"], body)])
+        f"direct flow without it and the observer flow, E2, each tuned here with budget "
+        f"{rows[0]['budget']} by `stflow tune`'s rules (clock step 0.01, gains \"auto\" as the "
+        f"start, tuner seed 0); the study file `studies/{STUDY_FILES['error_feedback']}`, run "
+        "with the study runner (`error_feedback/results.csv`). When nothing counted, the "
+        "closest candidate is the lowest final relative error of the candidates that did not "
+        "diverge, each rerun for the full rounds; the last column is the study runner's run "
+        "of the winner (of the start when nothing counted)" + (
+            "" if rounds is None else f" ({rounds} rounds)") + ":", "",
+        md_table(["case", "bits to 1e-6", "robust bits", "closest candidate's final error",
+                  "robust / observer predict", "run of the winner"], body)])
 
 
 def _plot(out_dir, rows) -> str:

@@ -68,9 +68,13 @@ STUDY_PARAMS: tuple[Param, ...] = (
        none=True, example=1e-6, section="study"),
     _p("target_accuracy", None, "mean agent test accuracy to reach (learning problems)",
        none=True, high=1.0, example=0.9, section="study"),
-    _p("seeds", [0], "trials: each seed is the data seed ([problem] seed), the tuner's seed, "
-       "the initial point's seed (init = \"random\") and {seed} in a compressor spec",
+    _p("seeds", [0], "trials: each seed is the data seed ([problem] seed, unless data_seed), "
+       "the tuner's seed, the initial point's seed (init = \"random\") and {seed} in a "
+       "compressor spec",
        type="any", section="study", example=[0, 1, 2]),
+    _p("data_seed", None, "[problem] seed of every cell (the trials then vary the tuner, the "
+       "initial point and {seed} only); default: each trial's seed", type="int", low=0,
+       none=True, example=0, section="study"),
     _p("rounds", None, "rounds per run (horizon = rounds x step for every cell); default the "
        "base config's", type="int", low=1, none=True, example=3000, section="study"),
     _p("record_every", 10, "record metrics every this many rounds (rounds to the target are "
@@ -461,7 +465,7 @@ def _cell_config(base, m, spec, pover, gover, seed, st, rounds, base_dir, *, whe
 
     raw = copy.deepcopy(base)
     raw.setdefault("problem", {}).update(copy.deepcopy(pover))
-    raw["problem"]["seed"] = int(seed)
+    raw["problem"]["seed"] = int(seed) if st["data_seed"] is None else int(st["data_seed"])
     raw.setdefault("graph", {}).update(copy.deepcopy(gover))
     entry = m["entry"]
     raw["method"] = {"kind": entry["kind"], **copy.deepcopy(m["own"])}
