@@ -37,7 +37,8 @@ def test_euler_schemes_never_raise_eta():
                        lambda_2=1.0, strong_convexity=1e-6)
         assert (g.alpha, g.eta, g.gamma) == pytest.approx(want, rel=1e-14)
     # the observer limit binds with a slow compressor: s = 50 * 0.2 / 0.5 = 20 (euler)
-    g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, compressor_rate=0.2)
+    g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, compressor_rate=0.2,
+                   scheme="euler")
     assert (g.alpha, g.eta) == pytest.approx((10.0, 2.0), rel=1e-14)
 
 

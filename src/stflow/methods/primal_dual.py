@@ -127,7 +127,7 @@ def auto_gains(
     compressor_rate: float | None = None,
     compressor_period: float = 0.0,
     observer: bool = True,
-    scheme: str = "euler",
+    scheme: str = "predict",
     lambda_2: float | None = None,
     strong_convexity: float | None = None,
 ) -> Gains:
@@ -185,7 +185,8 @@ def auto_gains(
     ``euler`` at h = 1e-3: s = min(0.3 / h, gamma lambda_C / r) = min(300, 500 * 0.2 / 0.5)
     = 200:
 
-    >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2)
+    >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2,
+    ...                scheme="euler")
     >>> g.alpha, g.beta, g.eta, g.gamma
     (100.0, 100.0, 100.0, 500.0)
 
@@ -275,7 +276,8 @@ class PrimalDualFlow(Method):
         A :class:`stflow.compressors.Compressor` (ignored by ``uncompressed``).
     gains : Gains
     scheme : {"euler", "predict", "gauss_seidel"}
-        The discretization (module docstring); ``euler`` is SPEC section 5's pinned one.
+        The discretization (module docstring), default ``predict`` as in a config's
+        ``[solver] scheme``; ``euler`` is SPEC section 5's pinned one.
     error_feedback : bool
         Direct flow only: compress the state plus the memory ``M`` of past compression
         errors (module docstring); ``M`` is a state array of the agent's own rows.
@@ -289,7 +291,7 @@ class PrimalDualFlow(Method):
     >>> graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
     ...                         degree=np.array([1, 1]), n=2)
     >>> problem = SimpleNamespace(n_agents=2, dim=1, grad=lambda X: X - 1.0)
-    >>> flow = PrimalDualFlow("uncompressed", problem, graph,
+    >>> flow = PrimalDualFlow("uncompressed", problem, graph, scheme="euler",
     ...                       gains=Gains(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0))
     >>> state = flow.initial_state(x0=np.array([[1.0], [3.0]]))
     >>> flow.step(state, 0.0, 0.1)["X"].ravel().tolist()
@@ -315,7 +317,7 @@ class PrimalDualFlow(Method):
         return super().__new__(cls)
 
     @classmethod
-    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler", **params):
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "predict", **params):
         """The flow from its resolved ``[method]`` gains (no ``"auto"`` left: see
         :func:`stflow.config.resolve_auto_gains`) and options."""
         gains = Gains(alpha=params.pop("alpha"), beta=params.pop("beta"),
@@ -323,7 +325,7 @@ class PrimalDualFlow(Method):
         return cls(cls.kind, problem, graph, compressor, gains=gains, scheme=scheme, **params)
 
     def __init__(self, kind: str, problem, graph, compressor=None, *, gains: Gains,
-                 scheme: str = "euler", trigger: float = 0.0, trigger_decay: float = 1.0,
+                 scheme: str = "predict", trigger: float = 0.0, trigger_decay: float = 1.0,
                  error_feedback: bool = False):
         if kind != type(self).kind:
             raise InputError(
