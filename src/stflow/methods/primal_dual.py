@@ -52,11 +52,11 @@ __all__ = [
 SCHEMES = ("euler", "predict", "gauss_seidel")
 
 _GAIN_PARAMS = (
-    Param("alpha", 2.0, 'consensus gain (> 0, or "auto")', auto=True),
-    Param("beta", 2.0, 'dual gain (> 0, or "auto")', auto=True),
-    Param("eta", 1.0, 'gradient gain (> 0, or "auto")', auto=True),
+    Param("alpha", "auto", 'consensus gain (> 0, or "auto")', auto=True),
+    Param("beta", "auto", 'dual gain (> 0, or "auto")', auto=True),
+    Param("eta", "auto", 'gradient gain (> 0, or "auto")', auto=True),
 )
-_GAMMA = Param("gamma", 50.0, 'observer gain (> 0, or "auto")', auto=True)
+_GAMMA = Param("gamma", "auto", 'observer gain (> 0, or "auto")', auto=True)
 _TRIGGER = (
     Param("trigger", 0.0, "event-triggered sending: agent i sends only while "
           "||x_i - xhat_i|| > trigger * exp(-trigger_decay * t), else a 1-bit flag "
@@ -117,6 +117,12 @@ AUTO_RATE_SEPARATION = 10.0
 AUTO_SCHEME = {"euler": (0.3, 0.5, 1.0),
                "gauss_seidel": (1.0, 0.5, 1.0),
                "predict": (1.0, 0.25, 2.0)}
+#: Step budget b of the flows without an observer (``uncompressed``, ``direct``): their
+#: consensus part acts on the sent state itself, so ``predict``'s b = 1 puts
+#: h alpha lambda_max at 2, the edge of stability (the uncompressed flow diverged by round
+#: 40 at every step h), and ``gauss_seidel`` is ``euler`` without an observer
+#: (``docs/gains.md``).
+AUTO_BUDGET_WITHOUT_OBSERVER = {"euler": 0.3, "gauss_seidel": 0.3, "predict": 0.5}
 
 
 def auto_gains(
@@ -201,6 +207,8 @@ def auto_gains(
     if scheme not in AUTO_SCHEME:
         raise InputError(f"`scheme` must be one of {', '.join(AUTO_SCHEME)} (got {scheme!r})")
     budget, ratio, cap = AUTO_SCHEME[scheme]
+    if not observer:
+        budget = AUTO_BUDGET_WITHOUT_OBSERVER[scheme]
     lf = smoothness if smoothness and smoothness > 0 else 1.0
     speed = budget / step
     gamma = 0.5 / step
@@ -320,6 +328,15 @@ class PrimalDualFlow(Method):
     def build(cls, problem, graph, compressor=None, *, scheme: str = "predict", **params):
         """The flow from its resolved ``[method]`` gains (no ``"auto"`` left: see
         :func:`stflow.config.resolve_auto_gains`) and options."""
+        names = [p.name for p in cls.params if p.auto]
+        unresolved = [n for n in names if params.get(n, "auto") == "auto"]
+        if unresolved:  # "auto" (the default) depends on the step h, which is not known here
+            raise InputError(
+                f"the {cls.kind} flow needs numeric gains here (got {unresolved[0]} = \"auto\", "
+                "the default, which depends on the step h): pass "
+                f"{', '.join(f'{n}=' for n in names)} e.g. from stflow.auto_gains(..., step=h), "
+                "or run a config (stflow.run_config resolves \"auto\")"
+            )
         gains = Gains(alpha=params.pop("alpha"), beta=params.pop("beta"),
                       eta=params.pop("eta"), gamma=params.pop("gamma", 1.0))
         return cls(cls.kind, problem, graph, compressor, gains=gains, scheme=scheme, **params)
