@@ -324,7 +324,9 @@ def test_resume_keeps_the_bit_count_of_event_triggered_messages(tmp_path):
 
 
 def test_divergence_is_reported_like_the_simulator(tmp_path):
-    cfg = _config(tmp_path / "c.toml", step=0.2, horizon=100.0)
+    # fixed gains: "auto" (the default) scales them with 1 / h and would converge
+    cfg = _config(tmp_path / "c.toml", step=0.2, horizon=100.0,
+                  flow_extra="alpha = 2.0\nbeta = 2.0\neta = 1.0\ngamma = 50.0")
     assert _sim(cfg, tmp_path / "sim") == 3
     proc, _ = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", tmp_path / "mpi"])
     assert proc.returncode == 3
