@@ -288,8 +288,8 @@ def _one(cell, study_dir: pathlib.Path, target: dict):
 
 
 def _noise_floor(rounds: int, out_dir):
-    """The uncompressed flow (:data:`FLOW_GAINS`, h = 0.01) and DGD (lr :data:`FLOOR_LR`) on digits
-    with r = :data:`FLOOR_REGULARIZATION` (well conditioned, so ``rounds`` reach the floor),
+    """The uncompressed flow (:data:`FLOW_GAINS`, h = 0.01) and DGD (lr :data:`FLOOR_LR`) on
+    digits with r = :data:`FLOOR_REGULARIZATION` (well conditioned, so ``rounds`` reach the floor),
     IID, K = 1: full gradients with a constant step, batch 16 with a constant step, batch 16
     with ``step_decay`` :data:`STEP_DECAY`. Yields one row per run."""
     for variant in ("flow uncompressed", "dgd"):

@@ -181,7 +181,9 @@ def auto_gains(
     on E6 (:math:`\alpha\lambda_2 / (\eta\mu) = 384`) it doubles :math:`\eta`, on E2, P3
     and P4 (ratios 0.41, 1.61, 0.12) it changes nothing.
 
-    The direct and uncompressed flows skip the observer cap. :math:`\alpha = \beta` with
+    The direct and uncompressed flows skip the observer cap and use the step budget
+    :data:`AUTO_BUDGET_WITHOUT_OBSERVER` (``predict`` 0.5, ``euler`` and ``gauss_seidel``
+    0.3). :math:`\alpha = \beta` with
     :math:`\alpha\lambda_{max} = \eta L`-scale stiffness was the fastest pair in a scan of
     :math:`\alpha\lambda_{max}/s \in \{0.5, 1, 2\}` and :math:`\beta/\alpha \in
     \{0.5, 1, 2, 4\}` on rings and stars (``docs/gains.md``).
