@@ -106,7 +106,8 @@ def measure(n: int, d: int, *, seconds: float = 3.0, k: int = 2, samples: int | 
     problem = make_problem("least_squares", agents=n, dim=d, seed=0, samples=m)
     graph = make_graph("ring", n)
     flow = PrimalDualFlow(
-        "observer", problem, graph, make_compressor(f"topk:k={k}", d), gains=Gains(**GAINS)
+        "observer", problem, graph, make_compressor(f"topk:k={k}", d), gains=Gains(**GAINS),
+        scheme="euler",  # the scheme docs/performance.md measured
     )
     rng = np.random.default_rng(0)
     state = flow.initial_state(x0=rng.standard_normal((n, d)))

@@ -31,6 +31,19 @@ record_every = 500
 """
 
 
+#: The flows' fixed gains of the tests below that need a run to diverge, stall or reach a
+#: step at a given time: "auto" (the default since issue 20) scales with 1/h and
+#: certifies the compressor first (calling a py: compressor at many t).
+FIXED = "[method]\nalpha = 2.0\nbeta = 2.0\neta = 1.0\ngamma = 50.0\n"
+
+
+def _fixed(text: str) -> str:
+    """``text`` with :data:`FIXED` gains in its [method] section (added if it has none)."""
+    if 'kind = "observer"\n' in text:
+        return text.replace('kind = "observer"\n', 'kind = "observer"\n' + FIXED[9:], 1)
+    return text + FIXED
+
+
 def _write(tmp_path, text, name="c.toml"):
     path = tmp_path / name
     path.write_text(text)
@@ -64,13 +77,15 @@ def test_run_writes_outputs(tmp_path, capsys):
 
 
 def test_not_converged_exits_1(tmp_path, capsys):
-    code, out, cap = _run(tmp_path, BASE.replace("horizon = 30.0", "horizon = 1.0"), capsys)
+    code, out, cap = _run(tmp_path, _fixed(BASE.replace("horizon = 30.0", "horizon = 1.0")),
+                          capsys)
     assert code == 1
     assert json.loads((out / "summary.json").read_text())["converged"] is False
 
 
 def test_divergence_exits_3_and_keeps_records(tmp_path, capsys):
-    text = BASE.replace("step = 1e-3", "step = 0.5").replace("horizon = 30.0", "horizon = 500.0")
+    text = _fixed(BASE).replace("step = 1e-3", "step = 0.5").replace("horizon = 30.0",
+                                                                      "horizon = 500.0")
     code, out, cap = _run(tmp_path, text.replace("record_every = 500", "record_every = 10"),
                           capsys)
     assert code == 3
@@ -371,7 +386,8 @@ def test_exceptions_map_to_exit_codes(tmp_path, capsys, monkeypatch, exc, code, 
 
 
 def test_diverged_numbers_agree(tmp_path, capsys):
-    text = SMALL.replace("step = 0.01", "step = 0.5").replace("horizon = 2.0", "horizon = 500.0")
+    text = _fixed(SMALL).replace("step = 0.01", "step = 0.5").replace("horizon = 2.0",
+                                                                       "horizon = 500.0")
     code, out, cap = _run(tmp_path, text, capsys)
     assert code == 3
     s = json.loads((out / "summary.json").read_text())
@@ -402,7 +418,7 @@ def test_interrupt_keeps_records_and_exits_130(tmp_path, capsys, sig):
 
     (tmp_path / "intr.py").write_text(INTERRUPTER.format(at=0.37, sig=sig))
     before = signal.getsignal(getattr(signal, sig))
-    text = SMALL + f'[compressor]\nspec = "py:{tmp_path}/intr.py:make"\n'
+    text = _fixed(SMALL) + f'[compressor]\nspec = "py:{tmp_path}/intr.py:make"\n'
     code, out, cap = _run(tmp_path, text, capsys)
     assert code == 130
     assert len(cap.err.strip().splitlines()) == 1 and "Traceback" not in cap.err
@@ -416,7 +432,7 @@ def test_interrupt_keeps_records_and_exits_130(tmp_path, capsys, sig):
 
 def test_interrupt_in_a_real_process(tmp_path):
     (tmp_path / "intr.py").write_text(INTERRUPTER.format(at=0.5, sig="SIGINT"))
-    cfg = _write(tmp_path, SMALL + f'[compressor]\nspec = "py:{tmp_path}/intr.py:make"\n')
+    cfg = _write(tmp_path, _fixed(SMALL) + f'[compressor]\nspec = "py:{tmp_path}/intr.py:make"\n')
     proc = subprocess.run(
         [sys.executable, "-m", "stflow.cli", "run", str(cfg), "--out", str(tmp_path / "o"),
          "--quiet"], capture_output=True, text=True, timeout=120,

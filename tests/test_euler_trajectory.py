@@ -28,7 +28,7 @@ def _flow(kind="observer", spec="topk:k=1"):
     graph = make_graph("edges", 2, edges=[[0, 1]])
     comp = make_compressor(spec, 2) if kind != "uncompressed" else None
     gains = Gains(alpha=1.0, beta=0.5, eta=1.0, gamma=2.0)
-    return PrimalDualFlow(kind, problem, graph, comp, gains=gains)
+    return PrimalDualFlow(kind, problem, graph, comp, gains=gains, scheme="euler")
 
 
 def test_observer_topk_three_steps_by_hand():

@@ -18,7 +18,10 @@ import pytest
 
 from stflow.cli import main
 
-GOOD = """
+#: The observer flow with fixed gains: a run that ends 0 or 1 (the default "auto" gains
+#: diverge on this 4-agent ring with top-1 of 3 coordinates, docs/gains.md).
+OBSERVER = 'kind = "observer"\nalpha = 2.0\nbeta = 2.0\neta = 1.0\ngamma = 50.0'
+GOOD = f"""
 [problem]
 kind = "quadratic"
 agents = 4
@@ -26,7 +29,7 @@ dim = 3
 [graph]
 kind = "ring"
 [method]
-kind = "observer"
+{OBSERVER}
 [compressor]
 spec = "topk:k=1"
 [solver]
@@ -301,9 +304,10 @@ def test_a_utf8_bom_config_is_read(tmp_path, capsys):
     assert with_bom.splitlines()[1:] == (plain / "metrics.csv").read_text().splitlines()[1:]
 
 
-@pytest.mark.parametrize("method", ['kind = "choco"\nlr = 1e6', 'kind = "observer"\ngamma = 1e12'])
+@pytest.mark.parametrize("method", ['kind = "choco"\nlr = 1e6',
+                                    OBSERVER.replace("gamma = 50.0", "gamma = 1e12")])
 def test_topk_on_a_non_finite_state_reports_diverged_exit_3(tmp_path, capsys, method):
-    text = GOOD.replace('kind = "observer"', method)
+    text = GOOD.replace(OBSERVER, method)
     assert _run_text(tmp_path, text) == 3
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["status"] == "diverged"
@@ -359,7 +363,7 @@ def test_the_memory_estimate_of_a_quadratic_problem_covers_building_it():
 
 # ---- huge local_steps: counted by the preflight, and a SIGTERM is not kept waiting ----
 
-HUGE_LOCAL = GOOD.replace('kind = "observer"', 'kind = "dgd"').replace(
+HUGE_LOCAL = GOOD.replace(OBSERVER, 'kind = "dgd"').replace(
     '[compressor]\nspec = "topk:k=1"\n', '').replace(
     "record_every = 50", "record_every = 50\nlocal_steps = 100000000")
 
@@ -824,7 +828,7 @@ def test_a_warning_raised_every_round_is_printed_once(tmp_path, capsys):
 
 
 def test_a_diverged_run_is_one_line_without_numpy_warnings(tmp_path, capsys):
-    text = GOOD.replace('kind = "observer"', 'kind = "lead"\nlr = 1e6')
+    text = GOOD.replace(OBSERVER, 'kind = "lead"\nlr = 1e6')
     assert _run_text(tmp_path, text) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("stflow: diverged: "), err
@@ -875,7 +879,7 @@ FUZZ_CONFIGS = {
         "step = 1e-2", 'scheme = "continuous"\nstep = 1e-2').replace("horizon = 2.0",
                                                                       "horizon = 1e5"),
     "bad compressor": BAD["topk k > d"],
-    "diverging": GOOD.replace('kind = "observer"', 'kind = "lead"\nlr = 1e6'),
+    "diverging": GOOD.replace(OBSERVER, 'kind = "lead"\nlr = 1e6'),
     "torch": None,  # examples/cnn_digits.toml: a slow set-up (the torch import)
 }
 

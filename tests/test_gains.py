@@ -37,7 +37,8 @@ def test_euler_schemes_never_raise_eta():
                        lambda_2=1.0, strong_convexity=1e-6)
         assert (g.alpha, g.eta, g.gamma) == pytest.approx(want, rel=1e-14)
     # the observer limit binds with a slow compressor: s = 50 * 0.2 / 0.5 = 20 (euler)
-    g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, compressor_rate=0.2)
+    g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, compressor_rate=0.2,
+                   scheme="euler")
     assert (g.alpha, g.eta) == pytest.approx((10.0, 2.0), rel=1e-14)
 
 
@@ -72,3 +73,53 @@ def test_e6_auto_eta_uses_the_curvature_at_the_solution():
     assert p.solution_curvature == pytest.approx(25.41, rel=1e-3)
     assert f["alpha"] == pytest.approx(200.0 / run.graph.lambda_max, rel=1e-12)
     assert f["eta"] == pytest.approx(200.0 / p.solution_curvature, rel=1e-12)
+
+
+def test_flows_without_an_observer_have_their_own_step_budget():
+    """Issue 20: predict's b = 1 put h alpha lambda_max at 2 for the uncompressed and direct
+    flows (diverged at every h); their budget is 0.5 (predict) and 0.3 (euler, gauss_seidel)."""
+    from stflow.methods.primal_dual import AUTO_BUDGET_WITHOUT_OBSERVER
+
+    assert AUTO_BUDGET_WITHOUT_OBSERVER == {"euler": 0.3, "gauss_seidel": 0.3, "predict": 0.5}
+    # h = 0.01, lambda_max = 4, L = 2: s = b / h; alpha = 2 s / 4; eta = s / 2; gamma = 50
+    for scheme, s in (("predict", 50.0), ("euler", 30.0), ("gauss_seidel", 30.0)):
+        g = auto_gains(lambda_max=4.0, smoothness=2.0, step=0.01, scheme=scheme,
+                       observer=False, compressor_rate=0.9)
+        assert (g.alpha, g.beta, g.eta, g.gamma) == pytest.approx((s / 2, s / 2, s / 2, 50.0),
+                                                                  rel=1e-15)
+    # the observer flow keeps AUTO_SCHEME's budget: gauss_seidel s = min(100, 50 / 0.5)
+    assert auto_gains(lambda_max=4.0, smoothness=2.0, step=0.01, scheme="gauss_seidel",
+                      compressor_rate=1.0).alpha == pytest.approx(50.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("scheme", ["predict", "gauss_seidel"])
+def test_the_default_uncompressed_flow_converges(scheme):
+    """The defaults ("auto" gains) on 5 agents on a ring: before issue 20 this diverged by
+    round 40 (h alpha lambda_max = 2 under predict, 3 s h = 3 under gauss_seidel)."""
+    cfg = resolve_config({"problem": {"kind": "quadratic", "agents": 5, "dim": 4},
+                          "graph": {"kind": "ring"}, "method": {"kind": "uncompressed"},
+                          "solver": {"scheme": scheme, "step": 1e-2, "horizon": 10.0}})
+    run = build_run(cfg)
+    m = run.config["method"]
+    b = {"predict": 0.5, "gauss_seidel": 0.3}[scheme]
+    assert 1e-2 * m["alpha"] * run.graph.lambda_max == pytest.approx(2 * b, rel=1e-12)
+    from stflow.config import run_config
+
+    _, sol = run_config(cfg)
+    assert sol.status == "converged" and sol.final_relative_error < 1e-8, sol.message
+
+
+def test_python_flows_need_numeric_gains():
+    from stflow.compressors import make_compressor
+    from stflow.errors import InputError
+    from stflow.graphs import make_graph
+    from stflow.methods import make_method
+
+    p = make_problem("quadratic", agents=4, dim=3, seed=0)
+    with pytest.raises(InputError, match='needs numeric gains here .got alpha = "auto", the '
+                       'default, which depends on the step h.: pass alpha=, beta=, eta=, gamma='):
+        make_method("observer", p, make_graph("ring", 4), make_compressor("topk:k=1", 3))
+    with pytest.raises(InputError, match='got eta = "auto"'):
+        make_method("uncompressed", p, make_graph("ring", 4), alpha=1.0, beta=1.0, eta="auto")
+    m = make_method("uncompressed", p, make_graph("ring", 4), alpha=1.0, beta=2.0, eta=3.0)
+    assert (m.alpha, m.beta, m.eta, m.scheme) == (1.0, 2.0, 3.0, "predict")

@@ -93,7 +93,7 @@ def test_one_observer_round_with_batches_equals_the_hand_written_update():
     X0 = _points(p, 4)
     h, alpha, beta, eta, gamma = 0.1, 2.0, 1.5, 0.3, 4.0
     m = make_method("observer", p, make_graph("path", N), make_compressor("topk:k=2", D),
-                    alpha=alpha, beta=beta, eta=eta, gamma=gamma)
+                    alpha=alpha, beta=beta, eta=eta, gamma=gamma, scheme="euler")
     sol = _one_round(m, X0, h)
     # SPEC sections 5 and 7: batch draw 0 of agent i, scaled by m_i / B; Xhat(0) = V(0) = 0
     G = np.stack([_autograd_rows(X0[i], F[i, batch_rows(2, i, 0, M, B)],
@@ -130,7 +130,7 @@ def test_two_observer_rounds_use_the_first_rounds_messages():
     X0 = X.copy()
     h, alpha, beta, eta, gamma = 0.1, 2.0, 1.5, 0.3, 4.0
     m = make_method("observer", p, make_graph("path", N), make_compressor("identity", D),
-                    alpha=alpha, beta=beta, eta=eta, gamma=gamma)
+                    alpha=alpha, beta=beta, eta=eta, gamma=gamma, scheme="euler")
     from stflow.engines.simulate import solve
 
     sol = solve(m, step=h, horizon=2 * h, x0=X0, record_every=1, tolerance=1e-8)

@@ -124,6 +124,8 @@ _TRIGGERED = [("observer", "quantize:bits=4", "trigger = 0.05\ntrigger_decay = 5
 _KINDS = [
     ("least_squares", "quantize:bits=4", ""),
     ("logistic", "topk:k=2", "regularization = 0.1"),
+    # a data table (every rank builds the whole problem): "auto" gains from its curvature
+    ("logistic", "quantize:bits=4", 'dataset = "breast_cancer"\nregularization = 0.01'),
     # learning workloads: every rank builds the (small) problem and keeps its block; the
     # counter-based minibatches make both engines draw the same rows
     ("softmax", "topk:k=40", 'dataset = "digits"\nsplit = "by_label"\nbatch = 16\n'
@@ -189,6 +191,27 @@ def equivalence_runs(tmp_path_factory):
         assert proc.returncode == 0, proc.stderr[-2000:]
         mpi[p] = {name: root / f"mpi{p}-{cfg.stem}" for name, cfg in cases}
     return sims, mpi
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_auto_gains_resolve_to_the_same_numbers_on_both_engines(equivalence_runs, p):
+    """The flows' gains are "auto" by default (issue 20): every rank resolves them from the
+    same curvature, strong convexity, certified rate and graph as the simulator, so
+    summary.json holds the same numbers bit for bit (the metrics: the next test)."""
+    from stflow.methods import FLOW_KINDS
+
+    sims, mpi = equivalence_runs
+    flows = 0
+    for name, sim_out in sims.items():
+        sa = json.loads((sim_out / "summary.json").read_text())["config"]["method"]
+        sb = json.loads((mpi[p][name] / "summary.json").read_text())["config"]["method"]
+        assert sa == sb, name
+        if sa["kind"] in FLOW_KINDS:
+            flows += 1
+            gains = [sa[k] for k in ("alpha", "beta", "eta", "gamma") if k in sa]
+            assert all(isinstance(g, float) and g > 0 for g in gains), (name, sa)
+            assert sa["alpha"] == sa["beta"], (name, sa)  # the auto rule's alpha = beta
+    assert flows >= 20
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
@@ -301,7 +324,9 @@ def test_resume_keeps_the_bit_count_of_event_triggered_messages(tmp_path):
 
 
 def test_divergence_is_reported_like_the_simulator(tmp_path):
-    cfg = _config(tmp_path / "c.toml", step=0.2, horizon=100.0)
+    # fixed gains: "auto" (the default) scales them with 1 / h and would converge
+    cfg = _config(tmp_path / "c.toml", step=0.2, horizon=100.0,
+                  flow_extra="alpha = 2.0\nbeta = 2.0\neta = 1.0\ngamma = 50.0")
     assert _sim(cfg, tmp_path / "sim") == 3
     proc, _ = _mpirun(2, ["run", cfg, "--backend", "mpi", "--out", tmp_path / "mpi"])
     assert proc.returncode == 3

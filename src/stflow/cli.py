@@ -84,14 +84,19 @@ def _compressor_names() -> list[str]:
 
 def _kinds_text() -> str:
     """The kinds a config may name, read from their declarations."""
-    from .methods import METHOD_KINDS
+    from .config import SCHEMA
+    from .methods import METHOD_CLASSES, METHOD_KINDS
     from .problems.registry import problem_kinds
 
+    auto = ", ".join(dict.fromkeys(p.name for c in METHOD_CLASSES for p in c.params
+                                   if p.default == "auto"))
     return (
         "Run one config on the simulator, or over MPI (--backend mpi under mpiexec).\n"
         f"[problem] kind: {', '.join(problem_kinds())}, or py:FILE:ATTR (your cost)\n"
         f"[method] kind: {', '.join(METHOD_KINDS)}, or py:FILE:ATTR (your method)\n"
         f"[compressor] spec: {', '.join(_compressor_names())}, composed as A|B, or py:FILE:ATTR\n"
+        f"Defaults: [solver] scheme = \"{SCHEMA['solver']['scheme'][0]}\"; [method] {auto} = "
+        '"auto" (from the graph, the curvature, the compressor and the step: docs/gains.md).\n'
         "Every key of every kind: docs/config.md."
     )
 

@@ -179,7 +179,7 @@ def certified_rate(compressor) -> float:
 
 
 def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
-                       scheme: str = "euler", strong_convexity: float | None = None) -> dict:
+                       scheme: str = "predict", strong_convexity: float | None = None) -> dict:
     """Replace every ``"auto"`` gain of a ``[method]`` section in place (and return it).
 
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow

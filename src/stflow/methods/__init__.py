@@ -134,7 +134,7 @@ def method_params(kind: str, base_dir=None) -> tuple[Param, ...]:
     return tuple(method_class(kind, base_dir).params)
 
 
-def make_method(kind: str, problem, graph, compressor=None, *, scheme: str = "euler",
+def make_method(kind: str, problem, graph, compressor=None, *, scheme: str = "predict",
                 **params) -> Method:
     """Build method ``kind`` with its declared parameters ``params`` (resolved, no "auto"
     gains for the flows: see :func:`stflow.config.resolve_auto_gains`).

@@ -167,7 +167,7 @@ class Method:
         )
 
     @classmethod
-    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler",
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "predict",
               **params) -> Method:
         """The method from its resolved ``[method]`` parameters (the registry calls this;
         ``scheme`` is ``[solver] scheme``, used by the primal-dual flows only)."""

@@ -52,11 +52,11 @@ __all__ = [
 SCHEMES = ("euler", "predict", "gauss_seidel")
 
 _GAIN_PARAMS = (
-    Param("alpha", 2.0, 'consensus gain (> 0, or "auto")', auto=True),
-    Param("beta", 2.0, 'dual gain (> 0, or "auto")', auto=True),
-    Param("eta", 1.0, 'gradient gain (> 0, or "auto")', auto=True),
+    Param("alpha", "auto", 'consensus gain (> 0, or "auto")', auto=True),
+    Param("beta", "auto", 'dual gain (> 0, or "auto")', auto=True),
+    Param("eta", "auto", 'gradient gain (> 0, or "auto")', auto=True),
 )
-_GAMMA = Param("gamma", 50.0, 'observer gain (> 0, or "auto")', auto=True)
+_GAMMA = Param("gamma", "auto", 'observer gain (> 0, or "auto")', auto=True)
 _TRIGGER = (
     Param("trigger", 0.0, "event-triggered sending: agent i sends only while "
           "||x_i - xhat_i|| > trigger * exp(-trigger_decay * t), else a 1-bit flag "
@@ -117,6 +117,12 @@ AUTO_RATE_SEPARATION = 10.0
 AUTO_SCHEME = {"euler": (0.3, 0.5, 1.0),
                "gauss_seidel": (1.0, 0.5, 1.0),
                "predict": (1.0, 0.25, 2.0)}
+#: Step budget b of the flows without an observer (``uncompressed``, ``direct``): their
+#: consensus part acts on the sent state itself, so ``predict``'s b = 1 puts
+#: h alpha lambda_max at 2, the edge of stability (the uncompressed flow diverged by round
+#: 40 at every step h), and ``gauss_seidel`` is ``euler`` without an observer
+#: (``docs/gains.md``).
+AUTO_BUDGET_WITHOUT_OBSERVER = {"euler": 0.3, "gauss_seidel": 0.3, "predict": 0.5}
 
 
 def auto_gains(
@@ -127,7 +133,7 @@ def auto_gains(
     compressor_rate: float | None = None,
     compressor_period: float = 0.0,
     observer: bool = True,
-    scheme: str = "euler",
+    scheme: str = "predict",
     lambda_2: float | None = None,
     strong_convexity: float | None = None,
 ) -> Gains:
@@ -175,7 +181,9 @@ def auto_gains(
     on E6 (:math:`\alpha\lambda_2 / (\eta\mu) = 384`) it doubles :math:`\eta`, on E2, P3
     and P4 (ratios 0.41, 1.61, 0.12) it changes nothing.
 
-    The direct and uncompressed flows skip the observer cap. :math:`\alpha = \beta` with
+    The direct and uncompressed flows skip the observer cap and use the step budget
+    :data:`AUTO_BUDGET_WITHOUT_OBSERVER` (``predict`` 0.5, ``euler`` and ``gauss_seidel``
+    0.3). :math:`\alpha = \beta` with
     :math:`\alpha\lambda_{max} = \eta L`-scale stiffness was the fastest pair in a scan of
     :math:`\alpha\lambda_{max}/s \in \{0.5, 1, 2\}` and :math:`\beta/\alpha \in
     \{0.5, 1, 2, 4\}` on rings and stars (``docs/gains.md``).
@@ -185,7 +193,8 @@ def auto_gains(
     ``euler`` at h = 1e-3: s = min(0.3 / h, gamma lambda_C / r) = min(300, 500 * 0.2 / 0.5)
     = 200:
 
-    >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2)
+    >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2,
+    ...                scheme="euler")
     >>> g.alpha, g.beta, g.eta, g.gamma
     (100.0, 100.0, 100.0, 500.0)
 
@@ -200,6 +209,8 @@ def auto_gains(
     if scheme not in AUTO_SCHEME:
         raise InputError(f"`scheme` must be one of {', '.join(AUTO_SCHEME)} (got {scheme!r})")
     budget, ratio, cap = AUTO_SCHEME[scheme]
+    if not observer:
+        budget = AUTO_BUDGET_WITHOUT_OBSERVER[scheme]
     lf = smoothness if smoothness and smoothness > 0 else 1.0
     speed = budget / step
     gamma = 0.5 / step
@@ -275,7 +286,8 @@ class PrimalDualFlow(Method):
         A :class:`stflow.compressors.Compressor` (ignored by ``uncompressed``).
     gains : Gains
     scheme : {"euler", "predict", "gauss_seidel"}
-        The discretization (module docstring); ``euler`` is SPEC section 5's pinned one.
+        The discretization (module docstring), default ``predict`` as in a config's
+        ``[solver] scheme``; ``euler`` is SPEC section 5's pinned one.
     error_feedback : bool
         Direct flow only: compress the state plus the memory ``M`` of past compression
         errors (module docstring); ``M`` is a state array of the agent's own rows.
@@ -289,7 +301,7 @@ class PrimalDualFlow(Method):
     >>> graph = SimpleNamespace(laplacian=sp.csr_matrix([[1.0, -1.0], [-1.0, 1.0]]),
     ...                         degree=np.array([1, 1]), n=2)
     >>> problem = SimpleNamespace(n_agents=2, dim=1, grad=lambda X: X - 1.0)
-    >>> flow = PrimalDualFlow("uncompressed", problem, graph,
+    >>> flow = PrimalDualFlow("uncompressed", problem, graph, scheme="euler",
     ...                       gains=Gains(alpha=1.0, beta=1.0, eta=1.0, gamma=1.0))
     >>> state = flow.initial_state(x0=np.array([[1.0], [3.0]]))
     >>> flow.step(state, 0.0, 0.1)["X"].ravel().tolist()
@@ -315,15 +327,24 @@ class PrimalDualFlow(Method):
         return super().__new__(cls)
 
     @classmethod
-    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler", **params):
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "predict", **params):
         """The flow from its resolved ``[method]`` gains (no ``"auto"`` left: see
         :func:`stflow.config.resolve_auto_gains`) and options."""
+        names = [p.name for p in cls.params if p.auto]
+        unresolved = [n for n in names if params.get(n, "auto") == "auto"]
+        if unresolved:  # "auto" (the default) depends on the step h, which is not known here
+            raise InputError(
+                f"the {cls.kind} flow needs numeric gains here (got {unresolved[0]} = \"auto\", "
+                "the default, which depends on the step h): pass "
+                f"{', '.join(f'{n}=' for n in names)} e.g. from stflow.auto_gains(..., step=h), "
+                "or run a config (stflow.run_config resolves \"auto\")"
+            )
         gains = Gains(alpha=params.pop("alpha"), beta=params.pop("beta"),
                       eta=params.pop("eta"), gamma=params.pop("gamma", 1.0))
         return cls(cls.kind, problem, graph, compressor, gains=gains, scheme=scheme, **params)
 
     def __init__(self, kind: str, problem, graph, compressor=None, *, gains: Gains,
-                 scheme: str = "euler", trigger: float = 0.0, trigger_decay: float = 1.0,
+                 scheme: str = "predict", trigger: float = 0.0, trigger_decay: float = 1.0,
                  error_feedback: bool = False):
         if kind != type(self).kind:
             raise InputError(

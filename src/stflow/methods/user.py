@@ -163,7 +163,7 @@ class GuardedMethod(Method):
         return state
 
     @classmethod
-    def build(cls, problem, graph, compressor=None, *, scheme: str = "euler", **params):
+    def build(cls, problem, graph, compressor=None, *, scheme: str = "predict", **params):
         return call_user(f"{cls.where}: {cls.attr}(...)", super().build.__func__, cls, problem,
                          graph, compressor, scheme=scheme, fix=f"fix {cls.attr}.__init__ "
                          "(docs/methods.md)", **params)
