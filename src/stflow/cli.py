@@ -936,11 +936,20 @@ def exit_with(code: int):
     the process by SIGINT (status -2 instead of 130): CPython remembers a KeyboardInterrupt
     raised inside code that an extension module ran while being imported, even though stflow
     handled it. Exit 130 is therefore made with ``os._exit`` once the output is flushed."""
+    # The result is decided and written: a signal arriving while the interpreter shuts
+    # down (which can take a while after torch or MPI) must not turn it into status -2/-15.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     if code == EXIT_INTERRUPTED:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def entry() -> None:  # pragma: no cover - the ``stflow`` console script
+    """The ``stflow`` command: :func:`main`, ended by :func:`exit_with`."""
+    exit_with(main())
 
 
 if __name__ == "__main__":  # pragma: no cover
