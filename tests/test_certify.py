@@ -211,8 +211,8 @@ def test_time_invariant_rates_are_equal_at_every_start(certificates):
 @pytest.mark.parametrize(
     ("attr", "match"),
     [
-        ("raises", r"compressor `py:.*fading.py:raises` raised ValueError at \S*fading.py:\d+ \(in C\): "
-                   "boom at half time"),
+        ("raises", r"compressor `py:.*fading.py:raises` raised ValueError at "
+                   r"\S*fading.py:\d+ \(in C\): boom at half time"),
         ("nan_after", r"returned NaN or inf for a finite input"),
         ("shrinks_rows", r"returned shape \(1, 4\) for input \(\d+, 4\)"),
     ],

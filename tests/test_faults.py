@@ -487,7 +487,8 @@ def test_an_interrupted_continuous_run_keeps_its_rows(tmp_path, sig):
     steps = [int(r.split(",")[0]) for r in rows]
     assert 0 < steps[-1] == summary["steps"] < 100000 and steps[0] == 0
     # t = step * h on every row, the last one (the step reached) included
-    assert all(float(r.split(",")[1]) == pytest.approx(0.01 * s) for r, s in zip(rows, steps))
+    assert all(float(r.split(",")[1]) == pytest.approx(0.01 * s)
+               for r, s in zip(rows, steps, strict=True))
     assert f"stflow: interrupted: interrupted by {sig}" in proc.stderr
 
 
@@ -746,7 +747,8 @@ BAD_INIT = {
                   "[init] v0 must be rectangular: row 1 has 2 numbers, row 0 has 1"),
     "x0 booleans": (_with_init("x0 = [true, false, true]"),
                     "[init] x0 must hold numbers: x0[0] is True"),
-    "x0 mixed": (_with_init("x0 = [1.0, [2.0], 3.0]"), "[init] x0 must hold numbers: x0[1] is [2.0]"),
+    "x0 mixed": (_with_init("x0 = [1.0, [2.0], 3.0]"),
+                 "[init] x0 must hold numbers: x0[1] is [2.0]"),
     "edges booleans": (GOOD.replace('kind = "ring"', 'kind = "edges"\nedges = [[0, true], [1, 2], '
                                     '[2, 3], [3, 0]]'),
                        "`edges` must hold numbers, not booleans (got true at edges[0][1])"),
@@ -809,7 +811,8 @@ def test_complex_user_output_is_one_line_exit_2(tmp_path, capsys, where):
     (1001 lines) and ran on the real parts."""
     (tmp_path / "u.py").write_text(COMPLEX)
     text = (GOOD.replace('kind = "quadratic"\nagents = 4\ndim = 3', 'kind = "py:u.py:make"')
-            if where == "cost" else GOOD.replace('spec = "topk:k=1"', 'spec = "py:u.py:compressor"'))
+            if where == "cost"
+            else GOOD.replace('spec = "topk:k=1"', 'spec = "py:u.py:compressor"'))
     assert _run_text(tmp_path, text) == 2
     err = capsys.readouterr().err.strip().splitlines()
     needle = ("grad(X) returned complex values: return a real float64 array of shape (4, 3)"

@@ -1,6 +1,5 @@
 """``python -m stflow ...`` is the ``stflow`` command."""
 
-import sys
 
 from .cli import exit_with, main
 

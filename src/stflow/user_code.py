@@ -18,11 +18,10 @@ was expected and the fix (:func:`call_user`).
 
 from __future__ import annotations
 
-import os
-
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
