@@ -196,3 +196,28 @@ def test_minibatches_and_learning_columns_batch_exactly(problem):
         "compressor": {"spec": "topk:k=2"},
         "solver": {"step": 0.01, "horizon": 2.0, "record_every": 20}}) for i in range(3)]
     _check(cfgs)
+
+
+def test_lossy_channel_runs_one_by_one_with_its_faults():
+    """[network] faults are not simulated by the stack: such configs run alone, with their
+    channel (before, the batch ran them without it and lost no message)."""
+    cfgs = [_config(i=i, horizon=1.0) for i in range(3)]
+    for c in cfgs:
+        c["network"]["drop"] = 0.3
+    info, out = _check(cfgs, stacked=False)
+    assert info.chunks == [] and info.sequential == [0, 1, 2]
+    assert "[network] faults" in info.reasons[0]
+    clean = [_config(i=i, horizon=1.0) for i in range(3)]
+    lossless = stflow.run_config(clean[0])[1].records["relative_error"]
+    assert not np.array_equal(out[0][1].records["relative_error"], lossless)
+
+
+def test_batch_refusal_names_what_the_stack_cannot_run():
+    from stflow.engines.batch import batch_refusal
+
+    assert batch_refusal(_config("lead")) is None
+    cont = _config(spec="scalarize:basis=cyclic", scheme="continuous")
+    assert "continuous" in batch_refusal(cont)
+    lossy = _config()
+    lossy["network"]["drop"] = 0.1
+    assert "[network] faults" in batch_refusal(lossy)

@@ -589,6 +589,9 @@ def _tune_parser(sub) -> None:
     tun.add_argument("--out", required=True, help="output folder (must be new or empty)")
     tun.add_argument("--seed", type=int, default=0,
                      help="seed of the sampler and perturbations (>= 0; default: 0)")
+    tun.add_argument("--wave", type=int, default=1, metavar="W",
+                     help="candidates asked at a time and run as one batch (>= 1; default: 1, "
+                          "the sequential search; W > 1 draws other candidates per seed)")
     tun.add_argument("--json", action="store_true", help="print tuning.json's object")
     tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
@@ -628,7 +631,7 @@ def _cmd_tune(args) -> int:
             with log_to(None if args.quiet else lines):
                 result = tune(config, budget=args.budget, target=args.target,
                               target_accuracy=args.target_accuracy, seed=args.seed,
-                              progress=not args.quiet)
+                              progress=not args.quiet, wave=args.wave)
         except BaseException:
             lines.unlink(missing_ok=True)
             raise

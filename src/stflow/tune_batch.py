@@ -14,10 +14,13 @@ target before it run the full cap (a second batch). What differs: a wave's candi
 drawn before any of them is scored (and pruned against the winner of the earlier waves),
 so the same seed gives other candidates. The score of
 a candidate is the one the sequential search gives it (its runs are equal to the single
-runs, :mod:`stflow.engines.batch`).
+runs, :mod:`stflow.engines.batch`). With ``wave = 1`` it is the sequential search: the same
+candidates, scores and winner.
 
-To connect it, :func:`stflow.tune.tune` calls ``search_batched`` where it calls ``_search``
-(same arguments plus ``wave``; same return value).
+:func:`stflow.tune.tune` (``stflow tune --wave W``) calls ``search_batched`` instead of the
+sequential ``_search`` when ``wave > 1`` and the batch engine can stack the config
+(:func:`stflow.engines.batch.batch_refusal`); same arguments plus ``wave``, same return
+value.
 """
 
 from __future__ import annotations
@@ -107,6 +110,16 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
     fixed = {k: c for k, (lo, hi, _log, c) in space.items() if not hi > lo}
     study.enqueue_trial({k: min(max(c, lo), hi) for k, (lo, hi, _l, c) in space.items()
                          if k in dists})
+    bar = None
+    if progress:  # as the sequential search: every run counts, robustness reruns too
+        from .progress import progress_bar
+
+        bar = progress_bar(total=budget * (2 + ROBUST_RUNS), desc="stflow tune", unit="run")
+
+    def tick(k: int) -> None:
+        if bar is not None and k:
+            bar.update(min(k, bar.total - bar.n))
+
     best = None
     trials, runs, reason = [], 0, ""
     explore = max(1, int(round(EXPLORE_SHARE * budget)))
@@ -125,6 +138,7 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
             prune = None if best is None else best[1].rounds
             outs, used = _evaluate_wave(cfgs, crit, cap, prune)
             runs += used
+            tick(used)
             # robustness runs of every candidate that would beat the winner, one batch
             threshold = math.inf if best is None else best[1].bits
             contenders = [j for j, o in enumerate(outs) if o.counted and o.bits < threshold]
@@ -139,6 +153,7 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
                         for pv in pert[j]]
                 rs = [_outcome(s, crit) for s in evaluate_batch(cfgs, cap)]
                 runs += len(rs)
+                tick(len(rs))
                 for q, j in enumerate(contenders):
                     bits = [o.bits if o.counted else math.inf
                             for o in rs[q * ROBUST_RUNS : (q + 1) * ROBUST_RUNS]]
@@ -161,6 +176,13 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
                 study.tell(trial, score)
                 es.update({k: values[k] for k in dists}, score, refining=n + j >= explore)
             n += size
+            if bar is not None:
+                bar.set_postfix_str(f"candidate {n} of {budget}" + (
+                    f", best {best[1].bits:,.0f} bits" if best is not None else ""))
+        tick(budget * (2 + ROBUST_RUNS))  # the budget is spent: fill the bar
     except KeyboardInterrupt:
         reason = f"interrupted after {len(trials)} of {budget} candidates"
+    finally:
+        if bar is not None:
+            bar.close()
     return best, trials, runs, reason

@@ -51,7 +51,8 @@ from .simulate import (
     solve,
 )
 
-__all__ = ["run_batch", "evaluate_batch", "batch_memory", "BatchInfo", "PROBE_ROUNDS"]
+__all__ = ["run_batch", "evaluate_batch", "batch_memory", "batch_refusal", "BatchInfo",
+           "PROBE_ROUNDS"]
 
 #: Rounds of the two-run probe that must equal the single runs bit for bit before a group is
 #: run stacked.
@@ -580,15 +581,39 @@ def _near_limit(state, S: int, limits: np.ndarray) -> np.ndarray:
 
 
 def _solve_one(run, stop=None) -> Solution:
-    """One run alone, as :func:`stflow.config.run_config` runs it."""
+    """One run alone, as :func:`stflow.config.run_config` runs it (its channel included)."""
     from ..config.build import time_model
+    from ..network import make_channel
 
     s = run.config["solver"]
     return solve(run.flow, step=s["step"], horizon=s["horizon"], method=s["scheme"],
                  record_every=s["record_every"], tolerance=s["tolerance"], x0=run.x0,
                  v0=run.v0, local_steps=s["local_steps"], stop=stop,
                  step_decay=s["step_decay"], target_accuracy=s["target_accuracy"],
-                 time_model=time_model(run.config))
+                 time_model=time_model(run.config),
+                 channel=make_channel(run.config, run.graph))
+
+
+#: Why a config with channel faults runs one by one.
+_CHANNEL_REASON = ("[network] faults (drop, bursts, activation) or a [graph] schedule: the "
+                   "stack does not simulate a lossy channel")
+
+
+def _has_channel(run) -> bool:
+    from ..network import make_channel
+
+    return make_channel(run.config, run.graph) is not None
+
+
+class _Stop:
+    """Stop requested by the caller's ``stop`` or by an interrupt of an earlier chunk."""
+
+    def __init__(self, stop):
+        self.stop, self.halted = stop, False
+
+    @property
+    def requested(self) -> bool:
+        return self.halted or (self.stop is not None and bool(self.stop.requested))
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -673,8 +698,17 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
         if r.config["solver"]["scheme"] == "continuous":
             info.reasons[i] = "scheme = continuous (solve_ivp) has no rounds to stack"
             continue
+        if _has_channel(r):
+            info.reasons[i] = _CHANNEL_REASON
+            continue
         groups.setdefault(_group_key(r), []).append(i)
     sols: list = [None] * len(runs)
+    halt = _Stop(stop)  # an interrupt ends the batch: later chunks stop at their first round
+
+    def done(found):
+        if any(sol.status == "interrupted" for sol in found):
+            halt.halted = True
+
     for idx in groups.values():
         for chunk in _chunks(idx, runs, limit):
             if len(chunk) < 2:
@@ -687,15 +721,49 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
                 for i in chunk:
                     info.reasons[i] = str(exc)
                 continue
-            for i, sol in zip(chunk, _run_stack(stack, stop), strict=True):
+            found = _run_stack(stack, halt)
+            for i, sol in zip(chunk, found, strict=True):
                 sols[i] = sol
             del stack  # free this chunk's stacked data before the next one is built
             info.chunks.append(chunk)
+            done(found)
     for i, r in enumerate(runs):
         if sols[i] is None:
             info.sequential.append(i)
-            sols[i] = _solve_one(r, stop)
+            sols[i] = _solve_one(r, halt)
+            done([sols[i]])
     return list(zip(runs, sols, strict=True))
+
+
+def batch_refusal(config: dict) -> str | None:
+    """Why configs like ``config`` (its shape and kinds, other parameters) would not run
+    as one stack, or None when they would: the checks of :func:`run_batch` (a lossy
+    channel, ``scheme = "continuous"``, a problem or method that cannot be stacked, a
+    two-run probe that differs) made on two copies of ``config``, before any run.
+
+    Examples
+    --------
+    >>> import stflow
+    >>> cfg = stflow.resolve_config({"problem": {"agents": 4, "dim": 3},
+    ...     "method": {"kind": "lead"}, "compressor": {"spec": "topk:k=1"},
+    ...     "solver": {"step": 1.0, "horizon": 20}})
+    >>> batch_refusal(cfg) is None
+    True
+    >>> cfg["network"]["drop"] = 0.1
+    >>> batch_refusal(cfg)[:20]
+    '[network] faults (dr'
+    """
+    if config["solver"]["scheme"] == "continuous":
+        return "scheme = continuous (solve_ivp) has no rounds to stack"
+    runs = _build_runs([config, config])
+    if _has_channel(runs[0]):
+        return _CHANNEL_REASON
+    try:
+        _probe(runs)
+        _Stack(runs)
+    except Exception as exc:  # noqa: BLE001 - any failure of the stack is a reason
+        return str(exc)
+    return None
 
 
 def evaluate_batch(configs, rounds: int, *, max_bytes: int | None = None) -> list[Solution]:
