@@ -73,6 +73,8 @@ def main(argv=None) -> None:
                 t0 = time.process_time()
                 res = tune(cfg, budget=budget, target=target, seed=a.seed, span=span, wave=w)
                 cpu = time.process_time() - t0
+            if res.interrupted:  # Ctrl-C / SIGTERM: stop the benchmark, not one tuning
+                raise SystemExit(f"interrupted during {tag} ({name})")
             total[name] += cpu
             bits[name].append(res.robust_bits_to_target)
             rec.update({f"{name}_cpu_s": round(cpu, 2), f"{name}_bits": res.bits_to_target,

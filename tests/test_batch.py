@@ -221,3 +221,19 @@ def test_batch_refusal_names_what_the_stack_cannot_run():
     lossy = _config()
     lossy["network"]["drop"] = 0.1
     assert "[network] faults" in batch_refusal(lossy)
+
+
+def test_evaluate_batch_with_only_the_scored_metric():
+    """The tuner's batches compute only the column they score: equal to the single runs on
+    it and on every counter, the other metrics NaN (a run alone in its group too)."""
+    cfgs = [_config(i=i, horizon=0.6) for i in range(3)] + [_config("lead", horizon=0.6)]
+    sols = evaluate_batch(cfgs, 40, metrics=("relative_error",))
+    for cfg, sol in zip(cfgs, sols, strict=True):
+        c = dict(cfg, solver={**cfg["solver"], "horizon": 40 * cfg["solver"]["step"]})
+        alone = stflow.run_config(c)[1].records
+        for key in ("step", "t", "relative_error", "bits_per_agent", "bits_per_agent_p2p",
+                    "grad_evals", "modeled_seconds"):
+            np.testing.assert_array_equal(sol.records[key], alone[key], err_msg=key)
+        assert np.isnan(sol.records["consensus_error"]).all()
+        assert np.isnan(sol.records["optimality_gap"]).all()
+        assert np.isfinite(alone["optimality_gap"]).all()

@@ -3,10 +3,13 @@ r"""The tuner's search in waves of candidates run as one batch (:func:`search_ba
 Same rules as :func:`stflow.tune.tune` (score, counting, robustness, search box, first
 candidate = the config itself), with Optuna's ask/tell in *waves*: ``wave`` candidates are
 asked (TPE with ``constant_liar`` so the pending ones repel each other), run for the full
-round cap as one batch (:func:`stflow.engines.batch.evaluate_batch`), then told. A candidate
-that counts and beats the winner so far gets its :data:`~stflow.tune.ROBUST_RUNS` perturbed
-runs, those of every such candidate of the wave in one more batch. In the refine phase the
-local search proposes the wave around its centre.
+round cap as one batch (:func:`stflow.engines.batch.evaluate_batch`, recording only the
+scored column), then told. The candidates of a wave that count and beat the winner so far
+get their :data:`~stflow.tune.ROBUST_RUNS` perturbed runs (one batch each) fewest bits
+first, until one passes: it is the wave's winner, and the others, with more bits, could not
+beat it (the same winner as checking them all; the sequential search checks a candidate
+when it beats the winner of the candidates before it). In the refine phase the local
+search proposes the wave around its centre.
 
 Pruning as in the sequential search, per wave: with a winner found in an earlier wave, the
 wave first runs the winner's number of rounds, and only the candidates that reached the
@@ -65,7 +68,7 @@ def _evaluate_wave(cfgs, crit, cap, prune):
     used = 0
     if prune is not None and prune < cap // 2:
         full = []
-        for j, sol in enumerate(evaluate_batch(cfgs, prune)):
+        for j, sol in enumerate(evaluate_batch(cfgs, prune, metrics=(crit.column,))):
             used += 1
             _check_column(sol, crit)
             i, _ = first_hit(sol.records, crit.column, crit.target, at_least=crit.at_least)
@@ -76,7 +79,8 @@ def _evaluate_wave(cfgs, crit, cap, prune):
             else:
                 full.append(j)
     if full:
-        for j, sol in zip(full, evaluate_batch([cfgs[j] for j in full], cap), strict=True):
+        sols = evaluate_batch([cfgs[j] for j in full], cap, metrics=(crit.column,))
+        for j, sol in zip(full, sols, strict=True):
             used += 1
             outs[j] = _outcome(sol, crit)
     return outs, used
@@ -139,25 +143,24 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
             outs, used = _evaluate_wave(cfgs, crit, cap, prune)
             runs += used
             tick(used)
-            # robustness runs of every candidate that would beat the winner, one batch
+            # robustness runs of the candidates that would beat the winner, fewest bits
+            # first (ties: the earlier one), one batch each, until one passes
             threshold = math.inf if best is None else best[1].bits
-            contenders = [j for j, o in enumerate(outs) if o.counted and o.bits < threshold]
-            pert = {}
+            contenders = sorted((j for j, o in enumerate(outs)
+                                 if o.counted and o.bits < threshold),
+                                key=lambda j: (outs[j].bits, j))
+            robust = {}
             for j in contenders:
                 rng = np.random.default_rng([seed, n + j])
-                pert[j] = [_perturbed(asked[j][1], space, tunables, rng)
-                           for _ in range(ROBUST_RUNS)]
-            robust = {}
-            if pert:
-                cfgs = [_candidate(base, pv, cap, h0, spec0) for j in contenders
-                        for pv in pert[j]]
-                rs = [_outcome(s, crit) for s in evaluate_batch(cfgs, cap)]
+                cfgs = [_candidate(base, _perturbed(asked[j][1], space, tunables, rng), cap,
+                                   h0, spec0) for _ in range(ROBUST_RUNS)]
+                rs = [_outcome(s, crit)
+                      for s in evaluate_batch(cfgs, cap, metrics=(crit.column,))]
                 runs += len(rs)
                 tick(len(rs))
-                for q, j in enumerate(contenders):
-                    bits = [o.bits if o.counted else math.inf
-                            for o in rs[q * ROBUST_RUNS : (q + 1) * ROBUST_RUNS]]
-                    robust[j] = float(np.median(bits))
+                robust[j] = float(np.median([o.bits if o.counted else math.inf for o in rs]))
+                if math.isfinite(robust[j]):
+                    break
             for j, ((trial, values), out) in enumerate(zip(asked, outs, strict=True)):
                 entry = {"params": {k: float(v) for k, v in values.items()},
                          "bits_to_target": out.bits if out.counted else None,

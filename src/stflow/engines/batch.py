@@ -385,8 +385,9 @@ def _fresh(run):
 COMPACT_SHARE = 0.25
 
 
-def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
-    """Run every run of ``stack`` to its own end; one :class:`Solution` per run."""
+def _run_stack(stack: _Stack, stop=None, metrics=None) -> list[Solution]:
+    """Run every run of ``stack`` to its own end; one :class:`Solution` per run
+    (``metrics``: the metric columns to compute, :class:`~stflow.metrics.Recorder`)."""
     from ..config.build import time_model
 
     runs, S, n = stack.runs, stack.S, stack.n
@@ -400,6 +401,8 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
         [float(s["step_decay"]) for s in solver])
     recs = [make_recorder(r.flow, r.problem, local_steps=local_steps,
                           time_model=time_model(r.config)) for r in runs]
+    for rec in recs:
+        rec.metrics = None if metrics is None else frozenset(metrics)
     triggered = bool(getattr(stack.method, "triggered", False))
     degree = [np.asarray(r.graph.degree, dtype=float) for r in runs]
     sent, p2p = np.zeros(S), np.zeros(S)
@@ -649,7 +652,8 @@ def _chunks(idx: list[int], runs, max_bytes: int) -> list[list[int]]:
 # -- the entry points ---------------------------------------------------------------------
 
 
-def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchInfo | None = None):
+def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchInfo | None = None,
+              metrics=None):
     r"""Run resolved configs of one shape as one vectorized program; ``[(run, solution)]``
     in the order given, each equal to :func:`stflow.run_config` of that config alone.
 
@@ -662,6 +666,9 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
     ``continuous`` scheme, a problem without :meth:`~stflow.problems.Problem.arrays`, or a
     probe that differs). Pass ``info=BatchInfo()`` to learn which. Results differ from the
     single runs only in ``wall_seconds`` (the stack's time divided by its runs).
+    ``metrics`` (names of metric columns, e.g. ``("relative_error",)``) computes only those
+    in the stacked runs, the others NaN (:class:`~stflow.metrics.Recorder`); the computed
+    ones and the counters are still equal to the single runs'.
 
     Examples
     --------
@@ -711,8 +718,8 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
 
     for idx in groups.values():
         for chunk in _chunks(idx, runs, limit):
-            if len(chunk) < 2:
-                info.reasons[chunk[0]] = "alone in its group or memory chunk"
+            if len(chunk) < 2 and metrics is None:  # a stack of one pays off only by
+                info.reasons[chunk[0]] = "alone in its group or memory chunk"  # `metrics`
                 continue
             try:
                 _probe([runs[i] for i in chunk])
@@ -721,7 +728,7 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
                 for i in chunk:
                     info.reasons[i] = str(exc)
                 continue
-            found = _run_stack(stack, halt)
+            found = _run_stack(stack, halt, metrics)
             for i, sol in zip(chunk, found, strict=True):
                 sols[i] = sol
             del stack  # free this chunk's stacked data before the next one is built
@@ -766,10 +773,11 @@ def batch_refusal(config: dict) -> str | None:
     return None
 
 
-def evaluate_batch(configs, rounds: int, *, max_bytes: int | None = None) -> list[Solution]:
+def evaluate_batch(configs, rounds: int, *, max_bytes: int | None = None,
+                   metrics=None) -> list[Solution]:
     """The tuner's batch evaluation: every config run for ``rounds`` rounds of its own step
     (``horizon = rounds * step``, as ``stflow tune`` runs a candidate), as one batch;
-    the solutions in the order given."""
+    the solutions in the order given (``metrics``: as in :func:`run_batch`)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise InputError(f"evaluate_batch: `rounds` must be an integer >= 1 (got {rounds!r})")
     cfgs = []
@@ -777,4 +785,4 @@ def evaluate_batch(configs, rounds: int, *, max_bytes: int | None = None) -> lis
         c = copy.deepcopy(c)
         c["solver"]["horizon"] = rounds * c["solver"]["step"]
         cfgs.append(c)
-    return [sol for _run, sol in run_batch(cfgs, max_bytes=max_bytes)]
+    return [sol for _run, sol in run_batch(cfgs, max_bytes=max_bytes, metrics=metrics)]
