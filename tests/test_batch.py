@@ -232,7 +232,7 @@ def test_evaluate_batch_with_only_the_scored_metric():
         c = dict(cfg, solver={**cfg["solver"], "horizon": 40 * cfg["solver"]["step"]})
         alone = stflow.run_config(c)[1].records
         for key in ("step", "t", "relative_error", "bits_per_agent", "bits_per_agent_p2p",
-                    "grad_evals", "modeled_seconds"):
+                    "samples_per_agent", "modeled_seconds"):
             np.testing.assert_array_equal(sol.records[key], alone[key], err_msg=key)
         assert np.isnan(sol.records["consensus_error"]).all()
         assert np.isnan(sol.records["optimality_gap"]).all()
