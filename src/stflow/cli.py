@@ -691,6 +691,9 @@ def _study_parser(sub) -> None:
                      help="start over in a non-empty --out (the study's own files are removed)")
     stu.add_argument("--quick", action="store_true",
                      help="a small size: tuning budget <= 3, rounds <= 400, the first 2 seeds")
+    stu.add_argument("--no-batch", action="store_true",
+                     help="run every cell alone (default: the untuned seeds of one method, "
+                          "compressor, problem and graph run as one batch, same results)")
 
 
 def _cmd_study(args) -> int:
@@ -721,7 +724,8 @@ def _cmd_study(args) -> int:
 
     previous = signal.signal(signal.SIGTERM, _term)
     try:
-        res = run_study(study, out, jobs=args.jobs, resume=args.resume, quiet=args.quiet)
+        res = run_study(study, out, jobs=args.jobs, resume=args.resume, quiet=args.quiet,
+                        batch=not args.no_batch)
     except KeyboardInterrupt:
         done = sum(1 for c in study.cells if (out / "cells" / c.id / "result.json").exists())
         print(f"stflow: interrupted: {done} of {len(study.cells)} cells finished and kept in "
