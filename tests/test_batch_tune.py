@@ -106,11 +106,27 @@ def test_wave_winner_scores_what_stflow_run_of_it_gives(tmp_path, capsys):
 def test_wave_1_is_the_sequential_search(monkeypatch):
     seq = T.tune(_config(), budget=9, target=1e-6, seed=2)
     assert seq.wave == 1 and seq.batch_fallback is None
-    monkeypatch.setattr(T, "_search", lambda *a, **k: search_batched(*a, wave=1, **k))
-    one = T.tune(_config(), budget=9, target=1e-6, seed=2)
-    assert one.trials == seq.trials  # the same candidates, scores and phases, in order
-    assert (one.runs, one.bits_to_target, one.robust_bits_to_target, one.params) == (
-        seq.runs, seq.bits_to_target, seq.robust_bits_to_target, seq.params)
+    for speculate in (False, True):
+        monkeypatch.setattr(T, "_search", lambda *a, s=speculate, **k: search_batched(
+            *a, wave=1, speculate=s, **k))
+        one = T.tune(_config(), budget=9, target=1e-6, seed=2)
+        assert one.trials == seq.trials  # the same candidates, scores and phases, in order
+        assert (one.bits_to_target, one.robust_bits_to_target, one.params) == (
+            seq.bits_to_target, seq.robust_bits_to_target, seq.params)
+        if not speculate:  # the same runs too (speculation may add robustness runs)
+            assert one.runs == seq.runs
+
+
+def test_speculative_robustness_runs_change_the_cost_not_the_result(monkeypatch):
+    got = {}
+    for speculate in (False, True):
+        monkeypatch.setattr(T, "_search", lambda *a, s=speculate, **k: search_batched(
+            *a, wave=4, speculate=s, **k))
+        got[speculate] = T.tune(_config(), budget=12, target=1e-6, seed=1)
+    a, b = got[False], got[True]
+    assert a.trials == b.trials and a.found
+    assert (a.bits_to_target, a.robust_bits_to_target, a.params) == (
+        b.bits_to_target, b.robust_bits_to_target, b.params)
 
 
 def test_wave_counts_every_run_it_makes(monkeypatch):
