@@ -221,6 +221,11 @@ def test_batch_refusal_names_what_the_stack_cannot_run():
     lossy = _config()
     lossy["network"]["drop"] = 0.1
     assert "[network] faults" in batch_refusal(lossy)
+    from pathlib import Path
+
+    huber = stflow.load_config(Path(__file__).resolve().parents[1] / "examples" / "huber.toml")
+    assert batch_refusal(huber) == (
+        "its problem (UserProblem) cannot be stacked (NotImplementedError)")
 
 
 def test_evaluate_batch_with_only_the_scored_metric():

@@ -8,8 +8,11 @@ scored column), then told. The candidates of a wave that count and beat the winn
 get their :data:`~stflow.tune.ROBUST_RUNS` perturbed runs (one batch each) fewest bits
 first, until one passes: it is the wave's winner, and the others, with more bits, could not
 beat it (the same winner as checking them all; the sequential search checks a candidate
-when it beats the winner of the candidates before it). In the refine phase the local
-search proposes the wave around its centre.
+when it beats the winner of the candidates before it). The likeliest contender's perturbed
+runs (the survivor of the pruning that reached the target first; in the first wave the
+config itself) run speculatively in the wave's full-cap batch, which saves a pass when the
+guess is right and changes nothing else. In the refine phase the local search proposes the
+wave around its centre.
 
 Pruning as in the sequential search, per wave: with a winner found in an earlier wave, the
 wave first runs the winner's number of rounds, and only the candidates that reached the

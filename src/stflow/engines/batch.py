@@ -157,7 +157,9 @@ def _stack_problem(problems):
         arrays = {k: np.concatenate([a[k] for a in parts]) for k in parts[0]}
         stacked = first._from_arrays(arrays, x_star=np.zeros(int(first.dim)), f_star=0.0)
     except (AttributeError, NotImplementedError, TypeError, ValueError, KeyError) as exc:
-        raise _NotStackable(f"its problem cannot be stacked ({exc})") from None
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise _NotStackable(
+            f"its problem ({type(first).__name__}) cannot be stacked ({why})") from None
     stacked._agent_ids = np.concatenate([p.agent_ids for p in problems])
     # Constants a method reads at construction: the runs' own values (not the stack's).
     for name in ("smoothness", "solution_curvature", "strong_convexity"):
