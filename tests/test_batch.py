@@ -196,3 +196,49 @@ def test_minibatches_and_learning_columns_batch_exactly(problem):
         "compressor": {"spec": "topk:k=2"},
         "solver": {"step": 0.01, "horizon": 2.0, "record_every": 20}}) for i in range(3)]
     _check(cfgs)
+
+
+def test_lossy_channel_runs_one_by_one_with_its_faults():
+    """[network] faults are not simulated by the stack: such configs run alone, with their
+    channel (before, the batch ran them without it and lost no message)."""
+    cfgs = [_config(i=i, horizon=1.0) for i in range(3)]
+    for c in cfgs:
+        c["network"]["drop"] = 0.3
+    info, out = _check(cfgs, stacked=False)
+    assert info.chunks == [] and info.sequential == [0, 1, 2]
+    assert "[network] faults" in info.reasons[0]
+    clean = [_config(i=i, horizon=1.0) for i in range(3)]
+    lossless = stflow.run_config(clean[0])[1].records["relative_error"]
+    assert not np.array_equal(out[0][1].records["relative_error"], lossless)
+
+
+def test_batch_refusal_names_what_the_stack_cannot_run():
+    from stflow.engines.batch import batch_refusal
+
+    assert batch_refusal(_config("lead")) is None
+    cont = _config(spec="scalarize:basis=cyclic", scheme="continuous")
+    assert "continuous" in batch_refusal(cont)
+    lossy = _config()
+    lossy["network"]["drop"] = 0.1
+    assert "[network] faults" in batch_refusal(lossy)
+    from pathlib import Path
+
+    huber = stflow.load_config(Path(__file__).resolve().parents[1] / "examples" / "huber.toml")
+    assert batch_refusal(huber) == (
+        "its problem (UserProblem) cannot be stacked (NotImplementedError)")
+
+
+def test_evaluate_batch_with_only_the_scored_metric():
+    """The tuner's batches compute only the column they score: equal to the single runs on
+    it and on every counter, the other metrics NaN (a run alone in its group too)."""
+    cfgs = [_config(i=i, horizon=0.6) for i in range(3)] + [_config("lead", horizon=0.6)]
+    sols = evaluate_batch(cfgs, 40, metrics=("relative_error",))
+    for cfg, sol in zip(cfgs, sols, strict=True):
+        c = dict(cfg, solver={**cfg["solver"], "horizon": 40 * cfg["solver"]["step"]})
+        alone = stflow.run_config(c)[1].records
+        for key in ("step", "t", "relative_error", "bits_per_agent", "bits_per_agent_p2p",
+                    "samples_per_agent", "modeled_seconds"):
+            np.testing.assert_array_equal(sol.records[key], alone[key], err_msg=key)
+        assert np.isnan(sol.records["consensus_error"]).all()
+        assert np.isnan(sol.records["optimality_gap"]).all()
+        assert np.isfinite(alone["optimality_gap"]).all()

@@ -594,6 +594,9 @@ def _tune_parser(sub) -> None:
     tun.add_argument("--out", required=True, help="output folder (must be new or empty)")
     tun.add_argument("--seed", type=int, default=0,
                      help="seed of the sampler and perturbations (>= 0; default: 0)")
+    tun.add_argument("--wave", type=int, default=1, metavar="W",
+                     help="candidates asked at a time and run as one batch (>= 1; default: 1, "
+                          "the sequential search; W > 1 draws other candidates per seed)")
     tun.add_argument("--json", action="store_true", help="print tuning.json's object")
     tun.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
@@ -633,7 +636,7 @@ def _cmd_tune(args) -> int:
             with log_to(None if args.quiet else lines):
                 result = tune(config, budget=args.budget, target=args.target,
                               target_accuracy=args.target_accuracy, seed=args.seed,
-                              progress=not args.quiet)
+                              progress=not args.quiet, wave=args.wave)
         except BaseException:
             lines.unlink(missing_ok=True)
             raise
@@ -693,6 +696,9 @@ def _study_parser(sub) -> None:
                      help="start over in a non-empty --out (the study's own files are removed)")
     stu.add_argument("--quick", action="store_true",
                      help="a small size: tuning budget <= 3, rounds <= 400, the first 2 seeds")
+    stu.add_argument("--no-batch", action="store_true",
+                     help="run every cell alone (default: the untuned seeds of one method, "
+                          "compressor, problem and graph run as one batch, same results)")
 
 
 def _cmd_study(args) -> int:
@@ -723,7 +729,8 @@ def _cmd_study(args) -> int:
 
     previous = signal.signal(signal.SIGTERM, _term)
     try:
-        res = run_study(study, out, jobs=args.jobs, resume=args.resume, quiet=args.quiet)
+        res = run_study(study, out, jobs=args.jobs, resume=args.resume, quiet=args.quiet,
+                        batch=not args.no_batch)
     except KeyboardInterrupt:
         done = sum(1 for c in study.cells if (out / "cells" / c.id / "result.json").exists())
         print(f"stflow: interrupted: {done} of {len(study.cells)} cells finished and kept in "

@@ -188,6 +188,12 @@ class Recorder:
         For event-triggered rounds (``slowest_bits`` given to :meth:`record`): the
         message-independent seconds of a round and the link's bits per second, so
         ``modeled_seconds = step * fixed_seconds + slowest_bits / bandwidth``.
+    metrics : collection of str, optional
+        Compute only these of the state's metrics (``relative_error``, ``consensus_error``,
+        ``optimality_gap`` and the learning columns); the others are recorded as NaN. The
+        counters (step, t, bits, gradient evaluations, modeled seconds) are always kept.
+        Default: every metric. The tuner's batches (:func:`stflow.engines.batch.
+        evaluate_batch`) record only the column they score.
 
     Examples
     --------
@@ -202,8 +208,10 @@ class Recorder:
 
     def __init__(self, problem, *, bits_per_message: int, mean_degree: float,
                  samples_per_eval: float = 1.0, round_seconds: float = 0.0,
-                 fixed_seconds: float | None = None, bandwidth: float = math.inf):
+                 fixed_seconds: float | None = None, bandwidth: float = math.inf,
+                 metrics=None):
         self.problem = problem
+        self.metrics = None if metrics is None else frozenset(metrics)
         self.fixed_seconds = float(round_seconds if fixed_seconds is None else fixed_seconds)
         self.bandwidth = float(bandwidth)
         self.bits_per_message = int(bits_per_message)
@@ -232,12 +240,16 @@ class Recorder:
             bits = float(step * self.bits_per_message)
         p = self.problem
         x_star = getattr(p, "x_star", None)
+        want = self.metrics
+        nan = math.nan
         row = (
             int(step),
             float(t),
-            math.nan if x_star is None else relative_error(X, x_star),
-            consensus_error(X),
-            math.nan if getattr(p, "f_star", None) is None else optimality_gap(p, X),
+            nan if x_star is None or (want is not None and "relative_error" not in want)
+            else relative_error(X, x_star),
+            consensus_error(X) if want is None or "consensus_error" in want else nan,
+            nan if getattr(p, "f_star", None) is None or (
+                want is not None and "optimality_gap" not in want) else optimality_gap(p, X),
             bits,
             bits * self.mean_degree if p2p is None else p2p,
             float(draws) * self.samples_per_eval,
@@ -245,7 +257,17 @@ class Recorder:
             else float(step) * self.fixed_seconds + (
                 0.0 if math.isinf(self.bandwidth) else float(slowest_bits) / self.bandwidth),
         )
-        if self.learning:
+        if self.learning and want is not None:
+            xbar = X.mean(axis=0)
+            agents = want & {"mean_agent_test_accuracy", "worst_agent_test_accuracy"}
+            acc = np.asarray(p.test_accuracy(X), dtype=float) if agents else None
+            row += (
+                float(p.train_loss(xbar)) if "train_loss" in want else nan,
+                _accuracy_at(p, xbar) if "test_accuracy" in want else nan,
+                float(acc.mean()) if acc is not None else nan,
+                float(acc.min()) if acc is not None else nan,
+            )
+        elif self.learning:
             xbar = X.mean(axis=0)
             acc = np.asarray(p.test_accuracy(X), dtype=float)
             row += (

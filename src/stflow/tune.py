@@ -175,6 +175,11 @@ class TuneResult:
     #: One entry per widening of the box (a winner on an edge): the edges, the boxes before
     #: and after, and the candidates spent there.
     widened: list = field(default_factory=list)
+    #: Candidates run as one batch (1: the sequential search) and, when a wave > 1 was
+    #: asked for but the batch engine cannot run the config, why (the search then ran one
+    #: candidate at a time).
+    wave: int = 1
+    batch_fallback: str | None = None
 
     @property
     def found(self) -> bool:
@@ -189,7 +194,8 @@ class TuneResult:
     def to_dict(self) -> dict:
         keys = ("method", "scheme", "compressor", "params", "rounds_to_target",
                 "bits_to_target", "robust_bits_to_target", "evaluations", "runs", "target",
-                "budget", "seed", "record_every", "rounds_cap", "reason", "trials", "widened")
+                "budget", "seed", "record_every", "rounds_cap", "reason", "trials", "widened",
+                "wave", "batch_fallback")
         out = {k: getattr(self, k) for k in keys}
         out["found"] = self.found
         out["interrupted"] = self.interrupted
@@ -495,6 +501,7 @@ def tune(
     record_every: int = RECORD_EVERY,
     tune_step: bool | None = None,
     progress: bool = False,
+    wave: int = 1,
 ) -> TuneResult:
     r"""Tune the method of a resolved ``config`` with ``budget`` candidate settings.
 
@@ -509,6 +516,14 @@ def tune(
     ``tune_step`` (default off) also tunes the flows' ``h``. A winner on an edge of its box
     (:func:`search_space`) re-centres the box on it and spends :data:`WIDEN_SHARE` of the
     budget more there (``widened`` in the result says so).
+
+    ``wave`` > 1 asks the sampler for ``wave`` candidates at a time and runs them as one
+    batch (:func:`stflow.tune_batch.search_batched`; every score is the one a single run
+    gives, but a seed draws other candidates than with ``wave = 1``, the default and the
+    sequential search). A config the batch engine cannot stack
+    (:func:`stflow.engines.batch.batch_refusal`: a lossy ``[network]``, a torch model, ...)
+    is searched one candidate at a time, with the reason in ``batch_fallback`` (and on the
+    progress lines).
 
     Examples
     --------
@@ -541,6 +556,8 @@ def tune(
         raise InputError(f"`span` must be a number > 1 (got {span!r}): e.g. span = 100")
     if isinstance(record_every, bool) or not isinstance(record_every, int) or record_every < 1:
         raise InputError(f"`record_every` must be an integer >= 1 (got {record_every!r})")
+    if isinstance(wave, bool) or not isinstance(wave, int | np.integer) or wave < 1:
+        raise InputError(f"--wave must be an integer >= 1 (got {wave!r}): e.g. --wave 10")
 
     base, tunables, tune_step, spec0 = _prepare(config, record_every, tune_step)
     s = base["solver"]
@@ -549,11 +566,26 @@ def tune(
     space = _space(base, tunables, tune_step=tune_step, span=float(span))
     kind, scheme = base["method"]["kind"], s["scheme"]
     widened = []
+    search, fallback = _search, None
+    if int(wave) > 1:
+        from .engines.batch import batch_refusal
+
+        fallback = batch_refusal(base)
+        if fallback is None:
+            from .tune_batch import search_batched
+
+            def search(*args, **kw):
+                return search_batched(*args, wave=int(wave), **kw)
+        elif progress:
+            from .progress import emit_line
+
+            emit_line(f"stflow tune: --wave {int(wave)} not used, one candidate at a time: "
+                      f"the batch engine cannot stack this config ({fallback})")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        best, trials, runs, reason = _search(base, space, tunables, crit, cap, h0, spec0,
-                                             budget=int(budget), seed=int(seed),
-                                             progress=progress)
+        best, trials, runs, reason = search(base, space, tunables, crit, cap, h0, spec0,
+                                            budget=int(budget), seed=int(seed),
+                                            progress=progress)
         extra = max(1, int(round(WIDEN_SHARE * int(budget))))
         while best is not None and not reason and len(widened) < MAX_WIDENINGS:
             edges = _on_edge(best[0], space, tunables)
@@ -566,7 +598,7 @@ def tune(
                             "to": {k: [new_space[k][0], new_space[k][1]] for k, _ in edges},
                             "candidates": extra})
             space = new_space
-            best2, trials2, runs2, reason = _search(
+            best2, trials2, runs2, reason = search(
                 base, space, tunables, crit, cap, h0, spec0, budget=extra,
                 seed=int(seed) + len(widened), progress=progress)
             for t in trials2:
@@ -585,7 +617,9 @@ def tune(
                   target={"column": crit.column, "value": crit.target,
                           "direction": ">=" if crit.at_least else "<="},
                   budget=int(budget), seed=int(seed), record_every=s["record_every"],
-                  rounds_cap=cap, trials=trials, widened=widened)
+                  rounds_cap=cap, trials=trials, widened=widened,
+                  wave=int(wave) if int(wave) > 1 and fallback is None else 1,
+                  batch_fallback=fallback)
     if best is None:
         return TuneResult(compressor=spec0, params=None, rounds_to_target=None,
                           bits_to_target=None, robust_bits_to_target=None,

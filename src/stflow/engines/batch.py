@@ -51,7 +51,8 @@ from .simulate import (
     solve,
 )
 
-__all__ = ["run_batch", "evaluate_batch", "batch_memory", "BatchInfo", "PROBE_ROUNDS"]
+__all__ = ["run_batch", "evaluate_batch", "batch_memory", "batch_refusal", "BatchInfo",
+           "PROBE_ROUNDS"]
 
 #: Rounds of the two-run probe that must equal the single runs bit for bit before a group is
 #: run stacked.
@@ -156,7 +157,9 @@ def _stack_problem(problems):
         arrays = {k: np.concatenate([a[k] for a in parts]) for k in parts[0]}
         stacked = first._from_arrays(arrays, x_star=np.zeros(int(first.dim)), f_star=0.0)
     except (AttributeError, NotImplementedError, TypeError, ValueError, KeyError) as exc:
-        raise _NotStackable(f"its problem cannot be stacked ({exc})") from None
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise _NotStackable(
+            f"its problem ({type(first).__name__}) cannot be stacked ({why})") from None
     stacked._agent_ids = np.concatenate([p.agent_ids for p in problems])
     # Constants a method reads at construction: the runs' own values (not the stack's).
     for name in ("smoothness", "solution_curvature", "strong_convexity"):
@@ -384,8 +387,9 @@ def _fresh(run):
 COMPACT_SHARE = 0.25
 
 
-def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
-    """Run every run of ``stack`` to its own end; one :class:`Solution` per run."""
+def _run_stack(stack: _Stack, stop=None, metrics=None) -> list[Solution]:
+    """Run every run of ``stack`` to its own end; one :class:`Solution` per run
+    (``metrics``: the metric columns to compute, :class:`~stflow.metrics.Recorder`)."""
     from ..config.build import time_model
 
     runs, S, n = stack.runs, stack.S, stack.n
@@ -399,6 +403,8 @@ def _run_stack(stack: _Stack, stop=None) -> list[Solution]:
         [float(s["step_decay"]) for s in solver])
     recs = [make_recorder(r.flow, r.problem, local_steps=local_steps,
                           time_model=time_model(r.config)) for r in runs]
+    for rec in recs:
+        rec.metrics = None if metrics is None else frozenset(metrics)
     triggered = bool(getattr(stack.method, "triggered", False))
     degree = [np.asarray(r.graph.degree, dtype=float) for r in runs]
     sent, p2p = np.zeros(S), np.zeros(S)
@@ -580,15 +586,39 @@ def _near_limit(state, S: int, limits: np.ndarray) -> np.ndarray:
 
 
 def _solve_one(run, stop=None) -> Solution:
-    """One run alone, as :func:`stflow.config.run_config` runs it."""
+    """One run alone, as :func:`stflow.config.run_config` runs it (its channel included)."""
     from ..config.build import time_model
+    from ..network import make_channel
 
     s = run.config["solver"]
     return solve(run.flow, step=s["step"], horizon=s["horizon"], method=s["scheme"],
                  record_every=s["record_every"], tolerance=s["tolerance"], x0=run.x0,
                  v0=run.v0, local_steps=s["local_steps"], stop=stop,
                  step_decay=s["step_decay"], target_accuracy=s["target_accuracy"],
-                 time_model=time_model(run.config))
+                 time_model=time_model(run.config),
+                 channel=make_channel(run.config, run.graph))
+
+
+#: Why a config with channel faults runs one by one.
+_CHANNEL_REASON = ("[network] faults (drop, bursts, activation) or a [graph] schedule: the "
+                   "stack does not simulate a lossy channel")
+
+
+def _has_channel(run) -> bool:
+    from ..network import make_channel
+
+    return make_channel(run.config, run.graph) is not None
+
+
+class _Stop:
+    """Stop requested by the caller's ``stop`` or by an interrupt of an earlier chunk."""
+
+    def __init__(self, stop):
+        self.stop, self.halted = stop, False
+
+    @property
+    def requested(self) -> bool:
+        return self.halted or (self.stop is not None and bool(self.stop.requested))
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -624,7 +654,8 @@ def _chunks(idx: list[int], runs, max_bytes: int) -> list[list[int]]:
 # -- the entry points ---------------------------------------------------------------------
 
 
-def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchInfo | None = None):
+def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchInfo | None = None,
+              metrics=None):
     r"""Run resolved configs of one shape as one vectorized program; ``[(run, solution)]``
     in the order given, each equal to :func:`stflow.run_config` of that config alone.
 
@@ -637,6 +668,9 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
     ``continuous`` scheme, a problem without :meth:`~stflow.problems.Problem.arrays`, or a
     probe that differs). Pass ``info=BatchInfo()`` to learn which. Results differ from the
     single runs only in ``wall_seconds`` (the stack's time divided by its runs).
+    ``metrics`` (names of metric columns, e.g. ``("relative_error",)``) computes only those
+    in the stacked runs, the others NaN (:class:`~stflow.metrics.Recorder`); the computed
+    ones and the counters are still equal to the single runs'.
 
     Examples
     --------
@@ -673,12 +707,21 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
         if r.config["solver"]["scheme"] == "continuous":
             info.reasons[i] = "scheme = continuous (solve_ivp) has no rounds to stack"
             continue
+        if _has_channel(r):
+            info.reasons[i] = _CHANNEL_REASON
+            continue
         groups.setdefault(_group_key(r), []).append(i)
     sols: list = [None] * len(runs)
+    halt = _Stop(stop)  # an interrupt ends the batch: later chunks stop at their first round
+
+    def done(found):
+        if any(sol.status == "interrupted" for sol in found):
+            halt.halted = True
+
     for idx in groups.values():
         for chunk in _chunks(idx, runs, limit):
-            if len(chunk) < 2:
-                info.reasons[chunk[0]] = "alone in its group or memory chunk"
+            if len(chunk) < 2 and metrics is None:  # a stack of one pays off only by
+                info.reasons[chunk[0]] = "alone in its group or memory chunk"  # `metrics`
                 continue
             try:
                 _probe([runs[i] for i in chunk])
@@ -687,21 +730,56 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
                 for i in chunk:
                     info.reasons[i] = str(exc)
                 continue
-            for i, sol in zip(chunk, _run_stack(stack, stop), strict=True):
+            found = _run_stack(stack, halt, metrics)
+            for i, sol in zip(chunk, found, strict=True):
                 sols[i] = sol
             del stack  # free this chunk's stacked data before the next one is built
             info.chunks.append(chunk)
+            done(found)
     for i, r in enumerate(runs):
         if sols[i] is None:
             info.sequential.append(i)
-            sols[i] = _solve_one(r, stop)
+            sols[i] = _solve_one(r, halt)
+            done([sols[i]])
     return list(zip(runs, sols, strict=True))
 
 
-def evaluate_batch(configs, rounds: int, *, max_bytes: int | None = None) -> list[Solution]:
+def batch_refusal(config: dict) -> str | None:
+    """Why configs like ``config`` (its shape and kinds, other parameters) would not run
+    as one stack, or None when they would: the checks of :func:`run_batch` (a lossy
+    channel, ``scheme = "continuous"``, a problem or method that cannot be stacked, a
+    two-run probe that differs) made on two copies of ``config``, before any run.
+
+    Examples
+    --------
+    >>> import stflow
+    >>> cfg = stflow.resolve_config({"problem": {"agents": 4, "dim": 3},
+    ...     "method": {"kind": "lead"}, "compressor": {"spec": "topk:k=1"},
+    ...     "solver": {"step": 1.0, "horizon": 20}})
+    >>> batch_refusal(cfg) is None
+    True
+    >>> cfg["network"]["drop"] = 0.1
+    >>> batch_refusal(cfg)[:20]
+    '[network] faults (dr'
+    """
+    if config["solver"]["scheme"] == "continuous":
+        return "scheme = continuous (solve_ivp) has no rounds to stack"
+    runs = _build_runs([config, config])
+    if _has_channel(runs[0]):
+        return _CHANNEL_REASON
+    try:
+        _probe(runs)
+        _Stack(runs)
+    except Exception as exc:  # noqa: BLE001 - any failure of the stack is a reason
+        return str(exc)
+    return None
+
+
+def evaluate_batch(configs, rounds: int, *, max_bytes: int | None = None,
+                   metrics=None) -> list[Solution]:
     """The tuner's batch evaluation: every config run for ``rounds`` rounds of its own step
     (``horizon = rounds * step``, as ``stflow tune`` runs a candidate), as one batch;
-    the solutions in the order given."""
+    the solutions in the order given (``metrics``: as in :func:`run_batch`)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise InputError(f"evaluate_batch: `rounds` must be an integer >= 1 (got {rounds!r})")
     cfgs = []
@@ -709,4 +787,4 @@ def evaluate_batch(configs, rounds: int, *, max_bytes: int | None = None) -> lis
         c = copy.deepcopy(c)
         c["solver"]["horizon"] = rounds * c["solver"]["step"]
         cfgs.append(c)
-    return [sol for _run, sol in run_batch(cfgs, max_bytes=max_bytes)]
+    return [sol for _run, sol in run_batch(cfgs, max_bytes=max_bytes, metrics=metrics)]

@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from .runner import RESULT_FILE, TIMING_COLUMNS, cell_row, run_cell, run_cells
+from .runner import (
+    RESULT_FILE,
+    TIMING_COLUMNS,
+    batch_groups,
+    cell_row,
+    run_cell,
+    run_cell_batch,
+    run_cells,
+)
 from .schema import (
     AXES,
     COMPRESSOR_ENTRY_PARAMS,
@@ -36,7 +44,8 @@ from .summary import RESULT_COLUMNS, spread, summary_markdown, summary_rows
 __all__ = [
     "AXES", "QUANTITIES", "STUDY_PARAMS", "METHOD_ENTRY_PARAMS", "TUNE_PARAMS",
     "COMPRESSOR_ENTRY_PARAMS", "RESULT_COLUMNS", "TIMING_COLUMNS", "RESULT_FILE", "Cell",
-    "Study", "load_study", "parse_study", "run_cell", "run_cells", "cell_row", "spread",
+    "Study", "load_study", "parse_study", "run_cell", "run_cell_batch", "batch_groups",
+    "run_cells", "cell_row", "spread",
     "summary_rows", "summary_markdown", "run_study", "clear_outputs", "STUDY_FILES", "QUICK",
 ]
 
@@ -58,7 +67,7 @@ def _finished(out: Path, cell: Cell):
 
 
 def run_study(study: Study, out_dir, *, jobs: int = 1, resume: bool = False,
-              quiet: bool = False) -> dict:
+              quiet: bool = False, batch: bool = True) -> dict:
     """Run the unfinished cells of ``study`` into ``out_dir`` and write every output.
 
     ``out_dir`` must be prepared by the caller (new or emptied, or holding this same study
@@ -84,7 +93,7 @@ def run_study(study: Study, out_dir, *, jobs: int = 1, resume: bool = False,
         if resume else {}
     todo = [dataclasses.asdict(c) for c in study.cells if c.id not in kept]
     ran = run_cells(todo, out, study.target, init=study.init, jobs=jobs, quiet=quiet,
-                    done=len(kept), total=len(study.cells))
+                    done=len(kept), total=len(study.cells), batch=batch)
     by_id = {**kept, **{r["id"]: r for r in ran}}
     rows = [by_id[c.id] for c in study.cells]
     seconds = time.perf_counter() - started

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_cell", "run_cells", "cell_row", "RESULT_FILE", "TIMING_COLUMNS"]
+__all__ = ["run_cell", "run_cell_batch", "batch_groups", "run_cells", "cell_row", "RESULT_FILE",
+           "TIMING_COLUMNS"]
 
 #: The file that marks a finished cell.
 RESULT_FILE = "result.json"
@@ -116,21 +117,16 @@ def run_cell(cell: dict, out_dir: str, target: dict, init: str = "zeros") -> dic
     ``config``, ``tune``).
     """
     from ..config import run_config
-    from ..output import write_json, write_run_outputs
 
-    folder = Path(out_dir) / "cells" / cell["id"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / RESULT_FILE).unlink(missing_ok=True)
+    folder = _cell_folder(out_dir, cell)
     cpu0 = time.process_time()
-    cfg = json.loads(json.dumps(cell["config"]))
     tuning = None
     try:
-        if init == "random" and cfg["init"]["x0"] is None:
-            cfg["init"]["x0"] = _random_x0(cfg, cell["seed"])
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            cfg = _cell_config(cell, init)
             reason = ""
             if cell.get("tune"):
                 from ..tune import tune, write_outputs
@@ -150,32 +146,115 @@ def run_cell(cell: dict, out_dir: str, target: dict, init: str = "zeros") -> dic
             cfg["solver"]["record_every"] = min(int(cfg["solver"]["record_every"]),
                                                 int(cell["config"]["solver"]["record_every"]))
             run, sol = run_config(cfg)
-            if sol.status == "interrupted":  # Ctrl-C / SIGTERM: the cell is not finished
-                raise KeyboardInterrupt
-        wall = float(sol.wall_seconds)
-        summary = sol.summary()
-        from ..status import EXIT_CODES
-
-        steps_rec = sol.records["step"]
-        summary.update(agents=run.problem.n_agents, dim=run.problem.dim,
-                       lambda_2=float(run.graph.lambda_2),
-                       lambda_max=float(run.graph.lambda_max),
-                       last_recorded_step=int(steps_rec[-1]) if len(steps_rec) else 0,
-                       exit_code=EXIT_CODES.get(sol.status, 1), config=run.config,
-                       study_cell=cell["id"], seed=cell["seed"])
-        write_run_outputs(folder, sol.records, summary, figure=False)
-        row = cell_row(cell, sol.records, status=sol.status, reason=reason, target=target,
-                       wall=wall, tuning=tuning)
+        row = _finish(cell, folder, run, sol, reason, target, tuning)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a failed cell is recorded, the study goes on
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        row = cell_row(cell, None, status="failed", reason=" ".join(what.split())[:400],
-                       target=target, tuning=tuning)
-        row["traceback"] = traceback.format_exc()
+        row = _failed(cell, exc, target, tuning)
     row["cpu_seconds"] = time.process_time() - cpu0
-    write_json(folder / RESULT_FILE, row)  # last, atomically: the cell is finished
+    _write_result(folder, row)
     return row
+
+
+def _cell_folder(out_dir, cell: dict) -> Path:
+    folder = Path(out_dir) / "cells" / cell["id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RESULT_FILE).unlink(missing_ok=True)
+    return folder
+
+
+def _cell_config(cell: dict, init: str) -> dict:
+    """The cell's config as it runs (a copy; ``init = "random"``: X(0) from its seed)."""
+    cfg = json.loads(json.dumps(cell["config"]))
+    if init == "random" and cfg["init"]["x0"] is None:
+        cfg["init"]["x0"] = _random_x0(cfg, cell["seed"])
+    return cfg
+
+
+def _finish(cell, folder, run, sol, reason, target, tuning) -> dict:
+    """Write a finished run's outputs into the cell's folder; its row (no cpu_seconds)."""
+    from ..output import write_run_outputs
+    from ..status import EXIT_CODES
+
+    if sol.status == "interrupted":  # Ctrl-C / SIGTERM: the cell is not finished
+        raise KeyboardInterrupt
+    summary = sol.summary()
+    steps_rec = sol.records["step"]
+    summary.update(agents=run.problem.n_agents, dim=run.problem.dim,
+                   lambda_2=float(run.graph.lambda_2),
+                   lambda_max=float(run.graph.lambda_max),
+                   last_recorded_step=int(steps_rec[-1]) if len(steps_rec) else 0,
+                   exit_code=EXIT_CODES.get(sol.status, 1), config=run.config,
+                   study_cell=cell["id"], seed=cell["seed"])
+    write_run_outputs(folder, sol.records, summary, figure=False)
+    return cell_row(cell, sol.records, status=sol.status, reason=reason, target=target,
+                    wall=float(sol.wall_seconds), tuning=tuning)
+
+
+def _failed(cell, exc, target, tuning) -> dict:
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    row = cell_row(cell, None, status="failed", reason=" ".join(what.split())[:400],
+                   target=target, tuning=tuning)
+    row["traceback"] = traceback.format_exc()
+    return row
+
+
+def _write_result(folder: Path, row: dict) -> None:
+    from ..output import write_json
+
+    write_json(folder / RESULT_FILE, row)  # last, atomically: the cell is finished
+
+
+def run_cell_batch(cells: list[dict], out_dir: str, target: dict,
+                   init: str = "zeros") -> list[dict]:
+    """Run untuned cells of one shape (the trials of one method, compressor, problem and
+    graph: the same config but the seed) as one batch (:func:`stflow.run_batch`); their
+    rows in the order given, each equal to :func:`run_cell`'s but for the timing columns
+    (``wall_seconds`` and ``cpu_seconds`` are the batch's, divided by its cells).
+
+    A cell whose config cannot be prepared, or a batch that refuses the configs (another
+    shape, a bad setting), runs cell by cell (:func:`run_cell`), so a failure is the row of
+    the cell that failed. Results are on disk only when the whole batch finished.
+    """
+    from ..engines.batch import run_batch
+
+    if len(cells) < 2 or any(c.get("tune") for c in cells):
+        return [run_cell(c, out_dir, target, init) for c in cells]
+    cpu0 = time.process_time()
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfgs = [_cell_config(c, init) for c in cells]
+            out = run_batch(cfgs)
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # noqa: BLE001 - one by one: each cell gets its own row or failure
+        return [run_cell(c, out_dir, target, init) for c in cells]
+    share = (time.process_time() - cpu0) / len(cells)
+    if any(sol.status == "interrupted" for _run, sol in out):  # no cell of it is finished
+        raise KeyboardInterrupt
+    rows = []
+    for cell, (run, sol) in zip(cells, out, strict=True):
+        folder = _cell_folder(out_dir, cell)
+        row = _finish(cell, folder, run, sol, "", target, None)
+        row["cpu_seconds"] = share
+        _write_result(folder, row)
+        rows.append(row)
+    return rows
+
+
+def batch_groups(cells: list[dict]) -> list[list[dict]]:
+    """The cells as units of work: the untuned trials of one method, compressor, problem
+    and graph (cells that differ only in their seed) together, every other cell alone;
+    in the order of their first cell."""
+    groups: dict = {}
+    for i, c in enumerate(cells):
+        key = (("cell", i) if c.get("tune") else
+               tuple(c.get(k) for k in ("method", "scheme", "compressor", "problem", "graph")))
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
 
 
 # ----------------------------------------------------------------------------- the pool
@@ -235,28 +314,34 @@ class _Lines:
 
 
 def run_cells(cells: list[dict], out_dir, target: dict, *, init: str = "zeros", jobs: int = 1,
-              quiet: bool = False, done: int = 0, total: int | None = None) -> list[dict]:
+              quiet: bool = False, done: int = 0, total: int | None = None,
+              batch: bool = True) -> list[dict]:
     """Run ``cells`` (those not finished yet) with ``jobs`` processes; returns their rows in
-    the order given. ``KeyboardInterrupt`` stops the pool at once (the cells in flight are
-    lost, finished ones are on disk) and is raised again.
+    the order given. With ``batch`` (default), the untuned trials of one method,
+    compressor, problem and graph run as one batch (:func:`batch_groups`,
+    :func:`run_cell_batch`; the same rows). ``KeyboardInterrupt`` stops the pool at once
+    (the cells in flight are lost, finished ones are on disk) and is raised again.
     """
     total = len(cells) + done if total is None else total
     bar = _progress(total, done, quiet)
     rows: dict[str, dict] = {}
+    units = batch_groups(cells) if batch else [[c] for c in cells]
     try:
-        if jobs <= 1 or len(cells) <= 1:
-            for cell in cells:
-                rows[cell["id"]] = row = run_cell(cell, str(out_dir), target, init)
-                bar.set_postfix_str(f"{cell['id']}: {row['status']}", refresh=False)
-                bar.update(1)
+        if jobs <= 1 or len(units) <= 1:
+            for unit in units:
+                for cell, row in zip(unit, run_cell_batch(unit, str(out_dir), target, init),
+                                     strict=True):
+                    rows[cell["id"]] = row
+                    bar.set_postfix_str(f"{cell['id']}: {row['status']}", refresh=False)
+                    bar.update(1)
         else:
-            _pool(cells, out_dir, target, init, jobs, bar, rows)
+            _pool(units, out_dir, target, init, jobs, bar, rows)
     finally:
         bar.close()
     return [rows[c["id"]] for c in cells]
 
 
-def _pool(cells, out_dir, target, init, jobs, bar, rows) -> None:
+def _pool(units, out_dir, target, init, jobs, bar, rows) -> None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -266,26 +351,31 @@ def _pool(cells, out_dir, target, init, jobs, bar, rows) -> None:
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
                                initializer=_init_worker)
     try:
-        futures = {pool.submit(run_cell, cell, str(out_dir), target, init): cell
-                   for cell in cells}
+        futures = {pool.submit(run_cell_batch, unit, str(out_dir), target, init): unit
+                   for unit in units}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
-                cell = futures[fut]
+                unit = futures[fut]
                 try:
-                    rows[cell["id"]] = row = fut.result()
+                    got = fut.result()
                 except Exception as exc:  # noqa: BLE001 - the worker died (killed, OOM)
-                    row = cell_row(cell, None, status="failed", target=target,
-                                   reason=f"worker failed: {type(exc).__name__}: {exc}"[:400])
                     from ..output import write_json
 
-                    folder = Path(out_dir) / "cells" / cell["id"]
-                    folder.mkdir(parents=True, exist_ok=True)
-                    write_json(folder / RESULT_FILE, row)
+                    got = []
+                    for cell in unit:
+                        row = cell_row(cell, None, status="failed", target=target,
+                                       reason=f"worker failed: {type(exc).__name__}: "
+                                              f"{exc}"[:400])
+                        folder = Path(out_dir) / "cells" / cell["id"]
+                        folder.mkdir(parents=True, exist_ok=True)
+                        write_json(folder / RESULT_FILE, row)
+                        got.append(row)
+                for cell, row in zip(unit, got, strict=True):
                     rows[cell["id"]] = row
-                bar.set_postfix_str(f"{cell['id']}: {row['status']}", refresh=False)
-                bar.update(1)
+                    bar.set_postfix_str(f"{cell['id']}: {row['status']}", refresh=False)
+                    bar.update(1)
     except BaseException:
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.terminate()  # the cells in flight are lost; finished ones are on disk
