@@ -42,7 +42,7 @@ def jobs(size: str, only: str | None):
         budget = 50 if cut is None else cut["budget"]
         rounds = rounds if cut is None else cut["rounds"]
         todo = [(k, s, c, sp) for c, sp in compressor_specs().items()
-                if cols is None or any(c.startswith(p) for p in cols) for k, s in METHODS]
+                if cols is None or c in cols for k, s in METHODS]
         todo.append(("gradient_tracking", "euler", "none", None))
         for kind, scheme, ckey, sp in todo:
             tag = f"{setting}_{kind}_{scheme}_{ckey}"
