@@ -68,15 +68,15 @@ def quantile(values, q: float) -> float:
 
 
 def one(problem: str, kind: str, scheme: str, ckey: str, seed: int, budget: int,
-        rounds: int) -> dict:
+        rounds: int, wave: int = 1) -> dict:
     """Tune one method for one tuner seed, as E9 does; a summary row."""
     from stflow.tune import tune
 
     cfg = method_config(problem, kind, scheme, COMPRESSORS[ckey], rounds)
     start = time.process_time()
-    res = tune(cfg, budget=budget, target=TARGET, seed=seed)
+    res = tune(cfg, budget=budget, target=TARGET, seed=seed, wave=wave)
     return {"problem": problem, "kind": kind, "scheme": scheme, "compressor": ckey,
-            "seed": seed, "found": res.found, "bits_to_target": res.bits_to_target,
+            "seed": seed, "budget": budget, "wave": wave, "found": res.found, "bits_to_target": res.bits_to_target,
             "robust_bits_to_target": res.robust_bits_to_target,
             "rounds_to_target": res.rounds_to_target, "params": res.params,
             "auto_bits_to_target": (res.trials[0].get("bits_to_target") if res.trials
@@ -158,13 +158,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0-4", help="tuner seeds: 0-4 or 0,2,5")
     ap.add_argument("--budget", type=int, default=BUDGET)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
+    ap.add_argument("--wave", type=int, default=1,
+                    help="candidates per batch (stflow tune --wave; 1: the sequential search)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     seeds = _seeds(args.seeds)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(args.problem, kind, scheme, ckey, seed, args.budget, args.rounds)
+    jobs = [(args.problem, kind, scheme, ckey, seed, args.budget, args.rounds, args.wave)
             for seed in seeds for ckey in COMPRESSORS for kind, scheme in METHODS]
     rows, wall = [], time.time()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (r["compressor"], r["kind"], r["seed"]))
     cpu = sum(r["cpu_seconds"] for r in rows)
     meta = {"problem": args.problem, "setting": comparison.SETTINGS[args.problem],
-            "seeds": seeds, "budget": args.budget, "rounds": args.rounds, "target": TARGET,
+            "seeds": seeds, "budget": args.budget, "wave": args.wave, "rounds": args.rounds, "target": TARGET,
             "cpu_seconds": cpu, "wall_seconds": time.time() - wall,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "

@@ -307,3 +307,30 @@ def _last_out(main, study, out, capsys) -> str:
     capsys.readouterr()
     assert main(["study", str(study), "--out", str(out), "--resume"]) == 0
     return capsys.readouterr().out
+
+
+def test_tune_wave_in_a_study_is_the_tuners_wave(tmp_path):
+    """``tune = { budget = 6, wave = 3 }``: the cell's tuning is ``tune(config, wave=3)``
+    (its candidates drawn three at a time and run as one batch), recorded as such; the
+    report says so."""
+    from stflow.tune import tune
+
+    text = TINY.replace("seeds = [0, 1, 2]", "seeds = [1]").replace(
+        '[[method]]\nkind = "lead"\nstep = 1.0',
+        '[[method]]\nkind = "lead"\nstep = 1.0\ntune = { budget = 6, wave = 3 }').replace(
+        '[[method]]\nkind = "choco"\nstep = 1.0\n', "")
+    study = _write(tmp_path, text)
+    out = tmp_path / "out"
+    assert main(["study", str(study), "--out", str(out), "--quiet"]) == 0
+    (row,) = _rows(out)
+    tuning = json.loads((out / "cells" / row["id"] / "tuning.json").read_text())
+    assert tuning["wave"] == 3 and tuning["evaluations"] == 6
+    cell = next(c for c in load_study(study).cells)
+    alone = tune(cell.config, budget=6, target=1e-6, seed=1, wave=3)
+    assert tuning["params"] == alone.params
+    assert tuning["bits_to_target"] == alone.bits_to_target
+    assert [t["params"] for t in tuning["trials"]] == [t["params"] for t in alone.trials]
+    assert "waves of 3" in (out / "report.md").read_text()
+    bad = _write(tmp_path, text.replace("wave = 3", "wave = 0"), "bad.toml")
+    assert main(["study", str(bad), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert not (tmp_path / "bad" / "results.csv").exists()

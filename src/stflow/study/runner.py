@@ -134,7 +134,7 @@ def run_cell(cell: dict, out_dir: str, target: dict, init: str = "zeros") -> dic
                 t = cell["tune"]
                 tuning = tune(cfg, budget=int(t["budget"]), target=t["target"],
                               target_accuracy=t["target_accuracy"], seed=int(cell["seed"]),
-                              span=float(t["span"]))
+                              span=float(t["span"]), wave=int(t.get("wave", 1)))
                 if tuning.interrupted:  # the tuner caught a Ctrl-C
                     raise KeyboardInterrupt
                 write_outputs(tuning, folder)

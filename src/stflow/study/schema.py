@@ -118,6 +118,8 @@ TUNE_PARAMS: tuple[Param, ...] = (
        section="method.tune", example=50),
     _p("span", 30.0, "search box: a factor around the config's values", low=1.0,
        section="method.tune"),
+    _p("wave", 1, "candidates run as one batch (stflow tune --wave; 1: one at a time, the "
+       "sequential search)", type="int", low=1, section="method.tune", example=10),
     _p("target", None, "relative error the tuner aims at (default: the study's target)",
        none=True, section="method.tune", example=1e-6),
     _p("target_accuracy", None, "accuracy the tuner aims at (default: the study's)",

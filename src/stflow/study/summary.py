@@ -300,7 +300,9 @@ def write_report(out: Path, study, rows: list[dict], *, seconds: float, jobs: in
             continue
         seen.add(c.method)
         m = c.config["method"]
-        how = (f"tuned, budget {c.tune['budget']}, span {c.tune['span']:g}" if c.tune else
+        how = (f"tuned, budget {c.tune['budget']}, span {c.tune['span']:g}"
+               + (f", waves of {c.tune['wave']}" if c.tune.get("wave", 1) > 1 else "")
+               if c.tune else
                "fixed settings " + ", ".join(f"{k} = {v}" for k, v in m.items() if k != "kind"))
         lines.append(f"- **{c.method}**: `{m['kind']}`, scheme `{c.scheme}`, step "
                      f"{c.config['solver']['step']:g}, {how}"
