@@ -28,7 +28,7 @@ def test_the_shipped_study_files_are_the_expected_ones():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_study_file_loads_and_validates(name):
     study = load_study(STUDIES / name)  # every cell's config resolved, every spec built
-    expected = {"e9_e2.toml": 21, "e9_e6.toml": 6, "e10_trigger.toml": 18,
+    expected = {"e9_e2.toml": 21 * 5, "e9_e6.toml": 6, "e10_trigger.toml": 18,
                 "e10_error_feedback.toml": 8,
                 "e11_iid.toml": 13, "e11_by_label.toml": 13,
                 "e11_iid_tuning.toml": 13, "e11_by_label_tuning.toml": 13,
@@ -111,12 +111,16 @@ def test_e12_reads_its_settings_from_the_study_file(tmp_path, monkeypatch):
 
 # ---- E9: e9_e2.toml and e9_e6.toml ------------------------------------------------------------
 
+#: The tuner seeds of e9_e6.toml.
+E6_SEEDS = [0]
+
 
 def test_e9_study_files_give_e9s_cells():
     """E9's two study files expand to the cells E9 tuned before they existed: E2 with four
-    compressors x (flow predict, LEAD, CHOCO, BEER, MoTEF) + gradient tracking, budget 50,
-    3000 rounds, target 1e-6, box 30x; E6 with the quantizer only, 5000 rounds, target 1e-2,
-    box 300x. Every cell's config is exactly comparison.method_config(...)."""
+    compressors x (flow predict, LEAD, CHOCO, BEER, MoTEF) + gradient tracking, budget 150 in
+    waves of 10, 3000 rounds, target 1e-6, box 30x, tuner seeds 0-4 on E2's data; E6 with the
+    quantizer only, 5000 rounds, target 1e-2, box 300x. Every cell's config is exactly
+    comparison.method_config(...), whatever its seed."""
     from stflow.experiments import comparison as e9
 
     specs = e9.compressor_specs()
@@ -124,29 +128,33 @@ def test_e9_study_files_give_e9s_cells():
                      "topk": "topk:k=2", "cyclic": "scalarize:basis=cyclic,tau={tau}"}
     assert e9.METHODS == [("observer", "predict"), ("lead", "euler"), ("choco", "euler"),
                           ("beer", "euler"), ("motef", "euler")]
-    for setting, rounds, target, span, columns in (("E2", 3000, 1e-6, 30.0, list(specs)),
-                                                   ("E6", 5000, 1e-2, 300.0, ["quantize"])):
+    for setting, rounds, target, span, columns, seeds in (
+            ("E2", 3000, 1e-6, 30.0, list(specs), [0, 1, 2, 3, 4]),
+            ("E6", 5000, 1e-2, 300.0, ["quantize"], E6_SEEDS)):
         study = e9.load_setting(setting)
         assert study.target == {"column": "relative_error", "value": target, "at_least": False}
-        assert study.seeds == [0]
-        assert len(study.cells) == 5 * len(columns) + 1
+        assert study.seeds == seeds
+        assert len(study.cells) == (5 * len(columns) + 1) * len(seeds)
         assert study.methods == ["flow predict", "lead", "choco", "beer", "motef",
                                  "gradient tracking"]
-        by_key = {(c.config["method"]["kind"], c.compressor): c for c in study.cells}
+        by_key = {(c.config["method"]["kind"], c.compressor): c for c in study.cells
+                  if c.seed == seeds[-1]}
         for kind, scheme in e9.METHODS:
             for label in columns:
                 cell = by_key[(kind, label)]
                 assert cell.scheme == scheme
                 assert cell.config == e9.method_config(setting, kind, scheme, specs[label], rounds)
-                assert cell.tune == {"budget": 50, "span": span, "target": target,
-                                     "target_accuracy": None}
+                assert cell.tune == {"budget": 150, "span": span, "wave": 10,
+                                     "target": target, "target_accuracy": None}
         gt = by_key[("gradient_tracking", "none")]
         assert gt.config == e9.method_config(setting, "gradient_tracking", "euler", None, rounds)
-    # --quick: budget 4, 600 / 300 rounds; the tests' size: E2 only, budget 2, 200 rounds
+    # --quick: budget 4, 600 / 300 rounds, seeds 0-1 / 0; the tests' size: E2 only, budget 2,
+    # 200 rounds, seed 0
     quick = e9.studies_of(e9.SIZES["quick"])
     assert {c.tune["budget"] for s in quick.values() for c in s.cells} == {4}
     assert quick["E6"].cells[0].config["solver"]["horizon"] == pytest.approx(300 * 0.01)
-    assert e9.planned_runs(quick=True) == e9.planned_runs(quick=False) == 21 + 6
+    assert e9.planned_runs(quick=True) == 2 * 21 + 6
+    assert e9.planned_runs(quick=False) == 5 * 21 + 6 * len(E6_SEEDS)
 
 
 def _e9_copy(tmp_path) -> Path:
@@ -161,7 +169,8 @@ def _e9_copy(tmp_path) -> Path:
     assert len(keep) == 3
     copy = tmp_path / "my_e9.toml"
     copy.write_text((head + "".join("\n[[" + e for e in keep)).replace(
-        "{ budget = 50 }", "{ budget = 2 }").replace("rounds = 3000", "rounds = 600"))
+        "{ budget = 150, wave = 10 }", "{ budget = 2 }").replace("rounds = 3000", "rounds = 600")
+        .replace("seeds = [0, 1, 2, 3, 4]", "seeds = [0]"))
     return copy
 
 

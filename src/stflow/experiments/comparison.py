@@ -5,7 +5,9 @@ the same search rule (boxes of one width in per-round units, docs/tune.md).
 The experiment is two study files shipped with the package (:data:`STUDIES`:
 ``studies/e9_e2.toml`` and ``studies/e9_e6.toml``, one per problem because each problem has
 its own target): every method is a ``[[method]]`` entry with ``"auto"`` gains / step sizes
-as the tuner's start and ``tune = { budget = 50 }``. :func:`run` loads them
+as the tuner's start and ``tune = { budget = 150, wave = 10 }`` (candidates drawn ten at a
+time, each wave run as one batch: :func:`stflow.tune_batch.search_batched`), and the
+study's seeds are the tuner's seeds on fixed data (``data_seed``). :func:`run` loads them
 (:func:`load_setting`) and runs their cells with the study runner
 (:func:`stflow.study.run_cell`: tune, then run the winner), so an edited file changes what
 E9 runs and ``stflow study`` on a copy gives the same tunings. No tuned value is stored
@@ -97,8 +99,9 @@ SIZES = {
     # column there costs about 2.5 min of CPU with five methods, which the 10-minute budget
     # of reproduce cannot hold (measured 3 Dec 2026)
     "full": {"E2": None, "E6": None},
-    "quick": {"E2": {"budget": 4, "rounds": 600}, "E6": {"budget": 4, "rounds": 300}},
-    "tiny": {"E2": {"budget": 2, "rounds": 200}},
+    "quick": {"E2": {"budget": 4, "rounds": 600, "seeds": 2},
+              "E6": {"budget": 4, "rounds": 300, "seeds": 1}},
+    "tiny": {"E2": {"budget": 2, "rounds": 200, "seeds": 1}},
 }
 
 
@@ -184,11 +187,12 @@ def compare(studies: dict, out_dir, *, progress=None) -> list[dict]:
             t = json.loads((cell_dir / "tuning.json").read_text())
             first = t["trials"][0] if t["trials"] else {}
             kind = cell.config["method"]["kind"]
-            row = {"tag": cell.id, "problem": setting, "method": cell.method, "kind": kind,
+            row = {"tag": cell.id, "problem": setting, "seed": cell.seed,
+                   "method": cell.method, "kind": kind,
                    "scheme": cell.scheme, "compressor": cell.compressor,
                    "spec": t["compressor"] or "none", "rounds_cap": t["rounds_cap"],
                    "target": study.target["value"], "span": cell.tune["span"],
-                   "budget": t["budget"], "found": t["found"],
+                   "budget": t["budget"], "wave": t.get("wave", 1), "found": t["found"],
                    "bits_to_target": t["bits_to_target"],
                    "rounds_to_target": t["rounds_to_target"],
                    "robust_bits_to_target": t["robust_bits_to_target"],
@@ -207,21 +211,42 @@ def compare(studies: dict, out_dir, *, progress=None) -> list[dict]:
 
 
 def ratios(rows: list[dict], key: str = "bits_to_target") -> dict:
-    """(problem, compressor) -> (best peer, the flow's bits, the best peer's bits, flow /
-    peer): the observer flow (one method, one budget) against the compressed peer that
-    needed the fewest bits in that column (each also tuned with one budget)."""
+    """(problem, compressor) -> per tuner seed and over the seeds, the observer flow (one
+    method, one budget) against the compressed peer that needed the fewest ``key`` bits in
+    that column and seed (each also tuned with one budget):
+
+    ``{"seeds": {seed: (best peer, flow's bits, peer's bits, flow / peer)}, "median": m,
+    "low": lo, "high": hi, "n": n, "at_or_below": k}`` with the median and range over the
+    ``n`` seeds where both reached the target (None when none did) and ``k`` of them with a
+    ratio <= 1.
+
+    >>> rows = [{"problem": "E2", "compressor": "q", "kind": k, "method": k, "seed": s,
+    ...          "bits_to_target": b} for k, s, b in [("observer", 0, 9.0), ("lead", 0, 10.0),
+    ...          ("choco", 0, None), ("observer", 1, 12.0), ("lead", 1, 10.0)]]
+    >>> r = ratios(rows)[("E2", "q")]
+    >>> r["seeds"][0], r["median"], (r["low"], r["high"]), r["at_or_below"]
+    (('lead', 9.0, 10.0, 0.9), 1.05, (0.9, 1.2), 1)
+    """
     out = {}
     pairs = {(r["problem"], r["compressor"]) for r in rows if r["kind"] != "gradient_tracking"}
     for (p, c) in sorted(pairs):
-        flows = [r for r in rows if r["problem"] == p and r["compressor"] == c
-                 and r["kind"] == "observer" and r[key] is not None]
-        peers = [r for r in rows if r["problem"] == p and r["compressor"] == c
-                 and r["kind"] in PEERS and r[key] is not None]
-        fb = flows[0][key] if flows else None
-        best = min(peers, key=lambda r: r[key]) if peers else None
-        pb = best[key] if best is not None else None
-        ratio = fb / pb if fb is not None and pb else None
-        out[(p, c)] = (best["method"] if best else None, fb, pb, ratio)
+        here = [r for r in rows if r["problem"] == p and r["compressor"] == c]
+        per_seed = {}
+        for seed in sorted({r.get("seed", 0) for r in here}):
+            mine = [r for r in here if r.get("seed", 0) == seed]
+            flows = [r for r in mine if r["kind"] == "observer" and r[key] is not None]
+            peers = [r for r in mine if r["kind"] in PEERS and r[key] is not None]
+            fb = flows[0][key] if flows else None
+            best = min(peers, key=lambda r: r[key]) if peers else None
+            pb = best[key] if best is not None else None
+            ratio = fb / pb if fb is not None and pb else None
+            per_seed[seed] = (best["method"] if best else None, fb, pb, ratio)
+        finite = [v[3] for v in per_seed.values() if v[3] is not None]
+        out[(p, c)] = {"seeds": per_seed,
+                       "median": float(np.median(finite)) if finite else None,
+                       "low": min(finite) if finite else None,
+                       "high": max(finite) if finite else None,
+                       "n": len(finite), "at_or_below": sum(x <= 1 for x in finite)}
     return out
 
 
@@ -263,7 +288,8 @@ def run(out_dir: pathlib.Path, *, quick: bool, progress=None) -> dict:
                          "broadcast per agent (log scales), one panel per compressor with at "
                          "least one curve (a compressor where no method counted has no panel, "
                          "named under the figure); one colour and dash per method in every "
-                         f"panel; the dotted line is the target ({_target(rows, p):g}); a "
+                         "panel, one curve per tuner seed (the first seed's bold, the others "
+                         f"thin); the dotted line is the target ({_target(rows, p):g}); a "
                          "method without a curve had no setting that counted.")
                      for p, f in zip(studies, figures, strict=True)},
         "data": {"ratios": {f"{p} {c}": v for (p, c), v in ratios(rows).items()}},
@@ -280,12 +306,14 @@ def _setting_md(studies: dict) -> str:
                          for c in cells})
         specs = [c["spec"] for c in raw.get("compressor", [])]  # as written ({step}: h)
         budgets = sorted({c.tune["budget"] for c in cells})
+        waves = sorted({c.tune.get("wave", 1) for c in cells})
         spans = sorted({c.tune["span"] for c in cells})
         lines.append(
             f"- {key} (study file `studies/{pathlib.Path(study.path).name}`, run here with "
             f"the study runner into `study_{key}/`): problem `{p}`, graph `{g}`, seeds "
             f"{study.seeds}; {', '.join(map(str, rounds))} rounds per run; target relative "
-            f"error {study.target['value']:g}; budget {', '.join(map(str, budgets))}; search "
+            f"error {study.target['value']:g}; budget {', '.join(map(str, budgets))} (candidates "
+            f"drawn in waves of {', '.join(map(str, waves))}, each wave run as one batch); search "
             f"boxes {', '.join(f'{x:g}' for x in spans)}x each way around the auto values "
             "(the same width for every parameter); compressors "
             + ", ".join(f"`{s}`" for s in specs) + " (gradient tracking uncompressed).")
@@ -296,8 +324,8 @@ def _setting_md(studies: dict) -> str:
         "searched around `auto` gains at the fixed step "
         f"h = {FLOW_STEP} (per-round units, as a peer's step); peers: their parameters "
         "around `lr = \"auto\"` and their defaults (every auto value from the same curvature "
-        "estimate, `stflow.problems.curvature_estimate`); one tuner seed (the spread over "
-        "tuner seeds: `benchmarks/tuner_seeds.py`, docs/tune.md); `{step}` in a spec is the "
+        "estimate, `stflow.problems.curvature_estimate`); a study's seeds are the tuner's "
+        "seeds (its `data_seed` fixes the problem's data); `{step}` in a spec is the "
         "cell's clock step h (the cyclic scalarizer sends one new coordinate per round).")
     return "\n".join(lines)
 
@@ -306,42 +334,85 @@ def _fmt(v) -> str:
     return "not reached" if v is None else f"{v:,.0f}"
 
 
+def _spread_md(values) -> str:
+    from ..study.summary import spread
+
+    sp = spread(values)
+    if sp["median"] is None:
+        return "not reached"
+    if sp["n"] == 1:
+        return _fmt(sp["median"])
+    return f"{_fmt(sp['median'])} ({_fmt(sp['q25'])}-{_fmt(sp['q75'])})"
+
+
 def _table(rows) -> str:
+    seeds = sorted({r.get("seed", 0) for r in rows})
     lines = [
-        "| problem | target | method | compressor | rounds to target | bits/agent to target "
-        "| robust median | auto gains / lr | tuned values | runs | CPU s (tuning + winner) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"Per method and compressor over the tuner seeds {seeds} (one tuning each): how many "
+        "reached the target, the median (25th-75th percentile) over those of the winner's "
+        "bits per agent to the target and of its robust median (5 runs with the parameters "
+        "perturbed by +-10 %), and the median CPU seconds of a tuning plus its winner's run:",
+        "",
+        "| problem | compressor | method | seeds reached | bits/agent to target "
+        "| robust median | CPU s |",
+        "|---|---|---|---|---|---|---|",
     ]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["problem"], r["compressor"], r["method"]), []).append(r)
+    for (p, c, m), rs in groups.items():
+        reached = sum(r["bits_to_target"] is not None for r in rs)
+        lines.append(
+            f"| {p} | `{rs[0]['spec']}` | {m} | {reached} of {len(rs)} "
+            f"| {_spread_md([r['bits_to_target'] for r in rs])} "
+            f"| {_spread_md([r['robust_bits_to_target'] for r in rs])} "
+            f"| {float(np.median([r['cpu_seconds'] for r in rs])):.1f} |")
+    lines += ["", "The observer flow (predict; one method, one budget) against the best "
+              "compressed peer of each column and seed (bits to the target, the same budget "
+              "each; < 1: the flow sends fewer), per seed, then the median and range over the "
+              "seeds where both reached it:", ""]
+    rob = ratios(rows, "robust_bits_to_target")
+    for (p, c), r in ratios(rows).items():
+        per = []
+        for seed, (peer, fb, pb, ratio) in r["seeds"].items():
+            if ratio is not None:
+                per.append(f"{seed}: {ratio:.2f} ({peer})")
+            else:
+                per.append(f"{seed}: " + {(True, True): "neither reached it",
+                                          (True, False): "only a peer reached it",
+                                          (False, True): "only the flow reached it"}[
+                    (fb is None, pb is None)])
+        rr = rob[(p, c)]
+        med = ("n/a" if r["median"] is None else
+               f"median {r['median']:.2f} (range {r['low']:.2f}-{r['high']:.2f}; "
+               f"<= 1 for {r['at_or_below']} of {r['n']})")
+        rmed = "n/a" if rr["median"] is None else f"{rr['median']:.2f}"
+        lines.append(f"- {p}, {c}: {med}; robust medians: median ratio {rmed}; per seed "
+                     + ", ".join(per) + ".")
+    lines += ["", "Every tuning (seed, tuned values, runs):", "",
+              "| problem | seed | method | compressor | rounds to target | bits/agent to target "
+              "| robust median | auto gains / lr | tuned values | runs | CPU s (tuning + winner) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = ", ".join(f"{k}={v:.3g}" for k, v in (r["params"] or {}).items())
         lines.append(
-            f"| {r['problem']} | {r['target']:g} | {r['method']} | `{r['spec']}` "
+            f"| {r['problem']} | {r.get('seed', 0)} | {r['method']} | `{r['spec']}` "
             f"| {_fmt(r['rounds_to_target'])} "
             f"| {_fmt(r['bits_to_target'])} | {_fmt(r['robust_bits_to_target'])} "
             f"| {_fmt(r['auto_bits_to_target'])} | {params or '-'} | {r['runs']} "
             f"| {r['cpu_seconds']:.1f} |"
         )
-    lines += ["", "The observer flow (predict; one method, one budget) against the best "
-              "compressed peer of each column (bits to the target, the same budget each; "
-              "< 1: the flow sends fewer; one tuner seed):", ""]
-    rob = ratios(rows, "robust_bits_to_target")
-    for (p, c), (peer, fb, pb, ratio) in ratios(rows).items():
-        rr = rob[(p, c)][3]
-        flow = f"flow {_fmt(fb)}" if fb is not None else "flow: did not reach it"
-        versus = f"best peer {peer} {_fmt(pb)}" if peer else "no peer reached it"
-        lines.append(
-            f"- {p}, {c}: {flow} vs {versus}: ratio "
-            f"{'n/a' if ratio is None else f'{ratio:.2f}'} (robust medians: "
-            f"{'n/a' if rr is None else f'{rr:.2f}'})."
-        )
     autos = [r for r in rows if r["kind"] == "observer" and r["bits_to_target"]]
     if autos:
-        lines += ["", "Auto gains against tuned (bits to the target, auto / tuned; 'not "
-                  "reached' when the auto config did not reach it within the rounds):", ""]
-        for r in autos:
-            a = r["auto_bits_to_target"]
-            lines.append(f"- {r['problem']} {r['compressor']} {r['scheme']}: "
-                         + ("not reached" if a is None else f"{a / r['bits_to_target']:.2f}"))
+        lines += ["", "Auto gains against tuned (bits to the target, auto / tuned, median over "
+                  "the seeds; 'not reached' when the auto config did not reach it within the "
+                  "rounds):", ""]
+        for key in dict.fromkeys((r["problem"], r["compressor"], r["scheme"]) for r in autos):
+            rs = [r for r in autos if (r["problem"], r["compressor"], r["scheme"]) == key]
+            a = [r["auto_bits_to_target"] / r["bits_to_target"] for r in rs
+                 if r["auto_bits_to_target"] is not None]
+            lines.append(f"- {key[0]} {key[1]} {key[2]}: "
+                         + ("not reached" if not a else f"{float(np.median(a)):.2f}"))
     return "\n".join(lines)
 
 
@@ -365,8 +436,9 @@ def _plot(out_dir, setting, rows) -> str:
         order[m] = len(order)
 
     def curves(c):
+        """(label, bits, error) of every seed's winner in panel ``c``, seeds in order."""
         out = []
-        for r in rows:
+        for r in sorted(rows, key=lambda r: r.get("seed", 0)):
             if r["problem"] != setting or r["compressor"] not in (c, "none"):
                 continue
             rec = r.get("records")
@@ -388,9 +460,14 @@ def _plot(out_dir, setting, rows) -> str:
                                 squeeze=False)
     handles = {}
     for ax, (c, cs) in zip(axes[0], drawn, strict=False):
-        for method, b, e in cs:
+        seen = set()
+        for method, b, e in cs:  # every seed's winner; the first seed's line is solid
             base = method.replace(" (uncompressed)", "")
-            (line,) = ax.plot(b, e, label=method, **style(order.get(base, 0)))
+            kw = style(order.get(base, 0))
+            if method in seen:
+                kw = {**kw, "lw": 0.8, "alpha": 0.5}
+            seen.add(method)
+            (line,) = ax.plot(b, e, label=method, **kw)
             handles.setdefault(method, line)
         ax.axhline(_target(rows, setting), color="k", lw=0.6, ls=":")
         ax.set_xscale("log")
