@@ -76,7 +76,8 @@ def one(problem: str, kind: str, scheme: str, ckey: str, seed: int, budget: int,
     start = time.process_time()
     res = tune(cfg, budget=budget, target=TARGET, seed=seed, wave=wave)
     return {"problem": problem, "kind": kind, "scheme": scheme, "compressor": ckey,
-            "seed": seed, "budget": budget, "wave": wave, "found": res.found, "bits_to_target": res.bits_to_target,
+            "seed": seed, "budget": budget, "wave": wave, "found": res.found,
+            "bits_to_target": res.bits_to_target,
             "robust_bits_to_target": res.robust_bits_to_target,
             "rounds_to_target": res.rounds_to_target, "params": res.params,
             "auto_bits_to_target": (res.trials[0].get("bits_to_target") if res.trials
@@ -180,7 +181,8 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (r["compressor"], r["kind"], r["seed"]))
     cpu = sum(r["cpu_seconds"] for r in rows)
     meta = {"problem": args.problem, "setting": comparison.SETTINGS[args.problem],
-            "seeds": seeds, "budget": args.budget, "wave": args.wave, "rounds": args.rounds, "target": TARGET,
+            "seeds": seeds, "budget": args.budget, "wave": args.wave, "rounds": args.rounds,
+            "target": TARGET,
             "cpu_seconds": cpu, "wall_seconds": time.time() - wall,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "

@@ -360,7 +360,7 @@ def _table(rows) -> str:
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["problem"], r["compressor"], r["method"]), []).append(r)
-    for (p, c, m), rs in groups.items():
+    for (p, _c, m), rs in groups.items():
         reached = sum(r["bits_to_target"] is not None for r in rs)
         lines.append(
             f"| {p} | `{rs[0]['spec']}` | {m} | {reached} of {len(rs)} "
