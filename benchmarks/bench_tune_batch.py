@@ -1,9 +1,10 @@
 """E9's tuning CPU at equal budget: the sequential search against waves run as batches.
 
 Runs every tuning of experiment E9 (:func:`stflow.experiments.comparison.compare`'s jobs:
-each method x compressor x setting, gradient tracking once per setting; ``--size full`` is
-what ``stflow reproduce`` runs: budget 50, E2 3000 rounds, E6 5000 rounds with the
-quantizer) in this one process, taking turns per tuning: ``stflow.tune.tune(cfg, budget,
+each method x compressor x setting, gradient tracking once per setting; ``--size full``:
+E2 3000 rounds, E6 5000 rounds with the quantizer, at ``--budget`` (default 50, E9's budget
+before it moved to 150 in waves of 10: issue 24's baseline), tuner seed ``--seed``) in this
+one process, taking turns per tuning: ``stflow.tune.tune(cfg, budget,
 target, seed, span)`` as E9 calls it (``wave = 1``, the sequential search) and the same
 call with ``wave = W`` for each W of ``--wave`` (``stflow tune --wave W``). Each tuning's
 CPU seconds (``time.process_time``), its winner's bits and robust bits, and whether the batch engine
@@ -26,7 +27,7 @@ import json
 import time
 
 
-def jobs(size: str, only: str | None):
+def jobs(size: str, only: str | None, full_budget: int = 50):
     """E9's tunings: ``(tag, config, budget, target, span)`` in :func:`compare`'s order."""
     from stflow.experiments.comparison import METHODS, SIZES, compressor_specs, method_config
     from stflow.tune import SPAN
@@ -39,7 +40,7 @@ def jobs(size: str, only: str | None):
         if setting not in SIZES[size] or (only is not None and setting not in only.split(",")):
             continue
         cut = SIZES[size][setting]
-        budget = 50 if cut is None else cut["budget"]
+        budget = full_budget if cut is None else cut["budget"]
         rounds = rounds if cut is None else cut["rounds"]
         todo = [(k, s, c, sp) for c, sp in compressor_specs().items()
                 if cols is None or c in cols for k, s in METHODS]
@@ -57,6 +58,7 @@ def main(argv=None) -> None:
     ap.add_argument("--size", choices=("full", "quick", "tiny"), default="full")
     ap.add_argument("--only", default=None, help="settings, e.g. E2 or E2,E6")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", type=int, default=50, help="budget of every full-size tuning")
     a = ap.parse_args(argv)
     import warnings
 
@@ -66,7 +68,7 @@ def main(argv=None) -> None:
     runs = [("sequential", 1)] + [(f"wave{w}", w) for w in waves]
     total = {name: 0.0 for name, _ in runs}
     bits = {name: [] for name, _ in runs}
-    rows = jobs(a.size, a.only)
+    rows = jobs(a.size, a.only, a.budget)
     fallbacks = 0
     for tag, cfg, budget, target, span in rows:
         rec = {"tag": tag}
