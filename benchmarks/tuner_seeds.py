@@ -1,14 +1,16 @@
 """Spread over tuner seeds (issue 19): the observer flow against the compressed peers, each
 tuned by ``stflow tune`` with the same budget for several tuner seeds.
 
-For one problem (E9's ``E2``: least squares N = 20, d = 10, ring + 3 chords; or ``LOG``:
-logistic regression N = 20, d = 10, L2 = 1e-2, the same graph, a problem the tuning rules
-were not set on) and the compressors ``quantize:bits=4`` and ``topk:k=2``, every method of
-E9 (:data:`stflow.experiments.comparison.METHODS`: the observer flow with ``predict``, LEAD,
+For one problem (E9's ``E2``: least squares N = 20, d = 10, ring + 3 chords; or one the
+tuning rules were not set on: ``LOG``, logistic regression N = 20, d = 10, L2 = 1e-2, the
+same graph; ``P3``, least squares N = 40, d = 20, Erdos-Renyi; ``P4``, quadratic N = 16,
+d = 8, path) and the compressors ``quantize:bits=4`` and ``topk:k=2`` (``--compressors``
+adds the cyclic scalarizer), every method of E9
+(:data:`stflow.experiments.comparison.METHODS`: the observer flow with ``predict``, LEAD,
 CHOCO, BEER, MoTEF) is tuned exactly as E9 tunes it (:func:`comparison.method_config`,
-``"auto"`` start, 3000 rounds a run, target relative error 1e-6, budget 50) once per tuner
-seed. Reported per method and compressor: how many seeds reached the target, the median and
-interquartile range (25th-75th percentile) of the robust bits per agent over all seeds (a
+``"auto"`` start, 3000 rounds a run, target relative error 1e-6, ``--budget``, default 50,
+``--wave``, default 1) once per tuner seed. Reported per method and compressor: how many
+seeds reached the target, the median and interquartile range (25th-75th percentile) of the robust bits per agent over all seeds (a
 seed that did not reach the target counts as infinitely many bits, so a median over five
 seeds is finite only when at least three reached it), and per seed the ratio flow / best
 peer of the robust bits (the best of LEAD, CHOCO, BEER, MoTEF for that seed).
@@ -43,7 +45,18 @@ comparison.SETTINGS.setdefault("LOG", (
     {"kind": "logistic", "agents": 20, "dim": 10, "seed": 0, "regularization": 1e-2},
     {"kind": "ring", "chords": 3, "seed": 0}))
 
-COMPRESSORS = {"quantize": "quantize:bits=4", "topk": "topk:k=2"}
+#: Two problems of docs/peers.md that no rule was set on either (scripts/compare_unseen.py).
+comparison.SETTINGS.setdefault("P3", (
+    {"kind": "least_squares", "agents": 40, "dim": 20, "seed": 3},
+    {"kind": "erdos_renyi", "seed": 3}))
+comparison.SETTINGS.setdefault("P4", (
+    {"kind": "quadratic", "agents": 16, "dim": 8, "seed": 4},
+    {"kind": "path", "seed": 4}))
+
+#: The compressor columns (``--compressors`` picks some; ``{tau}``: the round's clock step).
+ALL_COMPRESSORS = {"quantize": "quantize:bits=4", "topk": "topk:k=2",
+                   "cyclic": "scalarize:basis=cyclic,tau={tau}"}
+COMPRESSORS = {k: ALL_COMPRESSORS[k] for k in ("quantize", "topk")}
 ROUNDS = 3000
 BUDGET = 50
 
@@ -72,7 +85,7 @@ def one(problem: str, kind: str, scheme: str, ckey: str, seed: int, budget: int,
     """Tune one method for one tuner seed, as E9 does; a summary row."""
     from stflow.tune import tune
 
-    cfg = method_config(problem, kind, scheme, COMPRESSORS[ckey], rounds)
+    cfg = method_config(problem, kind, scheme, ALL_COMPRESSORS[ckey], rounds)
     start = time.process_time()
     res = tune(cfg, budget=budget, target=TARGET, seed=seed, wave=wave)
     return {"problem": problem, "kind": kind, "scheme": scheme, "compressor": ckey,
@@ -155,7 +168,9 @@ def _seeds(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--problem", default="E2", choices=("E2", "LOG"))
+    ap.add_argument("--problem", default="E2", choices=("E2", "LOG", "P3", "P4"))
+    ap.add_argument("--compressors", default="quantize,topk",
+                    help="columns, of " + ", ".join(ALL_COMPRESSORS))
     ap.add_argument("--seeds", default="0-4", help="tuner seeds: 0-4 or 0,2,5")
     ap.add_argument("--budget", type=int, default=BUDGET)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
@@ -165,6 +180,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     seeds = _seeds(args.seeds)
+    COMPRESSORS.clear()
+    COMPRESSORS.update({k: ALL_COMPRESSORS[k] for k in args.compressors.split(",")})
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(args.problem, kind, scheme, ckey, seed, args.budget, args.rounds, args.wave)
