@@ -10,8 +10,8 @@ adds the cyclic scalarizer), every method of E9
 CHOCO, BEER, MoTEF) is tuned exactly as E9 tunes it (:func:`comparison.method_config`,
 ``"auto"`` start, 3000 rounds a run, target relative error 1e-6, ``--budget``, default 50,
 ``--wave``, default 1) once per tuner seed. Reported per method and compressor: how many
-seeds reached the target, the median and interquartile range (25th-75th percentile) of the robust bits per agent over all seeds (a
-seed that did not reach the target counts as infinitely many bits, so a median over five
+seeds reached the target, the median and interquartile range (25th-75th percentile) of the
+robust bits per agent over all seeds (a seed that did not reach the target counts as infinitely many bits, so a median over five
 seeds is finite only when at least three reached it), and per seed the ratio flow / best
 peer of the robust bits (the best of LEAD, CHOCO, BEER, MoTEF for that seed).
 
