@@ -3,17 +3,17 @@ tuned by ``stflow tune`` with the same budget for several tuner seeds.
 
 For one problem (E9's ``E2``: least squares N = 20, d = 10, ring + 3 chords; or one the
 tuning rules were not set on: ``LOG``, logistic regression N = 20, d = 10, L2 = 1e-2, the
-same graph; ``P3``, least squares N = 40, d = 20, Erdos-Renyi; ``P4``, quadratic N = 16,
-d = 8, path) and the compressors ``quantize:bits=4`` and ``topk:k=2`` (``--compressors``
-adds the cyclic scalarizer), every method of E9
-(:data:`stflow.experiments.comparison.METHODS`: the observer flow with ``predict``, LEAD,
-CHOCO, BEER, MoTEF) is tuned exactly as E9 tunes it (:func:`comparison.method_config`,
-``"auto"`` start, 3000 rounds a run, target relative error 1e-6, ``--budget``, default 50,
-``--wave``, default 1) once per tuner seed. Reported per method and compressor: how many
-seeds reached the target, the median and interquartile range (25th-75th percentile) of the
-robust bits per agent over all seeds (a seed that did not reach the target counts as infinitely many bits, so a median over five
-seeds is finite only when at least three reached it), and per seed the ratio flow / best
-peer of the robust bits (the best of LEAD, CHOCO, BEER, MoTEF for that seed).
+same graph; ``P3``, least squares N = 40, d = 20, Erdos-Renyi; ``P4``, quadratic N = 16, d =
+8, path) and the compressors ``quantize:bits=4`` and ``topk:k=2`` (``--compressors`` adds
+the cyclic scalarizer), every method of E9 (:data:`stflow.experiments.comparison.METHODS`:
+the observer flow with ``predict``, LEAD, CHOCO, BEER, MoTEF) is tuned exactly as E9 tunes
+it (:func:`comparison.method_config`, ``"auto"`` start, 3000 rounds a run, target relative
+error 1e-6, ``--budget``, default 50, ``--wave``, default 1) once per tuner seed. Reported
+per method and compressor: how many seeds reached the target, the median and interquartile
+range (25th-75th percentile) of the robust bits per agent over all seeds (a seed that did
+not reach the target counts as infinitely many bits, so a median over five seeds is finite
+only when at least three reached it), and per seed the ratio flow / best peer of the robust
+bits (the best of LEAD, CHOCO, BEER, MoTEF for that seed).
 
 Usage (results in ``docs/tune.md`` and README)::
 
