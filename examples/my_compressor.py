@@ -5,7 +5,11 @@ from the repository root, or as ``py:my_compressor.py:make`` from a config next 
 ``make(dim, **kwargs)`` returns a callable ``C(Z, t)`` on (N, d) arrays. Here: keep every
 other coordinate, alternating which half each ``tau`` (a spatio-temporal "half sparsifier").
 Plain callables are sent as d float64 (64 d bits); subclass
-``stflow.compressors.Compressor`` to give a compact wire format.
+``stflow.compressors.Compressor`` to give a compact wire format. The attributes tell stflow
+what it cannot see from outside: ``linear`` (C(z, t) = C(t) z), ``period`` (both halves
+are sent within two windows: the excitation period ``"auto"`` gains keep the flow slower
+than, docs/gains.md) and ``time_scale`` (C changes every ``tau``: the certificate
+integrates finer than that).
 
     stflow certify "py:examples/my_compressor.py:make:tau=0.01" --dim 10
 """
@@ -21,4 +25,6 @@ def make(dim, tau=0.01):
         return np.where(mask, Z, 0.0)
 
     compress.linear = True
+    compress.period = 2 * tau
+    compress.time_scale = tau
     return compress

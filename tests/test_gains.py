@@ -123,3 +123,42 @@ def test_python_flows_need_numeric_gains():
         make_method("uncompressed", p, make_graph("ring", 4), alpha=1.0, beta=1.0, eta="auto")
     m = make_method("uncompressed", p, make_graph("ring", 4), alpha=1.0, beta=2.0, eta=3.0)
     assert (m.alpha, m.beta, m.eta, m.scheme) == (1.0, 2.0, 3.0, "predict")
+
+
+def test_random_supports_halve_the_period_cap():
+    """``random_support`` (randk, the random scalarizer): the period T_C is a mean wait, so
+    the flow's speed is capped at 1 / (2 T_C) instead of 1 / T_C (a cyclic scalarizer)."""
+    from stflow.compressors import make_compressor
+    from stflow.methods.primal_dual import AUTO_RANDOM_PERIODS
+
+    assert AUTO_RANDOM_PERIODS == 2.0
+    # h = 0.01, lambda_max = 4: s = min(1 / h, gamma rate / (1/4), 1 / (periods T_C))
+    for random_support, s in ((False, 1 / 0.03), (True, 1 / 0.06)):
+        g = auto_gains(lambda_max=4.0, smoothness=1.0, step=0.01, compressor_rate=1.0,
+                       compressor_period=0.03, random_support=random_support)
+        assert (g.alpha, g.eta) == pytest.approx((2 * s / 4, s), rel=1e-14)
+    flags = {spec: make_compressor(spec, 3).random_support for spec in (
+        "randk:k=1", "scalarize:basis=random", "scalarize:basis=cyclic", "topk:k=1",
+        "randk:k=2|quantize:bits=4", "quantize:bits=4")}
+    assert flags == {"randk:k=1": True, "scalarize:basis=random": True,
+                     "scalarize:basis=cyclic": False, "topk:k=1": False,
+                     "randk:k=2|quantize:bits=4": True, "quantize:bits=4": False}
+
+
+@pytest.mark.parametrize("spec", ["randk:k=1", "scalarize:basis=random,tau=0.01"])
+@pytest.mark.parametrize("scheme", ["predict", "euler"])
+def test_auto_gains_with_random_supports_converge_on_a_ring_of_4(spec, scheme):
+    """randk:k=1 and the random scalarizer on a ring of 4 agents (d = 3, h = 0.01): with the
+    cap 1 / T_C both diverged under every scheme (docs/gains.md); with 1 / (2 T_C) they
+    converge, and the config's alpha is the period cap: 2 s / lambda_max, s = 1 / (2 T_C),
+    T_C = 0.03."""
+    from stflow.config import run_config
+
+    cfg = resolve_config({"problem": {"kind": "quadratic", "agents": 4, "dim": 3},
+                          "graph": {"kind": "ring"}, "method": {"kind": "observer"},
+                          "compressor": {"spec": spec},
+                          "solver": {"scheme": scheme, "step": 1e-2, "horizon": 30.0}})
+    run, sol = run_config(cfg)
+    s = 1 / (2 * 0.03)
+    assert run.config["method"]["alpha"] == pytest.approx(2 * s / 4.0, rel=1e-12)
+    assert sol.status == "converged" and sol.final_relative_error < 1e-8, sol.message

@@ -23,15 +23,19 @@ def test_example_user_compressor_certified_at_rate_one_half():
 
 
 def test_user_compressor_in_observer_flow():
-    # fixed gains: "auto" knows no excitation period of a py: callable (tau = 0.01 here)
-    # and diverges by round 200 (docs/gains.md)
+    """The example declares its period 2 tau = 0.02, so "auto" gains cap the flow's speed
+    at s = 1 / 0.02 = 50 (alpha = 2 s / lambda_max); without it they diverged by round 200
+    (docs/gains.md). Plain callables send d float64 a round."""
     cfg = resolve_config({
         "problem": {"agents": 6, "dim": 4},
-        "method": {"kind": "observer", "alpha": 2.0, "beta": 2.0, "eta": 1.0, "gamma": 50.0},
+        "method": {"kind": "observer"},
         "compressor": {"spec": f"py:{EXAMPLE}:make"},
         "solver": {"horizon": 30.0, "record_every": 1000},
     })
     run, sol = run_config(cfg)
+    assert run.compressor.period == pytest.approx(0.02)
+    assert run.config["method"]["alpha"] == pytest.approx(2 * 50.0 / run.graph.lambda_max,
+                                                          rel=1e-12)
     assert sol.converged, sol.message
     assert sol.bits_per_agent == 30000 * 64 * 4
 

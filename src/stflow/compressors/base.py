@@ -47,6 +47,10 @@ class Compressor(abc.ABC):
         Largest time step that still resolves how C(., t) changes with t: the window tau of
         a piecewise-constant C, one radian of the fastest harmonic of a smooth one,
         ``inf`` when C does not depend on t.
+    random_support : bool
+        True when the directions C keeps are drawn at random (``randk``, the random
+        scalarizer): ``period`` is then a mean, and a direction may wait several periods;
+        ``"auto"`` gains keep the flow twice as slow against it (docs/gains.md).
 
     Examples
     --------
@@ -83,6 +87,7 @@ class Compressor(abc.ABC):
     linear_bound: float = math.inf
     period: float = 0.0
     time_scale: float = math.inf
+    random_support: bool = False
 
     @abc.abstractmethod
     def __call__(self, Z: np.ndarray, t: float) -> np.ndarray:

@@ -410,6 +410,7 @@ class Scalarize(_BitCompressor):
             "sinusoid": 1.0 / self.freq,
             "constant": math.inf,
         }[basis]
+        self.random_support = basis == "random"
         self.time_scale = {
             "cyclic": self.tau,
             "random": self.tau,
@@ -539,6 +540,7 @@ class RandK(_BitCompressor):
         self.tau = _positive("tau", tau)
         self.spec = f"randk:k={self.k},seed={self.seed},tau={self.tau!r}"
         self.period = self.tau * self.dim / self.k
+        self.random_support = True
         self.time_scale = self.tau
 
     def support(self, t: float) -> np.ndarray:

@@ -101,6 +101,7 @@ class Composition(_BitCompressor):
         self.spec = f"{first.spec}|{second.spec}"
         self.linear = bool(first.linear and second.linear)
         self.period = max(first.period, second.period)
+        self.random_support = bool(first.random_support or second.random_support)
         self.time_scale = min(first.time_scale, second.time_scale)
         self._sparse = bool(type(first).sparse) and bool(type(second).keeps_zeros)
         self._inner = make_compressor(second.spec, first.k) if self._sparse else second

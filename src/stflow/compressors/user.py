@@ -32,8 +32,8 @@ class CallableCompressor(_BitCompressor):
 
     The message is the raw float64 output: 64 d bits. ``linear`` is False and
     ``linear_bound`` is inf (unknown) unless given; ``certify`` estimates both. A factory's
-    callable may carry the attributes ``linear``, ``linear_bound``, ``period`` and
-    ``time_scale`` (default :data:`USER_TIME_SCALE`).
+    callable may carry the attributes ``linear``, ``linear_bound``, ``period``,
+    ``time_scale`` (default :data:`USER_TIME_SCALE`) and ``random_support``.
 
     Examples
     --------
@@ -54,10 +54,12 @@ class CallableCompressor(_BitCompressor):
         linear_bound: float = math.inf,
         period: float = 0.0,
         time_scale: float = math.inf,
+        random_support: bool = False,
     ):
         self.fn, self.dim, self.spec = fn, int(dim), spec
         self.linear, self.linear_bound = bool(linear), float(linear_bound)
         self.period, self.time_scale = float(period), float(time_scale)
+        self.random_support = bool(random_support)
 
     def bits_per_message(self) -> int:
         return 64 * self.dim
@@ -123,6 +125,7 @@ class _UserCompressor(Compressor):
         self.linear = bool(getattr(inner, "linear", False))
         self.linear_bound = float(getattr(inner, "linear_bound", math.inf))
         self.period = float(getattr(inner, "period", 0.0))
+        self.random_support = bool(getattr(inner, "random_support", False))
         self.time_scale = float(getattr(inner, "time_scale", math.inf))
 
     def __getattr__(self, name):
@@ -212,6 +215,7 @@ def _load_user(stage: str, dim: int, base_dir=None) -> Compressor:
             period=float(getattr(result, "period", 0.0)),
             # unknown time dependence: sample finely, or a t-varying C could alias
             time_scale=float(getattr(result, "time_scale", USER_TIME_SCALE)),
+            random_support=bool(getattr(result, "random_support", False)),
         )
     else:
         raise InputError(

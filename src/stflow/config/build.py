@@ -205,6 +205,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         step=step,
         compressor_rate=rate,
         compressor_period=getattr(compressor, "period", 0.0) if compressor else 0.0,
+        random_support=bool(getattr(compressor, "random_support", False)),
         observer=observer,
         scheme=scheme,
         lambda_2=graph.lambda_2,
