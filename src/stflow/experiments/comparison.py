@@ -307,13 +307,16 @@ def _setting_md(studies: dict) -> str:
         specs = [c["spec"] for c in raw.get("compressor", [])]  # as written ({step}: h)
         budgets = sorted({c.tune["budget"] for c in cells})
         waves = sorted({c.tune.get("wave", 1) for c in cells})
+        how = ("one candidate at a time" if waves == [1] else
+               f"candidates drawn in waves of {', '.join(map(str, waves))}, each wave run as "
+               "one batch")
         spans = sorted({c.tune["span"] for c in cells})
         lines.append(
             f"- {key} (study file `studies/{pathlib.Path(study.path).name}`, run here with "
             f"the study runner into `study_{key}/`): problem `{p}`, graph `{g}`, seeds "
             f"{study.seeds}; {', '.join(map(str, rounds))} rounds per run; target relative "
-            f"error {study.target['value']:g}; budget {', '.join(map(str, budgets))} (candidates "
-            f"drawn in waves of {', '.join(map(str, waves))}, each wave run as one batch); search "
+            f"error {study.target['value']:g}; budget {', '.join(map(str, budgets))} ({how}); "
+            "search "
             f"boxes {', '.join(f'{x:g}' for x in spans)}x each way around the auto values "
             "(the same width for every parameter); compressors "
             + ", ".join(f"`{s}`" for s in specs) + " (gradient tracking uncompressed).")
