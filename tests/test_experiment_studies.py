@@ -404,3 +404,19 @@ def test_data_seed_fixes_the_data_set_across_trials():
     assert [c.seed for c in fixed] == [0, 1, 2]
     assert [c.config["compressor"]["spec"] for c in fixed] == [
         c.config["compressor"]["spec"] for c in drawn]
+
+
+def test_the_benchmark_study_files_load():
+    """The study files under benchmarks/ (measurements quoted in the docs) stay valid: E11
+    over tuner seeds with every compressed peer is E11's K = 1 tuning file plus LEAD, BEER
+    and MoTEF with each compressor, seeds 0-4 on one split."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    for split, n_methods in (("iid", 13), ("by_label", 13)):
+        study = load_study(bench / f"e11_{split}_peers_seeds.toml")
+        assert study.seeds == [0, 1, 2, 3, 4]
+        assert len(study.methods) == n_methods and len(study.cells) == 5 * n_methods
+        kinds = {c.config["method"]["kind"] for c in study.cells}
+        assert {"lead", "beer", "motef", "choco", "observer"} <= kinds
+        assert {c.config["problem"]["seed"] for c in study.cells} == {0}
+        assert all(c.tune["budget"] == 12 for c in study.cells)
+    assert load_study(bench / "study_e2_budget50.toml").cells
