@@ -510,7 +510,8 @@ class Cost:
         return X - np.arange(3.0)
 def make(**kw):
     import os
-    open(os.path.join(os.path.dirname(__file__), "started"), "a").close()
+    rank = os.environ.get("PMI_RANK", "0")
+    open(os.path.join(os.path.dirname(__file__), "started" + rank), "a").close()
     time.sleep(30)  # a slow set-up (a torch import, a big data file)
     return Cost()
 """
@@ -529,9 +530,11 @@ def test_an_interrupt_during_the_mpi_set_up_is_exit_130_one_line(tmp_path, sig):
     proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
                              str(cfg), "--out", str(out), "--quiet", "--backend", "mpi"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # signal once the set-up runs (a loaded CI machine can take seconds to get there)
+    # signal once both ranks are in the set-up (a loaded CI machine can take seconds to get
+    # there; a rank still importing stflow would say its own line)
     deadline = time.monotonic() + 60
-    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+    while time.monotonic() < deadline and not all(
+            (tmp_path / f"started{r}").exists() for r in range(2)):
         time.sleep(0.1)
     time.sleep(0.5)
     proc.send_signal(getattr(signal, sig))

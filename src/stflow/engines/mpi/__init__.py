@@ -155,6 +155,12 @@ def run_mpi(
             by = f" by {exc}" if str(exc).startswith("SIG") else ""
             print(f"stflow: interrupted{by} before any result was written (all ranks stopped)",
                   file=sys.stderr, flush=True)
+            import time
+
+            # the launcher forwards a rank's stderr asynchronously, and Abort kills the ranks
+            # at once: without a pause the line could be lost (seen once in CI: exit 130 and
+            # an empty stderr)
+            time.sleep(0.3)
         else:  # rank 0, which got the signal too, prints its line and aborts us all first
             import time
 
@@ -171,5 +177,8 @@ def run_mpi(
             file=sys.stderr,
             flush=True,
         )
+        import time
+
+        time.sleep(0.3)  # let the launcher forward the line before Abort kills every rank
         comm.Abort(2 if isinstance(exc, InputError) else 1)
         raise  # pragma: no cover - Abort does not return
