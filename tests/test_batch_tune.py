@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from test_faults import TUNE_INTERRUPTER  # tests/ is on sys.path (rootdir conftest)
+from test_tune import TINY
 
 from stflow.config import resolve_config
 from stflow.errors import InputError
@@ -54,27 +56,8 @@ def test_wave_must_be_a_positive_integer():
 
 # -- stflow tune --wave ---------------------------------------------------------------------
 
-TOML = """
-[problem]
-kind = "quadratic"
-agents = 4
-dim = 3
-seed = 1
-[graph]
-kind = "ring"
-[method]
-kind = "observer"
-alpha = 10.0
-beta = 10.0
-eta = 5.0
-gamma = 50.0
-[compressor]
-spec = "topk:k=1"
-[solver]
-scheme = "predict"
-step = 0.01
-horizon = 15.0
-"""
+#: test_tune's tiny observer config with top-k instead of the cyclic scalarizer.
+TOML = TINY.replace('spec = "scalarize:basis=cyclic,tau=0.01"', 'spec = "topk:k=1"')
 
 
 def test_wave_winner_scores_what_stflow_run_of_it_gives(tmp_path, capsys):
@@ -171,17 +154,7 @@ def test_bad_wave_exits_2_with_one_line(tmp_path, capsys):
         T.tune(_config(), budget=2, target=1e-6, wave=True)
 
 
-INTERRUPTER = """
-import os, signal
-CALLS = [0]
-def make(dim):
-    def C(Z, t):
-        CALLS[0] += 1
-        if CALLS[0] == {at}:
-            os.kill(os.getpid(), signal.{sig})
-        return Z
-    return C
-"""
+INTERRUPTER = TUNE_INTERRUPTER  # a compressor that signals its own process at call `at`
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])

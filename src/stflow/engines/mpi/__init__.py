@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from ...errors import InputError
@@ -64,6 +65,11 @@ class MPIInputError(InputError):
         self.quiet = quiet
 
 
+
+#: Seconds a rank waits between its last stderr line and ``Abort``: the launcher forwards
+#: stderr asynchronously and Abort kills every rank at once, so without a pause the line
+#: can be lost (seen once in CI: exit 130 and an empty stderr).
+_FORWARD_PAUSE = 0.3
 
 def launched_by_mpiexec(environ=None) -> bool:
     """True when an MPI launcher started this process (one of :data:`LAUNCHER_ENV` is set).
@@ -155,15 +161,8 @@ def run_mpi(
             by = f" by {exc}" if str(exc).startswith("SIG") else ""
             print(f"stflow: interrupted{by} before any result was written (all ranks stopped)",
                   file=sys.stderr, flush=True)
-            import time
-
-            # the launcher forwards a rank's stderr asynchronously, and Abort kills the ranks
-            # at once: without a pause the line could be lost (seen once in CI: exit 130 and
-            # an empty stderr)
-            time.sleep(0.3)
+            time.sleep(_FORWARD_PAUSE)
         else:  # rank 0, which got the signal too, prints its line and aborts us all first
-            import time
-
             time.sleep(1.0)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -177,8 +176,6 @@ def run_mpi(
             file=sys.stderr,
             flush=True,
         )
-        import time
-
-        time.sleep(0.3)  # let the launcher forward the line before Abort kills every rank
+        time.sleep(_FORWARD_PAUSE)
         comm.Abort(2 if isinstance(exc, InputError) else 1)
         raise  # pragma: no cover - Abort does not return
