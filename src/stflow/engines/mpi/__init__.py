@@ -65,11 +65,11 @@ class MPIInputError(InputError):
         self.quiet = quiet
 
 
-
 #: Seconds a rank waits between its last stderr line and ``Abort``: the launcher forwards
 #: stderr asynchronously and Abort kills every rank at once, so without a pause the line
 #: can be lost (seen once in CI: exit 130 and an empty stderr).
 _FORWARD_PAUSE = 0.3
+
 
 def launched_by_mpiexec(environ=None) -> bool:
     """True when an MPI launcher started this process (one of :data:`LAUNCHER_ENV` is set).
