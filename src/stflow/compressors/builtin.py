@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from ..errors import InputError
 from ..params import Param
 from ._bits import (
@@ -181,6 +182,10 @@ class TopK(_BitCompressor):
         return idx
 
     def _apply(self, Z, t):
+        if self.k <= _ARGMAX_K:
+            out = kernels.topk_apply(Z, self.k)  # None on a NaN row: the mask path below
+            if out is not None:
+                return out
         n, d = Z.shape
         pos = self._picked(Z)
         pos += np.arange(0, n * d, d)[:, None]

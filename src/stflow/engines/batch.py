@@ -153,9 +153,14 @@ def _stack_problem(problems):
     if any(type(p) is not type(first) for p in problems):
         raise _NotStackable("the runs' problems are of different kinds")
     try:
-        parts = [p.arrays() for p in problems]
-        arrays = {k: np.concatenate([a[k] for a in parts]) for k in parts[0]}
-        stacked = first._from_arrays(arrays, x_star=np.zeros(int(first.dim)), f_star=0.0)
+        tiled = getattr(first, "_tiled", None)
+        stacked = None
+        if tiled is not None and all(p is first for p in problems):
+            stacked = tiled(len(problems))  # one problem: its data read, not copied
+        if stacked is None:
+            parts = [p.arrays() for p in problems]
+            arrays = {k: np.concatenate([a[k] for a in parts]) for k in parts[0]}
+            stacked = first._from_arrays(arrays, x_star=np.zeros(int(first.dim)), f_star=0.0)
     except (AttributeError, NotImplementedError, TypeError, ValueError, KeyError) as exc:
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise _NotStackable(

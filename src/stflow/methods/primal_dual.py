@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import kernels
 from ..errors import DirectFlowWarning, InputError
 from .base import Method, Param
 
@@ -256,20 +257,9 @@ def primal_dual_update(X, V, LXc, G, h, gains: Gains):
     >>> X.item(), V.item()
     (0.0, 0.5)
     """
-    # Same IEEE operations in the same order as the formula above, written in place on two
-    # fresh buffers (a * b == b * a and a + b == b + a exactly), which saves the
-    # allocation of eight temporaries per step; the inputs are not modified.
-    acc = np.multiply(LXc, -gains.alpha)
-    tmp = np.multiply(V, gains.beta)
-    acc -= tmp
-    np.multiply(G, gains.eta, out=tmp)
-    acc -= tmp
-    acc *= h
-    acc += X
-    np.multiply(LXc, gains.beta, out=tmp)
-    tmp *= h
-    tmp += V
-    return acc, tmp
+    # Same IEEE operations in the same order as the formula above (one compiled pass, or
+    # its numpy twin: stflow.kernels); the inputs are not modified.
+    return kernels.primal_dual_update(X, V, LXc, G, h, gains.alpha, gains.beta, gains.eta)
 
 
 def _exp(x):
@@ -429,11 +419,7 @@ class PrimalDualFlow(Method):
         X = state["X"]
         if self.scheme == "predict":
             g = self.gains
-            G = self.grad(X)
-            Y = (-g.beta) * state["V"]
-            Y -= g.eta * G
-            Y *= h
-            Y += X
+            Y = kernels.predict_point(X, state["V"], self.grad(X), h, g.beta, g.eta)
             self._Y = Y
             X = Y
         if self.kind == "observer":
@@ -456,20 +442,13 @@ class PrimalDualFlow(Method):
         (M,) = messages
         g = self.gains
         if self.kind == "observer":
-            xhat = np.multiply(M, g.gamma)  # Xhat + h * (gamma * Q), in place on one buffer
-            xhat *= h
-            xhat += state["Xhat"]
+            xhat = kernels.observer_copy(state["Xhat"], M, g.gamma, h)  # Xhat + h (gamma Q)
             Xc = state["Xhat"] if self.scheme == "euler" else xhat
         else:
             Xc = M
-        LXc = self.lap @ Xc
+        LXc = kernels.csr_matmul(self.lap, Xc)
         if self.scheme == "predict":
-            X = np.multiply(LXc, -g.alpha)
-            X *= h
-            X += self._Y
-            V = np.multiply(LXc, g.beta)
-            V *= h
-            V += state["V"]
+            X, V = kernels.predict_update(self._Y, state["V"], LXc, h, g.alpha, g.beta)
             self._Y = None
         else:
             X, V = primal_dual_update(state["X"], state["V"], LXc, self._G, h, g)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from stflow import kernels
 from stflow.errors import InputError
 
 from ._validate import _validate_arrays
@@ -350,8 +351,33 @@ class LeastSquaresProblem(RowCosts, Problem):
     def _residual(self, X: np.ndarray) -> np.ndarray:
         return (self._A @ X[:, :, None])[:, :, 0] - self._b
 
+    def _tiled(self, copies: int) -> LeastSquaresProblem | None:
+        """``copies`` copies of this problem's agents as one problem that reads the same Gram
+        matrices (no copy of the data: row r uses agent ``r mod N``'s matrices); a batch of
+        runs on one problem (:mod:`stflow.engines.batch`). ``None`` for the row form or a
+        minibatch, which have no shared form."""
+        if self.form != "gram" or self.batch is not None:
+            return None
+        n = self.n_agents
+        index = np.tile(np.arange(n), copies)
+        out = LeastSquaresProblem._from_gram(self.gram, self.atb, self.btb, self._rows,
+                                             seed=self.seed)
+        out.n_agents = n * copies
+        out._gram_index = index
+        out.btb = self.btb[index]
+        out._rows = self._rows[index]
+        return out
+
+    _gram_index = None  # rows -> Gram matrices when several rows share one (_tiled)
+
     def values(self, X: np.ndarray) -> np.ndarray:
         X = self._check_X(X)
+        if self.form == "gram" and self._gram_index is not None:
+            G, c = self.gram[self._gram_index], self.atb[self._gram_index]
+            half = np.matmul(X[:, None, :], G)[:, 0, :]
+            half *= 0.5
+            half -= c
+            return np.einsum("nd,nd->n", X, half) + 0.5 * self.btb
         if self.form == "gram":
             half = self._gram_matvec(X)
             half *= 0.5
@@ -362,10 +388,8 @@ class LeastSquaresProblem(RowCosts, Problem):
 
     def grad(self, X: np.ndarray) -> np.ndarray:
         X = self._check_X(X)
-        if self.form == "gram":
-            g = self._gram_matvec(X)
-            g -= self.atb
-            return g
+        if self.form == "gram":  # summed over j in order (stflow.kernels.gram_grad)
+            return kernels.gram_grad(X, self.gram, self.atb, self._gram_index)
         r = self._residual(X)
         return (r[:, None, :] @ self._A)[:, 0, :]
 
