@@ -11,8 +11,9 @@ against one run, and the memory of a large batch.
   flow, ``--scheme``, ``--spec``, 3000 rounds, target 1e-6, budget 50) with the sequential
   search (``stflow.tune._search``) and with :func:`stflow.tune_batch.search_batched`
   (waves of ``--wave`` candidates), CPU seconds of each and the winners' bits.
-- ``memory``: a batch of 64 at N = 1000, d = 100 (least squares, 100 rows per agent) for a
-  few rounds, in a subprocess whose peak resident memory (``ru_maxrss``) is reported with
+- ``memory``: a batch of 64 at N = 1000, d = 100 (least squares, 100 rows per agent; one
+  problem shared by the runs, or with ``--distinct`` one problem per run) for a few
+  rounds, in a subprocess whose peak resident memory (``ru_maxrss``) is reported with
   :func:`~stflow.engines.batch.batch_memory`'s estimate; with ``--max-mb`` the batch is
   split into chunks that fit.
 
@@ -40,7 +41,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 E2_GAINS = {"alpha": 10.0, "beta": 10.0, "eta": 2.0, "gamma": 300.0}
 
 
-def configs(runs: int, *, agents=20, dim=10, rounds=3000, samples=None, seed=0):
+def configs(runs: int, *, agents=20, dim=10, rounds=3000, samples=None, seed=0,
+            distinct=False):
     """``runs`` resolved configs of E2's shape, gains within +-10 % of E2's (run 0: E2's)."""
     import numpy as np
 
@@ -52,7 +54,8 @@ def configs(runs: int, *, agents=20, dim=10, rounds=3000, samples=None, seed=0):
         f = 1.0 if i == 0 else rng.uniform(0.9, 1.1, size=4)
         gains = {k: float(v * (f if np.isscalar(f) else f[j]))
                  for j, (k, v) in enumerate(E2_GAINS.items())}
-        problem = {"kind": "least_squares", "agents": agents, "dim": dim, "seed": 0}
+        problem = {"kind": "least_squares", "agents": agents, "dim": dim,
+                   "seed": i if distinct else 0}
         if samples is not None:
             problem["samples"] = samples
         out.append(stflow.resolve_config({
@@ -86,19 +89,33 @@ def speed(runs: int = 64, repeats: int = 3, rounds: int = 3000) -> dict:
             "run_one_by_one": len(info.sequential)}
 
 
-def memory(runs: int = 64, rounds: int = 3, max_mb: float | None = None) -> dict:
-    from stflow.engines.batch import BatchInfo, _build_runs, batch_memory, run_batch
+def memory(runs: int = 64, rounds: int = 3, max_mb: float | None = None,
+           distinct: bool = False) -> dict:
+    from stflow.engines.batch import (
+        BatchInfo,
+        _build_runs,
+        _data_bytes,
+        _shares_data,
+        _state_bytes,
+        batch_memory,
+        run_batch,
+    )
 
-    cfgs = configs(runs, agents=1000, dim=100, samples=100, rounds=rounds)
-    est = batch_memory(_build_runs(cfgs[:1])[0])
+    cfgs = configs(runs, agents=1000, dim=100, samples=100, rounds=rounds, distinct=distinct)
+    built = _build_runs(cfgs[:2])
+    est = batch_memory(built[0])
+    # runs on one problem share its data (least squares in Gram form): counted once
+    est_batch = (_data_bytes(built[0]) + runs * _state_bytes(built[0])
+                 if _shares_data(built) else runs * est)
     info = BatchInfo()
     t0 = time.process_time()
     run_batch(cfgs, info=info, max_bytes=None if max_mb is None else int(max_mb * 2**20))
     cpu = time.process_time() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"bench": "memory", "agents": 1000, "dim": 100, "samples": 100, "runs": runs,
+            "problems": runs if distinct else 1,
             "rounds": rounds, "estimate_mb_per_run": round(est / 2**20, 1),
-            "estimate_mb_batch": round(runs * est / 2**20, 1),
+            "estimate_mb_batch": round(est_batch / 2**20, 1),
             "max_mb": max_mb, "chunks": [len(c) for c in info.chunks],
             "peak_rss_mb": round(peak, 1), "cpu_s": round(cpu, 2)}
 
@@ -153,6 +170,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--max-mb", type=float, default=None)
+    ap.add_argument("--distinct", action="store_true",
+                    help="memory: one problem per run (seeds 0..S-1), no shared data")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -161,7 +180,7 @@ def main(argv=None) -> None:
         elif a.what == "tune":
             rec = tune_cpu(a.budget, a.wave, a.scheme, a.spec, a.kind, a.seed)
         else:
-            rec = memory(a.runs, a.rounds or 3, a.max_mb)
+            rec = memory(a.runs, a.rounds or 3, a.max_mb, a.distinct)
         print(json.dumps(rec))
         return
     for what in (("speed", "tune", "memory") if a.what == "all" else (a.what,)):
@@ -172,6 +191,8 @@ def main(argv=None) -> None:
             args += ["--rounds", str(a.rounds)]
         if a.max_mb is not None:
             args += ["--max-mb", str(a.max_mb)]
+        if a.distinct:
+            args += ["--distinct"]
         print(json.dumps(_child(args)), flush=True)
 
 

@@ -148,6 +148,45 @@ def test_a_batch_that_does_not_fit_is_split():
     assert info.sequential == [4] and "alone" in info.reasons[4]
 
 
+def _ls_config(i, *, spec="quantize:bits=4", scheme="predict", agents=6, dim=4):
+    cfg = _config("observer", spec=spec, scheme=scheme, i=i, agents=agents, dim=dim)
+    cfg["problem"] = stflow.resolve_config({"problem": {
+        "kind": "least_squares", "agents": agents, "dim": dim, "seed": 3}})["problem"]
+    return cfg
+
+
+@pytest.mark.parametrize("spec,scheme", [("quantize:bits=4", "predict"), ("topk:k=2", "euler")])
+def test_runs_on_one_problem_share_its_data_and_still_match(spec, scheme, monkeypatch):
+    """Least squares in Gram form: the stack reads the one problem's matrices for all runs
+    (row r -> agent r mod N), and every run still equals its single run bit for bit."""
+    from stflow.engines import batch as B
+    from stflow.problems import LeastSquaresProblem
+
+    seen = []
+    tiled = LeastSquaresProblem._tiled
+
+    def spy(self, copies):
+        out = tiled(self, copies)
+        seen.append((copies, out))
+        return out
+
+    monkeypatch.setattr(LeastSquaresProblem, "_tiled", spy)
+    cfgs = [_ls_config(i, spec=spec, scheme=scheme) for i in range(4)]
+    _check(cfgs)
+    stacks = [(c, p) for c, p in seen if c == 4]
+    assert stacks, seen
+    copies, prob = stacks[0]
+    assert prob.n_agents == 24 and prob.gram.shape == (6, 4, 4)  # not copied 4 times
+    assert prob._gram_index.tolist() == list(range(6)) * 4
+    # memory: the data once, then each run's state and temporaries
+    runs = B._build_runs(cfgs)
+    data, state = B._data_bytes(runs[0]), B._state_bytes(runs[0])
+    assert data == (6 * 4 * 4 + 6 * 4 + 6) * 8 + 6 * 8  # gram, atb, btb (float), rows (int)
+    assert [len(c) for c in B._chunks([0, 1, 2, 3], runs, data + 2 * state)] == [2, 2]
+    assert [len(c) for c in B._chunks([0, 1, 2, 3], runs, 2 * (data + state))] == [2, 2]
+    assert [len(c) for c in B._chunks([0, 1, 2, 3], runs, data + 4 * state)] == [4]
+
+
 def test_what_cannot_be_stacked_runs_one_by_one_and_still_matches():
     cfgs = [_config("observer", spec="scalarize:basis=cyclic", scheme="continuous", i=i)
             for i in range(2)] + [_config("dgd", i=0)]

@@ -50,22 +50,40 @@ def compiled() -> bool:
     return bool(_load())
 
 
+_F8 = np.dtype(np.float64)
+_SCALARS: dict[float, np.ndarray] = {}  # a number as a read-only 1-element array
+
+
 def _col(x) -> np.ndarray:
     """A gain or step as a 1-D float64 array: one value, or one per row (from a column)."""
+    if type(x) is float:
+        a = _SCALARS.get(x)
+        if a is None:
+            if len(_SCALARS) > 1024:
+                _SCALARS.clear()
+            a = _SCALARS[x] = np.array([x])
+            a.setflags(write=False)
+        return a
     return np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(-1))
 
 
 def _args(arrays, params):
-    """C-contiguous float64 (n, d) arrays and 1-D parameters of length 1 or n, or ``None``
-    when an input has another shape or type (its twin then runs: numpy broadcasting)."""
-    arrays = [np.ascontiguousarray(a) for a in arrays]
+    """The (n, d) float64 arrays and the parameters as 1-D arrays of length 1 or n, or
+    ``None`` when an input has another shape or type (its twin then runs: numpy
+    broadcasting)."""
     shape = arrays[0].shape
-    if any(a.dtype != np.float64 or a.shape != shape or a.ndim != 2 for a in arrays):
+    if len(shape) != 2:
         return None
-    params = [_col(p) for p in params]
-    if any(p.shape[0] not in (1, shape[0]) for p in params):
-        return None
-    return arrays + params
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != _F8 or a.shape != shape:
+            return None
+    out = list(arrays)
+    for p in params:
+        q = _col(p)
+        if q.shape[0] != 1 and q.shape[0] != shape[0]:
+            return None
+        out.append(q)
+    return out
 
 
 # -- top-k --------------------------------------------------------------------------------

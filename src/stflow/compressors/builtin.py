@@ -163,36 +163,19 @@ class TopK(_BitCompressor):
         ``argmax`` returns a row's first NaN when it has one, so a NaN row shows up in the
         entry the first round picks; then every row goes through :meth:`mask`.
         """
-        k, d = self.k, self.dim
+        k = self.k
         n = Z.shape[0]
-        if k > _ARGMAX_K:
+        idx = None if k > _ARGMAX_K else kernels.topk_picked_numpy(Z, k)
+        if idx is None:
             return np.nonzero(self.mask(Z))[1].reshape(n, k)
-        A = np.abs(Z)
-        flat = A.reshape(-1)
-        base = np.arange(0, n * d, d)
-        idx = np.empty((n, k), dtype=np.intp)
-        for j in range(k):
-            col = A.argmax(axis=1)
-            idx[:, j] = col
-            pos = base + col
-            if j == 0 and np.isnan(flat[pos]).any():
-                return np.nonzero(self.mask(Z))[1].reshape(n, k)
-            if j < k - 1:
-                flat[pos] = -1.0  # below every |z_j|
         return idx
 
     def _apply(self, Z, t):
         if self.k <= _ARGMAX_K:
-            out = kernels.topk_apply(Z, self.k)  # None on a NaN row: the mask path below
+            out = kernels.topk_apply(Z, self.k)  # None on a NaN or inf row: the mask path
             if out is not None:
                 return out
-        n, d = Z.shape
-        pos = self._picked(Z)
-        pos += np.arange(0, n * d, d)[:, None]
-        pos = pos.reshape(-1)
-        out = np.zeros_like(Z)
-        out.reshape(-1)[pos] = Z.reshape(-1)[pos]
-        return out
+        return np.where(self.mask(Z), Z, 0.0)
 
     def _segments(self, Z, t):
         idx = self.indices(Z)

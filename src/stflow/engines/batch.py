@@ -12,7 +12,9 @@ over the rows:
   (s, i) gets exactly what agent i of run s gets alone (compressors are row-wise maps and
   their shared draws are keyed on (seed, window), never on a row's position);
 - the problem data: every run's arrays concatenated along the agent axis
-  (:meth:`stflow.problems.Problem.arrays`), so ``grad`` is one batched call.
+  (:meth:`stflow.problems.Problem.arrays`), so ``grad`` is one batched call; when every
+  run has the same problem, its ``_tiled(S)`` (where defined: least squares in Gram form)
+  reads the one copy of the data for all runs.
 
 Every operation on a row is the one its single run makes (same IEEE operations in the same
 order: a Laplacian row of the block-diagonal matrix has the same entries in the same order),
@@ -629,14 +631,31 @@ class _Stop:
 # -- memory -------------------------------------------------------------------------------
 
 
-def batch_memory(run) -> int:
-    """Bytes one run adds to a stack: its problem arrays, its state arrays and the step's
-    (N, d) temporaries (:data:`_TEMPORARIES`)."""
-    data = sum(int(a.nbytes) for a in run.problem.arrays().values()
+def _data_bytes(run) -> int:
+    return sum(int(a.nbytes) for a in run.problem.arrays().values()
                if isinstance(a, np.ndarray))
+
+
+def _state_bytes(run) -> int:
     n, d = int(run.problem.n_agents), int(run.problem.dim)
     keys = len(getattr(run.flow, "state_keys", ("X",)))
-    return data + (2 * keys + _TEMPORARIES) * n * d * 8
+    return (2 * keys + _TEMPORARIES) * n * d * 8
+
+
+def batch_memory(run) -> int:
+    """Bytes one run adds to a stack: its problem arrays, its state arrays and the step's
+    (N, d) temporaries (:data:`_TEMPORARIES`). Runs on one problem that the stack reads
+    without copying (``Problem._tiled``) add only the state and temporaries; the data
+    counts once (:func:`run_batch` splits by that)."""
+    return _data_bytes(run) + _state_bytes(run)
+
+
+def _shares_data(runs) -> bool:
+    """Every run has the same problem and the stack will read it without copying."""
+    first = runs[0].problem
+    tiled = getattr(first, "_tiled", None)
+    return (len(runs) > 1 and all(r.problem is first for r in runs) and tiled is not None
+            and tiled(1) is not None)
 
 
 def _available_memory() -> int:
@@ -651,8 +670,12 @@ def _available_memory() -> int:
 
 
 def _chunks(idx: list[int], runs, max_bytes: int) -> list[list[int]]:
-    per = max(batch_memory(runs[idx[0]]), 1)
-    size = max(1, int(max_bytes // per))
+    first = runs[idx[0]]
+    if _shares_data([runs[i] for i in idx]):  # the data once, then each run's state
+        room = max_bytes - _data_bytes(first)
+        size = max(1, int(room // max(_state_bytes(first), 1)))
+    else:
+        size = max(1, int(max_bytes // max(batch_memory(first), 1)))
     return [idx[i : i + size] for i in range(0, len(idx), size)]
 
 
