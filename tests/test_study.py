@@ -331,6 +331,19 @@ def test_tune_wave_in_a_study_is_the_tuners_wave(tmp_path):
     assert tuning["bits_to_target"] == alone.bits_to_target
     assert [t["params"] for t in tuning["trials"]] == [t["params"] for t in alone.trials]
     assert "waves of 3" in (out / "report.md").read_text()
+    assert "one candidate at a time" not in (out / "report.md").read_text()
+    assert row["tune_wave"] == "3"
+    # a lossy network: the batch engine cannot run it, the tuner searches one candidate at a
+    # time, and the row and the report say so instead of "waves of 3"
+    lossy = _write(tmp_path, text + "\n[base.network]\ndrop = 0.1\n", "lossy.toml")
+    out2 = tmp_path / "lossy"
+    assert main(["study", str(lossy), "--out", str(out2), "--quiet"]) in (0, 1)
+    (row2,) = _rows(out2)
+    tuning2 = json.loads((out2 / "cells" / row2["id"] / "tuning.json").read_text())
+    assert tuning2["wave"] == 1 and tuning2["batch_fallback"]
+    assert row2["tune_wave"] == "1"
+    report = (out2 / "report.md").read_text()
+    assert "waves of 3 asked, but 1 of 1 tuning(s) searched one candidate at a time (" in report
     bad = _write(tmp_path, text.replace("wave = 3", "wave = 0"), "bad.toml")
     assert main(["study", str(bad), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert not (tmp_path / "bad" / "results.csv").exists()

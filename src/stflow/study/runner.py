@@ -70,11 +70,14 @@ def cell_row(cell: dict, records: dict | None, *, status: str, reason: str = "",
                wall_seconds_to_target=None, final_error=None, final_accuracy=None,
                final_consensus_error=None, final_value=None, rounds=None,
                tuned=cell.get("tune") is not None, tune_found=None, tuned_params=None,
+               tune_wave=None,
                wall_seconds=None if not math.isfinite(wall) else wall, cpu_seconds=None,
                run_dir=f"cells/{cell['id']}")
     if tuning is not None:
         row["tune_found"] = bool(tuning.found)
         row["tuned_params"] = json.dumps(tuning.params, sort_keys=True) if tuning.found else None
+        row["tune_wave"] = int(getattr(tuning, "wave", 1) or 1)
+        row["tune_fallback"] = getattr(tuning, "batch_fallback", None)
     if records is None or not len(records.get("step", [])):
         return row
     steps = np.asarray(records["step"])

@@ -30,7 +30,8 @@ RESULT_COLUMNS = (
     "id", "method", "scheme", "compressor", "problem", "graph", "seed", "status", "reached",
     "rounds_to_target", "bits_to_target", "samples_to_target", "modeled_seconds_to_target",
     "wall_seconds_to_target", "final_value", "final_error", "final_accuracy",
-    "final_consensus_error", "rounds", "tuned", "tune_found", "tuned_params", "wall_seconds",
+    "final_consensus_error", "rounds", "tuned", "tune_found", "tuned_params", "tune_wave",
+    "wall_seconds",
     "cpu_seconds", "reason", "run_dir",
 )
 #: The x axes of the overlay figures: name -> (metrics.csv column, axis label).
@@ -269,6 +270,20 @@ def write_figures(out: Path, rows: list[dict], target: dict) -> list[tuple[str, 
 # ----------------------------------------------------------------------------- report
 
 
+def _waves(asked: int, rows: list[dict]) -> str:
+    """", waves of W" when the method's tunings ran in waves; when some fell back to one
+    candidate at a time (a lossy network), how many and why."""
+    if asked <= 1:
+        return ""
+    tuned = [r for r in rows if r.get("tune_wave") is not None]
+    single = [r for r in tuned if r["tune_wave"] == 1]
+    if not single:
+        return f", waves of {asked}"
+    why = single[0].get("tune_fallback") or "the batch engine could not run it"
+    return (f", waves of {asked} asked, but {len(single)} of {len(tuned)} tuning(s) searched "
+            f"one candidate at a time ({why})")
+
+
 def write_report(out: Path, study, rows: list[dict], *, seconds: float, jobs: int,
                  figures: list[tuple[str, str]]) -> tuple[Path, Path]:
     """``report.md`` and a self-contained ``report.html`` (figures inlined) in the look of
@@ -301,7 +316,7 @@ def write_report(out: Path, study, rows: list[dict], *, seconds: float, jobs: in
         seen.add(c.method)
         m = c.config["method"]
         how = (f"tuned, budget {c.tune['budget']}, span {c.tune['span']:g}"
-               + (f", waves of {c.tune['wave']}" if c.tune.get("wave", 1) > 1 else "")
+               + _waves(c.tune.get("wave", 1), [r for r in rows if r["method"] == c.method])
                if c.tune else
                "fixed settings " + ", ".join(f"{k} = {v}" for k, v in m.items() if k != "kind"))
         lines.append(f"- **{c.method}**: `{m['kind']}`, scheme `{c.scheme}`, step "
