@@ -420,3 +420,32 @@ def test_the_benchmark_study_files_load():
         assert {c.config["problem"]["seed"] for c in study.cells} == {0}
         assert all(c.tune["budget"] == 12 for c in study.cells)
     assert load_study(bench / "study_e2_budget50.toml").cells
+
+
+def test_e9_figure_draws_a_repeated_curve_once(tmp_path, monkeypatch):
+    """Every seed's winner is drawn, but a curve equal to one already drawn (gradient
+    tracking's, the same for every seed) is drawn once."""
+    import numpy as np
+
+    from stflow.experiments import _common, comparison
+
+    def rec(scale):
+        return {"relative_error": np.array([1.0, 0.1 * scale, 1e-7]),
+                "bits_per_agent": np.array([0.0, 100.0, 200.0 * scale])}
+
+    rows = []
+    for seed in range(3):
+        rows.append({"problem": "E2", "compressor": "q4", "method": "flow", "kind": "observer",
+                     "seed": seed, "records": rec(1 + seed), "target": 1e-6})
+        rows.append({"problem": "E2", "compressor": "none", "method": "gradient tracking",
+                     "kind": "gradient_tracking", "seed": seed, "records": rec(7),
+                     "target": 1e-6})
+    figs = []
+    real = _common.save_figure
+    monkeypatch.setattr(_common, "save_figure",
+                        lambda fig, out, name: (figs.append(fig), real(fig, out, name))[1])
+    comparison._plot(tmp_path, "E2", rows)
+    (ax,) = [a for a in figs[0].axes if a.get_lines()]
+    labels = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    assert labels.count("flow") == 3
+    assert labels.count("gradient tracking (uncompressed)") == 1

@@ -463,8 +463,12 @@ def _plot(out_dir, setting, rows) -> str:
                                 squeeze=False)
     handles = {}
     for ax, (c, cs) in zip(axes[0], drawn, strict=False):
-        seen = set()
+        seen, drawn_curves = set(), set()
         for method, b, e in cs:  # every seed's winner; the first seed's line is solid
+            key = (method, b.tobytes(), e.tobytes())
+            if key in drawn_curves:  # the same curve again (e.g. gradient tracking's, which
+                continue  # no compressor changes): drawn once
+            drawn_curves.add(key)
             base = method.replace(" (uncompressed)", "")
             kw = style(order.get(base, 0))
             if method in seen:
