@@ -266,3 +266,21 @@ def test_unknown_subcommand_option_exits_2(capsys):
 def test_registry_lists_the_experiments():
     assert list(EXPERIMENTS)[:8] == OWN
     assert np.all([isinstance(v, str) for v in EXPERIMENTS.values()])
+
+
+def test_reproduce_in_one_process_runs_one_blas_thread(monkeypatch):
+    """``--jobs 1`` runs the experiments in this process with one BLAS thread (as the pool's
+    workers do), unless the user set a thread variable."""
+    from threadpoolctl import threadpool_info
+
+    from stflow import experiments
+
+    for k in experiments._THREAD_VARS:
+        monkeypatch.delenv(k, raising=False)
+    with experiments._one_blas_thread():
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = [p["num_threads"] for p in threadpool_info()]
+    with experiments._one_blas_thread():
+        assert [p["num_threads"] for p in threadpool_info()] == before

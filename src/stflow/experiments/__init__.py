@@ -284,42 +284,64 @@ class SuiteInterrupted(KeyboardInterrupt):
         self.finished, self.total = finished, total
 
 
+def _one_blas_thread():
+    """One BLAS / OpenMP thread in this process while it runs the experiments itself (as
+    the pool's workers have), unless the user set a thread variable: several such processes
+    on one machine would otherwise oversubscribe the cores (docs/reproduce.md)."""
+    import contextlib
+
+    if any(os.environ.get(k) for k in _THREAD_VARS):
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def _run_all(out, names, quick, jobs, quiet, results):
     if jobs <= 1 or len(names) <= 1:
-        bar = _Progress(names, quick, quiet)
+        with _one_blas_thread():
+            return _run_in_process(out, names, quick, quiet, results)
+    return _run_in_pool(out, names, quick, jobs, quiet, results)
 
-        def tick(name, msg):
-            if requested_signal() is not None:  # the run just finished was interrupted
+
+def _run_in_process(out, names, quick, quiet, results):
+    bar = _Progress(names, quick, quiet)
+
+    def tick(name, msg):
+        if requested_signal() is not None:  # the run just finished was interrupted
+            raise KeyboardInterrupt
+        bar.tick(name, msg)
+
+    try:
+        for name in names:
+            result = run_one(name, out, quick, progress=lambda msg, name=name: tick(name, msg))
+            if requested_signal() is not None:
                 raise KeyboardInterrupt
-            bar.tick(name, msg)
-
-        try:
-            for name in names:
-                result = run_one(name, out, quick, progress=lambda msg, name=name: tick(name, msg))
-                if requested_signal() is not None:
-                    raise KeyboardInterrupt
-                results[name] = result
-                bar.finish(name)
-        finally:
-            bar.close()
-    else:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        # one BLAS / OpenMP / PyTorch thread per worker: the workers already fill the cores
-        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-        for k in _THREAD_VARS:
-            os.environ.setdefault(k, "1")
-        try:
-            bar = _run_pool(ctx, queue, jobs, names, out, quick, quiet, results)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        _drain(queue, bar)  # the workers have exited, so every tick is in the pipe now
-        queue.close()
+            results[name] = result
+            bar.finish(name)
+    finally:
         bar.close()
+    return bar
+
+
+def _run_in_pool(out, names, quick, jobs, quiet, results):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    # one BLAS / OpenMP / PyTorch thread per worker: the workers already fill the cores
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    for k in _THREAD_VARS:
+        os.environ.setdefault(k, "1")
+    try:
+        bar = _run_pool(ctx, queue, jobs, names, out, quick, quiet, results)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    _drain(queue, bar)  # the workers have exited, so every tick is in the pipe now
+    queue.close()
+    bar.close()
     return bar
