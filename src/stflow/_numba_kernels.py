@@ -78,22 +78,8 @@ def csr_matmul(data, indices, indptr, X, out):
 
 
 @_jit
-def gram_grad(X, gram, atb, out):
-    n, d = X.shape
-    for r in range(n):
-        x0 = X[r, 0]
-        for i in range(d):
-            out[r, i] = x0 * gram[r, 0, i]
-        for j in range(1, d):
-            x = X[r, j]
-            for i in range(d):
-                out[r, i] += x * gram[r, j, i]
-        for i in range(d):
-            out[r, i] -= atb[r, i]
-
-
-@_jit
-def gram_grad_index(X, gram, atb, index, out):
+def gram_grad(X, gram, atb, index, out):
+    """Row r: ``x_r^T G_m - c_m`` with m = index[r], summed over j in order."""
     n, d = X.shape
     for r in range(n):
         m = index[r]

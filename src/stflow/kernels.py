@@ -149,6 +149,19 @@ def csr_matmul(A, X: np.ndarray) -> np.ndarray:
 # -- least-squares gradient ---------------------------------------------------------------
 
 
+_IDENTITY: dict[int, np.ndarray] = {}  # n -> arange(n), the rows' own matrices
+
+
+def _identity(n: int) -> np.ndarray:
+    a = _IDENTITY.get(n)
+    if a is None:
+        if len(_IDENTITY) > 64:
+            _IDENTITY.clear()
+        a = _IDENTITY[n] = np.arange(n)
+        a.setflags(write=False)
+    return a
+
+
 def gram_grad(X: np.ndarray, gram: np.ndarray, atb: np.ndarray, index=None) -> np.ndarray:
     r"""``g_r = x_r^T G_{m(r)} - (A^T b)_{m(r)}`` for every row r (``m = index``, default
     the identity), the sum over j taken in order: ``((x_0 G_0 + x_1 G_1) + ...) - atb``."""
@@ -157,10 +170,7 @@ def gram_grad(X: np.ndarray, gram: np.ndarray, atb: np.ndarray, index=None) -> n
         X = np.ascontiguousarray(X)
         gram, atb = np.ascontiguousarray(gram), np.ascontiguousarray(atb)
         out = np.empty_like(X)
-        if index is None:
-            kern.gram_grad(X, gram, atb, out)
-        else:
-            kern.gram_grad_index(X, gram, atb, index, out)
+        kern.gram_grad(X, gram, atb, _identity(X.shape[0]) if index is None else index, out)
         return out
     return gram_grad_numpy(X, gram, atb, index)
 

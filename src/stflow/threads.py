@@ -14,11 +14,35 @@ MPI rank alike) unless the user asked for another number:
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .errors import InputError
 
-__all__ = ["TORCH_THREADS_VAR", "torch_threads", "set_torch_threads"]
+__all__ = ["TORCH_THREADS_VAR", "BLAS_THREAD_VARS", "torch_threads", "set_torch_threads",
+           "one_thread_in_workers"]
+
+#: The BLAS / OpenMP thread-count variables a spawned worker reads at start-up.
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def one_thread_in_workers():
+    """Within the block, each of :data:`BLAS_THREAD_VARS` the user did not set is 1, so
+    processes spawned there run one BLAS / OpenMP thread each (the workers already fill the
+    cores); the variables are restored afterwards."""
+    saved = {k: os.environ.get(k) for k in BLAS_THREAD_VARS}
+    for k in BLAS_THREAD_VARS:
+        os.environ.setdefault(k, "1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
 
 #: The environment variable that overrides the default of one torch thread per process.
 TORCH_THREADS_VAR = "STFLOW_TORCH_THREADS"

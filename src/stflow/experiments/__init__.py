@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 
 from ..interrupts import clear_request, requested_signal
+from ..threads import BLAS_THREAD_VARS, one_thread_in_workers
 
 __all__ = ["EXPERIMENTS", "experiment_names", "load_experiment", "planned_runs", "run_one",
            "run_suite"]
@@ -175,7 +176,7 @@ _WORKER: dict = {}
 
 
 #: Thread-count variables set to 1 for the pool's workers (unless the user set them).
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_THREAD_VARS = BLAS_THREAD_VARS
 #: Rough CPU seconds of the full-size experiments (measured): the pool starts the longest
 #: first. Experiments not listed count as short.
 _COST_HINT = {"E9": 400, "E12": 250, "E10": 110, "E13": 95, "E11": 60}
@@ -329,18 +330,8 @@ def _run_in_pool(out, names, quick, jobs, quiet, results):
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    # one BLAS / OpenMP / PyTorch thread per worker: the workers already fill the cores
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    for k in _THREAD_VARS:
-        os.environ.setdefault(k, "1")
-    try:
+    with one_thread_in_workers():  # one BLAS / OpenMP / PyTorch thread per worker
         bar = _run_pool(ctx, queue, jobs, names, out, quick, quiet, results)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     _drain(queue, bar)  # the workers have exited, so every tick is in the pipe now
     queue.close()
     bar.close()

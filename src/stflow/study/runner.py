@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
+
+from ..threads import one_thread_in_workers
 
 __all__ = ["run_cell", "run_cell_batch", "batch_groups", "run_cells", "cell_row", "RESULT_FILE",
            "TIMING_COLUMNS"]
@@ -28,7 +29,6 @@ __all__ = ["run_cell", "run_cell_batch", "batch_groups", "run_cells", "cell_row"
 RESULT_FILE = "result.json"
 #: Columns of results.csv that depend on the machine (left out of determinism checks).
 TIMING_COLUMNS = ("wall_seconds", "wall_seconds_to_target", "cpu_seconds")
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _random_x0(config: dict, seed: int):
@@ -348,47 +348,39 @@ def _pool(units, out_dir, target, init, jobs, bar, rows) -> None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    for k in _THREAD_VARS:
-        os.environ.setdefault(k, "1")  # one BLAS thread per worker: the workers fill the cores
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                               initializer=_init_worker)
-    try:
-        futures = {pool.submit(run_cell_batch, unit, str(out_dir), target, init): unit
-                   for unit in units}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                unit = futures[fut]
-                try:
-                    got = fut.result()
-                except Exception as exc:  # noqa: BLE001 - the worker died (killed, OOM)
-                    from ..output import write_json
+    with one_thread_in_workers():  # one BLAS thread per worker: the workers fill the cores
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                   initializer=_init_worker)
+        try:
+            futures = {pool.submit(run_cell_batch, unit, str(out_dir), target, init): unit
+                       for unit in units}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    unit = futures[fut]
+                    try:
+                        got = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - the worker died (killed, OOM)
+                        from ..output import write_json
 
-                    got = []
-                    for cell in unit:
-                        row = cell_row(cell, None, status="failed", target=target,
-                                       reason=f"worker failed: {type(exc).__name__}: "
-                                              f"{exc}"[:400])
-                        folder = Path(out_dir) / "cells" / cell["id"]
-                        folder.mkdir(parents=True, exist_ok=True)
-                        write_json(folder / RESULT_FILE, row)
-                        got.append(row)
-                for cell, row in zip(unit, got, strict=True):
-                    rows[cell["id"]] = row
-                    bar.set_postfix_str(f"{cell['id']}: {row['status']}", refresh=False)
-                    bar.update(1)
-    except BaseException:
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()  # the cells in flight are lost; finished ones are on disk
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    else:
-        pool.shutdown(wait=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+                        got = []
+                        for cell in unit:
+                            row = cell_row(cell, None, status="failed", target=target,
+                                           reason=f"worker failed: {type(exc).__name__}: "
+                                                  f"{exc}"[:400])
+                            folder = Path(out_dir) / "cells" / cell["id"]
+                            folder.mkdir(parents=True, exist_ok=True)
+                            write_json(folder / RESULT_FILE, row)
+                            got.append(row)
+                    for cell, row in zip(unit, got, strict=True):
+                        rows[cell["id"]] = row
+                        bar.set_postfix_str(f"{cell['id']}: {row['status']}", refresh=False)
+                        bar.update(1)
+        except BaseException:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()  # the cells in flight are lost; finished ones are on disk
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        else:
+            pool.shutdown(wait=True)
