@@ -15,7 +15,8 @@ against one run, and the memory of a large batch.
   problem shared by the runs, or with ``--distinct`` one problem per run) for a few
   rounds, in a subprocess whose peak resident memory (``ru_maxrss``) is reported with
   :func:`~stflow.engines.batch.batch_memory`'s estimate; with ``--max-mb`` the batch is
-  split into chunks that fit.
+  split into chunks that fit beside the problems it holds, or (distinct problems whose
+  data alone exceed the limit) refused before any run (``refused`` gives the message).
 
 Usage::
 
@@ -100,16 +101,23 @@ def memory(runs: int = 64, rounds: int = 3, max_mb: float | None = None,
         batch_memory,
         run_batch,
     )
+    from stflow.errors import InputError
 
     cfgs = configs(runs, agents=1000, dim=100, samples=100, rounds=rounds, distinct=distinct)
     built = _build_runs(cfgs[:2])
     est = batch_memory(built[0])
-    # runs on one problem share its data (least squares in Gram form): counted once
+    # runs on one problem share its data (least squares in Gram form): counted once; one
+    # problem per run: every problem is held, and a stack copies its runs' data
     est_batch = (_data_bytes(built[0]) + runs * _state_bytes(built[0])
-                 if _shares_data(built) else runs * est)
+                 if _shares_data(built) else runs * (_data_bytes(built[0]) + est))
+    del built
     info = BatchInfo()
     t0 = time.process_time()
-    run_batch(cfgs, info=info, max_bytes=None if max_mb is None else int(max_mb * 2**20))
+    refused = None
+    try:
+        run_batch(cfgs, info=info, max_bytes=None if max_mb is None else int(max_mb * 2**20))
+    except InputError as exc:  # distinct problems over the limit: refused before any run
+        refused = str(exc)
     cpu = time.process_time() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"bench": "memory", "agents": 1000, "dim": 100, "samples": 100, "runs": runs,
@@ -117,7 +125,7 @@ def memory(runs: int = 64, rounds: int = 3, max_mb: float | None = None,
             "rounds": rounds, "estimate_mb_per_run": round(est / 2**20, 1),
             "estimate_mb_batch": round(est_batch / 2**20, 1),
             "max_mb": max_mb, "chunks": [len(c) for c in info.chunks],
-            "peak_rss_mb": round(peak, 1), "cpu_s": round(cpu, 2)}
+            "peak_rss_mb": round(peak, 1), "cpu_s": round(cpu, 2), "refused": refused}
 
 
 def tune_cpu(budget: int = 50, wave: int = 10, scheme: str = "euler",

@@ -9,6 +9,8 @@ row), and ``BatchInfo`` must show that the stack ran (not the one-by-one fallbac
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -142,10 +144,56 @@ def test_a_batch_that_does_not_fit_is_split():
     run = stflow.build_run(cfgs[0])
     per = batch_memory(run)
     # quadratic data Q (N, d, d) and b (N, d), 3 state arrays + 8 temporaries of (N, d)
-    assert per == (6 * 4 * 4 + 6 * 4) * 8 + (2 * 3 + 8) * 6 * 4 * 8
-    info, _ = _check(cfgs, max_bytes=int(2.5 * per), stacked=False)
+    data = (6 * 4 * 4 + 6 * 4) * 8
+    assert per == data + (2 * 3 + 8) * 6 * 4 * 8
+    # the two problems (seeds 0 and 1) are held beside the stacks, which copy their data
+    info, _ = _check(cfgs, max_bytes=2 * data + int(2.5 * per), stacked=False)
     assert [len(c) for c in info.chunks] == [2, 2]  # 5 runs -> 2 + 2 + 1 alone
     assert info.sequential == [4] and "alone" in info.reasons[4]
+    info, _ = _check(cfgs, max_bytes=int(2.5 * per), stacked=False)  # held data counted
+    assert [len(c) for c in info.chunks] == [] and info.sequential == [0, 1, 2, 3, 4]
+
+
+def test_distinct_problems_over_the_limit_are_refused_before_any_run(monkeypatch):
+    """More than one problem whose arrays exceed max_bytes: one line naming max_bytes,
+    raised after the first problem is built (its size times four), no run stepped; a
+    limit the first's size fits but the built ones pass is refused when they pass it."""
+    from stflow.config import build as build_mod
+    from stflow.engines import batch as B
+
+    cfgs = [_ls_config(0) for _ in range(4)]
+    for i, c in enumerate(cfgs):
+        c["problem"]["seed"] = i  # four distinct problems
+    data = B._data_bytes(stflow.build_run(cfgs[0]))
+    assert data == (6 * 4 * 4 + 6 * 4 + 6) * 8 + 6 * 8
+    built, stepped = [], []
+    real_build, real_stack = build_mod.build_problem, B._run_stack
+    monkeypatch.setattr(build_mod, "build_problem", lambda p: built.append(p) or real_build(p))
+    monkeypatch.setattr(B, "_run_stack", lambda *a: stepped.append(a) or real_stack(*a))
+    with pytest.raises(InputError, match=r"4 distinct problems need about .*max_bytes.*fewer"):
+        run_batch(cfgs, max_bytes=int(3.5 * data))
+    assert len(built) == 1 and stepped == []
+    # the second problem larger (logistic, 200 rows an agent): the estimate from the first
+    # passes, the sum of the two built does not
+    other = copy.deepcopy(cfgs)
+    other[1]["problem"] = stflow.resolve_config({"problem": {
+        "kind": "logistic", "agents": 6, "dim": 4, "samples": 200}})["problem"]
+    big = B._problem_bytes(build_mod.build_problem(other[1]["problem"]))
+    assert big == 6 * 200 * (4 + 1) * 8  # A (6, 200, 4) and y (6, 200)
+    built.clear()
+    with pytest.raises(InputError, match="distinct problems"):
+        run_batch(other, max_bytes=4 * data + 1)
+    assert len(built) == 2 and stepped == []
+    # under the limit: the four are held, and the stacks fit in what is left
+    state = B._state_bytes(stflow.build_run(cfgs[0]))
+    info = BatchInfo()
+    out = run_batch(cfgs, max_bytes=4 * data + 2 * (data + state), info=info)
+    assert [len(c) for c in info.chunks] == [2, 2] and len(out) == 4
+    # one problem is never refused, whatever the limit (its runs need it anyway)
+    same = [_ls_config(i) for i in range(3)]
+    info = BatchInfo()
+    run_batch(same, max_bytes=data // 2, info=info)
+    assert info.sequential == [0, 1, 2]
 
 
 def _ls_config(i, *, spec="quantize:bits=4", scheme="predict", agents=6, dim=4):

@@ -73,7 +73,10 @@ _TRUSTED_PREFIX = "stflow.compressors."
 class BatchInfo(SimpleNamespace):
     """How :func:`run_batch` ran the configs: ``chunks`` (list of lists of config indices
     run as one stack), ``sequential`` (indices run one by one) and ``reasons`` (index ->
-    why it was not stacked)."""
+    why it was not stacked); empty until a batch ran."""
+
+    def __init__(self, **kw):
+        super().__init__(**{"chunks": [], "sequential": [], "reasons": {}, **kw})
 
 
 class _NotStackable(Exception):
@@ -83,19 +86,28 @@ class _NotStackable(Exception):
 # -- building -----------------------------------------------------------------------------
 
 
-def _build_runs(configs):
-    """``build_run`` of every config, building each distinct problem and graph once."""
+def _build_runs(configs, max_bytes: int | None = None):
+    """``build_run`` of every config, building each distinct problem and graph once.
+
+    With ``max_bytes``, more than one distinct problem whose arrays together exceed it is
+    refused (an :class:`InputError`) before any run starts: every problem of a batch is
+    held until the batch returns. The first problem's size times the number of distinct
+    problems is checked before the second is built, the sum of the built ones after each
+    (one problem is never refused: its runs need it in any case)."""
     import json
 
     from ..config.build import Run, _load_init, build_method, build_problem, default_x0
     from ..graphs import make_graph
 
+    keys = [json.dumps(c["problem"], sort_keys=True, default=str) for c in configs]
+    distinct = len(set(keys))
     problems, graphs, runs = {}, {}, []
-    for cfg0 in configs:
+    for cfg0, pkey in zip(configs, keys, strict=True):
         cfg = copy.deepcopy(cfg0)
-        pkey = json.dumps(cfg["problem"], sort_keys=True, default=str)
         if pkey not in problems:
             problems[pkey] = build_problem(cfg["problem"])
+            if max_bytes is not None and distinct > 1:
+                _check_held(list(problems.values()), max_bytes, distinct)
         problem = problems[pkey]
         g = cfg["graph"]
         gkey = json.dumps([g, problem.n_agents], sort_keys=True, default=str)
@@ -631,9 +643,38 @@ class _Stop:
 # -- memory -------------------------------------------------------------------------------
 
 
+def _problem_bytes(problem) -> int:
+    arrays = getattr(problem, "arrays", None)
+    if arrays is None:
+        return 0
+    try:
+        found = arrays()
+    except Exception:  # noqa: BLE001 - a problem without arrays cannot be stacked anyway
+        return 0
+    return sum(int(a.nbytes) for a in found.values() if isinstance(a, np.ndarray))
+
+
 def _data_bytes(run) -> int:
-    return sum(int(a.nbytes) for a in run.problem.arrays().values()
-               if isinstance(a, np.ndarray))
+    return _problem_bytes(run.problem)
+
+
+def _held_bytes(runs) -> int:
+    """The arrays of the batch's distinct problems, each counted once."""
+    return sum(_problem_bytes(p) for p in {id(r.problem): r.problem for r in runs}.values())
+
+
+def _check_held(problems: list, max_bytes: int, distinct: int) -> None:
+    """Refuse when the built problems, or the first one's size times ``distinct``, exceed
+    ``max_bytes``."""
+    sizes = [_problem_bytes(p) for p in problems]
+    need = max(sum(sizes), sizes[0] * distinct)
+    if need > max_bytes:
+        raise InputError(
+            f"run_batch: the configs' {distinct} distinct problems need about "
+            f"{need / 2**20:.0f} MB of data ({sizes[0] / 2**20:.1f} MB each; all are held "
+            f"until the batch returns), over the memory limit of {max_bytes / 2**20:.0f} MB "
+            "(max_bytes, default half the available memory): run fewer distinct problems "
+            "per batch, or raise max_bytes")
 
 
 def _state_bytes(run) -> int:
@@ -669,13 +710,15 @@ def _available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def _chunks(idx: list[int], runs, max_bytes: int) -> list[list[int]]:
+def _chunks(idx: list[int], runs, max_bytes: int, held: int = 0) -> list[list[int]]:
+    """``idx`` in chunks whose stacks fit in ``max_bytes`` beside the ``held`` bytes of the
+    batch's problems (built before any chunk runs and kept until the batch returns)."""
     first = runs[idx[0]]
-    if _shares_data([runs[i] for i in idx]):  # the data once, then each run's state
-        room = max_bytes - _data_bytes(first)
+    room = max_bytes - held
+    if _shares_data([runs[i] for i in idx]):  # the stack reads the held data: state only
         size = max(1, int(room // max(_state_bytes(first), 1)))
-    else:
-        size = max(1, int(max_bytes // max(batch_memory(first), 1)))
+    else:  # the stack copies each run's data
+        size = max(1, int(room // max(batch_memory(first), 1)))
     return [idx[i : i + size] for i in range(0, len(idx), size)]
 
 
@@ -692,7 +735,10 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
     layout, ``local_steps`` and whether ``step_decay`` / ``target_accuracy`` are set are one
     group; a group runs as one stack of S·N agents (module docstring) in chunks of at most
     ``max_bytes`` (default: :data:`MEMORY_SHARE` of the available memory, see
-    :func:`batch_memory`), or one by one when it cannot be stacked (a single config, the
+    :func:`batch_memory`) beside the arrays of the batch's problems (each distinct problem
+    once: all are built before the first chunk and held until the batch returns; configs
+    with more than one distinct problem whose arrays exceed ``max_bytes`` are refused with
+    an :class:`~stflow.errors.InputError` before any run starts), or one by one when it cannot be stacked (a single config, the
     ``continuous`` scheme, a problem without :meth:`~stflow.problems.Problem.arrays`, or a
     probe that differs). Pass ``info=BatchInfo()`` to learn which. Results differ from the
     single runs only in ``wall_seconds`` (the stack's time divided by its runs).
@@ -717,7 +763,9 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
         raise InputError(
             "run_batch: `configs` must be a non-empty list of resolved config dicts "
             "(stflow.resolve_config): pass one dict per run")
-    runs = _build_runs(configs)
+    limit = int(MEMORY_SHARE * _available_memory()) if max_bytes is None else int(max_bytes)
+    runs = _build_runs(configs, limit)
+    held = _held_bytes(runs)
     shape0 = (int(runs[0].problem.n_agents), int(runs[0].problem.dim))
     for i, r in enumerate(runs):
         shape = (int(r.problem.n_agents), int(r.problem.dim))
@@ -729,7 +777,6 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
         _check_solver(r.config["solver"], r.flow)
     info = BatchInfo() if info is None else info
     info.chunks, info.sequential, info.reasons = [], [], {}
-    limit = int(MEMORY_SHARE * _available_memory()) if max_bytes is None else int(max_bytes)
     groups: dict = {}
     for i, r in enumerate(runs):
         if r.config["solver"]["scheme"] == "continuous":
@@ -747,7 +794,7 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
             halt.halted = True
 
     for idx in groups.values():
-        for chunk in _chunks(idx, runs, limit):
+        for chunk in _chunks(idx, runs, limit, held):
             if len(chunk) < 2 and metrics is None:  # a stack of one pays off only by
                 info.reasons[chunk[0]] = "alone in its group or memory chunk"  # `metrics`
                 continue
