@@ -104,11 +104,14 @@ def _param(kind, n):
     return 0.7 if kind == "scalar" else rng.uniform(0.5, 2.0, size=(n, 1))
 
 
-@pytest.mark.parametrize("kind", ["scalar", "column"])
+@pytest.mark.parametrize("kind", ["scalar", "column", "strided"])
 def test_elementwise_kernels_equal_their_twins(kind):
+    """Gains as numbers or per-row columns, on C-ordered arrays or strided views (every
+    other column of a wider array): each kernel equals its twin."""
     n, d = 33, 7
-    X, V, L, G = (rng.standard_normal((n, d)) for _ in range(4))
-    a, b, e, h = (_param(kind, n) for _ in range(4))
+    wide = 2 if kind == "strided" else 1
+    X, V, L, G = (rng.standard_normal((n, d * wide))[:, ::wide] for _ in range(4))
+    a, b, e, h = (_param("column" if kind == "column" else "scalar", n) for _ in range(4))
     for fast, twin, args in [
         (kernels.primal_dual_update, kernels.primal_dual_update_numpy, (X, V, L, G, h, a, b, e)),
         (kernels.predict_update, kernels.predict_update_numpy, (X, V, L, h, a, b)),

@@ -112,40 +112,6 @@ def primal_dual_update(X, V, LXc, G, h, alpha, beta, eta, Xn, Vn):
 
 
 @_jit
-def primal_dual_update_flat(x, v, lxc, g, h, alpha, beta, eta, xn, vn):
-    """:func:`primal_dual_update` on flat (C-ordered) arrays with one h and one set of
-    gains: one loop over every entry (the row loop's short inner loops cost more at
-    small d)."""
-    for i in range(x.shape[0]):
-        lx = lxc[i]
-        acc = lx * (-alpha)
-        acc -= v[i] * beta
-        acc -= g[i] * eta
-        xn[i] = acc * h + x[i]
-        vn[i] = (lx * beta) * h + v[i]
-
-
-@_jit
-def observer_copy_flat(xhat, m, gamma, h, out):
-    for i in range(xhat.shape[0]):
-        out[i] = (m[i] * gamma) * h + xhat[i]
-
-
-@_jit
-def predict_update_flat(y, v, lxc, h, alpha, beta, xn, vn):
-    for i in range(y.shape[0]):
-        lx = lxc[i]
-        xn[i] = (lx * (-alpha)) * h + y[i]
-        vn[i] = (lx * beta) * h + v[i]
-
-
-@_jit
-def predict_point_flat(x, v, g, h, beta, eta, out):
-    for i in range(x.shape[0]):
-        out[i] = ((v[i] * (-beta)) - g[i] * eta) * h + x[i]
-
-
-@_jit
 def observer_copy(Xhat, M, gamma, h, out):
     n, d = Xhat.shape
     for r in range(n):

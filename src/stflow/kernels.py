@@ -86,22 +86,6 @@ def _args(arrays, params):
     return out
 
 
-def _call(kern, name, args, n_arrays, n_out):
-    """Run kernel ``name`` on ``args`` (from :func:`_args`) into ``n_out`` fresh arrays:
-    its flat form (one loop over every entry) when the arrays are C-ordered and every
-    parameter is one number, else its row form."""
-    shape = args[0].shape
-    outs = [np.empty(shape) for _ in range(n_out)]
-    arrays, params = args[:n_arrays], args[n_arrays:]
-    if all(q.shape[0] == 1 for q in params) and all(a.flags.c_contiguous for a in arrays):
-        getattr(kern, name + "_flat")(*[a.reshape(-1) for a in arrays],
-                                      *[float(q[0]) for q in params],
-                                      *[o.reshape(-1) for o in outs])
-    else:
-        getattr(kern, name)(*args, *outs)
-    return outs
-
-
 # -- top-k --------------------------------------------------------------------------------
 
 
@@ -210,7 +194,8 @@ def primal_dual_update(X, V, LXc, G, h, alpha, beta, eta):
     kern = _load()
     args = kern and _args([X, V, LXc, G], [h, alpha, beta, eta])
     if args:
-        Xn, Vn = _call(kern, "primal_dual_update", args, 4, 2)
+        Xn, Vn = np.empty_like(args[0]), np.empty_like(args[0])
+        kern.primal_dual_update(*args, Xn, Vn)
         return Xn, Vn
     return primal_dual_update_numpy(X, V, LXc, G, h, alpha, beta, eta)
 
@@ -235,7 +220,9 @@ def observer_copy(Xhat, M, gamma, h):
     kern = _load()
     args = kern and _args([Xhat, M], [gamma, h])
     if args:
-        return _call(kern, "observer_copy", args, 2, 1)[0]
+        out = np.empty_like(args[0])
+        kern.observer_copy(*args, out)
+        return out
     return observer_copy_numpy(Xhat, M, gamma, h)
 
 
@@ -251,7 +238,8 @@ def predict_update(Y, V, LXc, h, alpha, beta):
     kern = _load()
     args = kern and _args([Y, V, LXc], [h, alpha, beta])
     if args:
-        Xn, Vn = _call(kern, "predict_update", args, 3, 2)
+        Xn, Vn = np.empty_like(args[0]), np.empty_like(args[0])
+        kern.predict_update(*args, Xn, Vn)
         return Xn, Vn
     return predict_update_numpy(Y, V, LXc, h, alpha, beta)
 
@@ -271,7 +259,9 @@ def predict_point(X, V, G, h, beta, eta):
     kern = _load()
     args = kern and _args([X, V, G], [h, beta, eta])
     if args:
-        return _call(kern, "predict_point", args, 3, 1)[0]
+        out = np.empty_like(args[0])
+        kern.predict_point(*args, out)
+        return out
     return predict_point_numpy(X, V, G, h, beta, eta)
 
 
