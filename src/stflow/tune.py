@@ -640,7 +640,12 @@ def tune(
         reason=reason or f"best of {len(trials)} candidates", **common)
 
 
-def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progress):
+def _open_search(space, *, budget: int, seed: int, progress: bool, liar: bool = False):
+    """What the sequential and the batched search share: the TPE study (``liar``: Optuna's
+    ``constant_liar``, for candidates asked before earlier ones are scored) with the
+    centre enqueued first, the distributions of the searched keys, the fixed values of the
+    others, and a progress callback ``tick(runs)`` (a bar counting every run, robustness
+    reruns too, when ``progress``)."""
     try:
         import optuna
         from optuna.distributions import FloatDistribution
@@ -650,10 +655,12 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
         ) from None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    extra = {"constant_liar": True} if liar else {}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # multivariate TPE is flagged experimental
+        warnings.simplefilter("ignore")  # multivariate TPE / constant_liar are experimental
         sampler = optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, n_startup_trials=max(3, min(10, budget // 3)))
+            seed=seed, multivariate=True, n_startup_trials=max(3, min(10, budget // 3)),
+            **extra)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     dists = {k: FloatDistribution(lo, hi, log=log) for k, (lo, hi, log, _c) in space.items()
              if hi > lo}
@@ -666,13 +673,17 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
 
         # every run counts (robustness reruns too): at most 2 + ROBUST_RUNS per candidate
         bar = progress_bar(total=budget * (2 + ROBUST_RUNS), desc="stflow tune", unit="run")
-    done_runs = [0]
 
     def tick(n: int) -> None:
         if bar is not None and n:
-            n = min(n, bar.total - done_runs[0])
-            done_runs[0] += n
-            bar.update(n)
+            bar.update(min(n, bar.total - bar.n))
+
+    return study, dists, fixed, bar, tick
+
+
+def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progress):
+    study, dists, fixed, bar, tick = _open_search(space, budget=budget, seed=seed,
+                                                  progress=progress)
     best = None  # (values, outcome, robust bits)
     trials, runs, reason = [], 0, ""
     explore = max(1, int(round(EXPLORE_SHARE * budget)))
@@ -716,7 +727,7 @@ def _search(base, space, tunables, crit, cap, h0, spec0, *, budget, seed, progre
                 bar.set_postfix_str(f"candidate {n + 1} of {budget}" + (
                     f", best {best[1].bits:,.0f} bits" if best is not None else ""))
         if bar is not None:  # the budget is spent: fill the rest of the upper bound
-            tick(bar.total - done_runs[0])
+            tick(bar.total - bar.n)
     except KeyboardInterrupt:
         reason = f"interrupted after {len(trials)} of {budget} candidates"
     finally:

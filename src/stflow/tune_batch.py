@@ -32,7 +32,6 @@ value.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -109,38 +108,12 @@ def search_batched(base, space, tunables, crit, cap, h0, spec0, *, budget, seed,
     contender's robustness runs with the wave (:func:`_evaluate_wave`): fewer passes, the
     same trials and winner (only ``runs`` differs)."""
     from .engines.batch import evaluate_batch
-    from .tune import EXPLORE_SHARE, ROBUST_RUNS, _candidate, _LocalSearch, _perturbed
+    from .tune import EXPLORE_SHARE, ROBUST_RUNS, _candidate, _LocalSearch, _open_search, _perturbed
 
     if isinstance(wave, bool) or not isinstance(wave, int) or wave < 1:
         raise InputError(f"`wave` must be an integer >= 1 (got {wave!r}): e.g. wave = 10")
-    try:
-        import optuna
-        from optuna.distributions import FloatDistribution
-    except ImportError:
-        raise InputError(
-            "stflow tune needs optuna (not installed): pip install 'stflow[tune]'"
-        ) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # multivariate TPE / constant_liar are experimental
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, constant_liar=True,
-            n_startup_trials=max(3, min(10, budget // 3)))
-    study = optuna.create_study(direction="minimize", sampler=sampler)
-    dists = {k: FloatDistribution(lo, hi, log=log) for k, (lo, hi, log, _c) in space.items()
-             if hi > lo}
-    fixed = {k: c for k, (lo, hi, _log, c) in space.items() if not hi > lo}
-    study.enqueue_trial({k: min(max(c, lo), hi) for k, (lo, hi, _l, c) in space.items()
-                         if k in dists})
-    bar = None
-    if progress:  # as the sequential search: every run counts, robustness reruns too
-        from .progress import progress_bar
-
-        bar = progress_bar(total=budget * (2 + ROBUST_RUNS), desc="stflow tune", unit="run")
-
-    def tick(k: int) -> None:
-        if bar is not None and k:
-            bar.update(min(k, bar.total - bar.n))
+    study, dists, fixed, bar, tick = _open_search(space, budget=budget, seed=seed,
+                                                  progress=progress, liar=True)
 
     best = None
     trials, runs, reason = [], 0, ""
