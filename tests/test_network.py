@@ -392,3 +392,71 @@ def test_resume_keeps_the_bursty_channels_state(tmp_path):
     assert (whole / "metrics.csv").read_bytes() == (part / "metrics.csv").read_bytes()
     assert json.loads((whole / "summary.json").read_text())["bits_per_agent"] == json.loads(
         (part / "summary.json").read_text())["bits_per_agent"]
+
+
+# -- auto gains on a lossy channel ------------------------------------------------------
+
+
+def test_commit_rate_by_hand():
+    from stflow.network import commit_rate
+
+    ring = make_graph("ring", 6)  # every agent has 2 neighbours
+    assert commit_rate({}, {}, ring) == 1.0
+    assert commit_rate({"drop": 0.2}, {}, ring) == pytest.approx(0.8**2, rel=1e-15)
+    # bursts: the stationary bad share 0.05 / (0.05 + 0.5), loss 1 there and 0.1 elsewhere
+    bad = 0.05 / 0.55
+    p = bad * 1.0 + (1 - bad) * 0.1
+    assert commit_rate({"drop": 0.1, "burst_enter": 0.05, "burst_exit": 0.5,
+                        "burst_drop": 1.0}, {}, ring) == pytest.approx((1 - p) ** 2, rel=1e-15)
+    # link failures: a link is up when none of the last 10 rounds drew a failure
+    assert commit_rate({}, {"schedule": "failures", "fail": 0.05, "recovery": 10},
+                       ring) == pytest.approx(0.95**20, rel=1e-15)
+    # one peer a round; sleep is left out (a sleeping agent pauses whole)
+    assert commit_rate({"drop": 0.3, "activation": 0.5}, {"schedule": "matching"},
+                       ring) == pytest.approx(0.7, rel=1e-15)
+    chords = make_graph("ring", 20, chords=3, seed=0)  # E2's graph: largest degree 3
+    assert commit_rate({"drop": 0.2}, {}, chords) == pytest.approx(0.8**3, rel=1e-15)
+
+
+def _auto(kind="observer", scheme="predict", **network):
+    import stflow
+
+    raw = {"problem": {"kind": "quadratic", "agents": 6, "dim": 4},
+           "graph": {"kind": "ring"}, "method": {"kind": kind},
+           "compressor": {"spec": "quantize:bits=4" if kind == "observer" else "none"},
+           "network": network,
+           "solver": {"scheme": scheme, "step": 0.001, "horizon": 1.0, "record_every": 50}}
+    return stflow.resolve_config(raw)
+
+
+def test_auto_gains_slow_the_observer_flow_by_the_commit_rate_and_it_converges():
+    """Loss-free "auto" gains diverged at 20 % loss (quadratic, N = 6, ring, 4-bit
+    quantizer, predict: relative error 2.7e5, measured before this rule); scaled by
+    q = 0.8^2 the run reaches 1e-6 within 1000 rounds. gamma and the uncompressed flow
+    (no copies) are unchanged."""
+    import stflow
+
+    free, _ = stflow.run_config(_auto())
+    lossy, sol = stflow.run_config(_auto(drop=0.2))
+    q = 0.8**2
+    for k in ("alpha", "beta", "eta"):
+        assert lossy.config["method"][k] == pytest.approx(q * free.config["method"][k],
+                                                          rel=1e-14)
+    assert lossy.config["method"]["gamma"] == free.config["method"]["gamma"] == 500.0
+    assert sol.status != "diverged" and sol.records["relative_error"][-1] < 1e-6
+    raw_free, _ = stflow.run_config(_auto("uncompressed"))
+    raw_lossy, _ = stflow.run_config(_auto("uncompressed", drop=0.2))
+    assert raw_lossy.config["method"] == raw_free.config["method"]
+
+
+def test_a_divergence_on_a_lossy_channel_names_the_commit_rate():
+    import stflow
+
+    cfg = _auto(drop=0.3)
+    free, _ = stflow.run_config(_auto())
+    for k in ("alpha", "beta", "eta"):  # the loss-free gains, set by hand
+        cfg["method"][k] = free.config["method"][k]
+    _, sol = stflow.run_config(cfg)
+    assert sol.status == "diverged"
+    assert "commits with probability 0.49 a round" in sol.message
+    assert "by 0.49" in sol.message

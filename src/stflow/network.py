@@ -30,7 +30,7 @@ from .errors import InputError
 from .params import Param
 
 __all__ = ["NETWORK_PARAMS", "SCHEDULE_PARAMS", "SCHEDULES", "Channel", "RoundMasks",
-           "keyed_uniform", "check_network", "make_channel"]
+           "keyed_uniform", "check_network", "make_channel", "commit_rate"]
 
 #: ``[graph] schedule`` values (``docs/network.md``).
 SCHEDULES = ("none", "matching", "one_peer_exp", "failures")
@@ -175,6 +175,24 @@ class Channel:
         """True when any message can be lost or any agent sleep (not a schedule alone)."""
         return self.drop > 0 or self.burst_enter > 0 or self.activation < 1.0
 
+    def commit_rate(self) -> float:
+        """:func:`commit_rate` of this channel."""
+        return commit_rate({p.name: getattr(self, p.name) for p in NETWORK_PARAMS},
+                           {p.name: getattr(self, p.name) for p in SCHEDULE_PARAMS},
+                           self.graph)
+
+    def divergence_hint(self) -> str:
+        """What a divergence on this channel may owe to it ('' when nothing is lost)."""
+        q = self.commit_rate()
+        if q >= 1.0:
+            return ""
+        return (f"; the channel loses messages: a message of the worst-connected agent commits "
+                f"with probability {q:.2g} a round (docs/network.md), so in the methods that "
+                "keep copies (the observer flow, CHOCO, LEAD, BEER, MoTEF) its copies move at "
+                "about that share of their loss-free speed, and a setting made for a "
+                "loss-free network can outrun them: the observer flow's \"auto\" gains scale "
+                f"its speed by {q:.2g}; gains or lr set by hand need about that factor too")
+
     def _check_schedule(self) -> None:
         n, e = self.n, self.edges
         if self.schedule == "one_peer_exp":
@@ -281,6 +299,46 @@ class Channel:
                 lost = u < self.drop
             delivered &= ~lost
         return RoundMasks(awake, up, delivered)
+
+
+def commit_rate(network: dict, graph_section: dict, graph) -> float:
+    r"""Probability that a message of the worst-connected agent commits in a round, from the
+    channel's stationary statistics (docs/network.md): every one of its ``deg`` links must
+    be up and deliver, so
+
+    .. math:: q = \big((1 - p)\,u\big)^{deg_{max}}
+
+    with ``p`` the stationary loss probability of a directed message (``drop``, and with
+    bursts :math:`\pi_{bad}\,burst\_drop + (1 - \pi_{bad})\,drop`,
+    :math:`\pi_{bad} = enter / (enter + exit)`), ``u`` the probability that a link is up
+    (``schedule = "failures"``: :math:`(1 - fail)^{recovery}`, else 1) and ``deg_max`` the
+    graph's largest degree (1 under ``matching`` and ``one_peer_exp``: one peer a round).
+    Sleep (``activation``) is left out: an asleep agent pauses whole, it does not desync.
+    1.0 for a loss-free channel. The flows' ``"auto"`` gains scale their speed by it.
+
+    >>> from stflow.graphs import make_graph
+    >>> round(commit_rate({"drop": 0.2}, {}, make_graph("ring", 6)), 4)   # 0.8 ** 2
+    0.64
+    """
+    drop = float(network.get("drop", 0.0) or 0.0)
+    enter = float(network.get("burst_enter", 0.0) or 0.0)
+    exit_ = float(network.get("burst_exit", 0.5) or 0.5)
+    p = drop
+    if enter > 0:
+        bad = enter / (enter + exit_)
+        p = bad * float(network.get("burst_drop", 1.0)) + (1.0 - bad) * drop
+    schedule = graph_section.get("schedule", "none") or "none"
+    up = 1.0
+    if schedule == "failures":
+        up = (1.0 - float(graph_section.get("fail", 0.01))) ** int(graph_section.get(
+            "recovery", 10))
+    deg = 1
+    if schedule not in ("matching", "one_peer_exp"):
+        off = graph.laplacian.tocsr(copy=True)
+        off.setdiag(0)
+        off.eliminate_zeros()
+        deg = int(np.diff(off.indptr).max(initial=0))
+    return float(((1.0 - p) * up) ** deg)
 
 
 def _check_drop(value) -> None:

@@ -143,7 +143,7 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
         resolve_auto_gains(f, graph=graph, smoothness=curvature, compressor=compressor,
                            step=cfg["solver"]["step"],
                            scheme=scheme if scheme in SCHEMES else "euler",
-                           strong_convexity=mu)
+                           strong_convexity=mu, delivery=_delivery(cfg, graph))
     params = {k: v for k, v in f.items() if k != "kind"}
     method = cls.build(problem, graph, compressor,
                        scheme=scheme if scheme in SCHEMES else "euler", **params)
@@ -178,13 +178,22 @@ def certified_rate(compressor) -> float:
     return _RATES[key]
 
 
+def _delivery(cfg: dict, graph) -> float:
+    """:func:`stflow.network.commit_rate` of the config's channel (1.0 without one)."""
+    from ..network import commit_rate
+
+    return commit_rate(cfg.get("network") or {}, cfg.get("graph") or {}, graph)
+
+
 def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, step,
-                       scheme: str = "predict", strong_convexity: float | None = None) -> dict:
+                       scheme: str = "predict", strong_convexity: float | None = None,
+                       delivery: float = 1.0) -> dict:
     """Replace every ``"auto"`` gain of a ``[method]`` section in place (and return it).
 
     Uses :func:`stflow.methods.auto_gains` with the compressor's certified rate (observer flow
     only) and excitation period, the graph's ``lambda_2`` and the mean cost's
-    ``strong_convexity``; ``smoothness`` is the curvature that limits the gradient step
+    ``strong_convexity`` and the channel's commit rate ``delivery`` (the observer flow's
+    speed scales by it); ``smoothness`` is the curvature that limits the gradient step
     (:func:`build_method` passes :func:`stflow.problems.curvature_estimate`, the number the
     peers' ``lr = "auto"`` uses too). Shared by the simulator
     and the MPI engine so both run with the same gains.
@@ -210,6 +219,7 @@ def resolve_auto_gains(flow_section: dict, *, graph, smoothness, compressor, ste
         scheme=scheme,
         lambda_2=graph.lambda_2,
         strong_convexity=strong_convexity,
+        delivery=delivery,
     )
     for k in GAIN_KEYS:
         if f.get(k) == "auto":

@@ -357,6 +357,7 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
         message = (
             f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step {diverged_at} "
             f"(t = {t_of(diverged_at):.4g}); likely cause: {flow.divergence_cause(h)}"
+            + ("" if channel is None else channel.divergence_hint())
         )
     elif interrupted_at is not None:
         status = "interrupted"

@@ -559,6 +559,7 @@ class Runner:
                     f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step "
                     f"{diverged_at} (t = {diverged_at * h:.4g}); likely cause: "
                     f"{self.method.divergence_cause(h)}"
+                    + ("" if self.channel is None else self.channel.divergence_hint())
                 )
             elif interrupted_at is not None:
                 status = "interrupted"
