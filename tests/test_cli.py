@@ -523,3 +523,16 @@ def test_runs_that_cannot_be_judged_or_read_a_measurement_as_classes_are_refused
         err = capsys.readouterr().err
         assert said in err and err.count("\n") == 1, (name, err)
         assert not out.exists()
+
+
+def test_every_help_lists_what_exit_code_1_means_for_each_command(capsys):
+    """docs/cli.md's table is printed at the end of every --help: code 1 for run, tune,
+    reproduce and study alike."""
+    for cmd in ("run", "tune", "study", "reproduce", "certify"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        for what in ("(run)", "no candidate reached the target robustly (tune)",
+                     "an experiment failed (reproduce)", "a cell failed (study)"):
+            assert what in out, (cmd, what)

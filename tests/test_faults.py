@@ -166,6 +166,7 @@ def test_an_interrupted_tune_exits_130_and_writes_no_tuned_toml(tmp_path, sig):
     assert not (out / "tuned.toml").exists()
     info = json.loads((out / "tuning.json").read_text())
     assert info["interrupted"] is True and info["reason"].startswith("interrupted after")
+    assert info["found"] is False  # the best so far is in params, not a winner
     assert len(info["trials"]) < 20
 
 

@@ -50,8 +50,8 @@ EXIT_INTERNAL, EXIT_INTERRUPTED = 4, 130
 EXIT_CODES_HELP = """\
 exit codes (every command):
   0    converged (run) / success
-  1    ran but did not converge: not_converged or stalled (run); an experiment failed
-       (reproduce)
+  1    ran but did not converge: not_converged or stalled (run); no candidate reached
+       the target robustly (tune); an experiment failed (reproduce); a cell failed (study)
   2    bad input: config, arguments, data files, output folder, sizes beyond this machine
   3    diverged or diverging (run)
   4    internal error: a bug in stflow, please report it (--debug shows the traceback)

@@ -197,7 +197,9 @@ class TuneResult:
                 "budget", "seed", "record_every", "rounds_cap", "reason", "trials", "widened",
                 "wave", "batch_fallback")
         out = {k: getattr(self, k) for k in keys}
-        out["found"] = self.found
+        # a winner of the whole budget; an interrupted search keeps its best so far in
+        # `params` but found nothing it could stand by
+        out["found"] = self.found and not self.interrupted
         out["interrupted"] = self.interrupted
         return out
 
