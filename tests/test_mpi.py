@@ -547,6 +547,45 @@ def test_an_interrupt_during_the_mpi_set_up_is_exit_130_one_line(tmp_path, sig):
     assert "Traceback" not in err and not out.exists()
 
 
+def test_ctrl_c_to_mpiexec_during_the_rounds_writes_the_interrupted_run(tmp_path):
+    """Ctrl-C sent to mpiexec: rank 1 ended with os._exit(130) at once and the launcher
+    then killed rank 0 (SIGKILL) while it wrote, so exit 130 came with no summary.json, no
+    figure and no line. Now every rank waits for rank 0's outputs, as the simulator writes
+    them."""
+    import signal
+
+    cfg = _config(tmp_path / "c.toml", horizon=5000.0)  # 5e6 rounds: minutes
+    out = tmp_path / "o"
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                             str(cfg), "--out", str(out), "--backend", "mpi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "progress.log"  # rank 0's first progress line: the rounds have begun
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and log.read_text()):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    summary = json.loads((out / "summary.json").read_text())
+    rows = read_metrics_csv(out / "metrics.csv")
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 130
+    assert 0 < summary["steps"] == rows["step"][-1] < 5_000_000
+    assert summary["bits_per_agent"] == rows["bits_per_agent"][-1]
+    assert (out / "convergence.png").is_file()
+    lines = [ln for ln in err.splitlines() if ln.startswith("stflow:")]
+    assert lines == [f"stflow: interrupted: interrupted by SIGINT at step {summary['steps']} "
+                     f"of 5000000 (t = {summary['t_final']:.4g}); the rows recorded up to it "
+                     "are kept"], err
+    assert summary["message"] == lines[0].removeprefix("stflow: interrupted: ")
+    ours = [ln for ln in stdout.splitlines() if not ln.startswith("[mpiexec")]
+    assert len(ours) == 1 and ours[0].startswith("interrupted: relative error "), stdout
+    assert "Traceback" not in err
+    # the progress lines are the simulator's (docs/cli.md)
+    first = log.read_text().splitlines()[0]
+    assert first.startswith("stflow run: 0 of 5000000 rounds (0%), "), first
+
+
 def test_sigterm_stops_huge_local_steps_under_mpi(tmp_path):
     """local_steps = 1e8: each round lasts minutes; a stop must not wait for it."""
     import signal

@@ -460,3 +460,59 @@ def test_a_divergence_on_a_lossy_channel_names_the_commit_rate():
     assert sol.status == "diverged"
     assert "commits with probability 0.49 a round" in sol.message
     assert "by 0.49" in sol.message
+
+
+#: quantize:bits=4 at d = 3: a float64 scale and 3 levels of 4 bits; the observer adds the
+#: commit bit, and each of a ring agent's 2 links its acknowledgement (docs/network.md, Bits)
+_B, _COMMIT, _DEG = 64 + 3 * 4, 1, 2
+
+
+def _both_engines(tmp_path, cfg):
+    """(summary, metrics, stdout) of the simulator and of ``mpiexec -n 2``."""
+    sim, mpi = tmp_path / "sim", tmp_path / "mpi"
+    got = []
+    for out, pre in ((sim, [sys.executable]), (mpi, [_mpiexec(), "-n", "2", sys.executable])):
+        args = ["--backend", "mpi"] if out == mpi else []
+        proc = subprocess.run([*pre, "-m", "stflow.cli", "run", str(cfg), "--out", str(out),
+                               "--quiet", "--no-figure", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode in (0, 1, 3), proc.stderr
+        got.append((json.loads((out / "summary.json").read_text()),
+                    read_metrics_csv(out / "metrics.csv"), proc.stdout))
+    return got
+
+
+@pytest.mark.parametrize("network", ["drop = 0.3", "drop = 0.3\nactivation = 0.7\nseed = 5"])
+def test_summary_bits_are_the_counted_bits_on_both_engines(tmp_path, network):
+    """MPI's summary.json and stdout line said steps * bits_per_message (no acknowledgement
+    or commit bits, lost messages' rounds as if perfect) while its metrics.csv and the
+    simulator counted the channel's bits. Every agent always has its 2 links (no schedule),
+    so agent i pays [awake_i] (B + 1) + 2 a round, whatever is lost."""
+    cfg = _cfg(tmp_path / "c.toml", horizon=0.2, record_every=30, network=network)
+    steps = 200  # rows at 0, 30, ..., 180 and the last step, 200
+    ch = Channel(make_graph("ring", 6), drop=0.3, seed=5,
+                 activation=0.7 if "activation" in network else 1.0)
+    awake = sum(int(ch.masks(k).awake.sum()) for k in range(steps))
+    expected = (awake * (_B + _COMMIT) + steps * 6 * _DEG) / 6
+    if "activation" not in network:
+        assert expected == steps * (_B + _COMMIT + _DEG)  # 15 800
+    else:
+        assert awake < steps * 6  # some agents slept
+    for summary, rows, stdout in _both_engines(tmp_path, cfg):
+        assert summary["bits_per_message"] == _B and summary["steps"] == steps
+        assert rows["step"][-1] == steps
+        assert summary["bits_per_agent"] == rows["bits_per_agent"][-1] == expected
+        assert f"; {expected:.4g} bits per agent;" in stdout
+
+
+def test_a_diverged_lossy_run_counts_the_bits_up_to_its_steps_on_both_engines(tmp_path):
+    """A diverged run ends between records: summary.json's steps is the step the blow-up was
+    seen at, after the last finite row (docs/cli.md), and its bits count those steps."""
+    cfg = _cfg(tmp_path / "c.toml", horizon=100.0, record_every=30, network="drop = 0.3",
+               method_extra="alpha = 2.0\nbeta = 2.0\neta = 1.0\ngamma = 50.0")
+    cfg.write_text(cfg.read_text().replace("step = 1e-3", "step = 0.2"))
+    (sim, sim_rows, _), (mpi, mpi_rows, _) = _both_engines(tmp_path, cfg)
+    assert sim["status"] == mpi["status"] == "diverged"
+    assert sim["steps"] == mpi["steps"] > sim["last_recorded_step"] == mpi["last_recorded_step"]
+    assert sim["bits_per_agent"] == mpi["bits_per_agent"] == sim["steps"] * (_B + _COMMIT + _DEG)
+    assert sim_rows["bits_per_agent"][-1] == mpi_rows["bits_per_agent"][-1]

@@ -346,14 +346,48 @@ def _run_mpi_ranks(args, rank: int, clear, drop) -> int:
                     resume=args.resume, progress=not args.quiet, built=clear,
                     interrupted=drop,
                 )
-            if result.is_root:
-                return _finish_run(Path(args.out), result.run, result.solution,
-                                   figure=not args.no_figure)
-            return _exit_code(result.solution)
+            return _finish_mpi_ranks(args, result)
     except InputError as exc:
         if getattr(exc, "quiet", False):  # rank 0 prints the one line
             return EXIT_INPUT
         raise
+
+
+def _finish_mpi_ranks(args, result) -> int:
+    """Rank 0 writes the outputs and reports; the other ranks wait for it, then every rank
+    returns rank 0's exit code.
+
+    The other ranks must not exit first: an interrupted rank ends with ``os._exit(130)``
+    (:func:`exit_with`), without ``MPI_Finalize``, and MPICH's launcher then kills the
+    other ranks (SIGKILL), so rank 0 died while writing (an interrupted run had no
+    summary.json, figure or line). They wait with a non-blocking broadcast polled every
+    10 ms (no busy wait beside rank 0's writing), with Ctrl-C and SIGTERM ignored (the
+    launcher's own second Ctrl-C still ends everything).
+    """
+    import time
+
+    import numpy as np
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    code = np.array([_exit_code(result.solution)], dtype=np.int64)
+    if result.is_root:
+        try:
+            code[0] = _finish_run(Path(args.out), result.run, result.solution,
+                                  figure=not args.no_figure)
+        except BaseException as exc:  # main prints rank 0's failure line
+            code[0] = _describe_failure(exc, "run")[0]
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            comm.Ibcast(code, root=0).Wait()
+        return int(code[0])
+    _ignore_interrupts()
+    request = comm.Ibcast(code, root=0)
+    while not request.Test():
+        time.sleep(0.01)
+    return int(code[0])
 
 
 def _finish_run(out: Path, run, sol, *, figure: bool = True) -> int:

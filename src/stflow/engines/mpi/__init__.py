@@ -124,7 +124,8 @@ def run_mpi(
         ``after_rounds(exchange)`` runs on every rank after the last round, while the
         :class:`~stflow.engines.mpi.exchange.NeighbourExchange` is alive (benchmarks).
     progress : bool
-        Rank 0 prints ``round k of n`` on stderr every few seconds.
+        Rank 0 prints the simulator's progress lines on stderr
+        (``stflow run: k of n rounds (p%), Ts elapsed``, :mod:`stflow.progress`).
     built : callable, optional
         ``built()`` runs on rank 0 once every rank has built and checked the run, before the
         first round (``stflow run --force`` clears the earlier results there).

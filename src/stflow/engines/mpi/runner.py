@@ -45,8 +45,6 @@ __all__ = ["Agreed", "MPIRunResult", "Runner", "agree", "config_hash"]
 #: Test hooks: ``RANK:STEP`` (or ``RANK:setup``) raises on that rank; ``K`` stops after step K.
 FAULT_ENV, STOP_ENV = "STFLOW_MPI_FAULT", "STFLOW_MPI_STOP_AFTER"
 EXIT_STOPPED = 75
-#: Seconds between two progress lines of rank 0.
-PROGRESS_EVERY = 5.0
 
 
 @dataclass
@@ -144,10 +142,12 @@ class _GatheredCosts:
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM set a flag (checked by all ranks together) instead of raising."""
+    """SIGINT/SIGTERM set a flag (checked by all ranks together) instead of raising;
+    ``signal`` names the first one caught (``"SIGINT"``, ``"SIGTERM"``)."""
 
     def __init__(self):
         self.requested = False
+        self.signal = None
         self._old = {}
 
     def __enter__(self):
@@ -159,6 +159,8 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
+        if not self.requested:
+            self.signal = signal.Signals(signum).name
         self.requested = True
 
     def __exit__(self, *exc):
@@ -396,10 +398,21 @@ class Runner:
             else:
                 self._record(rec, 0, 0.0, state["X"])
             wall = time.perf_counter()
-            with _StopFlag() as flag, np.errstate(over="ignore", invalid="ignore"):
-                done, diverged_at, interrupted_at = self._loop(
-                    state, rec, ex, codecs, h, first, n_steps, record_every, s["local_steps"],
-                    flag)
+            self.bar = None
+            if self.progress and self.rank == 0:  # the simulator's progress lines
+                from ...progress import progress_bar  # (stderr and OUT/progress.log)
+
+                self.bar = progress_bar(total=n_steps, desc="stflow run", unit="round")
+                self.bar.update(first)
+            try:
+                with _StopFlag() as flag, np.errstate(over="ignore", invalid="ignore"):
+                    self.stop_flag = flag
+                    done, diverged_at, interrupted_at = self._loop(
+                        state, rec, ex, codecs, h, first, n_steps, record_every,
+                        s["local_steps"], flag)
+            finally:
+                if self.bar is not None:
+                    self.bar.close()
             wall = time.perf_counter() - wall
             if after_rounds is not None:
                 after_rounds(ex)
@@ -425,7 +438,6 @@ class Runner:
         prev_ckpt = first if self.resume else None
         fault = os.environ.get(FAULT_ENV)
         done = first
-        last_report = time.perf_counter()
         decay = self.config["solver"]["step_decay"]
         self.clock = self._clock_at(first, h, decay)
         for k in range(first, n_steps):
@@ -442,6 +454,8 @@ class Runner:
             new = self.driver.round(state, k, t, hk, local_steps,
                                     stop=lambda: flag.requested, abandon=False)
             done = k + 1
+            if self.bar is not None:
+                self.bar.update(1)
             if done % check_every == 0 or done == n_steps:
                 blown, stop = self._check(new, flag)
                 if blown:
@@ -455,14 +469,6 @@ class Runner:
                 self._record(rec, done, self._t(done, h, decay), state["X"])
             if self.checkpoint_every and done % self.checkpoint_every == 0 and done < n_steps:
                 prev_ckpt = save_checkpoint(self, done, state, rec, ex, prev_ckpt)
-            if self.progress and self.rank == 0:
-                now = time.perf_counter()
-                if now - last_report >= PROGRESS_EVERY:
-                    last_report = now
-                    from ...progress import emit_line  # stderr and OUT/progress.log
-
-                    emit_line(f"stflow: round {done} of {n_steps} "
-                              f"({100.0 * done / n_steps:.0f}%)")
             if stop_after and done == stop_after:
                 self.comm.Barrier()
                 sys.stdout.flush()
@@ -561,10 +567,12 @@ class Runner:
                     f"{self.method.divergence_cause(h)}"
                     + ("" if self.channel is None else self.channel.divergence_hint())
                 )
-            elif interrupted_at is not None:
+            elif interrupted_at is not None:  # the simulator's message
+                by = self.stop_flag.signal or "a stop request (on another rank)"
+                t = float(records["t"][-1]) if len(records["t"]) else interrupted_at * h
                 status = "interrupted"
-                message = (f"interrupted after {interrupted_at} of {n_steps} steps; kept what "
-                           "was recorded")
+                message = (f"interrupted by {by} at step {interrupted_at} of {n_steps} "
+                           f"(t = {t:.4g}); the rows recorded up to it are kept")
             else:
                 status, message = _classify(records, self.config["solver"]["tolerance"],
                                             self.config["solver"]["target_accuracy"],
@@ -575,8 +583,10 @@ class Runner:
         status, message, steps_done = self.comm.bcast((status, message, steps_done), root=0)
         bpm = self.method.bits_per_message
         bits_per_agent = float(steps_done * bpm)
-        if self.method.triggered and rec is not None:
-            bits_per_agent = float(records["bits_per_agent"][-1])
+        if self.counter.on:  # sizes vary (a lossy channel, sleep, schedules, triggers): the
+            # bits counted up to `steps_done`, as metrics.csv and the simulator count them
+            totals = self.comm.allreduce(np.array(self.counter.totals()))  # collective
+            bits_per_agent = float(self.counter.per_agent(self.n, totals)[0])
         sol = Solution(
             status=status,
             message=message,
