@@ -100,7 +100,7 @@ def test_numbers_by_hand(tmp_path, capsys):
     assert entry["rounds"]["iqr"] == pytest.approx(q75 - q25)
     assert entry["bits"]["median"] == med * 80
     md = (out / "report.md").read_text()
-    assert f"| lead | `q4` | 3/3 | {80 * med:.4g} ({80 * (q75 - q25):.4g})" in md
+    assert f"| lead | `q4` | 3/3 | 3 finished | {80 * med:.4g} ({80 * (q75 - q25):.4g})" in md
     html = (out / "report.html").read_text()
     assert '<a href="#results">Results</a>' in html and "data:image/png;base64," in html
     for name in ("metrics.csv", "summary.json", "result.json"):

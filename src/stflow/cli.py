@@ -183,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- the output folder -------------------------------------------------------------------
-def _check_out(text: str, *, allow_nonempty: bool) -> Path:
+def _check_out(text: str, *, allow_nonempty: bool, resume_marker: str | None = None) -> Path:
     """Refuse a bad ``--out`` without writing anything (safe on every MPI rank)."""
     if not text.strip():
         raise InputError("--out must name a folder (got an empty string): e.g. --out results/run1")
@@ -206,6 +206,10 @@ def _check_out(text: str, *, allow_nonempty: bool) -> Path:
             "folder path"
         )
     if out.is_dir() and not allow_nonempty and any(out.iterdir()):
+        if resume_marker is not None and (out / resume_marker).exists():
+            raise InputError(f"{where} holds an earlier study ({resume_marker}): add --resume to "
+                             "finish its unfinished cells, --force to start over, or give a "
+                             "new folder")
         raise InputError(f"{where} exists and is not empty: give a new folder or add --force")
     if not os.access(anchor, os.W_OK | os.X_OK):
         raise InputError(f"{where} is not writable ({str(anchor)!r} is read-only): choose another "
@@ -745,7 +749,8 @@ def _cmd_study(args) -> int:
         raise InputError("--resume and --force contradict each other: --resume keeps the "
                          "finished cells, --force removes them; give one")
     study = load_study(args.study, shrink=QUICK if args.quick else None)
-    out = _check_out(args.out, allow_nonempty=args.force or args.resume)
+    out = _check_out(args.out, allow_nonempty=args.force or args.resume,
+                     resume_marker="study.json")
     if args.resume and out.is_dir() and any(out.iterdir()) and not (out / "study.json").exists():
         raise InputError(f"--out {args.out!r} holds no study to resume (no study.json): give "
                          "the --out of an earlier stflow study, or drop --resume")

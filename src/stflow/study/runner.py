@@ -40,13 +40,17 @@ def _random_x0(config: dict, seed: int):
 
 
 def cell_row(cell: dict, records: dict | None, *, status: str, reason: str = "",
-             target: dict, wall: float = math.nan, tuning=None) -> dict:
+             target: dict, wall: float = math.nan, tuning=None,
+             stopped_at: int | None = None) -> dict:
     """The row of ``results.csv`` for one cell from its recorded metrics.
 
     The quantities *to the target* are read at the first recorded row meeting the target
     from which every later row meets it too (:func:`stflow.tune.first_hit`); a cell that never
     gets there has them empty and ``reached = False``. ``wall_seconds_to_target`` is the run's
-    wall time times the share of its rounds spent to the target.
+    wall time times the share of its rounds spent to the target. A diverged run
+    (``status = "diverged"``) never counts as reached, whatever its last finite records say;
+    its ``rounds`` is the round it stopped at (``stopped_at``), which may lie past its last
+    record.
 
     Examples
     --------
@@ -81,7 +85,7 @@ def cell_row(cell: dict, records: dict | None, *, status: str, reason: str = "",
     if records is None or not len(records.get("step", [])):
         return row
     steps = np.asarray(records["step"])
-    row["rounds"] = int(steps[-1])
+    row["rounds"] = int(steps[-1]) if stopped_at is None else int(stopped_at)
 
     def last(col):
         if col not in records:
@@ -96,6 +100,8 @@ def cell_row(cell: dict, records: dict | None, *, status: str, reason: str = "",
     row["final_value"] = last(col)
     if col not in records:
         row["reason"] = reason or f"the run records no {col}"
+        return row
+    if status == "diverged":  # its last finite records are not a result
         return row
     i, stays = first_hit(records, col, target["value"], at_least=target["at_least"])
     if i is None or not stays:
@@ -190,8 +196,13 @@ def _finish(cell, folder, run, sol, reason, target, tuning) -> dict:
                    exit_code=EXIT_CODES.get(sol.status, 1), config=run.config,
                    study_cell=cell["id"], seed=cell["seed"])
     write_run_outputs(folder, sol.records, summary, figure=False)
+    stopped_at = None
+    if sol.status == "diverged":  # the row says why it stopped, next to any tuning note
+        stopped_at = int(sol.steps)
+        reason = "; ".join(x for x in (f"diverged: {' '.join(str(sol.message).split())}",
+                                       reason) if x)
     return cell_row(cell, sol.records, status=sol.status, reason=reason, target=target,
-                    wall=float(sol.wall_seconds), tuning=tuning)
+                    wall=float(sol.wall_seconds), tuning=tuning, stopped_at=stopped_at)
 
 
 def _failed(cell, exc, target, tuning) -> dict:

@@ -167,6 +167,11 @@ class Study:
     init: str
     cells: list = field(default_factory=list)
     text_hash: str = ""
+    data_seed: int | None = None
+    #: The base config's sections as given (file and inline), before the axes.
+    base: dict = field(default_factory=dict)
+    #: The axes as given: name -> [(label, spec or overrides)] (compressor, problem, graph).
+    axes: dict = field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
@@ -435,7 +440,10 @@ def parse_study(raw: dict, *, base_dir=".", path: str = "<study>",
               {"column": "mean_agent_test_accuracy", "value": st["target_accuracy"],
                "at_least": True})
     study = Study(path=path, title=st["title"], target=target, seeds=list(seeds),
-                  quantities=list(quantities), init=st["init"])
+                  quantities=list(quantities), init=st["init"], data_seed=st["data_seed"],
+                  base=copy.deepcopy(base),
+                  axes={"compressor": list(compressors), "problem": copy.deepcopy(problems),
+                        "graph": copy.deepcopy(graphs)})
     ids = set()
     for mlabel, m in methods:
         pin = m["entry"]["compressor"]
