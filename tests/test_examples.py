@@ -89,17 +89,27 @@ def test_reproduce_doc_snippet_runs():
         ("py:../shared/comp.py:make", "py:/cfg/shared/comp.py:make"),
         ("topk:k=4|py:comp.py:make", "topk:k=4|py:/cfg/dir/comp.py:make"),
         ("py:comp.py:make | quantize:bits=4", "py:/cfg/dir/comp.py:make | quantize:bits=4"),
-        ("py:/abs/comp.py:make", "py:/abs/comp.py:make"),
+        ("py:/cfg/abs/comp.py:make", "py:/cfg/abs/comp.py:make"),
         ("py:my_module:make", "py:my_module:make"),  # a module on PYTHONPATH: as it is
         ("py:pkg.sub:make:k=2", "py:pkg.sub:make:k=2"),
         ("topk:k=2", "topk:k=2"),
     ],
 )
-def test_py_compressor_files_are_relative_to_the_config(spec, expected):
-    cfg = resolve_config({"compressor": {"spec": spec}}, base_dir="/cfg/dir")
-    assert cfg["compressor"]["spec"] == expected
+def test_py_compressor_files_are_relative_to_the_config(tmp_path, spec, expected):
+    # "/cfg" stands for tmp_path; the files exist (a missing one is refused, below)
+    for name in ("dir/comp.py", "dir/lib/comp.py", "shared/comp.py", "abs/comp.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    spec = spec.replace("/cfg/", f"{tmp_path}/")
+    cfg = resolve_config({"compressor": {"spec": spec}}, base_dir=tmp_path / "dir")
+    assert cfg["compressor"]["spec"] == expected.replace("/cfg/", f"{tmp_path}/")
     # without a config file there is no base: the spec is left alone
     assert resolve_config({"compressor": {"spec": spec}})["compressor"]["spec"] == spec
+    if "comp.py" in spec:
+        with pytest.raises(InputError, match=r"file '\S*comp.py' not found: give a path "
+                                             r"relative to '\S*' \(the config file's folder\)"):
+            resolve_config({"compressor": {"spec": spec.replace("comp.py", "nosuch/comp.py")}},
+                           base_dir=tmp_path / "dir")
 
 
 def test_py_compressor_file_next_to_the_config_loads_from_any_folder(tmp_path, monkeypatch):

@@ -200,6 +200,40 @@ def test_check_method_names_the_broken_rule():
         assert_method_ok(f"py:{BROKEN}:WrongShape", mpi=False)
 
 
+def test_check_method_names_the_in_place_rule():
+    # X -= ... on the state it was given: named as rule 1's "return new arrays", not as
+    # an engine difference (the other checks are skipped)
+    result = check_method(f"py:{BROKEN}:InPlace", procs=(1,))
+    assert len(result.problems) == 1, result.report()
+    line = result.problems[0]
+    assert line.startswith("in place: ") and "InPlace.receive raised ValueError" in line
+    assert "broken_methods.py:" in line and "read-only" in line
+    assert "return new arrays; do not modify state or messages in place" in line
+    assert "engines" not in line and result.passed == []
+    good = check_method(HEAVY_BALL, mpi=False)
+    assert good.ok and good.passed[0].startswith("in place: ")
+
+
+def test_a_peer_method_of_ones_own_gets_lr_from_peer_method():
+    from stflow.methods import PeerMethod
+    from stflow.problems import curvature_estimate
+
+    assert [p.name for p in PeerMethod.params] == ["lr"] and PeerMethod.params[0].auto
+    ref = f"py:{BROKEN.parent / 'good_methods.py'}:HeavyPeer"
+    cfg = resolve_config({"problem": {"kind": "quadratic", "agents": 6, "dim": 4},
+                          "method": {"kind": ref, "lr": "auto", "beta": 0.2},
+                          "solver": {"step": 1.0, "horizon": 20.0}})
+    assert cfg["method"] == {"kind": ref, "lr": "auto", "beta": 0.2}
+    from stflow.config import build_run
+
+    run = build_run(cfg)
+    problem = make_problem("quadratic", agents=6, dim=4)
+    assert run.flow.lr == pytest.approx(0.5 / curvature_estimate(problem), rel=1e-12)
+    assert run.config["method"]["lr"] == run.flow.lr  # summary.json shows the value
+    # the built-in peers keep their own lr declaration (their own auto_lr)
+    assert method_params("nids")[0].doc.startswith('step size (> 0, or "auto" = 1.0 / L')
+
+
 def test_the_registry_is_read_from_the_classes():
     from stflow.methods import AUTO_LR, METHOD_CLASSES, METHOD_KINDS, PrimalDualFlow
 
@@ -242,6 +276,8 @@ def _one_line(capsys, argv) -> tuple[int, str]:
                    "write `class NotAMethod"),
     ("Missing", "has no attribute 'Missing' .*: name a stflow.methods.Method subclass"),
     ("BadBind", "BadBind.bind_block raised ValueError at .*: matmul: .*: fix BadBind.bind_block"),
+    ("TwoMessages", r"TwoMessages.send returned a list of 2 item\(s\), not a list of 1 "
+                    r"array\(s\)"),
 ])
 def test_bad_user_method_is_one_line_exit_2(tmp_path, capsys, attr, expected):
     cfg = tmp_path / "c.toml"

@@ -263,3 +263,218 @@ def test_a_subset_is_the_same_costs(springs):
     assert part.f_star == pytest.approx(p.f_star, rel=1e-14)
     q = make_problem("quadratic", agents=2, dim=2)  # a built-in is untouched
     assert q.kind == "quadratic"
+
+
+# ------------------------------------------------------------ errors of a cost of one's own
+
+LOGCOSH = '''
+import numpy as np
+from stflow import Param
+
+class LogCosh:
+    def __init__(self, agents, dim, scale, seed=0, dtype=np.float64):
+        self.c = np.random.default_rng(seed).standard_normal((agents, dim))
+        self.n_agents, self.dim, self.scale, self.dtype = agents, dim, scale, dtype
+    def values(self, X):
+        return self.scale * np.log(np.cosh(X - self.c)).sum(axis=1)
+    def grad(self, X):
+        return (self.scale * np.tanh(X - self.c)).astype(self.dtype)
+
+def make(agents=4, dim=3, scale=1.0, seed=0):
+    return LogCosh(agents, dim, scale, seed)
+
+def make_int(agents=4, dim=3, scale=1.0):
+    return LogCosh(agents, dim, scale, dtype=np.int64)
+
+def make_f32(agents=4, dim=3, scale=1.0):
+    return LogCosh(agents, dim, scale, dtype=np.float32)
+
+def declared(agents, dim, seed, delta, label, weighted):
+    cost = LogCosh(agents, dim, delta, seed)
+    cost.label, cost.weighted = label, weighted
+    return cost
+declared.params = (Param("agents", 4, "N", type="int", low=2),
+                   Param("dim", 3, "d", type="int", low=1),
+                   Param("seed", 0, "seed", type="int"),
+                   Param("delta", 1.0, "scale"),
+                   Param("label", "x", "a label", type="str"),
+                   Param("weighted", False, "weights", type="bool"))
+
+class NoOptimum(LogCosh):
+    x_star = None
+
+class Scored(NoOptimum):
+    def test_accuracy(self, X):
+        return (np.abs(X - self.c.mean(axis=0)) < 0.5).mean(axis=1)
+
+def no_optimum(agents=4, dim=3):
+    return NoOptimum(agents, dim, 1.0)
+
+def scored(agents=4, dim=3):
+    return Scored(agents, dim, 1.0)
+'''
+
+
+@pytest.fixture
+def logcosh(tmp_path):
+    (tmp_path / "logcosh.py").write_text(LOGCOSH)
+    return tmp_path
+
+
+def _run_one_line(capsys, cfg: Path, out: Path) -> tuple[int, str]:
+    code = main(["run", str(cfg), "--out", str(out), "--quiet", "--no-figure"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return code, err[0]
+
+
+@pytest.mark.parametrize("attr, dtype", [("make_int", "int64"), ("make_f32", "float32")])
+def test_a_gradient_of_another_dtype_is_refused(logcosh, capsys, attr, dtype):
+    cfg = _config(logcosh, f"""
+        [problem]
+        kind = "py:logcosh.py:{attr}:scale=0.5"
+        [method]
+        kind = "dgd"
+        [solver]
+        step = 0.01
+        horizon = 1.0
+    """)
+    code, line = _run_one_line(capsys, cfg, logcosh / "out")
+    assert code == 2, line
+    assert f"logcosh.py:{attr}:scale=0.5': grad(X) returned an array of dtype {dtype}, " \
+           "not float64: return float64 values of shape (4, 3), e.g. " \
+           "`return out.astype(float)`" in line
+
+
+def test_a_missing_file_is_relative_to_the_config_folder(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    for section in ('[problem]\nkind = "py:nosuch.py:make"',
+                    '[problem]\nkind = "torch"\nmodel = "py:nosuch.py:make"',
+                    '[compressor]\nspec = "py:nosuch.py:make|quantize:bits=4"'):
+        (folder / "c.toml").write_text(section + "\n[solver]\nhorizon = 1.0\n")
+        code, line = _run_one_line(capsys, folder / "c.toml", tmp_path / "out")
+        assert code == 2
+        assert (f"file '{folder / 'nosuch.py'}' not found: give a path relative to "
+                f"'{folder}' (the config file's folder) or an absolute one") in line, line
+        assert "working directory" not in line
+    with pytest.raises(InputError, match=r"file '\S*nosuch.py' not found: give a path "
+                                         "relative to the working directory"):
+        from stflow.user_code import load_attr
+
+        load_attr("py:nosuch.py:make", "[problem] kind")
+
+
+def test_declared_params_fill_in_their_defaults(logcosh):
+    cfg = load_config(_config(logcosh, """
+        [problem]
+        kind = "py:logcosh.py:declared:delta=0.5,label=abc,weighted=true"
+        agents = 5
+    """))
+    assert {k: v for k, v in cfg["problem"].items() if k != "kind"} == {
+        "agents": 5, "dim": 3, "seed": 0}
+    p = build_run(cfg).problem
+    assert (p.n_agents, p.dim) == (5, 3)
+    assert (p.obj.scale, p.obj.label, p.obj.weighted) == (0.5, "abc", True)
+    np.testing.assert_array_equal(p.obj.c, np.random.default_rng(0).standard_normal((5, 3)))
+
+
+def test_a_pair_of_the_reference_is_checked_like_a_key(logcosh):
+    kind = f"py:{logcosh}/logcosh.py:make:scale=0.5,mode=1"
+    with pytest.raises(InputError) as err:
+        resolve_config({"problem": {"kind": kind}})
+    assert str(err.value) == (
+        f"unknown key mode=1 in [problem] kind = {kind!r}: its factory takes agents, dim, "
+        "scale, seed (add mode to its parameters, or remove it from the py: string)")
+    with pytest.raises(InputError, match=r"\[problem\] delta must be a number > 0"):
+        resolve_config({"problem": {"kind": f"py:{logcosh}/logcosh.py:declared:delta=-1"}})
+
+
+def test_a_cost_without_optimum_needs_test_accuracy_and_a_target(logcosh, capsys):
+    body = """
+        [problem]
+        kind = "py:logcosh.py:{attr}"
+        [method]
+        kind = "dgd"
+        lr = 0.1
+        [solver]
+        step = 1.0
+        horizon = 20.0
+        {target}
+    """
+    cfg = _config(logcosh, body.format(attr="no_optimum", target=""))
+    code, line = _run_one_line(capsys, cfg, logcosh / "a")
+    assert code == 2 and "sets x_star = None and has no test_accuracy(X), so nothing can " \
+                         "judge the run" in line, line
+    assert "or a test_accuracy(X) -> (N,) method and set [solver] target_accuracy" in line
+    assert not (logcosh / "a" / "summary.json").exists()
+    cfg = _config(logcosh, body.format(attr="no_optimum", target="target_accuracy = 0.9"))
+    code, line = _run_one_line(capsys, cfg, logcosh / "b")
+    assert code == 2 and "has no test_accuracy(X) method: give the cost object " \
+                         "test_accuracy(X) -> (N,)" in line, line
+    cfg = _config(logcosh, body.format(attr="scored", target=""))
+    code, line = _run_one_line(capsys, cfg, logcosh / "c")
+    assert code == 2 and "[solver] target_accuracy is needed" in line, line
+    cfg = _config(logcosh, body.format(attr="scored", target="target_accuracy = 0.9"))
+    assert main(["run", str(cfg), "--out", str(logcosh / "d"), "--quiet", "--no-figure"]) == 0
+    summary = json.loads((logcosh / "d" / "summary.json").read_text())
+    assert summary["status"] == "converged" and "mean agent test accuracy 1.0000" in \
+        summary["message"]
+
+
+def test_a_py_file_imports_a_helper_beside_it(tmp_path, monkeypatch):
+    folder = tmp_path / "costs"
+    folder.mkdir()
+    (folder / "helper_for_stflow_test.py").write_text("SCALE = 0.5\n")
+    (folder / "cost.py").write_text(textwrap.dedent('''
+        import numpy as np
+        from helper_for_stflow_test import SCALE
+
+        class C:
+            n_agents, dim = 3, 2
+            def values(self, X): return SCALE * (X ** 2).sum(axis=1)
+            def grad(self, X): return 2 * SCALE * X
+            x_star = np.zeros(2)
+
+        def make():
+            return C()
+    '''))
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    p = build_run(load_config(_config(folder, '[problem]\nkind = "py:cost.py:make"\n'))).problem
+    np.testing.assert_array_equal(p.grad(np.ones((3, 2))), np.ones((3, 2)))
+    assert sys.path == path_before  # the folder was on sys.path for the import only
+
+
+def test_a_missing_attribute_lists_how_many_names_were_left_out(tmp_path):
+    (tmp_path / "many.py").write_text("".join(f"def f{i}(): pass\n" for i in range(11)))
+    with pytest.raises(InputError, match=r"\(it has f0, f1, f10, f2, f3, f4, f5, f6, \.\.\. "
+                                         r"and 3 more\): name"):
+        resolve_config({"problem": {"kind": f"py:{tmp_path}/many.py:make"}})
+
+
+def test_a_compressor_spec_error_names_the_config_key(tmp_path, capsys):
+    cfg = _config(tmp_path, """
+        [problem]
+        kind = "quadratic"
+        agents = 4
+        dim = 4
+        [compressor]
+        spec = "topk:k=20"
+    """)
+    code, line = _run_one_line(capsys, cfg, tmp_path / "o")
+    assert code == 2
+    assert line == ("stflow: error: [compressor] spec = 'topk:k=20' (d = 4): `k` must "
+                    "satisfy 1 <= k <= d (got k=20, d=4): lower k or raise dim")
+
+
+def test_py_files_names_the_file_of_every_py_reference():
+    from stflow.user_code import py_files
+
+    # the files the config hash of --resume reads (docs/cli.md): a cost with pairs, a
+    # composed compressor spec, a model; modules are not files
+    assert py_files("py:/runs/logcosh.py:make:scale=0.5") == ["/runs/logcosh.py"]
+    assert py_files("py:/runs/c.py:sign|quantize:bits=4|py:mod:f|py:/r/d.py:g:k=1") == [
+        "/runs/c.py", "/r/d.py"]
+    assert py_files("topk:k=2") == [] and py_files(None) == []

@@ -8,7 +8,8 @@ checker runs it and says which rule it breaks:
    ``state_keys`` are well formed, ``send`` returns one float64 ``(n, d)`` array per channel,
    ``init_block`` and ``receive`` return every state key with one row per agent of the block,
    nothing raises and nothing turns NaN from a finite state (the guards of
-   :mod:`stflow.methods.user`);
+   :mod:`stflow.methods.user`); and no call writes into the state or the messages it is
+   given (a few rounds with read-only arrays: "return new arrays");
 2. **determinism**: two identical simulator runs give identical metrics (no global
    ``np.random``, clock or ``id``-dependent behaviour);
 3. **state in the returned dict**: a run continued by a *fresh* object from the state dict
@@ -98,14 +99,14 @@ class MethodCheck:
         return self.report()
 
 
-def _reference(method, base_dir: Path) -> str:
+def _reference(method, base_dir: Path, folder: str = "the config file's folder") -> str:
     """``py:/abs/file.py:ATTR[:pairs]`` for a reference or a class defined in a file."""
     from .user_code import is_py, resolve_path
 
     if isinstance(method, str):
         if not is_py(method):
             return method  # a built-in kind
-        return resolve_path(method, base_dir, "check_method(method)")
+        return resolve_path(method, base_dir, "check_method(method)", folder=folder)
     if isinstance(method, type):
         kind = getattr(method, "kind", "")
         if isinstance(kind, str) and is_py(kind):  # already a loaded user class
@@ -175,6 +176,40 @@ def _manual_rounds(cfg: dict, rounds: int, swap_at: int | None):
     return state["X"]
 
 
+def _read_only(a):
+    """A read-only copy of ``a`` (writing into it raises ``ValueError``)."""
+    if not isinstance(a, np.ndarray):
+        return a
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
+def _in_place_write(cfg: dict, rounds: int = 3) -> str | None:
+    """The error of the first call that writes into its state or messages, or None: a few
+    simulator rounds with every state array and message handed over read-only."""
+    from .config import build_run
+
+    with _quiet():
+        run = build_run(cfg)
+        method, h = run.flow, float(cfg["solver"]["step"])
+        state = method.initial_state(x0=run.x0, v0=run.v0)
+        for k in range(rounds):
+            t = k * h
+            state = {key: _read_only(a) for key, a in state.items()}
+            try:
+                out = method.send(state, t, h)
+                msgs = [_read_only(z if c is None else c(z, t))
+                        for z, c in zip(out, method.codecs(), strict=True)]
+                method.local(state, t, h)
+                state = method.receive(state, msgs, t, h)
+            except (InputError, ValueError) as exc:
+                if "read-only" in str(exc):  # the guard's own fix is replaced by the rule
+                    return str(exc).split(": fix ")[0]
+                return None  # another failure: the other checks report it
+    return None
+
+
 def _launcher():
     exe = shutil.which("mpiexec")
     if exe is None:
@@ -227,7 +262,10 @@ def check_method(method=None, config=None, *, procs=(1, 2, 3), rtol: float = 1e-
     raw, base = _raw_config(config)
     raw = _old_names(raw)
     raw.setdefault("method", {})
-    ref = _reference(method, base) if method is not None else raw["method"].get("kind", "")
+    folder = ("the working directory" if config is None or isinstance(config, dict)
+              else "the config file's folder")
+    ref = (_reference(method, base, folder) if method is not None
+           else raw["method"].get("kind", ""))
     result = MethodCheck(method=str(ref))
     if method is not None:
         raw["method"]["kind"] = ref
@@ -248,6 +286,15 @@ def check_method(method=None, config=None, *, procs=(1, 2, 3), rtol: float = 1e-
     except InputError as exc:
         result.problems.append(f"protocol: {exc}")
         return result
+    in_place = _in_place_write(cfg)
+    if in_place is not None:
+        result.problems.append(
+            f"in place: {in_place}: return new arrays; do not modify state or messages in "
+            "place (rule 1: write X = state['X'] - self.lr * G, not X -= ...; or copy first, "
+            "X = state['X'].copy()); docs/methods.md; the other checks were skipped")
+        return result
+    result.passed.append("in place: send, local and receive leave state and messages "
+                         "unchanged (read-only arrays, 3 rounds)")
     if sol.status == "diverged":
         result.problems.append(
             f"the simulator run diverged ({sol.message}): a diverging run cannot be compared; "

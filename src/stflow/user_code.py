@@ -6,6 +6,9 @@ model`` and ``loss``, ``[method] kind``, a ``[compressor] spec`` stage):
 - ``FILE`` is a path when it contains ``/`` (or ``\\``) or ends in ``.py``, relative to the
   config file's folder (:func:`resolve_path`); otherwise it is a module imported from
   ``sys.path`` (``PYTHONPATH``);
+- a file is imported with its own folder first on ``sys.path`` for the duration of the
+  import (as ``python FILE`` does), so it can import helper modules beside it at its top
+  level;
 - ``ATTR`` is an attribute of that module (a class or a factory);
 - ``key=value`` pairs (comma-separated) are keyword arguments, parsed as int, then float,
   then ``true``/``false``, then kept as a string.
@@ -29,7 +32,7 @@ from pathlib import Path
 from .errors import InputError
 
 __all__ = ["PyRef", "is_py", "parse_ref", "resolve_path", "load_attr", "call_user",
-           "parse_value"]
+           "parse_value", "py_files"]
 
 
 def is_py(text) -> bool:
@@ -104,13 +107,52 @@ def parse_ref(text: str, where: str) -> PyRef:
     return PyRef(text.strip(), parts[0].strip(), parts[1].strip(), kwargs)
 
 
-def resolve_path(text: str, base_dir, where: str) -> str:
-    """``text`` with its ``FILE`` made absolute against ``base_dir`` (a module stays).
+def py_files(text) -> list[str]:
+    """The ``FILE`` paths (as written) of every ``py:FILE:ATTR[:key=value,...]`` reference
+    in ``text``, including each ``py:`` stage of a composed compressor spec (``A|B``);
+    modules (no ``/``, not ending in ``.py``) are not files and are left out.
+
+    Examples
+    --------
+    >>> py_files("py:/runs/cost.py:make:scale=0.5")
+    ['/runs/cost.py']
+    >>> py_files("py:/runs/c.py:make|quantize:bits=4|py:my_module:make|py:lib/d.py:f")
+    ['/runs/c.py', 'lib/d.py']
+    >>> py_files("quadratic"), py_files(3)
+    ([], [])
+    """
+    if not isinstance(text, str):
+        return []
+    found = []
+    for stage in text.split("|"):
+        stage = stage.strip()
+        if not stage.startswith("py:"):
+            continue
+        module = stage[3:].split(":", 1)[0].strip()
+        if module and PyRef(stage, module, "").is_file:
+            found.append(module)
+    return found
+
+
+def _not_found(where: str, text: str, path, folder) -> InputError:
+    rel = (f"relative to {folder}" if folder is not None
+           else "relative to the working directory")
+    return InputError(f"{where} = {text!r}: file '{path}' not found: give a path {rel} or an "
+                      "absolute one")
+
+
+def resolve_path(text: str, base_dir, where: str, *,
+                 folder: str = "the config file's folder") -> str:
+    """``text`` with its ``FILE`` made absolute against ``base_dir`` (a module stays); a
+    file that does not exist is an :class:`InputError` saying that ``FILE`` is relative to
+    ``base_dir`` (``folder`` says what that folder is).
 
     Examples
     --------
     >>> resolve_path("py:lib/cost.py:make:delta=1", "/runs", "[problem] kind")
-    'py:/runs/lib/cost.py:make:delta=1'
+    Traceback (most recent call last):
+    ...
+    stflow.errors.InputError: [problem] kind = 'py:lib/cost.py:make:delta=1': file '/runs/lib/cost.py' not found: give a path relative to '/runs' (the config file's folder) or an absolute one
     >>> resolve_path("py:my_module:make", "/runs", "[problem] kind")
     'py:my_module:make'
     """
@@ -123,6 +165,8 @@ def resolve_path(text: str, base_dir, where: str) -> str:
             f"{where}: the file of {text!r} resolves to {path!r}, which contains ':' or '|' "
             "(separators of py: references): move the file to a folder without them"
         )
+    if not Path(path).is_file():
+        raise _not_found(where, text.strip(), path, f"{str(base_dir)!r} ({folder})")
     stripped = text.strip()
     return stripped.replace(ref.module, path, 1)
 
@@ -133,18 +177,18 @@ def _import(ref: PyRef, where: str, base_dir=None):
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
         if not path.is_file():
-            rel = (f"relative to {str(base_dir)!r} (the config file's folder)"
-                   if base_dir is not None else "relative to the working directory")
-            raise InputError(
-                f"{where} = {ref.text!r}: file '{path}' not found: give a path {rel} or an "
-                "absolute one"
-            )
+            raise _not_found(where, ref.text, path, None if base_dir is None else
+                             f"{str(base_dir)!r} (the config file's folder)")
         key = f"stflow_user_{abs(hash(str(path.resolve())))}"
         if key in sys.modules:
             return sys.modules[key]
         spec = importlib.util.spec_from_file_location(key, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[key] = module
+        # as `python FILE` does: the file's folder first on sys.path while it is imported,
+        # so the file imports helper modules beside it (they stay in sys.modules)
+        folder = str(path.resolve().parent)
+        sys.path.insert(0, folder)
         try:
             spec.loader.exec_module(module)
         except BaseException as exc:
@@ -155,6 +199,8 @@ def _import(ref: PyRef, where: str, base_dir=None):
                 f"{where} = {ref.text!r}: importing '{path.name}' raised "
                 f"{_describe(exc)}: fix the file"
             ) from None
+        finally:
+            _remove_first(sys.path, folder)
         return module
     try:
         return importlib.import_module(ref.module)
@@ -177,6 +223,14 @@ def _import(ref: PyRef, where: str, base_dir=None):
         ) from None
 
 
+def _remove_first(items: list, value) -> None:
+    """Remove the first ``value`` of ``items`` (if the user's file has not already)."""
+    try:
+        items.remove(value)
+    except ValueError:
+        pass
+
+
 def load_attr(text: str, where: str, base_dir=None, *, expect: str = "a class or a factory"):
     """``(obj, kwargs)``: the attribute a ``py:`` reference names and its ``key=value``
     pairs. ``expect`` says what the attribute should be, for the message when it is missing.
@@ -184,10 +238,13 @@ def load_attr(text: str, where: str, base_dir=None, *, expect: str = "a class or
     ref = parse_ref(text, where)
     module = _import(ref, where, base_dir)
     if not hasattr(module, ref.attr):
-        names = sorted(n for n in vars(module) if not n.startswith("_"))[:8]
+        names = sorted(n for n in vars(module) if not n.startswith("_"))
+        shown = ", ".join(names[:8]) or "no public names"
+        if len(names) > 8:
+            shown += f", ... and {len(names) - 8} more"
         raise InputError(
             f"{where} = {ref.text!r}: '{ref.module}' has no attribute {ref.attr!r} (it has "
-            f"{', '.join(names) or 'no public names'}): name {expect} defined in it"
+            f"{shown}): name {expect} defined in it"
         )
     obj = getattr(module, ref.attr)
     if inspect.isbuiltin(obj):  # e.g. py:os:_exit, py:sys:exit: not code of the user's

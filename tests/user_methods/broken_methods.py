@@ -81,3 +81,22 @@ class BadBind(_Base):
 
     def receive(self, state, messages, t, h):
         return {"X": state["X"]}
+
+
+class InPlace(_Base):
+    """Updates the state it was given in place (rule 1: return new arrays)."""
+
+    def receive(self, state, messages, t, h):
+        X = state["X"]
+        X -= self.lr * self.grad(X)
+        return {"X": X}
+
+
+class TwoMessages(_Base):
+    """Sends two arrays on its one channel."""
+
+    def send(self, state, t, h):
+        return [state["X"], state["X"]]
+
+    def receive(self, state, messages, t, h):
+        return {"X": state["X"]}

@@ -28,3 +28,25 @@ class CompressedGossip(Method):
         xhat = state["Xhat"] + messages[0]
         X = state["Half"] + self.gamma * (self.W @ xhat - xhat[self.block.own])
         return {"X": X, "Xhat": xhat, "Half": X - self.lr * self.grad(X)}
+
+
+from stflow.methods import PeerMethod  # noqa: E402
+
+
+class HeavyPeer(PeerMethod):
+    """DGD with heavy-ball momentum on PeerMethod: ``lr`` comes from PeerMethod.params."""
+
+    params = PeerMethod.params + (Param("beta", 0.3, "momentum", high=0.999, log=False),)
+    state_keys = ("X", "Xprev")
+    channels = ("raw",)
+
+    def init_block(self, X, V):
+        return {"X": X, "Xprev": X.copy()}
+
+    def send(self, state, t, h):
+        return [state["X"]]
+
+    def receive(self, state, messages, t, h):
+        X = state["X"]
+        new = self.W @ messages[0] - self.lr * self.grad(X) + self.beta * (X - state["Xprev"])
+        return {"X": new, "Xprev": X}

@@ -96,22 +96,40 @@ def build_problem(p: dict):
 
 def check_target(cfg: dict, problem) -> None:
     """Refuse, before the first round, a run that could not be judged: ``target_accuracy``
-    without held-out test rows, or a network (no x*, so no relative error) with test rows
-    but no ``target_accuracy`` (it would train to the horizon and only then ask for one;
-    issue 20). Both engines call it."""
+    without held-out test rows, a network (no x*, so no relative error) with test rows but
+    no ``target_accuracy`` (it would train to the horizon and only then ask for one;
+    issue 20), and a cost of your own with ``x_star = None`` and neither. Both engines call
+    it."""
     target = cfg["solver"].get("target_accuracy")
     has_test = bool(getattr(problem, "has_test", False))
+    user = bool(getattr(problem, "user", False))
+    no_optimum = (getattr(type(problem), "x_star", 0) is None
+                  or bool(getattr(problem, "no_optimum", False)))
     if target is not None and not has_test:
+        if user:
+            raise InputError(
+                f"[solver] target_accuracy needs held-out accuracies: [problem] kind = "
+                f"{problem.kind!r} has no test_accuracy(X) method: give the cost object "
+                "test_accuracy(X) -> (N,) (docs/problems.md), or remove target_accuracy"
+            )
         raise InputError(
             "[solver] target_accuracy needs a classification problem with held-out test "
-            "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
-            "it or set test_fraction"
+            "rows (softmax, logistic or mlp on a data set with test_fraction > 0, or a cost "
+            "of your own with a test_accuracy(X) method): remove it or set test_fraction"
         )
-    if target is None and has_test and getattr(type(problem), "x_star", 0) is None:
+    if target is None and has_test and no_optimum:
         raise InputError(
             f"[solver] target_accuracy is needed: [problem] kind = {problem.kind!r} has no "
             "optimum x*, so a run is judged by its mean agent test accuracy: set e.g. "
             "target_accuracy = 0.9 (1.0 trains to the horizon)"
+        )
+    if target is None and no_optimum and user:
+        raise InputError(
+            f"[problem] kind = {problem.kind!r} sets x_star = None and has no "
+            "test_accuracy(X), so nothing can judge the run (no relative error, no accuracy): "
+            "give the cost object its x_star (or leave x_star out: stflow solves for it), "
+            "or a test_accuracy(X) -> (N,) method and set [solver] target_accuracy "
+            "(docs/problems.md)"
         )
 
 
@@ -132,8 +150,15 @@ def build_method(cfg: dict, problem, graph, *, smoothness=None):
     cls = method_class(f["kind"])
     compressor = None
     if "compressed" in cls.channels:
-        compressor = make_compressor(cfg["compressor"]["spec"], problem.dim,
-                                     shapes=getattr(problem, "param_shapes", None))
+        spec = cfg["compressor"]["spec"]
+        try:
+            compressor = make_compressor(spec, problem.dim,
+                                         shapes=getattr(problem, "param_shapes", None))
+        except InputError as exc:  # name the config key when the message does not
+            text = str(exc)
+            if "[compressor]" in text or "compressor `" in text:
+                raise
+            raise InputError(f"[compressor] spec = {spec!r} (d = {problem.dim}): {text}") from None
     scheme = cfg["solver"]["scheme"]
     if cls.flow_gains:
         curvature, mu = smoothness, None

@@ -167,9 +167,13 @@ def resolve_config(raw: dict, *, base_dir=None) -> dict:
     >>> cfg = resolve_config({"compressor": {"spec": "quantize:bits=4"}})
     >>> cfg["compressor"]["spec"], cfg["solver"]["step"], cfg["method"]["kind"]
     ('quantize:bits=4', 0.001, 'observer')
-    >>> spec = "topk:k=4|py:lib/comp.py:make:tau=0.1|py:my_module:make"
-    >>> resolve_config({"compressor": {"spec": spec}}, base_dir="/runs")["compressor"]["spec"]
-    'topk:k=4|py:/runs/lib/comp.py:make:tau=0.1|py:my_module:make'
+    >>> import pathlib, tempfile
+    >>> base = pathlib.Path(tempfile.mkdtemp()).resolve()
+    >>> _ = (base / "comp.py").write_text("")
+    >>> spec = "topk:k=4|py:comp.py:make:tau=0.1|py:my_module:make"
+    >>> cfg = resolve_config({"compressor": {"spec": spec}}, base_dir=base)
+    >>> cfg["compressor"]["spec"].replace(str(base), "CONFIG_FOLDER")
+    'topk:k=4|py:CONFIG_FOLDER/comp.py:make:tau=0.1|py:my_module:make'
     >>> resolve_config({"solver": {"stepsize": 0.1}})
     Traceback (most recent call last):
     ...
@@ -312,6 +316,11 @@ def _resolve_spec_files(spec: str, base: Path) -> str:
             raise InputError(
                 f"[compressor] spec: the file of {text!r} resolves to {path!r}, which contains "
                 "':' or '|' (spec separators): move the file to a folder without them"
+            )
+        if not Path(path).is_file():
+            raise InputError(
+                f"[compressor] spec = {spec!r}: file '{path}' not found: give a path relative "
+                f"to {str(base)!r} (the config file's folder) or an absolute one"
             )
         stages[i] = stage.replace(text, f"py:{path}{sep}{rest}", 1)
     return "|".join(stages)

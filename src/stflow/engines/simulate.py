@@ -390,8 +390,9 @@ def _classify(records, tolerance, target_accuracy=None, hint=None) -> tuple[str,
         if acc is None:
             raise InputError(
                 "[solver] target_accuracy needs a classification problem with held-out test "
-                "rows (softmax, logistic or mlp on a data set with test_fraction > 0): remove "
-                "it or set test_fraction"
+                "rows (softmax, logistic or mlp on a data set with test_fraction > 0, or a "
+                "cost of your own with a test_accuracy(X) method): remove it or set "
+                "test_fraction"
             )
         final = float(acc[-1])
         if final >= target_accuracy:
@@ -401,7 +402,8 @@ def _classify(records, tolerance, target_accuracy=None, hint=None) -> tuple[str,
                                  f"{target_accuracy:.4f}: raise [solver] horizon or tune")
     if not np.any(np.isfinite(records["relative_error"])):
         return "not_converged", ("no optimum x* for this problem, so no relative error: set "
-                                 "[solver] target_accuracy to judge the run")
+                                 "[solver] target_accuracy to judge the run (a cost of your "
+                                 "own needs a test_accuracy(X) method for it)")
     from ..status import classify
 
     return classify(records, tolerance) if hint is None else classify(records, tolerance, hint)

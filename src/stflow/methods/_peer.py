@@ -57,8 +57,9 @@ def metropolis_weights(graph) -> sp.csr_matrix:
 class PeerMethod(Method):
     """A peer method: declared parameters (``lr`` first) resolved, Metropolis mixing bound.
 
-    Subclasses set ``kind``, ``params``, ``state_keys``, ``copies``, ``channels`` and
-    implement ``init_block``, ``send`` and ``receive``.
+    Subclasses set ``kind``, ``params`` (starting from :attr:`params`, the ``lr`` key),
+    ``state_keys``, ``copies``, ``channels`` and implement ``init_block``, ``send`` and
+    ``receive``.
     """
 
     #: ``lr = "auto"`` means ``auto_lr / L`` with ``L`` the curvature estimate every method's
@@ -66,6 +67,10 @@ class PeerMethod(Method):
     #: curvature at x*, ``L_f`` for constant Hessians; measured to converge on the default
     #: problems, ``docs/peers.md``).
     auto_lr: ClassVar[float] = 0.5
+    #: The step size ``lr`` (``"auto"`` by default): a subclass of your own extends it,
+    #: ``params = PeerMethod.params + (Param("beta", ...),)``; the built-in peers declare
+    #: their own (:func:`lr_param` with their :attr:`auto_lr`).
+    params: ClassVar[tuple[Param, ...]] = (lr_param(0.5),)
 
     def __init__(self, problem, graph, compressor=None, **values):
         self.lf = float(getattr(problem, "smoothness", 0.0) or 1.0)

@@ -179,8 +179,10 @@ class GuardedMethod(Method):
         out = self._call("send", super().send, state, t, h)
         n, d = self.block.n_own, self.dim
         if not isinstance(out, list | tuple) or len(out) != len(self.channels):
+            got = (f"a {type(out).__name__} of {len(out)} item(s)"
+                   if isinstance(out, list | tuple) else _describe(out))
             raise self._fail(
-                "send", f"returned {_describe(out)}, not a list of {len(self.channels)} "
+                "send", f"returned {got}, not a list of {len(self.channels)} "
                 f"array(s) (one per channel of {self.attr}.channels = {tuple(self.channels)})",
                 f"return [array of shape ({n}, {d})] per channel")
         for i, z in enumerate(out):

@@ -9,15 +9,18 @@ are the ``[problem]`` section's other keys together with the ``key=value`` pairs
   cost and gradient at its own row (``f_i`` depends on ``x_i`` only);
 
 and optionally ``x_star`` (the minimizer of the sum, shape (d,); ``None`` for a cost
-without one, then ``[solver] target_accuracy`` says when a run is done), ``smoothness``
+without one, then ``test_accuracy`` and ``[solver] target_accuracy`` say when a run is
+done: :func:`stflow.config.build.check_target` refuses the run without them), ``smoothness``
 (:math:`L_f`), ``strong_convexity`` (:math:`\mu` of the sum), ``stochastic_grad(X, draw)``
 (evaluation number ``draw`` of a minibatch gradient), ``test_accuracy(X) -> (N,)`` (each
 agent's accuracy on held-out rows; makes the run a learning run) and ``subset(agent_ids)``
 (the same costs for the agents ``agent_ids`` only: one MPI rank's block).
 
 ``ATTR`` may declare its keys as ``ATTR.params`` (a tuple of :class:`~stflow.params.Param`):
-they are then type-checked and listed in errors. Otherwise the keys are the parameters of
-its signature (a ``**kwargs`` takes any key), and a parameter without a default is required.
+they are then type-checked, listed in errors, and a key left out takes its declared default.
+Otherwise the keys are the parameters of its signature (a ``**kwargs`` takes any key), and a
+parameter without a default is required. The ``key=value`` pairs of the reference are
+checked against the same keys as the section's.
 
 What stflow computes when the object does not say: ``x_star`` by
 ``scipy.optimize.minimize`` (L-BFGS-B on the sum, gradient tolerance 1e-12 relative) and up
@@ -28,7 +31,7 @@ Hessian-vector products at ``x_star`` and at 0 (an estimate, not a bound);
 else 0).
 
 Every call into the object is guarded: an exception, ``SystemExit``, a wrong shape or
-dtype, or NaN/inf from a finite input becomes one :class:`~stflow.errors.InputError`
+dtype (``values``, ``grad`` and ``stochastic_grad`` return float64), or NaN/inf from a finite input becomes one :class:`~stflow.errors.InputError`
 naming the reference, what was expected and the fix.
 """
 
@@ -53,10 +56,16 @@ REQUIRED = "<required>"
 _MAX_HESSIAN_DIM = 2000
 
 
+def _has_params(fn) -> bool:
+    """True when ``fn`` declares its keys as ``fn.params`` (a tuple of Param)."""
+    params = getattr(fn, "params", None)
+    return isinstance(params, tuple | list) and all(isinstance(p, Param) for p in params)
+
+
 def _declared(fn, ref: str) -> tuple[Param, ...]:
     """The keys ``fn`` takes: its ``params`` declaration, else its signature."""
     params = getattr(fn, "params", None)
-    if isinstance(params, tuple | list) and all(isinstance(p, Param) for p in params):
+    if _has_params(fn):
         return tuple(Param(**{**p.__dict__, "section": "problem"}) for p in params)
     try:
         sig = inspect.signature(fn)
@@ -90,6 +99,7 @@ def user_problem_class(ref: str, base_dir=None) -> type:
         "kind": ref, "title": f"your cost {ref}", "params": tuple(
             p for p in declared if p.name != "**"),
         "any_key": any(p.name == "**" for p in declared),
+        "declared": _has_params(fn),
         "factory": staticmethod(fn), "pairs": pairs, "where": where,
     })
 
@@ -99,6 +109,8 @@ class UserProblem(Problem):
 
     user = True
     any_key = False
+    #: True when the factory declares ``params`` (left-out keys then take their defaults).
+    declared = False
     factory = None
     pairs: dict = {}
     where = ""
@@ -111,6 +123,13 @@ class UserProblem(Problem):
         with these and the pairs (:meth:`from_config`)."""
         names = [p.name for p in cls.params]
         keys = {k: v for k, v in given.items() if k != "kind"}
+        for k, v in cls.pairs.items():
+            if k not in names and not cls.any_key:
+                raise InputError(
+                    f"unknown key {k}={v!r} in [problem] kind = {cls.kind!r}: its factory "
+                    f"takes {', '.join(names) or 'no keys'} (add {k} to its parameters, or "
+                    "remove it from the py: string)"
+                )
         for k in keys:
             if k in cls.pairs:
                 raise InputError(
@@ -135,6 +154,10 @@ class UserProblem(Problem):
                 f"[problem] {missing[0]} is required by kind = {cls.kind!r} (its factory has no "
                 f"default for it): add {missing[0]} = ... to [problem]"
             )
+        if cls.declared:  # ATTR.params: a key left out takes its declared default
+            for p in cls.params:
+                if p.name not in keys and p.name not in cls.pairs:
+                    keys[p.name] = p.default
         return keys
 
     @classmethod
@@ -200,11 +223,20 @@ class UserProblem(Problem):
             return out
         return out[self._rows]
 
-    def _checked(self, name: str, out, X: np.ndarray, shape: tuple) -> np.ndarray:
+    def _checked(self, name: str, out, X: np.ndarray, shape: tuple, *,
+                 exact: bool = True) -> np.ndarray:
+        """``out`` as float64 of ``shape``; ``exact``: an array of another dtype (int64,
+        float32, ...) is refused rather than converted (an integer gradient would round every
+        step, float32 loses the digits the metrics read)."""
         w = f"{self.where}: {name}(X)"
         if np.iscomplexobj(out):  # numpy would drop the imaginary part with a warning a call
             raise InputError(f"{w} returned complex values: return a real float64 array of "
                              f"shape {shape}")
+        if exact and isinstance(out, np.ndarray) and out.dtype != np.float64:
+            raise InputError(
+                f"{w} returned an array of dtype {out.dtype}, not float64: return float64 values "
+                f"of shape {shape}, e.g. `return out.astype(float)`"
+            )
         try:
             arr = np.asarray(out, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -258,7 +290,7 @@ class UserProblem(Problem):
         X = self._check_X(X)
         full = self._full(X)
         out = self._checked("test_accuracy", self._call("test_accuracy", full), full,
-                            (full.shape[0],))
+                            (full.shape[0],), exact=False)
         return self._pick(out)
 
     def accuracy_at(self, x):
@@ -295,6 +327,17 @@ class UserProblem(Problem):
             value.setflags(write=False)
         vars(self)["x_star"] = value
         return value
+
+    @property
+    def no_optimum(self) -> bool:
+        """True when the cost object sets ``x_star = None`` (no minimizer: a run is judged by
+        ``[solver] target_accuracy`` on its ``test_accuracy``); read without solving for x*.
+        A block (:meth:`subset`) answers for the whole cost."""
+        if "_no_optimum" in vars(self):
+            return vars(self)["_no_optimum"]
+        if self._given_x_star is not None:
+            return False
+        return hasattr(self.obj, "x_star") and self._call_attr("x_star") is None
 
     @property
     def f_star(self):
@@ -402,9 +445,11 @@ class UserProblem(Problem):
                     f"{ids.size} agents: keep exactly the agents asked for"
                 )
             child._own_object = True
-            return child
-        return type(self)(self.obj, agent_ids=ids, x_star=x_star, f_star=f_star,
-                          full_n=self.n_agents)
+        else:
+            child = type(self)(self.obj, agent_ids=ids, x_star=x_star, f_star=f_star,
+                               full_n=self.n_agents)
+        child._no_optimum = x_star is None and self.no_optimum
+        return child
 
     def _check_X(self, X):
         return super()._check_X(X)
