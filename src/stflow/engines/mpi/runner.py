@@ -90,6 +90,8 @@ def file_digests(config) -> dict:
     >>> file_digests({"problem": {"kind": "quadratic"}})
     {}
     """
+    from ...user_code import py_files
+
     found: dict = {}
 
     def visit(value):
@@ -100,12 +102,12 @@ def file_digests(config) -> dict:
             for v in value:
                 visit(v)
         elif isinstance(value, str) and value:
-            path = value
-            if value.startswith("py:"):
-                path = value[3:].rsplit(":", 1)[0]
-            if path not in found and os.path.isfile(path):
-                with open(path, "rb") as f:
-                    found[path] = hashlib.file_digest(f, "sha256").hexdigest()
+            # a py: reference (a cost, model, method, each py: stage of a compressor spec):
+            # its files; any other string: a path if it names a file
+            for path in py_files(value) if "py:" in value else [value]:
+                if path not in found and os.path.isfile(path):
+                    with open(path, "rb") as f:
+                        found[path] = hashlib.file_digest(f, "sha256").hexdigest()
 
     visit(config)
     return found
