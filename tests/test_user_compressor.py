@@ -190,3 +190,73 @@ def test_sys_exit_in_a_user_compressor_is_its_error_exit_2(tmp_path, capsys, att
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "raised SystemExit(0)" in err and len(err.strip().splitlines()) == 1, (where, err)
+
+
+BAD_DECODE = USER_CLASS + """
+
+class Short(Halve):  # decodes one column too few
+    def decode(self, messages, t):
+        return super().decode(messages, t)[:, :-1]
+
+class Nan(Halve):
+    def decode(self, messages, t):
+        return super().decode(messages, t) * np.nan
+
+def short(dim):
+    return Short(dim)
+
+def nan(dim):
+    return Nan(dim)
+"""
+
+
+@pytest.mark.parametrize("attr,match", [
+    ("short", r"decode returned shape \(2, 2\) for 2 message\(s\) at t=0, not \(2, 3\)"),
+    ("nan", r"decode returned NaN or inf at t=0"),
+])
+def test_a_user_decode_is_checked_like_c(tmp_path, attr, match):
+    """decode is the receiving side of C(Z, t) (what MPI runs): the same shape and
+    finiteness rules, one InputError line naming the spec and decode."""
+    (tmp_path / "bad_decode.py").write_text(BAD_DECODE)
+    comp = make_compressor(f"py:{tmp_path / 'bad_decode.py'}:{attr}", 3)
+    Z = np.array([[1.0, 2.0, -4.0], [0.5, 0.0, 8.0]])
+    with pytest.raises(InputError, match=r"compressor `py:halve-class`: " + match):
+        comp.decode(comp.encode(Z, 0.0), 0.0)
+    with pytest.raises(InputError, match=match):
+        comp.decode_array(comp.encode_array(Z, 0.0), 0.0)
+
+
+def test_a_bad_user_decode_under_mpi_is_exit_2_and_leaves_no_folder(tmp_path):
+    """Under MPI (which decodes every message) a wrong decode was reported as an stflow
+    bug with exit 1 and left an --out holding only progress.log."""
+    import shutil
+    import subprocess
+    import sys
+
+    mpiexec = shutil.which("mpiexec")
+    assert mpiexec, "mpiexec not found: pip install -e '.[all]' (mpi4py and the mpich wheel)"
+    (tmp_path / "bad_decode.py").write_text(BAD_DECODE)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+[problem]
+kind = "quadratic"
+agents = 4
+dim = 3
+[graph]
+kind = "ring"
+[method]
+kind = "observer"
+[compressor]
+spec = "py:{tmp_path / 'bad_decode.py'}:short"
+[solver]
+step = 0.01
+horizon = 3.0
+""")
+    out = tmp_path / "out"
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "stflow.cli", "run",
+                           str(cfg), "--backend", "mpi", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "decode returned shape (2, 2) for 2 message(s)" in proc.stderr
+    assert "This is a bug in stflow" not in proc.stderr
+    assert not out.exists()

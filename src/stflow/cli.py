@@ -233,10 +233,17 @@ def _make_out(out: Path) -> bool:
     return created
 
 
-def _drop_if_empty(out: Path, created: bool) -> None:
-    """Remove a folder this command created when nothing was written into it."""
+def _drop_if_empty(out: Path, created: bool, *, progress_only: bool = False) -> None:
+    """Remove a folder this command created when nothing was written into it
+    (``progress_only``: nothing but the progress lines of a run that then failed)."""
     try:
-        if created and out.is_dir() and not any(out.iterdir()):
+        if not (created and out.is_dir()):
+            return
+        left = list(out.iterdir())
+        if progress_only and [p.name for p in left] == [PROGRESS_LOG]:
+            left[0].unlink()
+            left = []
+        if not left:
             out.rmdir()
     except OSError:
         pass
@@ -330,13 +337,14 @@ def _cmd_run_mpi(args) -> int:
     created = not os.path.lexists(out)
     MPI.COMM_WORLD.Barrier()
     try:
-        return _run_mpi_ranks(args, rank, clear, lambda: _drop_if_empty(out, created))
+        return _run_mpi_ranks(args, rank, clear, lambda: _drop_if_empty(out, created),
+                              lambda: _drop_if_empty(out, created, progress_only=True))
     finally:  # a failed set-up leaves no empty --out it created (rank 0 decides, once)
         if rank == 0:
             _drop_if_empty(out, created)
 
 
-def _run_mpi_ranks(args, rank: int, clear, drop) -> int:
+def _run_mpi_ranks(args, rank: int, clear, drop, drop_failed) -> int:
     from .engines.mpi import run_mpi
 
     try:
@@ -348,7 +356,7 @@ def _run_mpi_ranks(args, rank: int, clear, drop) -> int:
                 result = run_mpi(
                     args.config, args.out, checkpoint_every=args.checkpoint_every,
                     resume=args.resume, progress=not args.quiet, built=clear,
-                    interrupted=drop,
+                    interrupted=drop, failed=drop_failed,
                 )
             return _finish_mpi_ranks(args, result)
     except InputError as exc:

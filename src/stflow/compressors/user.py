@@ -112,6 +112,30 @@ def _checked_output(spec: str, out, Z: np.ndarray, t: float) -> np.ndarray:
     return out
 
 
+def _checked_decoded(spec: str, out, rows: int, dim: int, t: float) -> np.ndarray:
+    """A user compressor's ``decode`` output as float64 (rows, dim), checked: the receiving
+    side of C(Z, t), so the same rules (shape, finite values) with ``decode`` named."""
+    try:
+        out = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"compressor `{spec}`: decode returned {type(out).__name__}, not an array of "
+            f"numbers ({exc}): return a ({rows}, {dim}) float array, one row per message"
+        ) from exc
+    if out.shape != (rows, dim):
+        raise InputError(
+            f"compressor `{spec}`: decode returned shape {out.shape} for {rows} message(s) "
+            f"at t={t:.6g}, not ({rows}, {dim}): return one row of d values per message, "
+            "equal to C(Z, t) of the row that encode was given"
+        )
+    if not np.isfinite(out).all():
+        raise InputError(
+            f"compressor `{spec}`: decode returned NaN or inf at t={t:.6g}: decoding what "
+            "encode made of a finite input must give C(Z, t), which is finite"
+        )
+    return out
+
+
 class _UserCompressor(Compressor):
     """A user's :class:`Compressor` instance with every call guarded: an exception, a wrong
     shape or a NaN becomes one InputError line naming the spec. Other attributes are the
@@ -145,7 +169,8 @@ class _UserCompressor(Compressor):
         return _guarded(self.spec, self._inner.encode, Z, t)
 
     def decode(self, messages, t):
-        return _guarded(self.spec, self._inner.decode, messages, t)
+        return _checked_decoded(self.spec, _guarded(self.spec, self._inner.decode, messages, t),
+                                len(messages), self.dim, float(t))
 
     def encode_array(self, Z, t):
         return self._check_buffer(
@@ -153,10 +178,9 @@ class _UserCompressor(Compressor):
         )
 
     def decode_array(self, buf, t):
-        return np.asarray(
-            _guarded(self.spec, self._inner.decode_array, self._check_buffer(buf), t),
-            dtype=np.float64,
-        )
+        buf = self._check_buffer(buf)
+        return _checked_decoded(self.spec, _guarded(self.spec, self._inner.decode_array, buf, t),
+                                int(buf.shape[0]), self.dim, float(t))
 
 
 def _user_value(text: str):

@@ -104,7 +104,7 @@ def require_launcher(environ=None) -> None:
 
 def run_mpi(
     config_path, out, *, checkpoint_every: int = 0, resume: bool = False, after_rounds=None,
-    progress: bool = False, built=None, interrupted=None,
+    progress: bool = False, built=None, interrupted=None, failed=None,
 ) -> MPIRunResult:
     r"""Run ``config_path`` on every rank of ``MPI.COMM_WORLD`` (collective; needs mpiexec).
 
@@ -133,6 +133,10 @@ def run_mpi(
         ``interrupted()`` runs on rank 0 when Ctrl-C or SIGTERM stops the run outside its
         rounds (e.g. during the set-up), just before every rank is aborted with exit 130
         (``stflow run`` removes the empty ``--out`` it created).
+    failed : callable, optional
+        ``failed()`` runs on a rank whose own error stops every rank, just before
+        ``MPI_Abort`` (which kills rank 0 too): ``stflow run`` removes the ``--out`` it
+        created when it holds nothing but the progress lines.
 
     Raises
     ------
@@ -177,6 +181,11 @@ def run_mpi(
             file=sys.stderr,
             flush=True,
         )
+        if failed is not None:
+            try:
+                failed()
+            except Exception:  # noqa: BLE001 - the error above is the one to report
+                pass
         time.sleep(_FORWARD_PAUSE)
         comm.Abort(2 if isinstance(exc, InputError) else 1)
         raise  # pragma: no cover - Abort does not return
