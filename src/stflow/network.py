@@ -186,12 +186,10 @@ class Channel:
         q = self.commit_rate()
         if q >= 1.0:
             return ""
-        return (f"; the channel loses messages: a message of the worst-connected agent commits "
-                f"with probability {q:.2g} a round (docs/network.md), so in the methods that "
-                "keep copies (the observer flow, CHOCO, LEAD, BEER, MoTEF) its copies move at "
-                "about that share of their loss-free speed, and a setting made for a "
-                "loss-free network can outrun them: the observer flow's \"auto\" gains scale "
-                f"its speed by {q:.2g}; gains or lr set by hand need about that factor too")
+        return (f"; also, the channel loses messages: the worst-connected agent's copies "
+                f"move in {q:.2g} of the rounds (its commit rate, docs/network.md), so a "
+                f"setting made without loss may need gains or lr about {q:.2g} times as "
+                "large (the observer flow's \"auto\" gains include it)")
 
     def _check_schedule(self) -> None:
         n, e = self.n, self.edges
