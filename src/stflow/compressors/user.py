@@ -87,18 +87,22 @@ def _guarded(spec: str, fn: Callable, *args):
         raise InputError(f"compressor `{spec}` raised {_describe(exc)}: fix the compressor") from exc
 
 
+def _as_float(out, who: str, fix: str) -> np.ndarray:
+    """``out`` as a float64 array, or one InputError line: ``{who} TYPE, not an array of
+    numbers (...): {fix}``."""
+    try:
+        return np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"{who} {type(out).__name__}, not an array of numbers ({exc}): {fix}") from exc
+
+
 def _checked_output(spec: str, out, Z: np.ndarray, t: float) -> np.ndarray:
     """A user compressor's C(Z, t) as float64, after checking its shape and finiteness."""
     if np.iscomplexobj(out):  # numpy would drop the imaginary part with a warning a call
         raise InputError(f"compressor `{spec}` returned complex values at t={t:.6g}: return "
                          "a real (N, d) float array")
-    try:
-        out = np.asarray(out, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"compressor `{spec}` returned {type(out).__name__}, not an array of numbers "
-            f"({exc}): return an (N, d) float array"
-        ) from exc
+    out = _as_float(out, f"compressor `{spec}` returned", "return an (N, d) float array")
     if out.shape != Z.shape:
         raise InputError(
             f"compressor `{spec}` returned shape {out.shape} for input {Z.shape} at t={t:.6g}: "
@@ -115,13 +119,8 @@ def _checked_output(spec: str, out, Z: np.ndarray, t: float) -> np.ndarray:
 def _checked_decoded(spec: str, out, rows: int, dim: int, t: float) -> np.ndarray:
     """A user compressor's ``decode`` output as float64 (rows, dim), checked: the receiving
     side of C(Z, t), so the same rules (shape, finite values) with ``decode`` named."""
-    try:
-        out = np.asarray(out, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"compressor `{spec}`: decode returned {type(out).__name__}, not an array of "
-            f"numbers ({exc}): return a ({rows}, {dim}) float array, one row per message"
-        ) from exc
+    out = _as_float(out, f"compressor `{spec}`: decode returned",
+                    f"return a ({rows}, {dim}) float array, one row per message")
     if out.shape != (rows, dim):
         raise InputError(
             f"compressor `{spec}`: decode returned shape {out.shape} for {rows} message(s) "
