@@ -310,6 +310,7 @@ def test_setting_names_problem_graph_network_and_axis_entries(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "- Problem: `quadratic`, agents = 8, dim = 6\n" in md
     assert "- Network: drop = 0.1, activation = 0.9\n" in md
+    assert "- **lead**: `lead`, step 1, fixed settings" in md  # no scheme for a peer
     assert '- Graphs (axis): **static**: the base; **flaky**: schedule = "failures"\n' in md
     assert ("a trial's seed sets the data ([problem] seed); initial point: zeros.") in md
     html = (tmp_path / "report.html").read_text()

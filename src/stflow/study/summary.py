@@ -551,7 +551,12 @@ def write_report(out: Path, study, rows: list[dict], *, seconds: float, jobs: in
                + _waves(c.tune.get("wave", 1), mrows) + _tuning_misses(mrows)
                if c.tune else
                "fixed settings " + ", ".join(f"{k} = {v}" for k, v in m.items() if k != "kind"))
-        lines.append(f"- **{c.method}**: `{m['kind']}`, scheme `{c.scheme}`, step "
+        from ..methods import method_class
+
+        # a scheme discretizes the flows; the other methods run their own update under any
+        scheme = (f", scheme `{c.scheme}`" if getattr(method_class(m["kind"]), "flow_gains",
+                                                    False) else "")
+        lines.append(f"- **{c.method}**: `{m['kind']}`{scheme}, step "
                      f"{c.config['solver']['step']:g}, {how}"
                      + (f" ({c.note})" if getattr(c, "note", "") else ""))
     worst = "infinite error" if not t["at_least"] else "accuracy -inf"
