@@ -516,3 +516,20 @@ def test_a_diverged_lossy_run_counts_the_bits_up_to_its_steps_on_both_engines(tm
     assert sim["steps"] == mpi["steps"] > sim["last_recorded_step"] == mpi["last_recorded_step"]
     assert sim["bits_per_agent"] == mpi["bits_per_agent"] == sim["steps"] * (_B + _COMMIT + _DEG)
     assert sim_rows["bits_per_agent"][-1] == mpi_rows["bits_per_agent"][-1]
+
+
+def test_a_peer_that_diverges_at_its_auto_lr_is_not_told_to_use_auto():
+    """LEAD at lr = "auto" under 10-round link outages (quadratic N = 6, 4-bit quantizer,
+    5 % failures) diverges; the hint used to say 'lower lr (e.g. lr = "auto" = ...)' with
+    that very value."""
+    import stflow
+
+    raw = {"problem": {"kind": "quadratic", "agents": 6, "dim": 4},
+           "graph": {"kind": "ring", "schedule": "failures", "fail": 0.05, "recovery": 10},
+           "method": {"kind": "lead"}, "compressor": {"spec": "quantize:bits=4"},
+           "solver": {"scheme": "euler", "step": 1.0, "horizon": 2000.0, "record_every": 50}}
+    _, sol = stflow.run_config(stflow.resolve_config(raw))
+    assert sol.status == "diverged"
+    assert 'lr = 0.162 is at or below "auto" (0.162; lr * L_f = 0.5)' in sol.message
+    assert 'e.g. lr = "auto"' not in sol.message
+    assert "copies move in 0.36 of the rounds" in sol.message  # (0.95 ** 10) ** 2

@@ -118,7 +118,14 @@ class PeerMethod(Method):
         """The most likely reason a run blew up: the method's step size against 1/L_f."""
         if not isinstance(getattr(self, "lr", None), float):
             return "unknown (the method declares no step size lr)"
+        auto = type(self).auto_lr / self.curvature
+        if self.lr <= auto * (1 + 1e-12):  # already at or below "auto": say so, no circle
+            return (
+                f"lr = {self.lr:.3g} is at or below \"auto\" ({auto:.3g}; lr * L_f = "
+                f"{self.lr * self.lf:.3g}), so not the step alone: lower lr further, or look at "
+                "the compressor and, on a lossy network, at [network] and [graph] schedule"
+            )
         return (
             f"step size too large for {self.kind}: lr * L_f = {self.lr * self.lf:.3g}; "
-            f'lower [method] lr (e.g. lr = "auto" = {type(self).auto_lr / self.curvature:.3g})'
+            f'lower [method] lr (e.g. lr = "auto" = {auto:.3g})'
         )
