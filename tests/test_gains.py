@@ -28,18 +28,18 @@ def test_predict_raises_eta_between_s_over_l_and_its_cap():
 
 
 def test_euler_schemes_never_raise_eta():
-    assert AUTO_SCHEME["euler"] == (0.3, 0.5, 1.0)
+    assert AUTO_SCHEME["euler"] == (0.2, 0.5, 1.0)
     assert AUTO_SCHEME["gauss_seidel"] == (1.0, 0.5, 1.0)
-    # euler: s = min(0.3 / 0.01, 50 * 1 / 0.5) = 30, eta = s / L = 3, alpha = 2 s / 4 = 15;
+    # euler: s = min(0.2 / 0.01, 50 * 1 / 0.5) = 20, eta = s / L = 2, alpha = 2 s / 4 = 10;
     # gauss_seidel: s = min(1 / 0.01, 100) = 100, eta = 10, alpha = 50
-    for scheme, want in (("euler", (15.0, 3.0, 50.0)), ("gauss_seidel", (50.0, 10.0, 50.0))):
+    for scheme, want in (("euler", (10.0, 2.0, 50.0)), ("gauss_seidel", (50.0, 10.0, 50.0))):
         g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, scheme=scheme,
                        lambda_2=1.0, strong_convexity=1e-6)
         assert (g.alpha, g.eta, g.gamma) == pytest.approx(want, rel=1e-14)
-    # the observer limit binds with a slow compressor: s = 50 * 0.2 / 0.5 = 20 (euler)
-    g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, compressor_rate=0.2,
+    # the observer limit binds with a slow compressor: s = 50 * 0.1 / 0.5 = 10 (euler)
+    g = auto_gains(lambda_max=4.0, smoothness=10.0, step=0.01, compressor_rate=0.1,
                    scheme="euler")
-    assert (g.alpha, g.eta) == pytest.approx((10.0, 2.0), rel=1e-14)
+    assert (g.alpha, g.eta) == pytest.approx((5.0, 1.0), rel=1e-14)
 
 
 def test_solution_curvature_is_the_largest_local_hessian_eigenvalue():

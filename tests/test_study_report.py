@@ -179,6 +179,10 @@ kind = "observer"
 label = "obs"
 scheme = "euler"
 step = 0.01
+alpha = 15.0                  # euler's "auto" gains before 4 December 2026 (b = 0.3):
+beta = 15.0                   # with top-2 the error grows (diverging, not diverged)
+eta = 7.6
+gamma = 50.0
 
 [[method]]
 kind = "choco"
@@ -207,7 +211,7 @@ def test_report_shows_how_runs_ended_and_lists_diverged_cells(tmp_path):
     assert "| choco-big | `q4` | 0/3 | 3 diverged | - | - | diverged |" in md
     assert "| choco-big | `topk:k=2` | 0/3 | 3 diverged | - | - | diverged |" in md
     # the observer's top-2 runs ran every round with a growing error: their real final errors
-    assert "| obs | `topk:k=2` | 0/3 | 3 diverging | - | - | 0.07336 (2.127) |" in md
+    assert "| obs | `topk:k=2` | 0/3 | 1 finished, 2 diverging | - | - | 0.09642 (9.109) |" in md
     assert "| obs | `q4` | 3/3 | 3 finished |" in md
     assert "| [Diverged cells](#diverged-cells) | 6 diverged cell(s) |" in md
     assert ("| `choco-big__q4__default__default__s1` | 10 | state became non-finite or grew "

@@ -109,13 +109,14 @@ AUTO_RATE_SEPARATION = 10.0
 #: Per scheme: (step budget b, observer ratio r, eta cap over s / L), measured on E2 and
 #: P4 (docs/gains.md). ``predict``: (1, 1/4), within 1.1-1.6x of the tuned bits on E2, P3
 #: and P4; its local part is a gradient step on each agent, stable for h eta L < 2, so an
-#: ill-conditioned problem (E6) may raise eta to 2 s / L. ``euler``: (0.3, 1/2), the
-#: largest budget of {0.1, 0.2, 0.3, 0.5, 1} that did not diverge on E2 and P4
-#: (``h (alpha lambda_max + eta L) = 3 s h <= 0.9``); ``gauss_seidel``: (1, 1/2), no
+#: ill-conditioned problem (E6) may raise eta to 2 s / L. ``euler``: (0.2, 1/2)
+#: (``h (alpha lambda_max + eta L) = 3 s h <= 0.6``): 0.3, the largest budget of {0.1, 0.2,
+#: 0.3, 0.5, 1} that did not diverge on E2 and P4, diverged in 8 of 90 loss-free settings
+#: on rings (``benchmarks/gains_euler_matrix.py``), 0.2 in none; ``gauss_seidel``: (1, 1/2), no
 #: divergence on E2 and P4 up to b = 1. Both within 1.2x of their tuned bits (budget 30)
 #: on E2 and P4 with the quantizer (``euler`` 1.32x on E2 at budget 50); the earlier
 #: (0.1, 5) took 4.7x and 6.9x on E2 and reached nothing on P4. Their cap is 1.
-AUTO_SCHEME = {"euler": (0.3, 0.5, 1.0),
+AUTO_SCHEME = {"euler": (0.2, 0.5, 1.0),
                "gauss_seidel": (1.0, 0.5, 1.0),
                "predict": (1.0, 0.25, 2.0)}
 #: Step budget b of the flows without an observer (``uncompressed``, ``direct``): their
@@ -158,8 +159,8 @@ def auto_gains(
         \quad \alpha = \beta = \frac{2 s}{\lambda_{max}(L)}
 
     - the step budget :math:`b` and observer ratio :math:`r` per scheme
-      (:data:`AUTO_SCHEME`): ``euler`` :math:`b = 0.3, r = 1/2`, i.e.
-      :math:`h(\alpha\lambda_{max} + \eta L) = 3 s h \le 0.9` and a flow up to twice as fast
+      (:data:`AUTO_SCHEME`): ``euler`` :math:`b = 0.2, r = 1/2`, i.e.
+      :math:`h(\alpha\lambda_{max} + \eta L) = 3 s h \le 0.6` and a flow up to twice as fast
       as the observer's certified rate :math:`\gamma\lambda_C`; ``gauss_seidel``
       :math:`b = 1, r = 1/2`; ``predict`` :math:`b = 1, r = 1/4`, stable for a far larger
       step and measured best with a flow up to four times faster than the observer's
@@ -209,7 +210,7 @@ def auto_gains(
 
     Examples
     --------
-    ``euler`` at h = 1e-3: s = min(0.3 / h, gamma lambda_C / r) = min(300, 500 * 0.2 / 0.5)
+    ``euler`` at h = 1e-3: s = min(0.2 / h, gamma lambda_C / r) = min(200, 500 * 0.2 / 0.5)
     = 200:
 
     >>> g = auto_gains(lambda_max=4.0, smoothness=2.0, step=1e-3, compressor_rate=0.2,
@@ -518,8 +519,8 @@ class PrimalDualFlow(Method):
         lf = getattr(self.problem, "smoothness", None) or 0.0
         stiffness = g.alpha * lam_max + g.eta * lf
         causes = []
-        # the largest h*(alpha*lambda_max + eta*L_f) of "auto" gains: 0.9 under euler, 3
-        # under predict and gauss_seidel (AUTO_SCHEME budgets), with 10 % room
+        # the largest h*(alpha*lambda_max + eta*L_f) of "auto" gains: 0.6 under euler, 3
+        # under predict and gauss_seidel (AUTO_SCHEME budgets), with room
         limit = 1.0 if getattr(self, "scheme", "euler") == "euler" else 3.3
         if step * stiffness > limit:
             causes.append(
