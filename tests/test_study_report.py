@@ -28,6 +28,18 @@ from stflow.study.summary import band, write_report
 
 TARGET = {"column": "relative_error", "value": 1e-6, "at_least": False}
 
+#: The problem and graph every study below shares (quadratic N = 8, d = 6, ring).
+BASE = """
+[base.problem]
+kind = "quadratic"
+agents = 8
+dim = 6
+
+[base.graph]
+kind = "ring"
+"""
+
+
 # D4: lead at lr = 0.6 with a 6-bit quantizer: 4 of 6 trials diverge (their last records at
 # rounds 140, 370, 80 and 160); choco at lr = 5 diverges at round 10 in every trial, before
 # its second record.
@@ -37,15 +49,7 @@ target = 1e-6
 seeds = [0, 1, 2, 3, 4, 5]
 rounds = 600
 quantities = ["bits", "final"]
-
-[base.problem]
-kind = "quadratic"
-agents = 8
-dim = 6
-
-[base.graph]
-kind = "ring"
-
+""" + BASE + """
 [[method]]
 kind = "lead"
 step = 1.0
@@ -165,15 +169,7 @@ seeds = [1, 2, 3]
 rounds = 600
 record_every = 10
 quantities = ["bits", "rounds", "final"]
-
-[base.problem]
-kind = "quadratic"
-agents = 8
-dim = 6
-
-[base.graph]
-kind = "ring"
-
+""" + BASE + """
 [[method]]
 kind = "observer"
 label = "obs"
@@ -224,15 +220,7 @@ ST6 = """
 target = 1e-6
 seeds = [0, 1, 2, 3, 4, 5, 6, 7]
 rounds = 300
-
-[base.problem]
-kind = "quadratic"
-agents = 8
-dim = 6
-
-[base.graph]
-kind = "ring"
-
+""" + BASE + """
 [[method]]
 kind = "observer"
 step = 0.01
@@ -279,15 +267,7 @@ NETWORK = """
 target = 1e-6
 seeds = [0, 1]
 rounds = 50
-
-[base.problem]
-kind = "quadratic"
-agents = 8
-dim = 6
-
-[base.graph]
-kind = "ring"
-
+""" + BASE + """
 [base.network]
 drop = 0.1
 activation = 0.9
