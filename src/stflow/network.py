@@ -318,24 +318,19 @@ def commit_rate(network: dict, graph_section: dict, graph) -> float:
     >>> round(commit_rate({"drop": 0.2}, {}, make_graph("ring", 6)), 4)   # 0.8 ** 2
     0.64
     """
-    drop = float(network.get("drop", 0.0) or 0.0)
-    enter = float(network.get("burst_enter", 0.0) or 0.0)
-    exit_ = float(network.get("burst_exit", 0.5) or 0.5)
-    p = drop
-    if enter > 0:
-        bad = enter / (enter + exit_)
-        p = bad * float(network.get("burst_drop", 1.0)) + (1.0 - bad) * drop
-    schedule = graph_section.get("schedule", "none") or "none"
-    up = 1.0
-    if schedule == "failures":
-        up = (1.0 - float(graph_section.get("fail", 0.01))) ** int(graph_section.get(
-            "recovery", 10))
-    deg = 1
-    if schedule not in ("matching", "one_peer_exp"):
-        off = graph.laplacian.tocsr(copy=True)
-        off.setdiag(0)
-        off.eliminate_zeros()
-        deg = int(np.diff(off.indptr).max(initial=0))
+    # the declared defaults for keys a section leaves out (or sets to None)
+    net = {p.name: p.default for p in NETWORK_PARAMS}
+    net.update({k: v for k, v in network.items() if k in net and v is not None})
+    sched = {p.name: p.default for p in SCHEDULE_PARAMS}
+    sched.update({k: v for k, v in graph_section.items() if k in sched and v is not None})
+    p = float(net["drop"])
+    if net["burst_enter"] > 0:
+        bad = net["burst_enter"] / (net["burst_enter"] + net["burst_exit"])
+        p = bad * float(net["burst_drop"]) + (1.0 - bad) * p
+    up = (1.0 - float(sched["fail"])) ** int(sched["recovery"]) if (
+        sched["schedule"] == "failures") else 1.0
+    one_peer = sched["schedule"] in ("matching", "one_peer_exp")
+    deg = 1 if one_peer else int(np.max(graph.degree, initial=0))
     return float(((1.0 - p) * up) ** deg)
 
 

@@ -21,6 +21,7 @@ was expected and the fix (:func:`call_user`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -200,7 +201,8 @@ def _import(ref: PyRef, where: str, base_dir=None):
                 f"{_describe(exc)}: fix the file"
             ) from None
         finally:
-            _remove_first(sys.path, folder)
+            with contextlib.suppress(ValueError):  # unless the user's file removed it
+                sys.path.remove(folder)
         return module
     try:
         return importlib.import_module(ref.module)
@@ -221,14 +223,6 @@ def _import(ref: PyRef, where: str, base_dir=None):
             f"{where} = {ref.text!r}: importing '{ref.module}' raised {_describe(exc)}: "
             "fix the module"
         ) from None
-
-
-def _remove_first(items: list, value) -> None:
-    """Remove the first ``value`` of ``items`` (if the user's file has not already)."""
-    try:
-        items.remove(value)
-    except ValueError:
-        pass
 
 
 def load_attr(text: str, where: str, base_dir=None, *, expect: str = "a class or a factory"):

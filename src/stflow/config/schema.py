@@ -318,10 +318,10 @@ def _resolve_spec_files(spec: str, base: Path) -> str:
                 "':' or '|' (spec separators): move the file to a folder without them"
             )
         if not Path(path).is_file():
-            raise InputError(
-                f"[compressor] spec = {spec!r}: file '{path}' not found: give a path relative "
-                f"to {str(base)!r} (the config file's folder) or an absolute one"
-            )
+            from ..user_code import _not_found
+
+            raise _not_found("[compressor] spec", spec, path,
+                             f"{str(base)!r} (the config file's folder)")
         stages[i] = stage.replace(text, f"py:{path}{sep}{rest}", 1)
     return "|".join(stages)
 

@@ -48,6 +48,8 @@ from .simulate import (
     Solution,
     _blown_up,
     _classify,
+    _diverged_message,
+    _interrupted_message,
     _scale,
     make_recorder,
     solve,
@@ -555,15 +557,11 @@ def _run_stack(stack: _Stack, stop=None, metrics=None) -> list[Solution]:
         sv = solver[s]
         if diverged_at is not None:
             status = "diverged"
-            message = (
-                f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step "
-                f"{diverged_at} (t = {t_of(diverged_at):.4g}); likely cause: "
-                f"{r.flow.divergence_cause(hs)}")
+            message = _diverged_message(r.flow, None, hs, diverged_at, t_of(diverged_at))
         elif interrupted_at is not None:
             status = "interrupted"
-            message = (
-                f"interrupted by {signal_name} at step {interrupted_at} of {n_steps[s]} "
-                f"(t = {t_of(interrupted_at):.4g}); the rows recorded up to it are kept")
+            message = _interrupted_message(signal_name, interrupted_at, n_steps[s],
+                                           t_of(interrupted_at))
         else:
             status, message = _classify(records, sv["tolerance"], sv["target_accuracy"],
                                         getattr(r.flow, "stall_hint", None))
@@ -738,7 +736,8 @@ def run_batch(configs, *, max_bytes: int | None = None, stop=None, info: BatchIn
     :func:`batch_memory`) beside the arrays of the batch's problems (each distinct problem
     once: all are built before the first chunk and held until the batch returns; configs
     with more than one distinct problem whose arrays exceed ``max_bytes`` are refused with
-    an :class:`~stflow.errors.InputError` before any run starts), or one by one when it cannot be stacked (a single config, the
+    an :class:`~stflow.errors.InputError` before any run starts), or one by one when it
+    cannot be stacked (a single config, the
     ``continuous`` scheme, a problem without :meth:`~stflow.problems.Problem.arrays`, or a
     probe that differs). Pass ``info=BatchInfo()`` to learn which. Results differ from the
     single runs only in ``wall_seconds`` (the stack's time divided by its runs).

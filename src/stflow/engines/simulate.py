@@ -354,17 +354,11 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
     steps_run = diverged_at if diverged_at is not None else rec.last_step
     if diverged_at is not None:
         status = "diverged"
-        message = (
-            f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step {diverged_at} "
-            f"(t = {t_of(diverged_at):.4g}); likely cause: {flow.divergence_cause(h)}"
-            + ("" if channel is None else channel.divergence_hint())
-        )
+        message = _diverged_message(flow, channel, h, diverged_at, t_of(diverged_at))
     elif interrupted_at is not None:
         status = "interrupted"
-        message = (
-            f"interrupted by {signal_name} at step {interrupted_at} of {n_steps} "
-            f"(t = {t_of(interrupted_at):.4g}); the rows recorded up to it are kept"
-        )
+        message = _interrupted_message(signal_name, interrupted_at, n_steps,
+                                       t_of(interrupted_at))
     else:
         status, message = _classify(records, tolerance, target_accuracy,
                                     getattr(flow, "stall_hint", None))
@@ -382,6 +376,20 @@ def _solve_rounds(flow, state, h, n_steps, record_every, tolerance, progress, lo
         tolerance=tolerance,
         wall_seconds=wall,
     )
+
+
+def _diverged_message(method, channel, step, at: int, t: float) -> str:
+    """The ``diverged`` status line of every engine: where, and the likely cause (the
+    method's, then the lossy channel's when there is one)."""
+    return (f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step {at} "
+            f"(t = {t:.4g}); likely cause: {method.divergence_cause(step)}"
+            + ("" if channel is None else channel.divergence_hint()))
+
+
+def _interrupted_message(by: str, at: int, n_steps: int, t: float) -> str:
+    """The ``interrupted`` status line of every engine."""
+    return (f"interrupted by {by} at step {at} of {n_steps} (t = {t:.4g}); the rows recorded "
+            "up to it are kept")
 
 
 def _classify(records, tolerance, target_accuracy=None, hint=None) -> tuple[str, str]:

@@ -47,23 +47,12 @@ _GROUP = ("method", "compressor", "problem", "graph")
 
 
 def _quantiles(v: np.ndarray, qs) -> list[float]:
-    """Linear-interpolation quantiles of the sorted ``v`` (may hold +-inf): a quantile
-    whose two neighbours include an infinite value with a positive weight is that value."""
+    """Linear-interpolation quantiles of the sorted ``v`` (may hold +-inf): numpy's when
+    every value is finite, else :func:`_quantile_curves`'s rule (a quantile whose two
+    neighbours include an infinite value with a positive weight is that value)."""
     if np.isfinite(v).all():
         return [float(x) for x in np.percentile(v, qs)]
-    out = []
-    for q in qs:
-        pos = q / 100.0 * (v.size - 1)
-        lo = int(math.floor(pos))
-        hi, frac = min(lo + 1, v.size - 1), pos - lo
-        a, b = float(v[lo]), float(v[hi])
-        if frac == 0 or a == b or math.isinf(a):
-            out.append(a)
-        elif math.isinf(b):
-            out.append(b)
-        else:
-            out.append(a + (b - a) * frac)
-    return out
+    return [float(c[0]) for c in _quantile_curves(v.reshape(-1, 1), qs)]
 
 
 def spread(values) -> dict:
@@ -145,11 +134,9 @@ def _runs_cell(s: dict) -> str:
     done = sum(st.get(k, 0) for k in _FINISHED)
     if done:
         parts.append(f"{done} finished")
-    for k in ("diverged", "diverging", "stalled", "failed", "interrupted"):
-        if st.get(k):
-            parts.append(f"{st[k]} {k}")
-    parts += [f"{n} {k}" for k, n in st.items() if k not in _FINISHED and k not in
-              ("diverged", "diverging", "stalled", "failed", "interrupted")]
+    order = ("diverged", "diverging", "stalled", "failed", "interrupted")
+    parts += [f"{st[k]} {k}" for k in order if st.get(k)]
+    parts += [f"{n} {k}" for k, n in st.items() if k not in _FINISHED + order]
     return ", ".join(parts)
 
 

@@ -554,7 +554,7 @@ class Runner:
 
     def _finish(self, rec, state, n_steps, diverged_at, interrupted_at, h, wall,
                 comm_info) -> MPIRunResult:
-        from ...engines.simulate import GROWTH_LIMIT, Solution, _classify
+        from ...engines.simulate import Solution, _classify, _diverged_message, _interrupted_message
 
         records, status, message, steps_done = {}, "", "", 0
         if rec is not None:
@@ -563,18 +563,13 @@ class Runner:
             if diverged_at is not None:
                 steps_done = diverged_at
                 status = "diverged"
-                message = (
-                    f"state became non-finite or grew {GROWTH_LIMIT:.0e}-fold by step "
-                    f"{diverged_at} (t = {diverged_at * h:.4g}); likely cause: "
-                    f"{self.method.divergence_cause(h)}"
-                    + ("" if self.channel is None else self.channel.divergence_hint())
-                )
+                message = _diverged_message(self.method, self.channel, h, diverged_at,
+                                            diverged_at * h)
             elif interrupted_at is not None:  # the simulator's message
                 by = self.stop_flag.signal or "a stop request (on another rank)"
                 t = float(records["t"][-1]) if len(records["t"]) else interrupted_at * h
                 status = "interrupted"
-                message = (f"interrupted by {by} at step {interrupted_at} of {n_steps} "
-                           f"(t = {t:.4g}); the rows recorded up to it are kept")
+                message = _interrupted_message(by, interrupted_at, n_steps, t)
             else:
                 status, message = _classify(records, self.config["solver"]["tolerance"],
                                             self.config["solver"]["target_accuracy"],
