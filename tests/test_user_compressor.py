@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_faults import GOOD  # tests/ is on sys.path (rootdir conftest)
 
 from stflow.certify import certify
 from stflow.compressors import make_compressor
@@ -236,22 +237,9 @@ def test_a_bad_user_decode_under_mpi_is_exit_2_and_leaves_no_folder(tmp_path):
     mpiexec = shutil.which("mpiexec")
     assert mpiexec, "mpiexec not found: pip install -e '.[all]' (mpi4py and the mpich wheel)"
     (tmp_path / "bad_decode.py").write_text(BAD_DECODE)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f"""
-[problem]
-kind = "quadratic"
-agents = 4
-dim = 3
-[graph]
-kind = "ring"
-[method]
-kind = "observer"
-[compressor]
-spec = "py:{tmp_path / 'bad_decode.py'}:short"
-[solver]
-step = 0.01
-horizon = 3.0
-""")
+    cfg = tmp_path / "c.toml"  # test_faults' good config with the bad decode
+    cfg.write_text(GOOD.replace('spec = "topk:k=1"',
+                                f'spec = "py:{tmp_path / "bad_decode.py"}:short"'))
     out = tmp_path / "out"
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "stflow.cli", "run",
                            str(cfg), "--backend", "mpi", "--out", str(out)],
